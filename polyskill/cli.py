@@ -1,0 +1,129 @@
+"""`polyskill ...`: a thin command-line layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import PolyskillError
+
+EXAMPLES = """examples:
+  polyskill recipes
+  polyskill train omniglot-protonet --set train.steps=2000 --out runs/protonet
+  polyskill train omniglot-protonet --out runs/protonet --resume
+  polyskill eval runs/protonet --way 5 --way 20 --shot 1 --episodes 1000
+  polyskill data verify
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polyskill", description="Meta-learning and multi-task learning.",
+                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"polyskill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    train = sub.add_parser("train", help="train a recipe into a run directory",
+                           epilog="example: polyskill train omniglot-protonet --set train.steps=500 --out runs/p")
+    train.add_argument("recipe", help="a shipped recipe name (see `polyskill recipes`) or a YAML file")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe value, e.g. --set episodes.shot=5 (repeatable)")
+    train.add_argument("--out", help="run directory (default runs/RECIPE)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--no-eval", action="store_true", help="skip the test protocols after training")
+    train.add_argument("--root", help="data root (default $POLYSKILL_DATA, else ~/.cache/polyskill)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ev = sub.add_parser("eval", help="evaluate a trained run on fixed test episodes",
+                        epilog="example: polyskill eval runs/p --way 20 --shot 1 --episodes 1000")
+    ev.add_argument("run", help="run directory")
+    ev.add_argument("--way", type=int, action="append", help="classes per episode (repeatable)")
+    ev.add_argument("--shot", type=int, action="append", help="support examples per class (repeatable)")
+    ev.add_argument("--query", type=int, help="query examples per class (default: the recipe's)")
+    ev.add_argument("--episodes", type=int, help="number of episodes (default: the recipe's, 1000)")
+    ev.add_argument("--split", default="test", choices=["test", "val", "train"])
+    ev.add_argument("--seed", type=int, help="episode seed (default: the recipe's)")
+    ev.add_argument("--root", help="data root")
+
+    sub.add_parser("recipes", help="list the shipped recipes")
+
+    data = sub.add_parser("data", help="show or check the data files")
+    data.add_argument("action", choices=["list", "verify"], help="list: what is present; verify: check SHA-256s")
+    data.add_argument("--root", help="data root")
+    return parser
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise PolyskillError(f"{name} must be >= 1, got {value}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .recipes import apply_overrides, load, recipe_from_dict, recipe_to_dict
+    from .recipes.run import load_run, train_run
+
+    if args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
+        recipe, _ = load_run(args.out)
+        recipe = recipe_from_dict(apply_overrides(recipe_to_dict(recipe), args.overrides))
+    else:
+        recipe = load(args.recipe, args.overrides)
+    out = args.out or f"runs/{recipe.name}"
+    summary = train_run(recipe, out, resume=args.resume, root=args.root, progress=not args.quiet,
+                        evaluate=not args.no_eval)
+    print(f"run saved in {out} ({summary.get('status', 'finished')}, {summary.get('train_seconds')} s)")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .recipes.run import evaluate_run
+
+    for name in ("query", "episodes"):
+        _positive(f"--{name}", getattr(args, name))
+    for value in (args.way or []) + (args.shot or []):
+        _positive("--way/--shot", value)
+    evaluate_run(args.run, ways=args.way, shots=args.shot, episodes=args.episodes, query=args.query,
+                 split=args.split, seed=args.seed, root=args.root)
+    return 0
+
+
+def _recipes(_: argparse.Namespace) -> int:
+    from .recipes import available
+
+    for name, description in available().items():
+        print(f"{name:28s} {description}")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from .data.files import status
+    from .data.root import data_root
+
+    root = data_root(args.root)
+    rows = status(args.root, check=args.action == "verify")
+    print(f"data root: {root}")
+    for entry, state in rows:
+        print(f"  {state:8s} {entry.path}")
+    bad = [e.path for e, s in rows if s == "corrupt"]
+    if bad:
+        print(f"{len(bad)} corrupt file(s): delete and provide them again: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"train": _train, "eval": _eval, "recipes": _recipes, "data": _data}[args.command]
+    try:
+        return handler(args)
+    except PolyskillError as exc:
+        print(f"polyskill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("polyskill: interrupted (a training run continues with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""A user's own images: a folder with one sub-folder of images per class becomes a ClassDataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+from .classes import ClassDataset
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def _decode(path: Path, size: tuple[int, int], mode: str) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            image = image.convert(mode)
+            if image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly inside `folder`, sorted, hidden files skipped."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_folder(path: str | os.PathLike, image_size: int | tuple[int, int] = 28, channels: int = 1) -> ClassDataset:
+    """Load FOLDER/<class>/<image> into a ClassDataset [classes, max examples, channels, H, W] uint8.
+
+    Classes may have different numbers of images; `counts` records them. Every image is converted to
+    `channels` (1 = grey, 3 = RGB) and resized to `image_size`.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist or is not a folder")
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = {c.name: image_files(c) for c in classes}
+    files = {name: f for name, f in files.items() if f}
+    if not files:
+        raise DataError(f"image folder {root} has no class sub-folders with images "
+                        f"(expected {root}/<class>/<image>{'|'.join(sorted(IMAGE_SUFFIXES))})")
+    mode = "L" if channels == 1 else "RGB"
+    longest = max(len(f) for f in files.values())
+    data = np.zeros((len(files), longest, size[0], size[1], channels), dtype=np.uint8)
+    for c, paths in enumerate(files.values()):
+        for e, p in enumerate(paths):
+            data[c, e] = _decode(p, size, mode).reshape(size[0], size[1], channels)
+    counts = torch.tensor([len(f) for f in files.values()])
+    return ClassDataset(torch.from_numpy(data).permute(0, 1, 4, 2, 3).contiguous(), list(files), counts)

@@ -1,0 +1,53 @@
+"""The interface every few-shot algorithm implements, and accuracy over episodes written once for all."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from ..data.episodes import Support, TaskBatch
+
+Predictor = Callable[[Tensor], Tensor]
+"""A learned task: query inputs [M, ...] -> logits [M, N]."""
+
+
+class FewShotAlgorithm(nn.Module):
+    """A few-shot learner: `meta_loss` is the outer objective on a batch of tasks, `adapt` learns one task.
+
+    Subclasses may override `predict` to handle a whole TaskBatch at once (faster evaluation).
+    """
+
+    def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Scalar loss to minimise over the meta-parameters, and detached metrics (loss, acc, ...)."""
+        raise NotImplementedError
+
+    def adapt(self, support: Support) -> Predictor:
+        """Learn the task given by `support`; return a function from query inputs to logits."""
+        raise NotImplementedError
+
+    def predict(self, batch: TaskBatch) -> Tensor:
+        """Logits [B, N*Q, N] for every task's query set, by adapting to each support set in turn."""
+        return torch.stack([self.adapt(batch.support(i))(batch.query_x[i]) for i in range(len(batch))])
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Fraction of correct predictions along the last axis of logits, averaged over the last label axis."""
+    return (logits.argmax(-1) == labels).float().mean(-1)
+
+
+def episode_accuracies(algo: FewShotAlgorithm, batches: Iterable[TaskBatch],
+                       context: Callable[[], object] | None = None) -> Tensor:
+    """Query accuracy of each task in `batches`, [E], with the algorithm in eval mode (mode restored after)."""
+    was_training = algo.training
+    algo.eval()
+    results = []
+    try:
+        for batch in batches:
+            with context() if context else torch.no_grad():
+                logits = algo.predict(batch)
+            results.append(accuracy(logits.float(), batch.query_y))
+    finally:
+        algo.train(was_training)
+    return torch.cat(results) if results else torch.empty(0)

@@ -1,0 +1,66 @@
+"""Prototypical Networks (Snell et al., 2017): classify by squared Euclidean distance to class means."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.episodes import Support, TaskBatch
+from .base import FewShotAlgorithm, Predictor, accuracy
+
+
+def prototypes(z: Tensor, labels: Tensor, way: int) -> Tensor:
+    """Class means: z [B, S, D], labels [B, S] in 0..way-1 -> [B, way, D] (classes may differ in size)."""
+    onehot = F.one_hot(labels, way).to(z.dtype)  # [B, S, N]
+    return onehot.transpose(1, 2) @ z / onehot.sum(1).clamp_min(1).unsqueeze(-1)
+
+
+def squared_distances(query: Tensor, protos: Tensor) -> Tensor:
+    """||q - p||^2 for q [B, M, D], p [B, N, D] -> [B, M, N], by one matmul (clamped at 0 against rounding)."""
+    return (query.pow(2).sum(-1, keepdim=True) - 2 * query @ protos.transpose(1, 2)
+            + protos.pow(2).sum(-1).unsqueeze(1)).clamp_min(0)
+
+
+class PrototypePredictor:
+    """A learned task: the embedding network and the class prototypes of the support set."""
+
+    def __init__(self, backbone: nn.Module, protos: Tensor) -> None:
+        self.backbone, self.prototypes = backbone, protos
+
+    def __call__(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            z = self.backbone(x).float()
+        return -squared_distances(z.unsqueeze(0), self.prototypes.unsqueeze(0)).squeeze(0)
+
+
+class PrototypicalNetworks(FewShotAlgorithm):
+    """Embed support and query with one backbone pass; logits are negative squared distances to prototypes."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def _embed(self, x: Tensor) -> Tensor:
+        """[B, M, ...] -> [B, M, D] in fp32 (distances are computed in full precision)."""
+        return self.backbone(x.flatten(0, 1)).float().view(x.shape[0], x.shape[1], -1)
+
+    def _logits(self, batch: TaskBatch) -> Tensor:
+        n_support = batch.support_x.shape[1]
+        z = self._embed(torch.cat([batch.support_x, batch.query_x], dim=1))
+        protos = prototypes(z[:, :n_support], batch.support_y, batch.way)
+        return -squared_distances(z[:, n_support:], protos)
+
+    def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        logits = self._logits(batch)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten())
+        return loss, {"loss": loss.detach(), "acc": accuracy(logits.detach(), batch.query_y).mean()}
+
+    def predict(self, batch: TaskBatch) -> Tensor:
+        return self._logits(batch)
+
+    def adapt(self, support: Support) -> Predictor:
+        with torch.no_grad():
+            z = self.backbone(support.x).float().unsqueeze(0)
+            protos = prototypes(z, support.y.unsqueeze(0), support.num_classes).squeeze(0)
+        return PrototypePredictor(self.backbone, protos)

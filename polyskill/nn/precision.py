@@ -1,0 +1,42 @@
+"""Mixed precision as a context: fp32, bf16, or auto (bf16 where the processor computes it natively)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager, Iterator
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """True when bf16 matrix and convolution kernels run natively (CUDA with bf16, or AVX512-BF16/AMX CPUs)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve(precision: str, device: torch.device | str = "cpu") -> str:
+    """'auto' becomes 'bf16' or 'fp32' for this device; other values pass through."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+@contextlib.contextmanager
+def inference(precision: str, device: torch.device | str = "cpu") -> Iterator[None]:
+    """inference_mode plus `autocast(precision)`: for evaluation passes."""
+    with torch.inference_mode(), autocast(precision, device):
+        yield
+
+
+def autocast(precision: str, device: torch.device | str = "cpu") -> ContextManager:
+    """A context that runs the forward pass in `precision` (losses and distances stay fp32 by design)."""
+    device = torch.device(device)
+    if resolve(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,212 @@
+"""Recipes: typed sections validated on load, so a wrong key or type is one clear error, never a traceback."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from ..meta import ALGORITHMS
+from ..train.episodic import FitConfig
+
+DATASETS = ("omniglot", "folder")
+BACKBONES = ("conv4",)
+
+
+@dataclass
+class DataSpec:
+    """Which classes to train, validate and test on. For `folder`, train/val/test are paths of class folders."""
+
+    dataset: str = "omniglot"
+    train: str = "vinyals/train"
+    val: str | None = "vinyals/val"
+    test: str = "vinyals/test"
+    image_size: int = 28
+    channels: int = 1
+
+
+@dataclass
+class ModelSpec:
+    backbone: str = "conv4"
+    hidden: int = 64
+
+
+@dataclass
+class EpisodeSpec:
+    """An N-way K-shot Q-query protocol; a null shot means the training shot."""
+
+    way: int = 5
+    shot: int | None = 1
+    query: int = 15
+
+
+@dataclass
+class EvalSpec:
+    """The test protocols run after training and by `polyskill eval` by default."""
+
+    ways: list[int] = field(default_factory=lambda: [5, 20])
+    shots: list[int] | None = None
+    query: int = 15
+    episodes: int = 1000
+    seed: int = 0
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    description: str = ""
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    algo: dict[str, Any] = field(default_factory=lambda: {"name": "protonet"})
+    episodes: EpisodeSpec = field(default_factory=EpisodeSpec)
+    validation: EpisodeSpec = field(default_factory=lambda: EpisodeSpec(way=20, shot=None, query=15))
+    train: FitConfig = field(default_factory=FitConfig)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+
+
+CHOICES = {"data.dataset": DATASETS, "model.backbone": BACKBONES}
+
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0]).split(' ', 1)[-1]}s"
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against annotation `tp`; ints are accepted for floats, and '1e-3' strings too."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            if option is type(None) and value is None:
+                return None
+            if option is not type(None):
+                try:
+                    return _coerce(value, option, key)
+                except ConfigError:
+                    pass
+    elif origin is list:
+        if isinstance(value, list):
+            return [_coerce(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        if not isinstance(value, (dict, bool)) and value is not None:
+            return [_coerce(value, typing.get_args(tp)[0], key)]
+    elif tp is bool and isinstance(value, bool):
+        return value
+    elif tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif tp is float and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+
+
+def _unknown(key: str, known: list[str]) -> ConfigError:
+    prefix, _, last = key.rpartition(".")
+    close = difflib.get_close_matches(last, known, n=1)
+    hint = (f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)" if close
+            else f"; known keys here: {', '.join(known)}")
+    return ConfigError(f"unknown key '{key}'{hint}")
+
+
+def _build(cls: type, values: Any, prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'the recipe'} must be a mapping of keys to values, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in hints:
+            raise _unknown(full, known)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{full}.")
+        elif key == "algo" and cls is Recipe:
+            kwargs[key] = _algo(value)
+        else:
+            kwargs[key] = _coerce(value, tp, full)
+            if full in CHOICES and kwargs[key] not in CHOICES[full]:
+                raise ConfigError(f"{full} must be one of {', '.join(CHOICES[full])}, got {kwargs[key]!r}")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix.rstrip('.') or 'recipe'}: {exc}") from None
+
+
+def _algo(values: Any) -> dict[str, Any]:
+    """`algo:` names a registered algorithm; its other keys must be that class's constructor options."""
+    if not isinstance(values, dict) or "name" not in values:
+        raise ConfigError(f"algo must be a mapping with a 'name' ({', '.join(ALGORITHMS)}), got {values!r}")
+    name = values["name"]
+    if name not in ALGORITHMS:
+        raise ConfigError(f"algo.name must be one of {', '.join(ALGORITHMS)}, got {name!r}")
+    params = inspect.signature(ALGORITHMS[name]).parameters
+    options = {k: p for k, p in params.items() if k != "backbone"}
+    hints = typing.get_type_hints(ALGORITHMS[name].__init__)
+    out = {"name": name}
+    for key, value in values.items():
+        if key == "name":
+            continue
+        if key not in options:
+            raise _unknown(f"algo.{key}", sorted(options) or ["name"])
+        out[key] = _coerce(value, hints[key], f"algo.{key}") if key in hints else value
+    return out
+
+
+def recipe_from_dict(values: dict[str, Any]) -> Recipe:
+    """Validate a nested mapping into a Recipe."""
+    return _build(Recipe, values, "")
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    return dataclasses.asdict(recipe)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.steps=500' -> (['train', 'steps'], 500); the value is read as YAML (numbers, lists, null)."""
+    if "=" not in text:
+        raise ConfigError(f"bad --set {text!r}: expected key=value, for example train.steps=500")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"bad --set {text!r}: the key must be dotted names, for example train.steps")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each key=value override into a copy of the raw recipe mapping (validation happens afterwards)."""
+    result = yaml.safe_load(yaml.safe_dump(values)) or {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"bad --set {text!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return result

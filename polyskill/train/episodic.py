@@ -1,0 +1,213 @@
+"""The episodic trainer: meta-batches of tasks, Adam/SGD with a step schedule, validation, checkpoints, resume."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.episodes import EpisodeSampler
+from ..errors import ConfigError, RunError
+from ..meta.base import FewShotAlgorithm, episode_accuracies
+from ..nn.precision import PRECISIONS, autocast, inference, resolve
+from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .metrics import MetricsLog
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass
+class FitConfig:
+    """How to train: every field can be set from a recipe's `train:` section or `--set train.FIELD=...`."""
+
+    steps: int = 1000
+    meta_batch: int = 1
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_step: int = 0
+    lr_gamma: float = 0.5
+    log_every: int = 50
+    val_every: int = 500
+    val_episodes: int = 200
+    precision: str = "fp32"
+    max_minutes: float | None = None
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "meta_batch", "log_every", "val_every", "val_episodes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.lr_step < 0 or not 0 < self.lr_gamma <= 1:
+            raise ConfigError("train.lr must be > 0, train.lr_step >= 0 and 0 < train.lr_gamma <= 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+
+def _optimizer(params, config: FitConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: FitConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Multiply the rate by lr_gamma every lr_step steps (lr_step 0: constant)."""
+    step = config.lr_step or config.steps + 1
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=config.lr_gamma)
+
+
+class Trainer:
+    """Runs `config.steps` meta-updates of `algo` on tasks from `train`, writing the run into `out`.
+
+    `out` receives metrics.jsonl, last.pt (everything needed to continue identically), best.pt (the
+    weights with the best validation accuracy) and summary.json. Without `out` nothing is written.
+    """
+
+    def __init__(self, algo: FewShotAlgorithm, train: EpisodeSampler, config: FitConfig,
+                 out: str | Path | None = None, val: EpisodeSampler | None = None, progress: bool = True) -> None:
+        self.algo, self.train, self.config, self.val = algo, train, config, val
+        self.out = Path(out) if out is not None else None
+        self.progress = progress
+        self.device = torch.device(config.device)
+        self.precision = resolve(config.precision, self.device)
+        algo.to(self.device)
+        self.optimizer = _optimizer(algo.parameters(), config)
+        self.scheduler = _scheduler(self.optimizer, config)
+        self.step = 0
+        self.best_val: float | None = None
+        self.best_step: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.train_seconds = 0.0
+        self.log = MetricsLog(self.out / "metrics.jsonl") if self.out else None
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "model": self.algo.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "sampler": self.train.state_dict(),
+            "torch_rng": torch.get_rng_state(), "best_val": self.best_val, "best_step": self.best_step,
+            "train_seconds": self.train_seconds,
+        }
+
+    def resume(self) -> None:
+        """Continue from out/last.pt: model, optimizer, schedule, sampler and RNG exactly as they were saved."""
+        if self.out is None:
+            raise RunError("resuming needs a run directory")
+        state = load_checkpoint(self.out / "last.pt")
+        self.algo.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.best_val, self.best_step = state["step"], state["best_val"], state["best_step"]
+        self.train_seconds = state["train_seconds"]
+        if (self.out / "best.pt").exists():
+            self.best_state = load_checkpoint(self.out / "best.pt")["model"]
+        self.log.truncate_after(self.step)
+
+    def _checkpoint(self) -> None:
+        if self.out is not None:
+            save_checkpoint(self.out / "last.pt", self.state_dict())
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def validate(self) -> float:
+        """Mean query accuracy over the fixed validation episodes."""
+        batches = (b.to(self.device) for b in self.val.fixed(self.config.val_episodes))
+        return float(episode_accuracies(self.algo, batches, lambda: inference(self.precision, self.device)).mean())
+
+    def _record(self, record: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.write(record)
+
+    def _after_validation(self, bar: tqdm) -> None:
+        acc = self.validate()
+        self._record({"step": self.step, "val_acc": acc, "time": round(self.train_seconds, 3)})
+        if self.best_val is None or acc > self.best_val:
+            self.best_val, self.best_step = acc, self.step
+            self.best_state = {k: v.detach().clone() for k, v in self.algo.state_dict().items()}
+            if self.out is not None:
+                save_checkpoint(self.out / "best.pt", {"model": self.best_state, "step": self.step, "val_acc": acc})
+        if self.progress:
+            bar.write(f"step {self.step}: validation accuracy {100 * acc:.2f}% "
+                      f"(best {100 * self.best_val:.2f}% at step {self.best_step})")
+
+    def fit(self) -> dict[str, Any]:
+        """Train to `config.steps` (or the time budget), validating and checkpointing along the way."""
+        config, algo = self.config, self.algo
+        algo.train()
+        sums: dict[str, torch.Tensor] = {}
+        count, status = 0, "finished"
+        deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
+        bar = tqdm(total=config.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
+                   desc="train", unit="step")
+        started = time.perf_counter()
+        try:
+            while self.step < config.steps:
+                batch = self.train.sample(config.meta_batch).to(self.device)
+                with autocast(self.precision, self.device):
+                    loss, metrics = algo.meta_loss(batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+                count += 1
+                for key, value in metrics.items():
+                    sums[key] = sums[key] + value if key in sums else value.detach().clone()
+                bar.update(1)
+                last = self.step == config.steps or time.monotonic() > deadline
+                if self.step % config.log_every == 0 or last:
+                    self.train_seconds += time.perf_counter() - started
+                    started = time.perf_counter()
+                    means = {k: float(v) / count for k, v in sums.items()}
+                    if not all(math.isfinite(v) for v in means.values()):
+                        raise RunError(f"training diverged at step {self.step} (metrics {means}); the last good "
+                                       f"checkpoint is {self.out / 'last.pt' if self.out else 'not saved'}")
+                    self._record({"step": self.step, **means, "lr": self.scheduler.get_last_lr()[0],
+                                  "time": round(self.train_seconds, 3)})
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
+                    sums, count = {}, 0
+                if self.val is not None and (self.step % config.val_every == 0 or last):
+                    self._after_validation(bar)
+                if self.step % config.val_every == 0 or last:
+                    self._checkpoint()
+                if last and self.step < config.steps:
+                    status = "stopped at the time budget"
+                    break
+        finally:
+            self.train_seconds += time.perf_counter() - started
+            bar.close()
+            if self.log is not None:
+                self.log.close()
+        if self.best_state is not None:
+            algo.load_state_dict(self.best_state)
+        summary = {"status": status, "steps": self.step, "train_seconds": round(self.train_seconds, 1),
+                   "best_val_acc": self.best_val, "best_step": self.best_step, "precision": self.precision,
+                   "config": asdict(config)}
+        if self.out is not None:
+            write_json(self.out / "summary.json", summary)
+        return summary
+
+
+def fit(algo: FewShotAlgorithm, episodes: EpisodeSampler, config: FitConfig | None = None, *,
+        out: str | Path | None = None, val: EpisodeSampler | None = None, resume: bool = False,
+        progress: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Meta-train `algo` on `episodes`; keyword overrides set FitConfig fields (e.g. steps=2000, lr=1e-3)."""
+    known = {f.name for f in fields(FitConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    config = FitConfig(**{**(asdict(config) if config else {}), **overrides})
+    trainer = Trainer(algo, episodes, config, out=out, val=val, progress=progress)
+    if resume:
+        trainer.resume()
+    return trainer.fit()
