@@ -4,7 +4,7 @@ from .classes import ClassDataset
 from .episodes import EpisodeSampler, Support, TaskBatch, episodes
 from .files import fetch, status, verify
 from .folder import image_folder
-from .omniglot import omniglot
+from .omniglot_images import omniglot
 from .registry import FILES, FileEntry
 from .root import cache_dir, data_root
 

@@ -8,7 +8,7 @@ import torch
 
 from ..data.classes import ClassDataset
 from ..data.folder import image_folder
-from ..data.omniglot import omniglot
+from ..data.omniglot_images import omniglot
 from ..errors import ConfigError
 from ..meta import ALGORITHMS
 from ..meta.base import FewShotAlgorithm

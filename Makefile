@@ -1,0 +1,34 @@
+# Two commands: `make demo` (the flagship job) and `make test` (the suite). Both build .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_DATA := $(abspath ../shared/data)
+export POLYSKILL_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(HOME)/.cache/polyskill)
+
+# The demo: ProtoNet on Omniglot (Vinyals split), ~8 minutes of training on 2 CPU cores, then 1000 test episodes.
+DEMO_OUT ?= runs/demo
+DEMO_SET ?= --set train.steps=4000 --set train.lr_step=1000
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+demo: install
+	rm -rf $(DEMO_OUT)
+	$(BIN)/polyskill train omniglot-protonet $(DEMO_SET) --out $(DEMO_OUT)
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/python benchmarks/episode_sampling.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real data root (../shared/data unless POLYSKILL_DATA says otherwise) and small datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("POLYSKILL_DATA", str(REPO.parent / "shared" / "data"))
+os.environ["POLYSKILL_OFFLINE"] = "1"
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = Path(os.environ["POLYSKILL_DATA"])
+    if not (root / "omniglot" / "images_background.npz").is_file():
+        pytest.fail(f"the Omniglot files are not under {root}; set POLYSKILL_DATA to the shared data folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def omniglot_train(data_root):
+    from polyskill.data import omniglot
+    return omniglot("vinyals/train", root=data_root)
+
+
+@pytest.fixture(scope="session")
+def omniglot_val(data_root):
+    from polyskill.data import omniglot
+    return omniglot("vinyals/val", root=data_root)
