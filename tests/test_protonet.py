@@ -1,0 +1,62 @@
+"""Prototypical Networks: prototypes, distances, batched vs per-task prediction, and real learning."""
+
+from __future__ import annotations
+
+import torch
+
+from polyskill.data import EpisodeSampler
+from polyskill.eval import few_shot
+from polyskill.meta import PrototypicalNetworks
+from polyskill.meta.protonet import prototypes, squared_distances
+from polyskill.nn import Conv4
+from polyskill.train import fit
+
+
+def test_prototypes_are_class_means():
+    torch.manual_seed(0)
+    z, labels = torch.randn(2, 7, 4), torch.tensor([[0, 1, 1, 2, 2, 2, 0], [2, 2, 1, 0, 0, 0, 0]])
+    protos = prototypes(z, labels, 3)
+    for b in range(2):
+        for c in range(3):
+            assert torch.allclose(protos[b, c], z[b][labels[b] == c].mean(0), atol=1e-6)
+
+
+def test_squared_distances_match_cdist():
+    torch.manual_seed(0)
+    q, p = torch.randn(3, 11, 16), torch.randn(3, 5, 16)
+    assert torch.allclose(squared_distances(q, p), torch.cdist(q, p).pow(2), atol=1e-4)
+
+
+def test_predict_matches_adapt_per_task(omniglot_val):
+    torch.manual_seed(0)
+    algo = PrototypicalNetworks(Conv4(hidden=16)).eval()
+    batch = EpisodeSampler(omniglot_val, 5, 2, 3, seed=0).sample(3)
+    with torch.no_grad():
+        batched = algo.predict(batch)
+        per_task = torch.stack([algo.adapt(batch.support(i))(batch.query_x[i]) for i in range(3)])
+    assert batched.shape == (3, 15, 5)
+    assert torch.allclose(batched, per_task, atol=1e-3)
+
+
+def test_meta_loss_is_cross_entropy_of_negative_distances(omniglot_val):
+    torch.manual_seed(0)
+    algo = PrototypicalNetworks(Conv4(hidden=8)).eval()  # running statistics: embeddings independent of batching
+    batch = EpisodeSampler(omniglot_val, 4, 1, 2, seed=0).sample(2)
+    loss, metrics = algo.meta_loss(batch)
+    z_s = algo.backbone(batch.support_x.flatten(0, 1)).view(2, 4, -1)
+    z_q = algo.backbone(batch.query_x.flatten(0, 1)).view(2, 8, -1)
+    logits = -torch.cdist(z_q, z_s).pow(2)  # one shot: the prototypes are the support embeddings
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten())
+    assert torch.allclose(loss, expected, atol=1e-4) and 0 <= metrics["acc"] <= 1
+
+
+def test_protonet_learns_omniglot_well_above_chance(omniglot_train, omniglot_val):
+    """A short real training run on a subset of the train classes, judged on unseen validation characters."""
+    torch.manual_seed(0)
+    subset = omniglot_train.subset(range(0, 4112, 4))  # 1028 classes
+    algo = PrototypicalNetworks(Conv4(hidden=32))
+    untrained = few_shot(algo, omniglot_val, way=5, shot=1, episodes=200, seed=0).accuracy
+    fit(algo, EpisodeSampler(subset, way=20, shot=1, query=5, seed=0), steps=250, lr=2e-3, progress=False)
+    trained = few_shot(algo, omniglot_val, way=5, shot=1, episodes=200, seed=0)
+    assert trained.accuracy > 0.80, trained  # chance is 20%
+    assert trained.accuracy > untrained + 0.1
