@@ -76,6 +76,28 @@ def test_stream_state_round_trip():
     assert torch.equal(resumed.sample(2).support_x, expected.support_x)
 
 
+def test_stream_is_the_same_however_it_is_consumed():
+    data = _tagged()
+    whole = EpisodeSampler(data, 5, 1, 2, seed=0).sample(70)
+    sampler = EpisodeSampler(data, 5, 1, 2, seed=0)
+    pieces = TaskBatch.cat([sampler.sample(n) for n in (1, 3, 30, 1, 35)])
+    assert torch.equal(whole.support_x, pieces.support_x) and torch.equal(whole.query_x, pieces.query_x)
+    assert torch.equal(whole.query_y, pieces.query_y)
+
+
+def test_resume_in_the_middle_of_a_block():
+    sampler = EpisodeSampler(_tagged(), 5, 1, 2, seed=0)
+    for skipped in (0, 1, 5, 31, 32, 33):
+        fresh = EpisodeSampler(_tagged(), 5, 1, 2, seed=0)
+        fresh.sample(skipped) if skipped else None
+        state = fresh.state_dict()
+        expected = fresh.sample(40)
+        resumed = EpisodeSampler(_tagged(), 5, 1, 2, seed=9)
+        resumed.load_state_dict(state)
+        assert torch.equal(resumed.sample(40).support_x, expected.support_x), skipped
+    assert sampler.sample(1).support_x.shape == (1, 5, 1, 1, 1)
+
+
 def test_ragged_classes_never_draw_padding():
     counts = torch.tensor([8, 3, 5, 2, 8, 4, 6, 7, 3, 8])
     data = _tagged(10, 8, counts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -53,6 +54,11 @@ class TaskBatch:
         return TaskBatch(self.support_x.to(device), self.support_y.to(device), self.query_x.to(device),
                          self.query_y.to(device), self.way)
 
+    def slice(self, start: int, stop: int) -> "TaskBatch":
+        """Tasks start..stop-1 (views, no copy)."""
+        return TaskBatch(self.support_x[start:stop], self.support_y[start:stop], self.query_x[start:stop],
+                         self.query_y[start:stop], self.way)
+
     @staticmethod
     def cat(batches: list["TaskBatch"]) -> "TaskBatch":
         """Stack the tasks of several batches of the same way and shot."""
@@ -88,30 +94,78 @@ class EpisodeSampler:
         self._all_eligible = len(self.eligible) == dataset.num_classes
         self._ragged = bool((dataset.counts[self.eligible] < dataset.data.shape[1]).any())
         self.generator = torch.Generator().manual_seed(seed)
+        self._shape = dataset.example_shape
+        episode_bytes = way * need * max(1, math.prod(self._shape)) * 4
+        self._block = max(1, min(32, (64 << 20) // episode_bytes))  # tasks drawn at once: at most ~64 MiB
+        self._buffer: TaskBatch | None = None
+        self._position = 0
+        self._block_state = self.generator.get_state()
+        self._label_cache: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def _labels(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        """Support and query labels [B, N*K], [B, N*Q]: the same for every draw, so built once per batch size."""
+        if batch_size not in self._label_cache:
+            labels = torch.arange(self.way)
+            self._label_cache[batch_size] = (
+                labels.repeat_interleave(self.shot).expand(batch_size, -1).contiguous(),
+                labels.repeat_interleave(self.query).expand(batch_size, -1).contiguous())
+        support, query = self._label_cache[batch_size]
+        return support.clone(), query.clone()
+
+    def _distinct_classes(self, batch_size: int, generator: torch.Generator) -> Tensor:
+        """[B, N] distinct class positions, uniform over ordered N-subsets.
+
+        When N*N <= C, draw N with replacement and redraw the rare rows with a repeat (O(N) numbers a
+        row, not O(C)); otherwise take the N largest of C uniform keys.
+        """
+        classes, way = len(self.eligible), self.way
+        if way * way > classes:
+            return torch.rand(batch_size, classes, generator=generator).topk(way, dim=1).indices
+        picks = torch.randint(classes, (batch_size, way), generator=generator)
+        for row, values in enumerate(picks.tolist()):
+            while len(set(values)) < way:
+                values = torch.randint(classes, (way,), generator=generator).tolist()
+                picks[row] = torch.tensor(values)
+        return picks
 
     def _draw(self, batch_size: int, generator: torch.Generator) -> TaskBatch:
-        data, way, n = self.dataset.data, self.way, self.shot + self.query
-        picks = torch.rand(batch_size, len(self.eligible), generator=generator).topk(way, dim=1).indices
+        data, way, shot = self.dataset.data, self.way, self.shot
+        per_class = data.shape[1]
+        picks = self._distinct_classes(batch_size, generator)
         classes = picks if self._all_eligible else self.eligible[picks]
-        scores = torch.rand(batch_size, way, data.shape[1], generator=generator)
+        scores = torch.rand(batch_size, way, per_class, generator=generator)
         if self._ragged:
-            slots = torch.arange(data.shape[1])
-            scores.masked_fill_(slots >= self.dataset.counts[classes].unsqueeze(-1), -1.0)
-        examples = scores.topk(n, dim=2).indices
-        x = to_float(data[classes.unsqueeze(-1), examples])  # [B, N, K+Q, *shape]
-        shape = x.shape[3:]
-        labels = torch.arange(way).view(1, way, 1)
-        return TaskBatch(
-            x[:, :, :self.shot].reshape(batch_size, way * self.shot, *shape),
-            labels.expand(batch_size, way, self.shot).reshape(batch_size, -1),
-            x[:, :, self.shot:].reshape(batch_size, way * self.query, *shape),
-            labels.expand(batch_size, way, self.query).reshape(batch_size, -1),
-            way,
-        )
+            scores.masked_fill_(torch.arange(per_class) >= self.dataset.counts[classes].unsqueeze(-1), -1.0)
+        rows = scores.topk(shot + self.query, dim=2).indices.add_(classes.unsqueeze(-1) * per_class)  # [B, N, K+Q]
+        # one gather of support rows then query rows, so both halves come out contiguous, in their final layout
+        index = torch.cat([rows[:, :, :shot].reshape(-1), rows[:, :, shot:].reshape(-1)])
+        x = to_float(data.view(-1, *self._shape).index_select(0, index))
+        split = batch_size * way * shot
+        support_y, query_y = self._labels(batch_size)
+        return TaskBatch(x[:split].view(batch_size, way * shot, *self._shape), support_y,
+                         x[split:].view(batch_size, way * self.query, *self._shape), query_y, way)
+
+    def _next_block(self) -> None:
+        self._block_state = self.generator.get_state()
+        self._buffer = self._draw(self._block, self.generator)
+        self._position = 0
 
     def sample(self, batch_size: int = 1) -> TaskBatch:
-        """The next `batch_size` tasks of the training stream."""
-        return self._draw(batch_size, self.generator)
+        """The next `batch_size` tasks of the training stream.
+
+        The stream is drawn in blocks of tasks (amortising per-call overhead) and handed out in order,
+        so it is the same however it is consumed: sample(1) four times gives the tasks of sample(4).
+        Returned tensors may be views of the current block: copy them before changing them in place.
+        """
+        pieces = []
+        while batch_size > 0:
+            if self._buffer is None or self._position == self._block:
+                self._next_block()
+            take = min(batch_size, self._block - self._position)
+            pieces.append(self._buffer.slice(self._position, self._position + take))
+            self._position += take
+            batch_size -= take
+        return pieces[0] if len(pieces) == 1 else TaskBatch.cat(pieces)
 
     def episode(self, index: int) -> TaskBatch:
         """Evaluation episode `index`: a batch of one task fixed by (seed, index)."""
@@ -126,10 +180,17 @@ class EpisodeSampler:
             yield TaskBatch.cat([self.episode(i) for i in range(first, last)])
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "seed": self.seed}
+        """Where the training stream stands: the generator at the start of the current block, and the position."""
+        if self._buffer is None or self._position == self._block:
+            return {"generator": self.generator.get_state(), "position": 0, "seed": self.seed}
+        return {"generator": self._block_state, "position": self._position, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+        self._buffer, self._position = None, 0
+        if state.get("position", 0):
+            self._next_block()
+            self._position = state["position"]
 
     def __iter__(self) -> Iterator[TaskBatch]:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -61,7 +62,7 @@ def _optimizer(params, config: FitConfig) -> torch.optim.Optimizer:
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: FitConfig) -> torch.optim.lr_scheduler.LRScheduler:
     """Multiply the rate by lr_gamma every lr_step steps (lr_step 0: constant)."""
-    step = config.lr_step or config.steps + 1
+    step = config.lr_step or sys.maxsize  # independent of `steps`, so a resumed run may extend its length
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=config.lr_gamma)
 
 
