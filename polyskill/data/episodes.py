@@ -96,7 +96,7 @@ class EpisodeSampler:
         self.generator = torch.Generator().manual_seed(seed)
         self._shape = dataset.example_shape
         episode_bytes = way * need * max(1, math.prod(self._shape)) * 4
-        self._block = max(1, min(32, (64 << 20) // episode_bytes))  # tasks drawn at once: at most ~64 MiB
+        self._block = max(1, min(32, (4 << 20) // episode_bytes))  # tasks drawn at once: ~4 MiB, cache-sized
         self._buffer: TaskBatch | None = None
         self._position = 0
         self._block_state = self.generator.get_state()
