@@ -128,7 +128,7 @@ def _unknown(key: str, known: list[str]) -> ConfigError:
 
 def _build(cls: type, values: Any, prefix: str) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(f"{prefix or 'the recipe'} must be a mapping of keys to values, got {values!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'the recipe'} must be a mapping of keys to values, got {values!r}")
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -203,10 +203,10 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     for text in overrides:
         path, value = parse_override(text)
         node = result
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1], start=1):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"bad --set {text!r}: {part} is not a section")
+                raise ConfigError(f"bad --set {text!r}: {'.'.join(path[:depth])} is not a section")
             node = child
         node[path[-1]] = value
     return result

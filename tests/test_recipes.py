@@ -1,0 +1,73 @@
+"""Recipe validation: every bad key, type or override is one clear ConfigError naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyskill.errors import ConfigError
+from polyskill.recipes import available, load, parse_override
+
+
+def test_shipped_recipe_loads_with_the_papers_settings():
+    recipe = load("omniglot-protonet")
+    assert "omniglot-protonet" in available()
+    assert (recipe.episodes.way, recipe.episodes.shot, recipe.episodes.query) == (60, 1, 5)
+    assert recipe.train.optimizer == "adam" and recipe.train.lr == 1e-3
+    assert (recipe.train.lr_step, recipe.train.lr_gamma) == (2000, 0.5)
+    assert recipe.algo == {"name": "protonet"}
+
+
+def test_overrides_are_typed():
+    recipe = load("omniglot-protonet", ["train.steps=500", "train.lr=1e-3", "episodes.shot=5", "eval.ways=[5]",
+                                       "eval.shots=1", "data.val=null"])
+    assert recipe.train.steps == 500 and recipe.train.lr == 0.001 and recipe.episodes.shot == 5
+    assert recipe.eval.ways == [5] and recipe.eval.shots == [1] and recipe.data.val is None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.stesp=5", "unknown key 'train.stesp' (did you mean 'train.steps'?)"),
+    ("trian.steps=5", "unknown key 'trian' (did you mean 'train'?)"),
+    ("train.steps=many", "train.steps must be an integer, got 'many'"),
+    ("train.steps=2.5", "train.steps must be an integer"),
+    ("train.steps=true", "train.steps must be an integer"),
+    ("train.lr=fast", "train.lr must be a number"),
+    ("train.steps=0", "train.steps must be >= 1"),
+    ("train.precision=fp8", "train.precision must be one of fp32, bf16, auto"),
+    ("train.optimizer=lbfgs", "train.optimizer must be one of adam, sgd"),
+    ("eval.ways=[5, x]", "eval.ways[1] must be an integer"),
+    ("data.dataset=imagenet", "data.dataset must be one of omniglot, folder"),
+    ("algo.name=maml9", "algo.name must be one of"),
+    ("algo.distance=cosine", "unknown key 'algo.distance'"),
+    ("train=5", "train must be a mapping"),
+    ("train.steps.deep=1", "train.steps is not a section"),
+    ("train.steps", "expected key=value"),
+    ("=5", "the key must be dotted names"),
+    ("train..steps=5", "the key must be dotted names"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError) as err:
+        load("omniglot-protonet", [override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_recipe_files(tmp_path):
+    good = tmp_path / "mine.yaml"
+    good.write_text("data: {dataset: folder, train: a, val: null, test: b}\ntrain: {steps: 3}\n")
+    recipe = load(good)
+    assert recipe.name == "mine" and recipe.data.dataset == "folder" and recipe.train.steps == 3
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train:\n  steps: [1,\n")
+    with pytest.raises(ConfigError, match="broken.yaml, line 3 is not valid YAML"):
+        load(broken)
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="no recipe named 'nothing-here'"):
+        load("nothing-here")
+
+
+def test_parse_override_reads_yaml_values():
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    assert parse_override("a=hello world") == (["a"], "hello world")
+    assert parse_override("a=") == (["a"], None)
