@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +44,9 @@ def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise RunError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on foreign pickles; the refusal below says it all
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise RunError(f"refusing to load {path}: it is not a weights-only checkpoint ({str(exc).splitlines()[0]})") \
             from None

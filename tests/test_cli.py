@@ -1,0 +1,123 @@
+"""The command line: a tiny end-to-end run, and one clear line with exit code 2 for every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = """
+data: {dataset: omniglot, train: vinyals/val, val: vinyals/test, test: vinyals/test}
+model: {hidden: 8}
+episodes: {way: 5, shot: 1, query: 2}
+validation: {way: 5, shot: null, query: 2}
+train: {steps: 6, val_every: 3, val_episodes: 4, log_every: 2, precision: fp32}
+eval: {ways: [5], episodes: 10}
+"""
+
+
+def polyskill(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "polyskill.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "tiny.yaml").write_text(TINY)
+    result = polyskill("train", folder / "tiny.yaml", "--out", folder / "run", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return folder, result
+
+
+def test_train_writes_a_complete_run(tiny_run):
+    folder, result = tiny_run
+    run = folder / "run"
+    assert {"config.yaml", "metrics.jsonl", "last.pt", "best.pt", "summary.json"} <= {p.name for p in run.iterdir()}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["recipe"] == "tiny"
+    assert summary["test"][0]["way"] == 5 and summary["test"][0]["episodes"] == 10
+    assert "test 5-way 1-shot:" in result.stdout
+
+
+def test_eval_and_resume(tiny_run):
+    folder, _ = tiny_run
+    result = polyskill("eval", folder / "run", "--way", "3", "--shot", "1", "--episodes", "7")
+    assert result.returncode == 0, result.stderr
+    assert "3-way 1-shot" in result.stdout and "7 episodes" in result.stdout
+    summary = json.loads((folder / "run" / "summary.json").read_text())
+    assert {(r["way"], r["episodes"]) for r in summary["test"]} == {(5, 10), (3, 7)}
+
+    again = polyskill("train", folder / "tiny.yaml", "--out", folder / "run", "--quiet")
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+    more = polyskill("train", folder / "tiny.yaml", "--out", folder / "run", "--resume", "--quiet", "--no-eval",
+                     "--set", "train.steps=8")
+    assert more.returncode == 0, more.stderr
+    assert "resuming" in more.stdout and json.loads((folder / "run" / "summary.json").read_text())["steps"] == 8
+
+
+def _one_clear_line(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("polyskill: error:"), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["train", "omniglot-protonet", "--set", "train.stepz=1"], ["unknown key 'train.stepz'"]),
+    (["train", "omniglot-protonet", "--set", "train.steps=abc"], ["train.steps must be an integer"]),
+    (["train", "omniglot-protonet", "--set", "oops"], ["bad --set 'oops'"]),
+    (["train", "omniglot-maml-typo"], ["no recipe named"]),
+    (["eval", "no/such/run"], ["no run directory"]),
+    (["eval", ".", "--way", "0"], [">= 1"]),
+])
+def test_bad_inputs(args, needles, tmp_path):
+    _one_clear_line(polyskill(*args, cwd=tmp_path), *needles)
+
+
+def test_missing_data_is_one_clear_line(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    result = polyskill("train", tmp_path / "tiny.yaml", "--out", tmp_path / "run", "--root", tmp_path / "empty")
+    _one_clear_line(result, "missing", str(tmp_path / "empty"))
+
+
+def test_crafted_checkpoint_is_refused(tiny_run, tmp_path):
+    folder, _ = tiny_run
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text((folder / "run" / "config.yaml").read_text())
+    marker = tmp_path / "executed"
+    (run / "best.pt").write_bytes(pickle.dumps(_Payload(marker)))
+    _one_clear_line(polyskill("eval", run), "refusing")
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_data_verify_flags_a_corrupt_file(tmp_path, data_root):
+    target = tmp_path / "omniglot" / "alphabets.json"
+    target.parent.mkdir(parents=True)
+    target.write_text((data_root / "omniglot" / "alphabets.json").read_text()[:-10])
+    result = polyskill("data", "verify", "--root", tmp_path)
+    assert result.returncode == 1 and "corrupt  omniglot/alphabets.json" in result.stdout
+    assert "missing  omniglot/images_background.npz" in result.stdout
+
+
+def test_recipes_lists_the_shipped_recipes():
+    result = polyskill("recipes")
+    assert result.returncode == 0 and result.stdout.startswith("omniglot-protonet")
