@@ -5,7 +5,7 @@ Both samplers draw N-way K-shot Q-query episodes from the same Omniglot "vinyals
 shared/bench/setup_peers.sh) as a long-lived subprocess of this script, and the two are timed in turn
 (ours, peer, ours, peer, ...) so both see the same machine load; the table gives medians and ratios.
 
-    POLYSKILL_DATA=/work/shared/data .venv/bin/python benchmarks/episode_sampling.py --repeats 5 --seconds 3
+    POLYSKILL_DATA=../shared/data .venv/bin/python benchmarks/episode_sampling.py --repeats 5 --seconds 3
 
 The subprocess is this same file run with `--peer-worker DIR`; it imports only numpy, torch and learn2learn.
 """
