@@ -149,7 +149,7 @@ class Trainer:
         count, status = 0, "finished"
         deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
         bar = tqdm(total=config.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
-                   desc="train", unit="step")
+                   desc="train", unit="step", mininterval=0.5)
         started = time.perf_counter()
         try:
             while self.step < config.steps:
