@@ -114,3 +114,22 @@ def test_not_enough_classes_is_a_config_error():
         EpisodeSampler(_tagged(), way=5, shot=2, query=10)
     with pytest.raises(ConfigError, match="shot"):
         EpisodeSampler(_tagged(), way=5, shot=0, query=1)
+
+
+@pytest.mark.parametrize("way", [2, 3])  # 2*2 <= 6 draws with rejection, 3*3 > 6 takes random keys
+def test_class_choice_is_uniform_over_ordered_subsets(way):
+    import itertools
+    import math
+
+    draws = 30000
+    batch = EpisodeSampler(_tagged(classes=6, examples=2), way=way, shot=1, query=0, seed=0).sample(draws)
+    classes, _ = _decode(batch.support_x)
+    counts = {}
+    for row in classes.tolist():
+        counts[tuple(row)] = counts.get(tuple(row), 0) + 1
+    outcomes = list(itertools.permutations(range(6), way))
+    assert set(counts) == set(outcomes)
+    expected = draws / len(outcomes)
+    chi2 = sum((counts[o] - expected) ** 2 / expected for o in outcomes)
+    dof = len(outcomes) - 1
+    assert chi2 < dof + 5 * math.sqrt(2 * dof)  # ~5 sigma above the chi-square mean
