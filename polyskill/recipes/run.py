@@ -34,7 +34,8 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
     config_path = out / "config.yaml"
     if resume:
         if not (out / "last.pt").is_file():
-            raise RunError(f"cannot resume {out}: it has no last.pt checkpoint")
+            raise RunError(f"cannot resume {out}: it has no last.pt checkpoint yet (it stopped before its first); "
+                           f"delete it or train into another --out")
     elif config_path.exists() or (out / "last.pt").exists():
         raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
