@@ -88,6 +88,7 @@ def test_missing_data_is_one_clear_line(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
     result = polyskill("train", tmp_path / "tiny.yaml", "--out", tmp_path / "run", "--root", tmp_path / "empty")
     _one_clear_line(result, "missing", str(tmp_path / "empty"))
+    assert not (tmp_path / "run").exists()  # a failed start leaves nothing that blocks the next attempt
 
 
 def test_crafted_checkpoint_is_refused(tiny_run, tmp_path):

@@ -38,9 +38,6 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
                            f"delete it or train into another --out")
     elif config_path.exists() or (out / "last.pt").exists():
         raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
-
     algo = algorithm(recipe)
     spec, val = recipe.episodes, recipe.validation
     train_sampler = EpisodeSampler(dataset(recipe, "train", root), spec.way, spec.shot, spec.query,
@@ -49,6 +46,9 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
     if recipe.data.val is not None:
         val_sampler = EpisodeSampler(dataset(recipe, "val", root), val.way, val.shot or spec.shot, val.query,
                                      seed=recipe.eval.seed)
+    # only now that the data and the model are known to be good does the run directory take the config
+    out.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
     trainer = Trainer(algo, train_sampler, recipe.train, out=out, val=val_sampler, progress=progress)
     if resume:
         trainer.resume()
