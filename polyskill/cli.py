@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except PolyskillError as exc:
         print(f"polyskill: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system said no: a path, a permission, a full disk
+        print(f"polyskill: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("polyskill: interrupted (a training run continues with --resume)", file=sys.stderr)
         return 130

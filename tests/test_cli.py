@@ -122,3 +122,12 @@ def test_data_verify_flags_a_corrupt_file(tmp_path, data_root):
 def test_recipes_lists_the_shipped_recipes():
     result = polyskill("recipes")
     assert result.returncode == 0 and result.stdout.startswith("omniglot-protonet")
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tiny_run, tmp_path):
+    folder, _ = tiny_run
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text((folder / "run" / "config.yaml").read_text().replace("hidden: 8", "hidden: 16"))
+    (run / "best.pt").write_bytes((folder / "run" / "best.pt").read_bytes())
+    _one_clear_line(polyskill("eval", run), "does not fit the model")

@@ -11,7 +11,7 @@ import yaml
 from ..data.episodes import EpisodeSampler
 from ..errors import RunError
 from ..eval.few_shot import FewShotResult, few_shot
-from ..train.checkpoint import load_checkpoint, read_json, write_json
+from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
 from ..train.episodic import Trainer
 from . import apply_overrides, read_yaml, recipe_from_dict, recipe_to_dict
 from .build import algorithm, dataset
@@ -48,7 +48,7 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
                                      seed=recipe.eval.seed)
     # only now that the data and the model are known to be good does the run directory take the config
     out.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+    write_text(config_path, yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
     trainer = Trainer(algo, train_sampler, recipe.train, out=out, val=val_sampler, progress=progress)
     if resume:
         trainer.resume()
@@ -85,7 +85,12 @@ def evaluate_run(run: str | os.PathLike, ways: list[int] | None = None, shots: l
     if overrides:
         recipe = recipe_from_dict(apply_overrides(recipe_to_dict(recipe), overrides))
     algo = algorithm(recipe)
-    algo.load_state_dict(load_checkpoint(weights)["model"])
+    state = load_checkpoint(weights)
+    try:
+        algo.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise RunError(f"{weights} does not fit the model that {run / 'config.yaml'} describes "
+                       f"({str(exc).splitlines()[0]})") from None
     data = dataset(recipe, split, root)
     protocols = _protocols(recipe, ways, shots)
     results: list[FewShotResult] = []

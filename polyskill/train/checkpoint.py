@@ -54,9 +54,14 @@ def load_checkpoint(path: Path) -> dict:
         raise RunError(f"checkpoint {path} is unreadable or truncated ({str(exc).splitlines()[0]})") from None
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically."""
+    _atomic_write(path, lambda f: f.write(text), mode="w")
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (indented, keys in insertion order)."""
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), mode="w")
+    write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def read_json(path: Path) -> dict:

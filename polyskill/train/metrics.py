@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import _atomic_write
+from .checkpoint import write_text
 
 
 class MetricsLog:
@@ -28,7 +28,7 @@ class MetricsLog:
                 continue
             if record.get("step", 0) <= step:
                 kept.append(line)
-        _atomic_write(self.path, lambda f: f.write("".join(k + "\n" for k in kept)), mode="w")
+        write_text(self.path, "".join(k + "\n" for k in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
