@@ -20,6 +20,15 @@ DATASETS = ("omniglot", "folder")
 BACKBONES = ("conv4",)
 
 
+def _at_least(spec: Any, **minimums: int) -> None:
+    """Raise ValueError('FIELD must be >= N, got V') for the first field (or list element) below its minimum."""
+    for name, low in minimums.items():
+        value = getattr(spec, name)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and item < low:
+                raise ValueError(f"{name} must be >= {low}, got {item}")
+
+
 @dataclass
 class DataSpec:
     """Which classes to train, validate and test on. For `folder`, train/val/test are paths of class folders."""
@@ -31,11 +40,19 @@ class DataSpec:
     image_size: int = 28
     channels: int = 1
 
+    def __post_init__(self) -> None:
+        _at_least(self, image_size=1)
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+
 
 @dataclass
 class ModelSpec:
     backbone: str = "conv4"
     hidden: int = 64
+
+    def __post_init__(self) -> None:
+        _at_least(self, hidden=1)
 
 
 @dataclass
@@ -45,6 +62,9 @@ class EpisodeSpec:
     way: int = 5
     shot: int | None = 1
     query: int = 15
+
+    def __post_init__(self) -> None:
+        _at_least(self, way=1, shot=1, query=0)
 
 
 @dataclass
@@ -56,6 +76,9 @@ class EvalSpec:
     query: int = 15
     episodes: int = 1000
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _at_least(self, ways=1, shots=1, query=1, episodes=1)
 
 
 @dataclass
@@ -150,7 +173,7 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{prefix.rstrip('.') or 'recipe'}: {exc}") from None
+        raise ConfigError(f"{prefix}{exc}" if prefix else f"recipe: {exc}") from None
 
 
 def _algo(values: Any) -> dict[str, Any]:
