@@ -35,10 +35,12 @@ class FewShotResult:
     seed: int
     accuracy: float
     ci95: float
+    steps: int | None = None
 
     def __str__(self) -> str:
+        steps = f", {self.steps} adaptation steps" if self.steps is not None else ""
         return (f"{self.way}-way {self.shot}-shot: {100 * self.accuracy:.2f} +- {100 * self.ci95:.2f} % "
-                f"({self.episodes} episodes, {self.query} queries per class)")
+                f"({self.episodes} episodes, {self.query} queries per class{steps})")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,6 +23,16 @@ class FewShotAlgorithm(nn.Module):
         """Scalar loss to minimise over the meta-parameters, and detached metrics (loss, acc, ...)."""
         raise NotImplementedError
 
+    def meta_backward(self, batch: TaskBatch) -> dict[str, Tensor]:
+        """Accumulate the gradient of the outer objective into the parameters' .grad; return the metrics.
+
+        By default the backward pass of `meta_loss`. Algorithms override it to save memory (MAML frees each
+        task's graph as it goes) or to define their own update direction (Reptile).
+        """
+        loss, metrics = self.meta_loss(batch)
+        loss.backward()
+        return metrics
+
     def adapt(self, support: Support) -> Predictor:
         """Learn the task given by `support`; return a function from query inputs to logits."""
         raise NotImplementedError

@@ -1,19 +1,29 @@
-"""Objects from a recipe: the class datasets, the backbone and the algorithm."""
+"""Objects from a recipe: the task samplers, the backbone and the algorithm."""
 
 from __future__ import annotations
 
 import os
 
 import torch
+from torch import nn
 
 from ..data.classes import ClassDataset
+from ..data.episodes import EpisodeSampler
 from ..data.folder import image_folder
 from ..data.omniglot_images import omniglot
+from ..data.sinusoid import SinusoidTasks
 from ..errors import ConfigError
 from ..meta import ALGORITHMS
 from ..meta.base import FewShotAlgorithm
 from ..nn.conv4 import Conv4
+from ..nn.mlp import MLP
 from .schema import Recipe
+
+Tasks = EpisodeSampler | SinusoidTasks
+
+
+def is_regression(recipe: Recipe) -> bool:
+    return recipe.data.dataset == "sinusoid"
 
 
 def dataset(recipe: Recipe, split: str, root: str | os.PathLike | None = None) -> ClassDataset:
@@ -26,13 +36,43 @@ def dataset(recipe: Recipe, split: str, root: str | os.PathLike | None = None) -
         if spec.channels != 1:
             raise ConfigError("Omniglot is greyscale: data.channels must be 1")
         return omniglot(where, root=root, image_size=spec.image_size)
-    return image_folder(where, image_size=spec.image_size, channels=spec.channels)
+    if spec.dataset == "folder":
+        return image_folder(where, image_size=spec.image_size, channels=spec.channels)
+    raise ConfigError(f"data.dataset {spec.dataset!r} has no classes to load")
+
+
+def tasks(recipe: Recipe, split: str, way: int, shot: int, query: int, seed: int,
+          root: str | os.PathLike | None = None) -> Tasks:
+    """A task sampler over `split`: N-way K-shot episodes of its classes, or K-shot regression tasks."""
+    if is_regression(recipe):
+        return SinusoidTasks(shot, query, seed=seed + {"train": 0, "val": 1, "test": 2}[split] * 1_000_003)
+    return EpisodeSampler(dataset(recipe, split, root), way, shot, query, seed=seed)
+
+
+def backbone(recipe: Recipe, outputs: int | None) -> nn.Module:
+    """The recipe's network; `outputs` adds a linear head of that size (None: an embedding network)."""
+    spec = recipe.model
+    if spec.backbone == "mlp":
+        if outputs is None:
+            raise ConfigError("model.backbone mlp needs an algorithm with an output layer (maml, reptile)")
+        inputs = 1 if is_regression(recipe) else recipe.data.channels * recipe.data.image_size ** 2
+        return MLP([inputs, *spec.widths, outputs]) if is_regression(recipe) else nn.Sequential(
+            nn.Flatten(), MLP([inputs, *spec.widths, outputs]))
+    if is_regression(recipe):
+        raise ConfigError("sinusoid regression takes model.backbone: mlp")
+    return Conv4(in_channels=recipe.data.channels, hidden=spec.hidden, out_features=outputs,
+                 image_size=recipe.data.image_size)
 
 
 def algorithm(recipe: Recipe) -> FewShotAlgorithm:
     """A freshly initialised algorithm, seeded by train.seed so that a run is reproducible."""
     torch.manual_seed(recipe.train.seed)
-    spec = recipe.model
-    backbone = Conv4(in_channels=recipe.data.channels, hidden=spec.hidden, image_size=recipe.data.image_size)
+    cls = ALGORITHMS[recipe.algo["name"]]
+    outputs = (1 if is_regression(recipe) else recipe.episodes.way) if getattr(cls, "needs_head", False) else None
+    if outputs is None and is_regression(recipe):
+        raise ConfigError(f"algo {recipe.algo['name']} classifies; sinusoid regression needs maml or reptile")
     options = {k: v for k, v in recipe.algo.items() if k != "name"}
-    return ALGORITHMS[recipe.algo["name"]](backbone, **options)
+    try:
+        return cls(backbone(recipe, outputs), **options)
+    except ValueError as exc:
+        raise ConfigError(f"algo: {exc}") from None

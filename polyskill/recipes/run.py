@@ -8,23 +8,55 @@ from typing import Any, Callable
 
 import yaml
 
-from ..data.episodes import EpisodeSampler
-from ..errors import RunError
+from ..errors import ConfigError, RunError
 from ..eval.few_shot import FewShotResult, few_shot
+from ..eval.regression import RegressionResult, regression
+from ..meta.base import FewShotAlgorithm
 from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
 from ..train.episodic import Trainer
 from . import apply_overrides, read_yaml, recipe_from_dict, recipe_to_dict
-from .build import algorithm, dataset
+from .build import algorithm, dataset, is_regression, tasks
 from .schema import Recipe
 
 Echo = Callable[[str], None]
 
 
-def _protocols(recipe: Recipe, ways: list[int] | None = None, shots: list[int] | None = None) -> list[tuple[int, int]]:
-    """(way, shot) pairs to test: the given ones, else the recipe's eval section (shots default to training's)."""
-    ways = ways or recipe.eval.ways
+def _protocols(recipe: Recipe, ways: list[int] | None = None,
+               shots: list[int] | None = None) -> list[tuple[int, int, int | None]]:
+    """(way, shot, adaptation steps) to test: the given ones, else the recipe's eval section (shots default
+    to training's, steps to the algorithm's own)."""
+    ways = [1] if is_regression(recipe) else ways or recipe.eval.ways
     shots = shots or recipe.eval.shots or [recipe.episodes.shot]
-    return [(way, shot) for shot in shots for way in ways]
+    steps: list[int | None] = list(recipe.eval.steps or [None])
+    return [(way, shot, step) for step in steps for shot in shots for way in ways]
+
+
+def _protocol_key(result: dict[str, Any]) -> tuple:
+    """What identifies a protocol in summary.json (everything but the measured values)."""
+    return tuple(sorted((k, v) for k, v in result.items() if k not in ("accuracy", "mse", "ci95", "weights")))
+
+
+def run_protocol(algo: FewShotAlgorithm, recipe: Recipe, split: str, way: int, shot: int, steps: int | None,
+                 query: int, episodes: int, seed: int, root: str | None) -> FewShotResult | RegressionResult:
+    """One test protocol on fixed tasks of `split`, with `steps` adaptation steps for gradient-based learners."""
+    if getattr(type(algo), "needs_head", False) and not is_regression(recipe) and way != recipe.episodes.way:
+        raise ConfigError(f"{recipe.algo['name']} was trained with a {recipe.episodes.way}-way output layer and "
+                          f"cannot be tested on {way}-way tasks; train it with --set episodes.way={way}")
+    if steps is not None and not hasattr(algo, "eval_steps"):
+        raise ConfigError(f"eval.steps applies to gradient-based learners, not to {recipe.algo['name']}")
+    default_steps = getattr(algo, "eval_steps", None)
+    if steps is not None:
+        algo.eval_steps = steps
+    try:
+        if is_regression(recipe):
+            sampler = tasks(recipe, split, 1, shot, query, seed, root)
+            return regression(algo, sampler, episodes, seed, steps)
+        result = few_shot(algo, dataset(recipe, split, root), way, shot, query, episodes, seed=seed,
+                          precision=recipe.train.precision, device=recipe.train.device)
+        return FewShotResult(**{**result.to_dict(), "steps": steps})
+    finally:
+        if default_steps is not None:
+            algo.eval_steps = default_steps
 
 
 def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, root: str | None = None,
@@ -40,12 +72,12 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
         raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     algo = algorithm(recipe)
     spec, val = recipe.episodes, recipe.validation
-    train_sampler = EpisodeSampler(dataset(recipe, "train", root), spec.way, spec.shot, spec.query,
-                                   seed=recipe.train.seed)
+    train_sampler = tasks(recipe, "train", spec.way, spec.shot, spec.query, recipe.train.seed, root)
     val_sampler = None
     if recipe.data.val is not None:
-        val_sampler = EpisodeSampler(dataset(recipe, "val", root), val.way, val.shot or spec.shot, val.query,
-                                     seed=recipe.eval.seed)
+        if is_regression(recipe):
+            raise ConfigError("regression runs are not validated by accuracy: set data.val to null")
+        val_sampler = tasks(recipe, "val", val.way, val.shot or spec.shot, val.query, recipe.eval.seed, root)
     # only now that the data and the model are known to be good does the run directory take the config
     out.mkdir(parents=True, exist_ok=True)
     write_text(config_path, yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
@@ -91,18 +123,14 @@ def evaluate_run(run: str | os.PathLike, ways: list[int] | None = None, shots: l
     except (KeyError, TypeError, RuntimeError) as exc:
         raise RunError(f"{weights} does not fit the model that {run / 'config.yaml'} describes "
                        f"({str(exc).splitlines()[0]})") from None
-    data = dataset(recipe, split, root)
-    protocols = _protocols(recipe, ways, shots)
-    results: list[FewShotResult] = []
-    for way, shot in protocols:
-        result = few_shot(algo, data, way, shot, query or recipe.eval.query, episodes or recipe.eval.episodes,
-                          seed=recipe.eval.seed if seed is None else seed, precision=recipe.train.precision,
-                          device=recipe.train.device)
+    results = [run_protocol(algo, recipe, split, way, shot, steps, query or recipe.eval.query,
+                            episodes or recipe.eval.episodes, recipe.eval.seed if seed is None else seed, root)
+               for way, shot, steps in _protocols(recipe, ways, shots)]
+    for result in results:
         echo(f"{split} {result}")
-        results.append(result)
     summary = read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
-    kept = [r for r in summary.get(split, []) if (r["way"], r["shot"], r["query"], r["episodes"], r["seed"])
-            not in {(r2.way, r2.shot, r2.query, r2.episodes, r2.seed) for r2 in results}]
+    fresh = {_protocol_key(r.to_dict()) for r in results}
+    kept = [r for r in summary.get(split, []) if _protocol_key(r) not in fresh]
     summary[split] = kept + [r.to_dict() | {"weights": weights.name} for r in results]
     write_json(run / "summary.json", summary)
     return summary

@@ -16,8 +16,8 @@ from ..errors import ConfigError
 from ..meta import ALGORITHMS
 from ..train.episodic import FitConfig
 
-DATASETS = ("omniglot", "folder")
-BACKBONES = ("conv4",)
+DATASETS = ("omniglot", "folder", "sinusoid")
+BACKBONES = ("conv4", "mlp")
 
 
 def _at_least(spec: Any, **minimums: int) -> None:
@@ -31,7 +31,8 @@ def _at_least(spec: Any, **minimums: int) -> None:
 
 @dataclass
 class DataSpec:
-    """Which classes to train, validate and test on. For `folder`, train/val/test are paths of class folders."""
+    """Which classes to train, validate and test on. For `folder`, train/val/test are paths of class folders;
+    `sinusoid` tasks are synthetic (train/val/test are not read: the seeds tell the task streams apart)."""
 
     dataset: str = "omniglot"
     train: str = "vinyals/train"
@@ -48,11 +49,14 @@ class DataSpec:
 
 @dataclass
 class ModelSpec:
+    """`conv4`: `hidden` channels per block; `mlp`: hidden layer `widths` (inputs and outputs from the data)."""
+
     backbone: str = "conv4"
     hidden: int = 64
+    widths: list[int] = field(default_factory=lambda: [40, 40])
 
     def __post_init__(self) -> None:
-        _at_least(self, hidden=1)
+        _at_least(self, hidden=1, widths=1)
 
 
 @dataclass
@@ -69,16 +73,18 @@ class EpisodeSpec:
 
 @dataclass
 class EvalSpec:
-    """The test protocols run after training and by `polyskill eval` by default."""
+    """The test protocols run after training and by `polyskill eval` by default. `steps`: adaptation steps
+    to test gradient-based learners with (null: the algorithm's own `eval_steps`)."""
 
     ways: list[int] = field(default_factory=lambda: [5, 20])
     shots: list[int] | None = None
     query: int = 15
     episodes: int = 1000
     seed: int = 0
+    steps: list[int] | None = None
 
     def __post_init__(self) -> None:
-        _at_least(self, ways=1, shots=1, query=1, episodes=1)
+        _at_least(self, ways=1, shots=1, query=1, episodes=1, steps=0)
 
 
 @dataclass

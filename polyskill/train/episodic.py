@@ -20,6 +20,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .metrics import MetricsLog
 
 OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("step", "linear", "cosine")
 
 
 @dataclass
@@ -32,6 +33,7 @@ class FitConfig:
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
+    schedule: str = "step"
     lr_step: int = 0
     lr_gamma: float = 0.5
     log_every: int = 50
@@ -50,6 +52,8 @@ class FitConfig:
             raise ConfigError("train.lr must be > 0, train.lr_step >= 0 and 0 < train.lr_gamma <= 1")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -61,7 +65,13 @@ def _optimizer(params, config: FitConfig) -> torch.optim.Optimizer:
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: FitConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Multiply the rate by lr_gamma every lr_step steps (lr_step 0: constant)."""
+    """`step`: multiply the rate by lr_gamma every lr_step steps (lr_step 0: constant); `linear` / `cosine`:
+    anneal it from lr to 0 over `steps` (Reptile's outer step size, MAML++'s meta rate)."""
+    if config.schedule == "linear":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: max(0.0, 1 - t / config.steps))
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, config.steps) / config.steps)))
     step = config.lr_step or sys.maxsize  # independent of `steps`, so a resumed run may extend its length
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=config.lr_gamma)
 
@@ -154,10 +164,9 @@ class Trainer:
         try:
             while self.step < config.steps:
                 batch = self.train.sample(config.meta_batch).to(self.device)
-                with autocast(self.precision, self.device):
-                    loss, metrics = algo.meta_loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                with autocast(self.precision, self.device):
+                    metrics = algo.meta_backward(batch)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.step += 1

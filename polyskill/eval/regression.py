@@ -1,0 +1,56 @@
+"""Few-shot regression: query mean squared error over fixed tasks, with a 95% confidence interval."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+from ..data.episodes import TaskBatch
+from ..meta.base import FewShotAlgorithm
+from .few_shot import confidence_interval
+
+
+@dataclass(frozen=True)
+class RegressionResult:
+    """Mean query MSE of one protocol (shot, query, episodes, seed, adaptation steps)."""
+
+    shot: int
+    query: int
+    episodes: int
+    seed: int
+    steps: int | None
+    mse: float
+    ci95: float
+
+    def __str__(self) -> str:
+        steps = f", {self.steps} adaptation steps" if self.steps is not None else ""
+        return (f"{self.shot}-shot regression{steps}: MSE {self.mse:.4f} +- {self.ci95:.4f} "
+                f"({self.episodes} tasks, {self.query} query points)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def task_mse(algo: FewShotAlgorithm, batches: Iterable[TaskBatch]) -> Tensor:
+    """Query mean squared error of each task [E], the algorithm in eval mode (mode restored after)."""
+    was_training = algo.training
+    algo.eval()
+    errors = []
+    try:
+        for batch in batches:
+            with torch.no_grad():
+                outputs = algo.predict(batch).float().reshape(batch.query_y.shape)
+            errors.append((outputs - batch.query_y).pow(2).flatten(1).mean(1))
+    finally:
+        algo.train(was_training)
+    return torch.cat(errors) if errors else torch.empty(0)
+
+
+def regression(algo: FewShotAlgorithm, tasks, episodes: int = 600, seed: int = 0,
+               steps: int | None = None) -> RegressionResult:
+    """Evaluate `algo` on `episodes` fixed tasks of the sampler `tasks` (same tasks for every model)."""
+    mse, ci = confidence_interval(task_mse(algo, tasks.fixed(episodes)))
+    return RegressionResult(tasks.shot, tasks.query, episodes, seed, steps, mse, ci)

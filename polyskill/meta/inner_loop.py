@@ -1,0 +1,250 @@
+"""The inner loop of gradient-based meta-learning: gradient steps on a task's support loss, written as pure
+functions of parameter dicts (`torch.func`), for a whole meta-batch of tasks at once.
+
+MAML, FOMAML, ANIL, Meta-SGD, MAML++ and Reptile are options of this one engine:
+
+- `first_order`: inner gradients are computed without a graph (FOMAML, Reptile) or with one, so that the
+  outer gradient flows through them (second-order MAML);
+- `adapt`: which parameters the inner loop changes (all of them, or the head only for ANIL); the others stay
+  shared by every task;
+- `learn_lr`: fixed rates, a learned rate per parameter element (Meta-SGD) or a learned rate per step and per
+  parameter tensor (MAML++'s LSLR);
+- `optimizer`: plain gradient descent, or Adam with its state reset for each task (Reptile's inner loop).
+
+Tasks run in parallel through `vmap`. While every task still has the same parameters (before the first
+inner step, and always for the parameters that do not adapt) those parameters are passed unbatched, so the
+network runs as one large batch with per-task batch-norm statistics instead of a grouped convolution per task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+Params = dict[str, Tensor]
+"""Parameter name -> tensor; in a meta-batch, adapted tensors carry a leading task axis [B, ...]."""
+
+LEARN_LR = ("none", "per_parameter", "per_step")
+OPTIMIZERS = ("sgd", "adam")
+
+
+_VMAPPED = contextvars.ContextVar("polyskill_vmapped", default=False)
+
+
+@contextlib.contextmanager
+def _vmapped() -> Iterator[None]:
+    """Marks code that runs under `vmap`, where TaskBatchNorm must use elementary ops."""
+    token = _VMAPPED.set(True)
+    try:
+        yield
+    finally:
+        _VMAPPED.reset(token)
+
+
+def task_loss(output: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy for integer class labels, mean squared error for float targets (regression tasks).
+
+    Half-precision outputs (autocast) are lifted to float32; float64 stays float64.
+    """
+    if output.dtype in (torch.float16, torch.bfloat16):
+        output = output.float()
+    if target.is_floating_point():
+        return F.mse_loss(output.reshape(target.shape), target.to(output.dtype))
+    return F.cross_entropy(output, target)
+
+
+class TaskBatchNorm(nn.Module):
+    """Batch norm with the statistics of the batch in front of it, always, and no running statistics.
+
+    Under the engine's `vmap` it is written with elementary tensor ops: there PyTorch's fused batch norm
+    gives a wrong second derivative (tested against finite differences in the suite). Elsewhere it runs
+    the fused kernel, which is several times faster.
+    """
+
+    def __init__(self, weight: nn.Parameter | None, bias: nn.Parameter | None, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight, self.bias, self.eps = weight, bias, eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not _VMAPPED.get():
+            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
+        dims = [0] + list(range(2, x.dim()))
+        var, mean = torch.var_mean(x, dim=dims, keepdim=True, correction=0)
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        out = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            out = out * self.weight.view(shape)
+        if self.bias is not None:
+            out = out + self.bias.view(shape)
+        return out
+
+
+def task_batch_norm(model: nn.Module) -> nn.Module:
+    """Replace every batch-norm layer of `model` by a TaskBatchNorm (same parameters, same names).
+
+    As in MAML, each task is normalised with its own statistics and no running statistics are kept, so
+    nothing leaks from one task to the next and the model is a pure function of its parameters.
+    """
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                setattr(parent, name, TaskBatchNorm(child.weight, child.bias, child.eps))
+    return model
+
+
+def _key(name: str) -> str:
+    """Parameter names as keys of a ParameterDict (which forbids dots)."""
+    return name.replace(".", "-")
+
+
+class InnerLoop(nn.Module):
+    """Adapts the parameters of `model` to a batch of tasks by `steps` gradient steps on their support loss.
+
+    The learned rates (Meta-SGD, MAML++) are parameters of this module, hence meta-parameters of any
+    algorithm that owns it. `adapt_names` selects the parameters that adapt (default: all of them).
+    """
+
+    def __init__(self, model: nn.Module, steps: int = 1, lr: float = 0.4, first_order: bool = False,
+                 adapt_names: Sequence[str] | None = None, learn_lr: str = "none", optimizer: str = "sgd",
+                 betas: tuple[float, float] = (0.0, 0.999), eps: float = 1e-8) -> None:
+        super().__init__()
+        if learn_lr not in LEARN_LR:
+            raise ValueError(f"learn_lr must be one of {', '.join(LEARN_LR)}, got {learn_lr!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        if optimizer == "adam" and learn_lr != "none":
+            raise ValueError("learned inner rates (Meta-SGD, MAML++) go with optimizer 'sgd'")
+        if steps < 0 or lr <= 0:
+            raise ValueError(f"the inner loop needs steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
+        self.model = task_batch_norm(model)
+        names = [name for name, _ in model.named_parameters()]
+        self.adapt_names = list(names if adapt_names is None else adapt_names)
+        missing = sorted(set(self.adapt_names) - set(names))
+        if missing or not self.adapt_names:
+            raise ValueError(f"no parameter(s) {missing or 'at all'} to adapt; the model has {names}")
+        self.steps, self.lr, self.first_order = steps, lr, first_order
+        self.learn_lr, self.optimizer, self.betas, self.eps = learn_lr, optimizer, betas, eps
+        self.rates = nn.ParameterDict()
+        params = dict(model.named_parameters())
+        for name in self.adapt_names:
+            if learn_lr == "per_parameter":
+                self.rates[_key(name)] = nn.Parameter(torch.full_like(params[name], lr))
+            elif learn_lr == "per_step":
+                self.rates[_key(name)] = nn.Parameter(torch.full((max(steps, 1),), float(lr)))
+
+    # -- the network as a function ----------------------------------------------------------------
+    def params(self) -> Params:
+        """The meta-parameters of the network, shared by every task (with their autograd history)."""
+        return dict(self.model.named_parameters())
+
+    def forward_tasks(self, params: Params, x: Tensor, batched: set[str] | None = None) -> Tensor:
+        """Outputs [B, M, ...] of each task's network on its inputs x [B, M, ...].
+
+        Parameters named in `batched` have a leading task axis; the others are shared, and a layer whose
+        parameters are all shared runs as one batch of B*M inputs (statistics stay per task).
+        """
+        batched = set() if batched is None else batched
+        in_dims = {name: 0 if name in batched else None for name in params}
+        with _vmapped():
+            return vmap(lambda p, xb: functional_call(self.model, p, (xb,)), in_dims=(in_dims, 0))(params, x)
+
+    def task_losses(self, params: Params, x: Tensor, y: Tensor, batched: set[str] | None = None) -> Tensor:
+        """The loss of each task [B] on its examples x [B, M, ...], y [B, M]."""
+        outputs = self.forward_tasks(params, x, batched)
+        return vmap(task_loss)(outputs, y)
+
+    def _gradients(self, params: Params, x: Tensor, y: Tensor, batched: bool) -> Params:
+        """d(support loss of task b)/d(adapted parameters of task b), each [B, ...]."""
+        adapted = {n: params[n] for n in self.adapt_names}
+        shared = {n: t for n, t in params.items() if n not in adapted}
+
+        def loss(a: Params, s: Params, xb: Tensor, yb: Tensor) -> Tensor:
+            return task_loss(functional_call(self.model, {**s, **a}, (xb,)), yb)
+
+        in_dims = ({n: 0 if batched else None for n in adapted}, None, 0, 0)
+        with _vmapped():
+            return vmap(grad(loss), in_dims=in_dims)(adapted, shared, x, y)
+
+    def rate(self, name: str, step: int) -> Tensor | float:
+        """The inner learning rate of parameter `name` at inner step `step`."""
+        if self.learn_lr == "none":
+            return self.lr
+        rate = self.rates[_key(name)]
+        return rate if self.learn_lr == "per_parameter" else rate[min(step, rate.numel() - 1)]
+
+    # -- adaptation ---------------------------------------------------------------------------------
+    def adapt(self, params: Params, data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]],
+              steps: int | None = None, first_order: bool | None = None) -> list[Params]:
+        """The trajectory [theta_1, ..., theta_steps] of adapted parameters for a batch of tasks.
+
+        `data` is (x [B, S, ...], y [B, S]) used at every step, or a list of such pairs, step j using
+        pair j mod len (mini-batches, as in Reptile). Each returned dict holds every parameter; the adapted
+        ones are [B, ...]. With `first_order` the inner gradients carry no graph, so the outer gradient of an
+        adapted parameter is the identity (FOMAML); otherwise it flows through the inner steps (MAML).
+        """
+        steps = self.steps if steps is None else steps
+        first_order = self.first_order if first_order is None else first_order
+        pairs = [data] if isinstance(data, tuple) else list(data)
+        current, batched = dict(params), False
+        moments: dict[str, tuple[Tensor, Tensor]] = {}
+        trajectory: list[Params] = []
+        for step in range(steps):
+            x, y = pairs[step % len(pairs)]
+            if first_order:
+                with torch.no_grad():
+                    grads = self._gradients({n: t.detach() for n, t in current.items()}, x, y, batched)
+            else:
+                grads = self._gradients(current, x, y, batched)
+            current = dict(current)
+            for name in self.adapt_names:
+                current[name] = current[name] - self._update(name, step, grads[name], moments)
+            batched = True
+            trajectory.append(current)
+        return trajectory
+
+    def adapted(self, data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]],
+                steps: int) -> tuple[Params, set[str]]:
+        """Detached parameters after `steps` first-order steps on `data` (for evaluation; no graph is kept),
+        and the names of those that carry a task axis."""
+        with torch.inference_mode(False), torch.enable_grad():
+            params = {n: t.detach() for n, t in self.params().items()}
+            trajectory = self.adapt(params, data, steps=steps, first_order=True)
+        if not trajectory:
+            return params, set()
+        return {n: t.detach() for n, t in trajectory[-1].items()}, set(self.adapt_names)
+
+    def query_outputs(self, params: Params, batched: set[str], support_x: Tensor, query_x: Tensor,
+                      transductive: bool = True) -> Tensor:
+        """Outputs [B, M, ...] on the queries of adapted tasks.
+
+        Transductive (as in MAML's evaluation), batch norm uses the statistics of the whole query set;
+        otherwise each query example is normalised together with its task's support set alone, so the
+        prediction for one query never depends on the other queries.
+        """
+        if transductive:
+            return self.forward_tasks(params, query_x, batched)
+        tasks, queries = query_x.shape[:2]
+        joint = torch.cat([support_x.unsqueeze(1).expand(-1, queries, *support_x.shape[1:]),
+                           query_x.unsqueeze(2)], dim=2)  # [B, M, S+1, ...]
+        flat = {n: t.repeat_interleave(queries, 0) if n in batched else t for n, t in params.items()}
+        outputs = self.forward_tasks(flat, joint.flatten(0, 1), batched)
+        return outputs[:, -1].reshape(tasks, queries, *outputs.shape[2:])
+
+    def _update(self, name: str, step: int, g: Tensor, moments: dict[str, tuple[Tensor, Tensor]]) -> Tensor:
+        """The step to subtract: rate * g for SGD, Adam's bias-corrected rate * m / (sqrt(v) + eps) for Adam."""
+        if self.optimizer == "sgd":
+            return self.rate(name, step) * g
+        beta1, beta2 = self.betas
+        m, v = moments.get(name, (torch.zeros_like(g), torch.zeros_like(g)))
+        m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+        moments[name] = (m, v)
+        t = step + 1
+        return self.lr * (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt() + self.eps)
+
+

@@ -1,0 +1,163 @@
+"""MAML (Finn et al., 2017) and its family as options of one class over the inner-loop engine:
+FOMAML (`first_order`), ANIL (`head_only`, Raghu et al., 2020), Meta-SGD (`learn_lr='per_parameter'`,
+Li et al., 2017) and MAML++'s per-step rates and multi-step loss (`learn_lr='per_step'`, `multi_step_loss`,
+Antoniou et al., 2019). With `inner_steps=0` it is the pretrained baseline: trained on every task's data
+as one supervised problem, fine-tuned by `eval_steps` gradient steps on a new task's support set.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..data.episodes import Support, TaskBatch
+from .base import FewShotAlgorithm, Predictor, accuracy
+from .inner_loop import LEARN_LR, InnerLoop, Params, task_loss
+
+QUERY_PASSES = ("auto", "loop", "vmap")
+
+
+def head_names(model: nn.Module) -> list[str]:
+    """The parameters of `model.head` if it has one, else those of its last module holding parameters."""
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+        return [f"head.{name}" for name, _ in head.named_parameters()]
+    owners = [name for name, module in model.named_modules() if any(True for _ in module.parameters(recurse=False))]
+    if not owners:
+        raise ValueError("the model has no parameters")
+    prefix = f"{owners[-1]}." if owners[-1] else ""
+    return [name for name, _ in model.named_parameters() if name.startswith(prefix)
+            and "." not in name[len(prefix):]]
+
+
+class MAML(FewShotAlgorithm):
+    """Model-agnostic meta-learning: the outer loss is the query loss after `inner_steps` support steps.
+
+    `backbone` maps inputs to outputs (logits of `way` classes, or regression values). Evaluation adapts
+    with `eval_steps` steps (default: `inner_steps`) and, `transductive` like the MAML paper, normalises
+    the query set with its own batch statistics; otherwise each query example is normalised together with
+    the support set. `query_pass` chooses how the query losses of a meta-batch are computed: one vmapped
+    pass, or a loop over tasks that frees each task's graph at once (`auto`: a loop on CPU when convolution
+    kernels adapt, because a per-task convolution runs on the fast path there; vmap otherwise).
+    """
+
+    needs_head = True
+
+    def __init__(self, backbone: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1,
+                 eval_steps: int | None = None, first_order: bool = False, head_only: bool = False,
+                 learn_lr: str = "none", multi_step_loss: bool = False, msl_anneal_steps: int = 0,
+                 transductive: bool = True, query_pass: str = "auto") -> None:
+        super().__init__()
+        if learn_lr not in LEARN_LR:
+            raise ValueError(f"learn_lr must be one of {', '.join(LEARN_LR)}, got {learn_lr!r}")
+        if query_pass not in QUERY_PASSES:
+            raise ValueError(f"query_pass must be one of {', '.join(QUERY_PASSES)}, got {query_pass!r}")
+        if eval_steps is not None and eval_steps < 0 or msl_anneal_steps < 0:
+            raise ValueError("eval_steps and msl_anneal_steps must be >= 0")
+        adapt = head_names(backbone) if head_only else None
+        self.inner = InnerLoop(backbone, steps=inner_steps, lr=inner_lr, first_order=first_order,
+                               adapt_names=adapt, learn_lr=learn_lr)
+        self.eval_steps = inner_steps if eval_steps is None else eval_steps
+        self.multi_step_loss, self.msl_anneal_steps = multi_step_loss, msl_anneal_steps
+        self.transductive, self.query_pass = transductive, query_pass
+        self.register_buffer("meta_steps", torch.zeros((), dtype=torch.long))
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.inner.model
+
+    # -- the outer objective ------------------------------------------------------------------------
+    def step_weights(self) -> list[float]:
+        """Weight of the query loss after each inner step: the last only, or MAML++'s annealed multi-step loss."""
+        n = self.inner.steps
+        if n == 0 or not self.multi_step_loss:
+            return [0.0] * max(n - 1, 0) + [1.0]
+        progress = min(1.0, float(self.meta_steps) / self.msl_anneal_steps) if self.msl_anneal_steps else 1.0
+        early = max((1.0 - progress) / n, 0.03 / n)
+        return [early] * (n - 1) + [1.0 - early * (n - 1)]
+
+    def _trajectory(self, batch: TaskBatch) -> tuple[list[Params], set[str]]:
+        """Parameters after each inner step (just the meta-parameters when there are no inner steps)."""
+        params = self.inner.params()
+        trajectory = self.inner.adapt(params, (batch.support_x, batch.support_y))
+        if not trajectory:
+            return [params], set()
+        return trajectory, set(self.inner.adapt_names)
+
+    def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted query loss, as one graph through every task (see `meta_backward` for the lean path)."""
+        trajectory, batched = self._trajectory(batch)
+        loss = batch.query_x.new_zeros((), dtype=torch.float32)
+        for weight, params in zip(self.step_weights(), trajectory):
+            if weight:
+                outputs = self.inner.forward_tasks(params, batch.query_x, batched)
+                loss = loss + weight * torch.vmap(task_loss)(outputs, batch.query_y).mean()
+        return loss, self._metrics(loss.detach(), outputs.detach(), batch.query_y)
+
+    def _metrics(self, loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        if targets.is_floating_point():
+            return {"loss": loss}
+        return {"loss": loss, "acc": accuracy(outputs.float(), targets).mean()}
+
+    def _loop_over_tasks(self) -> bool:
+        if self.query_pass != "auto":
+            return self.query_pass == "loop"
+        params = self.inner.params()
+        kernels = any(params[name].dim() >= 3 for name in self.inner.adapt_names)
+        return kernels and params[self.inner.adapt_names[0]].device.type == "cpu"
+
+    def meta_backward(self, batch: TaskBatch) -> dict[str, Tensor]:
+        """Accumulate the meta-gradient into .grad without holding every task's query graph at once.
+
+        The query loss of each task is differentiated with respect to that task's adapted parameters
+        (detached), and the resulting cotangents are pushed through the inner loop in one backward pass.
+        """
+        self.meta_steps += 1
+        if not self._loop_over_tasks():
+            return super().meta_backward(batch)
+        trajectory, batched = self._trajectory(batch)
+        tasks = len(batch)
+        surrogate = loss_sum = batch.query_x.new_zeros((), dtype=torch.float32)
+        for weight, params in zip(self.step_weights(), trajectory):
+            if not weight:
+                continue
+            names = list(params)
+            cotangents: dict[str, list[Tensor]] = {name: [] for name in names}
+            outputs = []
+            for b in range(tasks):
+                leaves = {n: (params[n][b] if n in batched else params[n]).detach().requires_grad_() for n in names}
+                out = torch.func.functional_call(self.backbone, leaves, (batch.query_x[b],))
+                loss = task_loss(out, batch.query_y[b])
+                grads = torch.autograd.grad(weight * loss / tasks, list(leaves.values()), allow_unused=True)
+                for n, g in zip(names, grads):
+                    cotangents[n].append(torch.zeros_like(leaves[n]) if g is None else g)
+                outputs.append(out.detach())
+                loss_sum = loss_sum + weight * loss.detach() / tasks
+            for n in names:
+                stacked = torch.stack(cotangents[n])
+                surrogate = surrogate + (params[n] * (stacked if n in batched else stacked.sum(0))).sum()
+        surrogate.backward()
+        return self._metrics(loss_sum, torch.stack(outputs), batch.query_y)
+
+    # -- a new task ----------------------------------------------------------------------------------
+    def predict(self, batch: TaskBatch) -> Tensor:
+        params, batched = self.inner.adapted((batch.support_x, batch.support_y), self.eval_steps)
+        return self.inner.query_outputs(params, batched, batch.support_x, batch.query_x, self.transductive).detach()
+
+    def adapt(self, support: Support) -> Predictor:
+        return adapted_predictor(self.inner, support, self.eval_steps, self.transductive)
+
+
+def adapted_predictor(inner: InnerLoop, support: Support, steps: int, transductive: bool,
+                      data: Sequence[tuple[Tensor, Tensor]] | None = None) -> Predictor:
+    """Adapt `inner`'s network to one task (on `data`, default the whole support set at every step) and
+    return the function from query inputs to outputs."""
+    sx, sy = support.x.unsqueeze(0), support.y.unsqueeze(0)
+    params, batched = inner.adapted(data if data is not None else (sx, sy), steps)
+
+    def predictor(x: Tensor) -> Tensor:
+        return inner.query_outputs(params, batched, sx, x.unsqueeze(0), transductive)[0].detach()
+
+    return predictor

@@ -1,0 +1,94 @@
+"""Reptile (Nichol et al., 2018): adapt to each task by a few first-order steps, then move the
+meta-parameters towards the adapted ones, theta += eps * mean_b(phi_b - theta).
+
+The direction theta - mean_b(phi_b) is written into .grad, so an SGD outer optimiser with learning rate
+eps (the recipe anneals it linearly to 0) performs exactly Reptile's update, and everything that handles
+gradients (checkpoints, distributed all-reduce) works unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..data.episodes import Support, TaskBatch
+from .base import FewShotAlgorithm, Predictor, accuracy
+from .inner_loop import InnerLoop, task_loss
+from .maml import adapted_predictor
+
+
+def minibatches(x: Tensor, y: Tensor, size: int, steps: int) -> list[tuple[Tensor, Tensor]]:
+    """`steps` mini-batches of `size` examples per task from x [B, S, ...], y [B, S]: each task's examples
+    in a fresh random order, taken in turn and reshuffled once used up (sampling without replacement)."""
+    tasks, count = y.shape[:2]
+    size = min(size, count)
+    epochs = -(-steps * size // count)
+    order = torch.cat([torch.rand(tasks, count).argsort(1) for _ in range(epochs)], dim=1)
+    batches = []
+    for step in range(steps):
+        index = order[:, step * size:(step + 1) * size].to(y.device)
+        gather = index.view(tasks, size, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+        batches.append((x.gather(1, gather), y.gather(1, index)))
+    return batches
+
+
+class Reptile(FewShotAlgorithm):
+    """Reptile over the inner-loop engine: `inner_steps` Adam (beta1 = 0) or SGD steps on mini-batches of
+    `inner_batch` examples drawn from each task's support and query examples together.
+
+    Evaluation adapts with `eval_steps` steps on mini-batches of `eval_batch` support examples; with
+    `transductive` the query set is normalised with its own batch statistics (the paper's "transduction").
+    """
+
+    needs_head = True
+
+    def __init__(self, backbone: nn.Module, inner_lr: float = 1e-3, inner_steps: int = 5, inner_batch: int = 10,
+                 eval_steps: int = 50, eval_batch: int = 5, inner_optimizer: str = "adam",
+                 transductive: bool = True) -> None:
+        super().__init__()
+        if min(inner_steps, inner_batch, eval_batch) < 1 or eval_steps < 0:
+            raise ValueError("Reptile needs inner_steps, inner_batch, eval_batch >= 1 and eval_steps >= 0")
+        self.inner = InnerLoop(backbone, steps=inner_steps, lr=inner_lr, first_order=True,
+                               optimizer=inner_optimizer, betas=(0.0, 0.999))
+        self.inner_batch, self.eval_steps, self.eval_batch = inner_batch, eval_steps, eval_batch
+        self.transductive = transductive
+
+    def _adapt_batch(self, batch: TaskBatch) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """Adapted parameters [B, ...] (detached) and the examples they were trained on."""
+        x = torch.cat([batch.support_x, batch.query_x], dim=1)
+        y = torch.cat([batch.support_y, batch.query_y], dim=1)
+        steps = self.inner.steps
+        params, _ = self.inner.adapted(minibatches(x, y, self.inner_batch, steps), steps)
+        return params, x, y
+
+    def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """0.5 * ||theta - mean_b(phi_b)||^2, whose gradient is Reptile's direction theta - mean_b(phi_b)."""
+        phi, x, y = self._adapt_batch(batch)
+        theta = self.inner.params()
+        loss = sum(0.5 * (theta[n] - phi[n].mean(0)).pow(2).sum() for n in self.inner.adapt_names)
+        return loss, self._metrics(phi, x, y)
+
+    def meta_backward(self, batch: TaskBatch) -> dict[str, Tensor]:
+        phi, x, y = self._adapt_batch(batch)
+        for name, theta in self.inner.params().items():
+            direction = theta.detach() - phi[name].mean(0)
+            theta.grad = direction if theta.grad is None else theta.grad + direction
+        return self._metrics(phi, x, y)
+
+    def _metrics(self, phi: dict[str, Tensor], x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Loss and accuracy of the adapted networks on the examples they were adapted on."""
+        with torch.no_grad():
+            outputs = self.inner.forward_tasks(phi, x, set(self.inner.adapt_names))
+            loss = torch.vmap(task_loss)(outputs, y).mean()
+        if y.is_floating_point():
+            return {"loss": loss}
+        return {"loss": loss, "acc": accuracy(outputs.float(), y).mean()}
+
+    def predict(self, batch: TaskBatch) -> Tensor:
+        data = minibatches(batch.support_x, batch.support_y, self.eval_batch, self.eval_steps)
+        params, batched = self.inner.adapted(data, self.eval_steps)
+        return self.inner.query_outputs(params, batched, batch.support_x, batch.query_x, self.transductive).detach()
+
+    def adapt(self, support: Support) -> Predictor:
+        data = minibatches(support.x.unsqueeze(0), support.y.unsqueeze(0), self.eval_batch, self.eval_steps)
+        return adapted_predictor(self.inner, support, self.eval_steps, self.transductive, data)
