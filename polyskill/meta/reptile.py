@@ -53,6 +53,10 @@ class Reptile(FewShotAlgorithm):
         self.inner_batch, self.eval_steps, self.eval_batch = inner_batch, eval_steps, eval_batch
         self.transductive = transductive
 
+    @property
+    def backbone(self) -> nn.Module:
+        return self.inner.model
+
     def _adapt_batch(self, batch: TaskBatch) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """Adapted parameters [B, ...] (detached) and the examples they were trained on."""
         x = torch.cat([batch.support_x, batch.query_x], dim=1)
