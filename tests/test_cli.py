@@ -121,7 +121,8 @@ def test_data_verify_flags_a_corrupt_file(tmp_path, data_root):
 
 def test_recipes_lists_the_shipped_recipes():
     result = polyskill("recipes")
-    assert result.returncode == 0 and result.stdout.startswith("omniglot-protonet")
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert result.returncode == 0 and {"omniglot-protonet", "omniglot-maml", "sinusoid-maml"} <= set(names)
 
 
 def test_checkpoint_of_another_model_is_a_clear_error(tiny_run, tmp_path):
@@ -131,3 +132,36 @@ def test_checkpoint_of_another_model_is_a_clear_error(tiny_run, tmp_path):
     (run / "config.yaml").write_text((folder / "run" / "config.yaml").read_text().replace("hidden: 8", "hidden: 16"))
     (run / "best.pt").write_bytes((folder / "run" / "best.pt").read_bytes())
     _one_clear_line(polyskill("eval", run), "does not fit the model")
+
+
+TINY_MAML = """
+data: {dataset: omniglot, train: vinyals/val, val: vinyals/test, test: vinyals/test}
+model: {hidden: 8}
+algo: {name: maml, inner_lr: 0.4, inner_steps: 1, eval_steps: 2}
+episodes: {way: 5, shot: 1, query: 2}
+validation: {way: 5, shot: null, query: 2}
+train: {steps: 2, meta_batch: 2, val_every: 2, val_episodes: 4, log_every: 1, precision: fp32}
+eval: {ways: [5], episodes: 10, steps: [0, 2]}
+"""
+
+
+def test_a_gradient_based_run_evaluates_at_several_step_counts_and_refuses_another_way(tmp_path):
+    (tmp_path / "maml.yaml").write_text(TINY_MAML)
+    result = polyskill("train", tmp_path / "maml.yaml", "--out", tmp_path / "run", "--quiet")
+    assert result.returncode == 0, result.stderr
+    tests = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
+    assert sorted(r["steps"] for r in tests) == [0, 2] and all(r["way"] == 5 for r in tests)
+    wrong = polyskill("eval", tmp_path / "run", "--way", "20")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "5-way output layer" in wrong.stderr and "episodes.way=20" in wrong.stderr
+
+
+def test_sinusoid_run_reports_mse(tmp_path):
+    result = polyskill("train", "sinusoid-maml", "--set", "train.steps=20", "--set", "eval.episodes=20",
+                       "--out", tmp_path / "run", "--quiet")
+    assert result.returncode == 0, result.stderr
+    tests = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
+    assert [r["steps"] for r in tests] == [1, 10] and all(r["mse"] > 0 for r in tests)
+    bad = polyskill("train", "sinusoid-maml", "--set", "model.backbone=conv4", "--out", tmp_path / "bad")
+    assert bad.returncode == 2 and "sinusoid regression takes model.backbone: mlp" in bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -77,3 +77,37 @@ def test_parse_override_reads_yaml_values():
     assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
     assert parse_override("a=hello world") == (["a"], "hello world")
     assert parse_override("a=") == (["a"], None)
+
+
+@pytest.mark.parametrize("name", sorted(available()))
+def test_every_shipped_recipe_builds_its_algorithm(name):
+    from polyskill.recipes.build import algorithm
+    recipe = load(name)
+    algo = algorithm(recipe)
+    assert sum(p.numel() for p in algo.parameters()) > 0
+
+
+def test_gradient_based_recipes_carry_the_papers_settings():
+    maml = load("omniglot-maml")
+    assert (maml.algo["inner_lr"], maml.algo["inner_steps"], maml.algo["eval_steps"]) == (0.4, 1, 3)
+    assert (maml.train.meta_batch, maml.train.lr, maml.episodes.way) == (32, 1e-3, 5)
+    wide = load("omniglot-maml-20way")
+    assert (wide.algo["inner_lr"], wide.algo["inner_steps"], wide.train.meta_batch, wide.episodes.way) == \
+        (0.1, 5, 16, 20)
+    assert load("omniglot-fomaml").algo["first_order"] is True
+    assert load("omniglot-anil").algo["head_only"] is True
+    assert load("omniglot-metasgd").algo["learn_lr"] == "per_parameter"
+    reptile = load("omniglot-reptile")
+    assert (reptile.algo["inner_steps"], reptile.algo["inner_batch"], reptile.train.meta_batch) == (5, 10, 5)
+    assert (reptile.train.optimizer, reptile.train.lr, reptile.train.schedule) == ("sgd", 1.0, "linear")
+    sinusoid = load("sinusoid-maml")
+    assert (sinusoid.model.widths, sinusoid.episodes.shot, sinusoid.eval.steps) == ([40, 40], 10, [1, 10])
+    assert load("sinusoid-pretrained").algo["inner_steps"] == 0
+
+
+def test_bad_algorithm_options_are_config_errors():
+    with pytest.raises(ConfigError, match="learn_lr"):
+        from polyskill.recipes.build import algorithm
+        algorithm(load("omniglot-maml", ["algo.learn_lr=sometimes"]))
+    with pytest.raises(ConfigError, match="train.schedule"):
+        load("omniglot-reptile", ["train.schedule=exponential"])

@@ -32,6 +32,7 @@ Params = dict[str, Tensor]
 
 LEARN_LR = ("none", "per_parameter", "per_step")
 OPTIMIZERS = ("sgd", "adam")
+VECTORIZE = ("auto", "vmap", "loop")
 
 
 _VMAPPED = contextvars.ContextVar("polyskill_vmapped", default=False)
@@ -108,12 +109,18 @@ class InnerLoop(nn.Module):
 
     The learned rates (Meta-SGD, MAML++) are parameters of this module, hence meta-parameters of any
     algorithm that owns it. `adapt_names` selects the parameters that adapt (default: all of them).
+    `vectorize` chooses how per-task gradients are computed: `vmap` over tasks, or a `loop` of per-task
+    autograd calls; `auto` loops on CPU when convolution kernels adapt (per-task convolutions then run on
+    oneDNN's fast path, where vmap's per-task weight gradients are slower and hold far more memory), and
+    uses vmap otherwise.
     """
 
     def __init__(self, model: nn.Module, steps: int = 1, lr: float = 0.4, first_order: bool = False,
                  adapt_names: Sequence[str] | None = None, learn_lr: str = "none", optimizer: str = "sgd",
-                 betas: tuple[float, float] = (0.0, 0.999), eps: float = 1e-8) -> None:
+                 betas: tuple[float, float] = (0.0, 0.999), eps: float = 1e-8, vectorize: str = "auto") -> None:
         super().__init__()
+        if vectorize not in VECTORIZE:
+            raise ValueError(f"vectorize must be one of {', '.join(VECTORIZE)}, got {vectorize!r}")
         if learn_lr not in LEARN_LR:
             raise ValueError(f"learn_lr must be one of {', '.join(LEARN_LR)}, got {learn_lr!r}")
         if optimizer not in OPTIMIZERS:
@@ -130,6 +137,7 @@ class InnerLoop(nn.Module):
             raise ValueError(f"no parameter(s) {missing or 'at all'} to adapt; the model has {names}")
         self.steps, self.lr, self.first_order = steps, lr, first_order
         self.learn_lr, self.optimizer, self.betas, self.eps = learn_lr, optimizer, betas, eps
+        self.vectorize = vectorize
         self.rates = nn.ParameterDict()
         params = dict(model.named_parameters())
         for name in self.adapt_names:
@@ -159,8 +167,19 @@ class InnerLoop(nn.Module):
         outputs = self.forward_tasks(params, x, batched)
         return vmap(task_loss)(outputs, y)
 
-    def _gradients(self, params: Params, x: Tensor, y: Tensor, batched: bool) -> Params:
-        """d(support loss of task b)/d(adapted parameters of task b), each [B, ...]."""
+    def loops(self) -> bool:
+        """Whether tasks are processed by a loop of autograd calls rather than by vmap (see `vectorize`)."""
+        if self.vectorize != "auto":
+            return self.vectorize == "loop"
+        params = dict(self.model.named_parameters())
+        kernels = any(params[name].dim() >= 3 for name in self.adapt_names)
+        return kernels and params[self.adapt_names[0]].device.type == "cpu"
+
+    def _gradients(self, params: Params, x: Tensor, y: Tensor, batched: bool, create_graph: bool) -> Params:
+        """d(support loss of task b)/d(adapted parameters of task b), each [B, ...]; with `create_graph` the
+        result stays differentiable with respect to `params` (second order)."""
+        if self.loops():
+            return self._gradients_loop(params, x, y, batched, create_graph)
         adapted = {n: params[n] for n in self.adapt_names}
         shared = {n: t for n, t in params.items() if n not in adapted}
 
@@ -170,6 +189,18 @@ class InnerLoop(nn.Module):
         in_dims = ({n: 0 if batched else None for n in adapted}, None, 0, 0)
         with _vmapped():
             return vmap(grad(loss), in_dims=in_dims)(adapted, shared, x, y)
+
+    def _gradients_loop(self, params: Params, x: Tensor, y: Tensor, batched: bool, create_graph: bool) -> Params:
+        names = self.adapt_names
+        per_task: list[tuple[Tensor, ...]] = []
+        with torch.enable_grad():
+            if not create_graph:
+                params = {n: t.detach().requires_grad_(n in names) for n, t in params.items()}
+            for b in range(y.shape[0]):
+                task = {n: t[b] if batched and n in names else t for n, t in params.items()}
+                loss = task_loss(functional_call(self.model, task, (x[b],)), y[b])
+                per_task.append(torch.autograd.grad(loss, [task[n] for n in names], create_graph=create_graph))
+        return {n: torch.stack([g[i] for g in per_task]) for i, n in enumerate(names)}
 
     def rate(self, name: str, step: int) -> Tensor | float:
         """The inner learning rate of parameter `name` at inner step `step`."""
@@ -198,9 +229,9 @@ class InnerLoop(nn.Module):
             x, y = pairs[step % len(pairs)]
             if first_order:
                 with torch.no_grad():
-                    grads = self._gradients({n: t.detach() for n, t in current.items()}, x, y, batched)
+                    grads = self._gradients({n: t.detach() for n, t in current.items()}, x, y, batched, False)
             else:
-                grads = self._gradients(current, x, y, batched)
+                grads = self._gradients(current, x, y, batched, True)
             current = dict(current)
             for name in self.adapt_names:
                 current[name] = current[name] - self._update(name, step, grads[name], moments)

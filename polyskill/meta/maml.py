@@ -16,8 +16,6 @@ from ..data.episodes import Support, TaskBatch
 from .base import FewShotAlgorithm, Predictor, accuracy
 from .inner_loop import LEARN_LR, InnerLoop, Params, task_loss
 
-QUERY_PASSES = ("auto", "loop", "vmap")
-
 
 def head_names(model: nn.Module) -> list[str]:
     """The parameters of `model.head` if it has one, else those of its last module holding parameters."""
@@ -38,9 +36,8 @@ class MAML(FewShotAlgorithm):
     `backbone` maps inputs to outputs (logits of `way` classes, or regression values). Evaluation adapts
     with `eval_steps` steps (default: `inner_steps`) and, `transductive` like the MAML paper, normalises
     the query set with its own batch statistics; otherwise each query example is normalised together with
-    the support set. `query_pass` chooses how the query losses of a meta-batch are computed: one vmapped
-    pass, or a loop over tasks that frees each task's graph at once (`auto`: a loop on CPU when convolution
-    kernels adapt, because a per-task convolution runs on the fast path there; vmap otherwise).
+    the support set. `vectorize` chooses between vmap over the tasks of a meta-batch and a loop over them
+    (see InnerLoop); in a loop, each task's query graph is freed as soon as its gradient is taken.
     """
 
     needs_head = True
@@ -48,20 +45,18 @@ class MAML(FewShotAlgorithm):
     def __init__(self, backbone: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1,
                  eval_steps: int | None = None, first_order: bool = False, head_only: bool = False,
                  learn_lr: str = "none", multi_step_loss: bool = False, msl_anneal_steps: int = 0,
-                 transductive: bool = True, query_pass: str = "auto") -> None:
+                 transductive: bool = True, vectorize: str = "auto") -> None:
         super().__init__()
         if learn_lr not in LEARN_LR:
             raise ValueError(f"learn_lr must be one of {', '.join(LEARN_LR)}, got {learn_lr!r}")
-        if query_pass not in QUERY_PASSES:
-            raise ValueError(f"query_pass must be one of {', '.join(QUERY_PASSES)}, got {query_pass!r}")
         if eval_steps is not None and eval_steps < 0 or msl_anneal_steps < 0:
             raise ValueError("eval_steps and msl_anneal_steps must be >= 0")
         adapt = head_names(backbone) if head_only else None
         self.inner = InnerLoop(backbone, steps=inner_steps, lr=inner_lr, first_order=first_order,
-                               adapt_names=adapt, learn_lr=learn_lr)
+                               adapt_names=adapt, learn_lr=learn_lr, vectorize=vectorize)
         self.eval_steps = inner_steps if eval_steps is None else eval_steps
         self.multi_step_loss, self.msl_anneal_steps = multi_step_loss, msl_anneal_steps
-        self.transductive, self.query_pass = transductive, query_pass
+        self.transductive = transductive
         self.register_buffer("meta_steps", torch.zeros((), dtype=torch.long))
 
     @property
@@ -101,13 +96,6 @@ class MAML(FewShotAlgorithm):
             return {"loss": loss}
         return {"loss": loss, "acc": accuracy(outputs.float(), targets).mean()}
 
-    def _loop_over_tasks(self) -> bool:
-        if self.query_pass != "auto":
-            return self.query_pass == "loop"
-        params = self.inner.params()
-        kernels = any(params[name].dim() >= 3 for name in self.inner.adapt_names)
-        return kernels and params[self.inner.adapt_names[0]].device.type == "cpu"
-
     def meta_backward(self, batch: TaskBatch) -> dict[str, Tensor]:
         """Accumulate the meta-gradient into .grad without holding every task's query graph at once.
 
@@ -115,7 +103,7 @@ class MAML(FewShotAlgorithm):
         (detached), and the resulting cotangents are pushed through the inner loop in one backward pass.
         """
         self.meta_steps += 1
-        if not self._loop_over_tasks():
+        if not self.inner.loops():
             return super().meta_backward(batch)
         trajectory, batched = self._trajectory(batch)
         tasks = len(batch)
