@@ -1,4 +1,4 @@
-"""Data: the data root, checked files, Omniglot, user image folders, and seeded episode sampling."""
+"""Data: the data root, checked files, Omniglot, user image folders, seeded episode sampling, sinusoid tasks."""
 
 from .classes import ClassDataset
 from .episodes import EpisodeSampler, Support, TaskBatch, episodes
@@ -7,6 +7,7 @@ from .folder import image_folder
 from .omniglot_images import omniglot
 from .registry import FILES, FileEntry
 from .root import cache_dir, data_root
+from .sinusoid import SinusoidTasks
 
-__all__ = ["ClassDataset", "EpisodeSampler", "FILES", "FileEntry", "Support", "TaskBatch", "cache_dir",
+__all__ = ["ClassDataset", "EpisodeSampler", "FILES", "FileEntry", "SinusoidTasks", "Support", "TaskBatch", "cache_dir",
            "data_root", "episodes", "fetch", "image_folder", "omniglot", "status", "verify"]
