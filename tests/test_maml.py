@@ -58,7 +58,7 @@ def meta_backward_gradients(algo, batch):
 @pytest.mark.parametrize("lean", [False, True])
 def test_second_order_maml_matches_the_closed_form_for_linear_regression(float64, lean):
     batch, lr = regression_batch(), 0.1
-    algo = MAML(nn.Linear(4, 1, bias=False), inner_lr=lr, vectorize="loop" if lean else "vmap")
+    algo = MAML(nn.Linear(4, 1, bias=False), inner_lr=lr, query_pass="loop" if lean else "vmap")
     got = (meta_backward_gradients if lean else meta_loss_gradients)(algo, batch)["inner.model.weight"]
     w = algo.backbone.weight.detach().reshape(-1, 1)
     expected = torch.zeros_like(w)
@@ -127,7 +127,7 @@ def test_lean_meta_backward_equals_the_full_graph(float64):
     torch.manual_seed(1)
     for options in ({}, {"first_order": True}, {"inner_steps": 2, "multi_step_loss": True},
                     {"learn_lr": "per_step", "inner_steps": 2}):
-        algo = MAML(Conv4(hidden=4, out_features=3, image_size=16), inner_lr=0.1, vectorize="loop", **options)
+        algo = MAML(Conv4(hidden=4, out_features=3, image_size=16), inner_lr=0.1, query_pass="loop", task_chunk=2, **options)
         full, lean = meta_loss_gradients(algo, image_batch()), meta_backward_gradients(algo, image_batch())
         assert full.keys() == lean.keys()
         for name in full:

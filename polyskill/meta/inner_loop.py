@@ -109,10 +109,8 @@ class InnerLoop(nn.Module):
 
     The learned rates (Meta-SGD, MAML++) are parameters of this module, hence meta-parameters of any
     algorithm that owns it. `adapt_names` selects the parameters that adapt (default: all of them).
-    `vectorize` chooses how per-task gradients are computed: `vmap` over tasks, or a `loop` of per-task
-    autograd calls; `auto` loops on CPU when convolution kernels adapt (per-task convolutions then run on
-    oneDNN's fast path, where vmap's per-task weight gradients are slower and hold far more memory), and
-    uses vmap otherwise.
+    `vectorize` chooses how per-task gradients are computed: `vmap` over tasks (the default: while
+    parameters are shared, the network runs as one large batch), or a `loop` of per-task autograd calls.
     """
 
     def __init__(self, model: nn.Module, steps: int = 1, lr: float = 0.4, first_order: bool = False,
@@ -167,10 +165,9 @@ class InnerLoop(nn.Module):
         outputs = self.forward_tasks(params, x, batched)
         return vmap(task_loss)(outputs, y)
 
-    def loops(self) -> bool:
-        """Whether tasks are processed by a loop of autograd calls rather than by vmap (see `vectorize`)."""
-        if self.vectorize != "auto":
-            return self.vectorize == "loop"
+    def adapts_kernels_on_cpu(self) -> bool:
+        """Whether convolution kernels adapt on a CPU: then a per-task convolution (oneDNN's fast path) beats
+        vmap's grouped convolution for tasks whose parameters differ."""
         params = dict(self.model.named_parameters())
         kernels = any(params[name].dim() >= 3 for name in self.adapt_names)
         return kernels and params[self.adapt_names[0]].device.type == "cpu"
@@ -178,7 +175,7 @@ class InnerLoop(nn.Module):
     def _gradients(self, params: Params, x: Tensor, y: Tensor, batched: bool, create_graph: bool) -> Params:
         """d(support loss of task b)/d(adapted parameters of task b), each [B, ...]; with `create_graph` the
         result stays differentiable with respect to `params` (second order)."""
-        if self.loops():
+        if self.vectorize == "loop":
             return self._gradients_loop(params, x, y, batched, create_graph)
         adapted = {n: params[n] for n in self.adapt_names}
         shared = {n: t for n, t in params.items() if n not in adapted}

@@ -16,6 +16,8 @@ from ..data.episodes import Support, TaskBatch
 from .base import FewShotAlgorithm, Predictor, accuracy
 from .inner_loop import LEARN_LR, InnerLoop, Params, task_loss
 
+QUERY_PASSES = ("auto", "loop", "vmap")
+
 
 def head_names(model: nn.Module) -> list[str]:
     """The parameters of `model.head` if it has one, else those of its last module holding parameters."""
@@ -36,8 +38,10 @@ class MAML(FewShotAlgorithm):
     `backbone` maps inputs to outputs (logits of `way` classes, or regression values). Evaluation adapts
     with `eval_steps` steps (default: `inner_steps`) and, `transductive` like the MAML paper, normalises
     the query set with its own batch statistics; otherwise each query example is normalised together with
-    the support set. `vectorize` chooses between vmap over the tasks of a meta-batch and a loop over them
-    (see InnerLoop); in a loop, each task's query graph is freed as soon as its gradient is taken.
+    the support set. `vectorize` chooses how inner gradients are computed (see InnerLoop); `query_pass` how
+    the query losses are: one vmapped pass, or a loop over tasks (`auto`: a loop on CPU when convolution
+    kernels adapt, vmap otherwise). `meta_backward` takes `task_chunk` tasks at a time, so the memory it
+    holds does not grow with the meta-batch.
     """
 
     needs_head = True
@@ -45,18 +49,21 @@ class MAML(FewShotAlgorithm):
     def __init__(self, backbone: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1,
                  eval_steps: int | None = None, first_order: bool = False, head_only: bool = False,
                  learn_lr: str = "none", multi_step_loss: bool = False, msl_anneal_steps: int = 0,
-                 transductive: bool = True, vectorize: str = "auto") -> None:
+                 transductive: bool = True, vectorize: str = "auto", query_pass: str = "auto",
+                 task_chunk: int = 8) -> None:
         super().__init__()
         if learn_lr not in LEARN_LR:
             raise ValueError(f"learn_lr must be one of {', '.join(LEARN_LR)}, got {learn_lr!r}")
-        if eval_steps is not None and eval_steps < 0 or msl_anneal_steps < 0:
-            raise ValueError("eval_steps and msl_anneal_steps must be >= 0")
+        if eval_steps is not None and eval_steps < 0 or msl_anneal_steps < 0 or task_chunk < 1:
+            raise ValueError("eval_steps and msl_anneal_steps must be >= 0 and task_chunk >= 1")
+        if query_pass not in QUERY_PASSES:
+            raise ValueError(f"query_pass must be one of {', '.join(QUERY_PASSES)}, got {query_pass!r}")
         adapt = head_names(backbone) if head_only else None
         self.inner = InnerLoop(backbone, steps=inner_steps, lr=inner_lr, first_order=first_order,
                                adapt_names=adapt, learn_lr=learn_lr, vectorize=vectorize)
         self.eval_steps = inner_steps if eval_steps is None else eval_steps
         self.multi_step_loss, self.msl_anneal_steps = multi_step_loss, msl_anneal_steps
-        self.transductive = transductive
+        self.transductive, self.query_pass, self.task_chunk = transductive, query_pass, task_chunk
         self.register_buffer("meta_steps", torch.zeros((), dtype=torch.long))
 
     @property
@@ -81,14 +88,19 @@ class MAML(FewShotAlgorithm):
             return [params], set()
         return trajectory, set(self.inner.adapt_names)
 
-    def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        """The weighted query loss, as one graph through every task (see `meta_backward` for the lean path)."""
+    def _weighted_query_loss(self, batch: TaskBatch) -> tuple[Tensor, Tensor]:
+        """The step-weighted mean query loss of the batch (one graph) and the final query outputs."""
         trajectory, batched = self._trajectory(batch)
         loss = batch.query_x.new_zeros((), dtype=torch.float32)
         for weight, params in zip(self.step_weights(), trajectory):
             if weight:
                 outputs = self.inner.forward_tasks(params, batch.query_x, batched)
                 loss = loss + weight * torch.vmap(task_loss)(outputs, batch.query_y).mean()
+        return loss, outputs
+
+    def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted query loss, as one graph through every task (see `meta_backward` for the lean path)."""
+        loss, outputs = self._weighted_query_loss(batch)
         return loss, self._metrics(loss.detach(), outputs.detach(), batch.query_y)
 
     def _metrics(self, loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
@@ -96,28 +108,48 @@ class MAML(FewShotAlgorithm):
             return {"loss": loss}
         return {"loss": loss, "acc": accuracy(outputs.float(), targets).mean()}
 
-    def meta_backward(self, batch: TaskBatch) -> dict[str, Tensor]:
-        """Accumulate the meta-gradient into .grad without holding every task's query graph at once.
+    def _query_loop(self) -> bool:
+        if self.query_pass != "auto":
+            return self.query_pass == "loop"
+        return self.inner.adapts_kernels_on_cpu()
 
-        The query loss of each task is differentiated with respect to that task's adapted parameters
-        (detached), and the resulting cotangents are pushed through the inner loop in one backward pass.
+    def meta_backward(self, batch: TaskBatch) -> dict[str, Tensor]:
+        """Accumulate the meta-gradient into .grad, `task_chunk` tasks at a time, and return the metrics.
+
+        With the query loop, each task's query loss is differentiated with respect to that task's adapted
+        parameters (detached, so its graph is freed at once), and the cotangents of a chunk are pushed
+        through its inner loop in one backward pass.
         """
         self.meta_steps += 1
-        if not self.inner.loops():
-            return super().meta_backward(batch)
-        trajectory, batched = self._trajectory(batch)
         tasks = len(batch)
-        surrogate = loss_sum = batch.query_x.new_zeros((), dtype=torch.float32)
+        metrics: dict[str, Tensor] = {}
+        for start in range(0, tasks, self.task_chunk):
+            chunk = batch.slice(start, min(start + self.task_chunk, tasks))
+            if self._query_loop():
+                loss, outputs = self._chunk_backward(chunk, tasks)
+            else:
+                loss, outputs = self._weighted_query_loss(chunk)
+                (loss * len(chunk) / tasks).backward()
+                loss, outputs = loss.detach() * len(chunk) / tasks, outputs.detach()
+            for key, value in self._metrics(loss, outputs, chunk.query_y).items():
+                share = value if key == "loss" else value * len(chunk) / tasks
+                metrics[key] = metrics[key] + share if key in metrics else share
+        return metrics
+
+    def _chunk_backward(self, chunk: TaskBatch, tasks: int) -> tuple[Tensor, Tensor]:
+        """Backward of the chunk's share of the meta-loss (its tasks' losses / `tasks`) by the query loop."""
+        trajectory, batched = self._trajectory(chunk)
+        surrogate = loss_sum = chunk.query_x.new_zeros((), dtype=torch.float32)
         for weight, params in zip(self.step_weights(), trajectory):
             if not weight:
                 continue
             names = list(params)
             cotangents: dict[str, list[Tensor]] = {name: [] for name in names}
             outputs = []
-            for b in range(tasks):
+            for b in range(len(chunk)):
                 leaves = {n: (params[n][b] if n in batched else params[n]).detach().requires_grad_() for n in names}
-                out = torch.func.functional_call(self.backbone, leaves, (batch.query_x[b],))
-                loss = task_loss(out, batch.query_y[b])
+                out = torch.func.functional_call(self.backbone, leaves, (chunk.query_x[b],))
+                loss = task_loss(out, chunk.query_y[b])
                 grads = torch.autograd.grad(weight * loss / tasks, list(leaves.values()), allow_unused=True)
                 for n, g in zip(names, grads):
                     cotangents[n].append(torch.zeros_like(leaves[n]) if g is None else g)
@@ -127,7 +159,7 @@ class MAML(FewShotAlgorithm):
                 stacked = torch.stack(cotangents[n])
                 surrogate = surrogate + (params[n] * (stacked if n in batched else stacked.sum(0))).sum()
         surrogate.backward()
-        return self._metrics(loss_sum, torch.stack(outputs), batch.query_y)
+        return loss_sum, torch.stack(outputs)
 
     # -- a new task ----------------------------------------------------------------------------------
     def predict(self, batch: TaskBatch) -> Tensor:
