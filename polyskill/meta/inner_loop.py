@@ -109,8 +109,10 @@ class InnerLoop(nn.Module):
 
     The learned rates (Meta-SGD, MAML++) are parameters of this module, hence meta-parameters of any
     algorithm that owns it. `adapt_names` selects the parameters that adapt (default: all of them).
-    `vectorize` chooses how per-task gradients are computed: `vmap` over tasks (the default: while
-    parameters are shared, the network runs as one large batch), or a `loop` of per-task autograd calls.
+    `vectorize` chooses how tasks are batched: `vmap` (while parameters are shared the network then runs as
+    one large batch), a `loop` of per-task calls, or `auto`: vmap, except for tasks whose convolution
+    kernels differ on a CPU, where a loop of per-task convolutions (oneDNN's fast path, fused batch norm)
+    beats vmap's grouped convolutions.
     """
 
     def __init__(self, model: nn.Module, steps: int = 1, lr: float = 0.4, first_order: bool = False,
@@ -156,6 +158,9 @@ class InnerLoop(nn.Module):
         parameters are all shared runs as one batch of B*M inputs (statistics stay per task).
         """
         batched = set() if batched is None else batched
+        if self._loop(bool(batched)):
+            return torch.stack([functional_call(self.model, {n: t[b] if n in batched else t for n, t in params.items()},
+                                                (x[b],)) for b in range(x.shape[0])])
         in_dims = {name: 0 if name in batched else None for name in params}
         with _vmapped():
             return vmap(lambda p, xb: functional_call(self.model, p, (xb,)), in_dims=(in_dims, 0))(params, x)
@@ -164,6 +169,12 @@ class InnerLoop(nn.Module):
         """The loss of each task [B] on its examples x [B, M, ...], y [B, M]."""
         outputs = self.forward_tasks(params, x, batched)
         return vmap(task_loss)(outputs, y)
+
+    def _loop(self, batched: bool) -> bool:
+        """Loop over tasks (rather than vmap) when their parameters are `batched`? See `vectorize`."""
+        if self.vectorize != "auto":
+            return self.vectorize == "loop"
+        return batched and self.adapts_kernels_on_cpu()
 
     def adapts_kernels_on_cpu(self) -> bool:
         """Whether convolution kernels adapt on a CPU: then a per-task convolution (oneDNN's fast path) beats
@@ -175,7 +186,7 @@ class InnerLoop(nn.Module):
     def _gradients(self, params: Params, x: Tensor, y: Tensor, batched: bool, create_graph: bool) -> Params:
         """d(support loss of task b)/d(adapted parameters of task b), each [B, ...]; with `create_graph` the
         result stays differentiable with respect to `params` (second order)."""
-        if self.vectorize == "loop":
+        if self._loop(batched):
             return self._gradients_loop(params, x, y, batched, create_graph)
         adapted = {n: params[n] for n in self.adapt_names}
         shared = {n: t for n, t in params.items() if n not in adapted}
