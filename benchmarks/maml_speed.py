@@ -3,7 +3,8 @@
     POLYSKILL_DATA=../shared/data .venv/bin/python benchmarks/maml_speed.py --steps 10 --repeats 3
 
 Conv4 (64 channels, batch norm on batch statistics, 5-way linear head), Omniglot 5-way 1-shot 15-query, meta-batch
-32, one inner step of 0.4, Adam 1e-3, second and first order. Every implementation gets the same initial weights
+32, one inner step of 0.4, Adam 1e-3, second and first order, all in fp32; `polyskill-bf16` is polyskill under
+bf16 autocast (a different precision, listed apart). Every implementation gets the same initial weights
 (the same layers built in the same order from seed 0) and the same meta-batches (drawn once by polyskill and saved
 to a temporary file). Each measurement runs in a fresh process, so that its peak resident memory (max RSS) is its
 own; the peers run in the peer venv (../shared/bench/setup_peers.sh). Repeats alternate between implementations so
@@ -25,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-IMPLEMENTATIONS = ("polyskill", "learn2learn", "higher")
+IMPLEMENTATIONS = ("polyskill", "polyskill-bf16", "learn2learn", "higher")
 ORDERS = ("second", "first")
 INNER_LR, WAY = 0.4, 5
 
@@ -51,12 +52,18 @@ def _step_function(impl: str, order: str, torch):
     F = torch.nn.functional
     first_order = order == "first"
     torch.manual_seed(0)
-    if impl == "polyskill":
+    if impl.startswith("polyskill"):
         from polyskill.data.episodes import TaskBatch
         from polyskill.meta import MAML
-        from polyskill.nn import Conv4
+        from polyskill.nn import Conv4, autocast
         algo = MAML(Conv4(out_features=WAY), inner_lr=INNER_LR, inner_steps=1, first_order=first_order)
-        return algo.parameters(), lambda b: algo.meta_backward(TaskBatch(*b, way=WAY))
+        precision = "bf16" if impl.endswith("bf16") else "fp32"
+
+        def step(batch):
+            with autocast(precision):
+                algo.meta_backward(TaskBatch(*batch, way=WAY))
+
+        return algo.parameters(), step
     model = _reference_conv4(torch)
     if impl == "learn2learn":
         import learn2learn as l2l
@@ -132,7 +139,7 @@ def main() -> None:
         print(json.dumps(worker(*args.worker, args.steps, args.warmup, args.threads)))
         return
     impls, orders = args.impls.split(","), args.orders.split(",")
-    if any(i != "polyskill" for i in impls) and not Path(args.peers).is_file():
+    if any(not i.startswith("polyskill") for i in impls) and not Path(args.peers).is_file():
         sys.exit(f"no peer interpreter at {args.peers}: run bash ../shared/bench/setup_peers.sh or pass --peers")
     results: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +149,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for order in orders:
                 for impl in impls:
-                    python = sys.executable if impl == "polyskill" else args.peers
+                    python = sys.executable if impl.startswith("polyskill") else args.peers
                     command = [python, __file__, "--worker", impl, order, str(data), "--steps", str(args.steps),
                                "--warmup", str(args.warmup), "--threads", str(args.threads)]
                     done = subprocess.run(command, capture_output=True, text=True, env=env)
