@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, IO
 
+from machine import machine
+
 CONFIGS: tuple[tuple[int, int, int], ...] = ((5, 1, 15), (20, 5, 15))
 SPLIT = "vinyals/train"
 SETUP_HINT = "bash ../shared/bench/setup_peers.sh   (from the repository root; PEERS=DIR builds elsewhere)"
@@ -167,23 +169,6 @@ class Row:
     @property
     def median(self) -> float:
         return statistics.median(self.rates)
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on: CPU model, cores, load, library versions."""
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-    return {"cpu": model or platform.machine(), "cores": os.cpu_count(),
-            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
 
 
 def default_peers() -> str:

@@ -14,10 +14,8 @@ that all see the same machine load; the table gives medians and ratios to learn2
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -25,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe
 
 IMPLEMENTATIONS = ("polyskill", "polyskill-bf16", "learn2learn", "higher")
 ORDERS = ("second", "first")
@@ -156,13 +156,10 @@ def main() -> None:
                     if done.returncode != 0:
                         sys.exit(f"{impl} ({order} order) failed:\n{done.stderr[-2000:]}")
                     results.setdefault((impl, order), []).append(json.loads(done.stdout.strip().splitlines()[-1]))
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     import torch
     print(f"MAML meta-step, Conv4, Omniglot {WAY}-way 1-shot 15-query, meta-batch {args.meta_batch}, 1 inner step; "
           f"{args.repeats} x {args.steps} steps per implementation")
-    print(f"date {datetime.datetime.now().isoformat(timespec='seconds')}, {cpu}, {args.threads} thread(s), "
-          f"torch {torch.__version__}")
+    print(describe(args.threads))
     print(f"{'order':7s} {'implementation':15s} {'s/step':>8s} {'steps/s':>8s} {'vs l2l':>7s} "
           f"{'max RSS MiB':>12s} {'above start':>12s}")
     summary = {}

@@ -9,14 +9,12 @@ median seconds per step and the speed-up of each precision over fp32.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
 import time
 
 import torch
 
+from machine import describe
 from polyskill.data import EpisodeSampler, omniglot
 from polyskill.meta import PrototypicalNetworks
 from polyskill.nn import Conv4, autocast, native_bf16
@@ -56,12 +54,9 @@ def main() -> None:
     for _ in range(args.repeats):
         for precision in precisions:
             times[precision].append(seconds_per_step(precision, sampler, args.steps, args.warmup))
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     print(f"ProtoNet meta-step, Conv4, Omniglot {args.way}-way {args.shot}-shot {args.query}-query, "
           f"{args.repeats} x {args.steps} steps")
-    print(f"date {datetime.datetime.now().isoformat(timespec='seconds')}, {cpu}, {args.threads} thread(s), "
-          f"torch {torch.__version__}, native bf16: {native_bf16()}")
+    print(describe(args.threads) + f", native bf16: {native_bf16()}")
     base = statistics.median(times["fp32"])
     for precision in precisions:
         median = statistics.median(times[precision])
