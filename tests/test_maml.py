@@ -134,6 +134,20 @@ def test_lean_meta_backward_equals_the_full_graph(float64):
             torch.testing.assert_close(lean[name], full[name], rtol=1e-9, atol=1e-12)
 
 
+def test_vmap_and_loop_over_tasks_give_the_same_meta_gradient_and_predictions(float64):
+    torch.manual_seed(3)
+    batch, results = image_batch(), []
+    for vectorize in ("vmap", "loop", "auto"):
+        torch.manual_seed(3)
+        algo = MAML(Conv4(hidden=4, out_features=3, image_size=16), inner_lr=0.1, inner_steps=2, vectorize=vectorize)
+        results.append((meta_loss_gradients(algo, batch), meta_backward_gradients(algo, batch), algo.predict(batch)))
+    for full, lean, predictions in results[1:]:
+        for name in full:
+            torch.testing.assert_close(full[name], results[0][0][name], rtol=1e-9, atol=1e-12)
+            torch.testing.assert_close(lean[name], results[0][0][name], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(predictions, results[0][2], rtol=1e-9, atol=1e-12)
+
+
 def test_first_order_gradient_is_the_query_gradient_at_the_adapted_parameters(float64):
     torch.manual_seed(2)
     algo = MAML(Conv4(hidden=4, out_features=3, image_size=16), inner_lr=0.1, first_order=True)
