@@ -165,11 +165,6 @@ class InnerLoop(nn.Module):
         with _vmapped():
             return vmap(lambda p, xb: functional_call(self.model, p, (xb,)), in_dims=(in_dims, 0))(params, x)
 
-    def task_losses(self, params: Params, x: Tensor, y: Tensor, batched: set[str] | None = None) -> Tensor:
-        """The loss of each task [B] on its examples x [B, M, ...], y [B, M]."""
-        outputs = self.forward_tasks(params, x, batched)
-        return vmap(task_loss)(outputs, y)
-
     def _loop(self, batched: bool) -> bool:
         """Loop over tasks (rather than vmap) when their parameters are `batched`? See `vectorize`."""
         if self.vectorize != "auto":
@@ -268,12 +263,15 @@ class InnerLoop(nn.Module):
         """
         if transductive:
             return self.forward_tasks(params, query_x, batched)
-        tasks, queries = query_x.shape[:2]
-        joint = torch.cat([support_x.unsqueeze(1).expand(-1, queries, *support_x.shape[1:]),
-                           query_x.unsqueeze(2)], dim=2)  # [B, M, S+1, ...]
-        flat = {n: t.repeat_interleave(queries, 0) if n in batched else t for n, t in params.items()}
-        outputs = self.forward_tasks(flat, joint.flatten(0, 1), batched)
-        return outputs[:, -1].reshape(tasks, queries, *outputs.shape[2:])
+        outputs = []
+        for b in range(query_x.shape[0]):
+            task = {n: t[b] if n in batched else t for n, t in params.items()}
+            queries = query_x.shape[1]
+            joint = torch.cat([support_x[b].unsqueeze(0).expand(queries, *support_x.shape[1:]),
+                               query_x[b].unsqueeze(1)], dim=1)  # [M, S+1, ...]: one batch per query
+            with _vmapped():
+                outputs.append(vmap(lambda xj, p=task: functional_call(self.model, p, (xj,))[-1])(joint))
+        return torch.stack(outputs)
 
     def _update(self, name: str, step: int, g: Tensor, moments: dict[str, tuple[Tensor, Tensor]]) -> Tensor:
         """The step to subtract: rate * g for SGD, Adam's bias-corrected rate * m / (sqrt(v) + eps) for Adam."""
