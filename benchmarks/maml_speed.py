@@ -47,7 +47,7 @@ def _reference_conv4(torch):
                          nn.Linear(64, WAY))
 
 
-def _step_function(impl: str, order: str, torch):
+def _step_function(impl: str, order: str, torch, task_chunk: int = 8):
     """(parameters, step(batch)) for one implementation; step accumulates the meta-gradient of a batch."""
     F = torch.nn.functional
     first_order = order == "first"
@@ -56,7 +56,8 @@ def _step_function(impl: str, order: str, torch):
         from polyskill.data.episodes import TaskBatch
         from polyskill.meta import MAML
         from polyskill.nn import Conv4, autocast
-        algo = MAML(Conv4(out_features=WAY), inner_lr=INNER_LR, inner_steps=1, first_order=first_order)
+        algo = MAML(Conv4(out_features=WAY), inner_lr=INNER_LR, inner_steps=1, first_order=first_order,
+                    task_chunk=task_chunk)
         precision = "bf16" if impl.endswith("bf16") else "fp32"
 
         def step(batch):
@@ -91,12 +92,12 @@ def _step_function(impl: str, order: str, torch):
     return model.parameters(), step
 
 
-def worker(impl: str, order: str, data: str, steps: int, warmup: int, threads: int) -> dict:
+def worker(impl: str, order: str, data: str, steps: int, warmup: int, threads: int, task_chunk: int) -> dict:
     """Time `steps` meta-steps (after `warmup`) of one implementation in this process."""
     import torch
     torch.set_num_threads(threads)
     batches = torch.load(data, weights_only=True)
-    params, step = _step_function(impl, order, torch)
+    params, step = _step_function(impl, order, torch, task_chunk)
     optimizer = torch.optim.Adam(params, lr=1e-3)
     base = _rss_mib()
     for i in range(warmup + steps):
@@ -130,13 +131,14 @@ def main() -> None:
     parser.add_argument("--meta-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--orders", default="second,first")
+    parser.add_argument("--task-chunk", type=int, default=8, help="polyskill's MAML(task_chunk=...)")
     parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS))
     parser.add_argument("--peers", default=os.environ.get("POLYSKILL_PEERS", "/tmp/peers/bin/python"))
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "ORDER", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.steps, args.warmup, args.threads)))
+        print(json.dumps(worker(*args.worker, args.steps, args.warmup, args.threads, args.task_chunk)))
         return
     impls, orders = args.impls.split(","), args.orders.split(",")
     if any(not i.startswith("polyskill") for i in impls) and not Path(args.peers).is_file():
@@ -151,14 +153,15 @@ def main() -> None:
                 for impl in impls:
                     python = sys.executable if impl.startswith("polyskill") else args.peers
                     command = [python, __file__, "--worker", impl, order, str(data), "--steps", str(args.steps),
-                               "--warmup", str(args.warmup), "--threads", str(args.threads)]
+                               "--warmup", str(args.warmup), "--threads", str(args.threads),
+                               "--task-chunk", str(args.task_chunk)]
                     done = subprocess.run(command, capture_output=True, text=True, env=env)
                     if done.returncode != 0:
                         sys.exit(f"{impl} ({order} order) failed:\n{done.stderr[-2000:]}")
                     results.setdefault((impl, order), []).append(json.loads(done.stdout.strip().splitlines()[-1]))
     import torch
     print(f"MAML meta-step, Conv4, Omniglot {WAY}-way 1-shot 15-query, meta-batch {args.meta_batch}, 1 inner step; "
-          f"{args.repeats} x {args.steps} steps per implementation")
+          f"{args.repeats} x {args.steps} steps per implementation; polyskill task_chunk {args.task_chunk}")
     print(describe(args.threads))
     print(f"{'order':7s} {'implementation':15s} {'s/step':>8s} {'steps/s':>8s} {'vs l2l':>7s} "
           f"{'max RSS MiB':>12s} {'above start':>12s}")
