@@ -10,16 +10,24 @@ import torch
 
 from polyskill.data import EpisodeSampler
 from polyskill.errors import RunError
-from polyskill.meta import PrototypicalNetworks
+from polyskill.meta import MAML, PrototypicalNetworks, Reptile
 from polyskill.nn import Conv4
 from polyskill.train import FitConfig, Trainer, load_checkpoint, read_metrics, save_checkpoint
 
 CONFIG = dict(steps=12, log_every=1, val_every=3, val_episodes=4, lr=3e-3, lr_step=5, lr_gamma=0.5)
 
 
-def _trainer(classes, out, **overrides) -> Trainer:
+ALGORITHMS = {
+    "protonet": lambda: PrototypicalNetworks(Conv4(hidden=8)),
+    "maml": lambda: MAML(Conv4(hidden=8, out_features=5), inner_steps=2, learn_lr="per_step", multi_step_loss=True,
+                         msl_anneal_steps=10),
+    "reptile": lambda: Reptile(Conv4(hidden=8, out_features=5), inner_steps=3, inner_batch=4, eval_steps=3),
+}
+
+
+def _trainer(classes, out, algo: str = "protonet", **overrides) -> Trainer:
     torch.manual_seed(0)
-    algo = PrototypicalNetworks(Conv4(hidden=8))
+    algo = ALGORITHMS[algo]()
     train = EpisodeSampler(classes.subset(range(200)), 5, 1, 2, seed=0)
     val = EpisodeSampler(classes.subset(range(200, 300)), 5, 1, 2, seed=1)
     return Trainer(algo, train, FitConfig(**{**CONFIG, **overrides}), out=out, val=val, progress=False)
@@ -29,11 +37,12 @@ def _without_time(records):
     return [{k: v for k, v in r.items() if k != "time"} for r in records]
 
 
-def test_resume_after_a_crash_continues_identically(omniglot_val, tmp_path):
-    reference = _trainer(omniglot_val, tmp_path / "a")
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+def test_resume_after_a_crash_continues_identically(omniglot_val, tmp_path, algo):
+    reference = _trainer(omniglot_val, tmp_path / "a", algo)
     reference.fit()
 
-    crashing = _trainer(omniglot_val, tmp_path / "b")
+    crashing = _trainer(omniglot_val, tmp_path / "b", algo)
     sample, calls = crashing.train.sample, []
 
     def crash_on_the_eighth_draw(batch_size=1):
@@ -47,7 +56,7 @@ def test_resume_after_a_crash_continues_identically(omniglot_val, tmp_path):
         crashing.fit()
     assert max(r["step"] for r in read_metrics(tmp_path / "b" / "metrics.jsonl")) == 7  # logged past the checkpoint
 
-    resumed = _trainer(omniglot_val, tmp_path / "b")
+    resumed = _trainer(omniglot_val, tmp_path / "b", algo)
     resumed.resume()
     assert resumed.step == 6
     resumed.fit()

@@ -246,9 +246,12 @@ class InnerLoop(nn.Module):
                 steps: int) -> tuple[Params, set[str]]:
         """Detached parameters after `steps` first-order steps on `data` (for evaluation; no graph is kept),
         and the names of those that carry a task axis."""
+        pairs = [data] if isinstance(data, tuple) else list(data)
         with torch.inference_mode(False), torch.enable_grad():
+            # tensors made under inference_mode (e.g. during evaluation) cannot enter autograd: copy them out
+            pairs = [tuple(t.clone() if t.is_inference() else t for t in pair) for pair in pairs]
             params = {n: t.detach() for n, t in self.params().items()}
-            trajectory = self.adapt(params, data, steps=steps, first_order=True)
+            trajectory = self.adapt(params, pairs, steps=steps, first_order=True)
         if not trajectory:
             return params, set()
         return {n: t.detach() for n, t in trajectory[-1].items()}, set(self.adapt_names)
