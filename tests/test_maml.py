@@ -190,7 +190,8 @@ def test_reptile_with_one_step_and_one_task_is_sgd_on_that_task(float64):
 
 def test_reptile_direction_is_theta_minus_the_mean_adapted_parameters(float64):
     torch.manual_seed(4)
-    reptile = Reptile(Conv4(hidden=4, out_features=3, image_size=16), inner_steps=3, inner_batch=4)
+    reptile = Reptile(Conv4(hidden=4, out_features=3, image_size=16), inner_steps=3, inner_batch=4,
+                      shared_moments=False)
     batch = image_batch(tasks=4)
     torch.manual_seed(9)
     grads = meta_backward_gradients(reptile, batch)
@@ -199,6 +200,21 @@ def test_reptile_direction_is_theta_minus_the_mean_adapted_parameters(float64):
     for name in grads:
         torch.testing.assert_close(grads[name], surrogate[name])
     assert all(float(g.abs().max()) > 0 for g in grads.values())
+
+
+def test_reptile_keeps_adams_second_moments_across_tasks_and_leaves_them_alone_in_evaluation():
+    torch.manual_seed(5)
+    reptile = Reptile(Conv4(hidden=4, out_features=3, image_size=16), inner_steps=2, inner_batch=4, eval_steps=2)
+    state = {k: v.clone() for k, v in reptile.state_dict().items() if k.startswith("moments.")}
+    assert state["moments.count"] == 0 and all(float(v.abs().sum()) == 0 for v in state.values())
+    reptile.meta_backward(image_batch(tasks=2))
+    after = {k: v.clone() for k, v in reptile.state_dict().items() if k.startswith("moments.")}
+    assert after["moments.count"] == 2 and all(float(v.abs().sum()) > 0 for v in after.values())
+    first = reptile.predict(image_batch(tasks=2, seed=1))
+    for k, v in reptile.state_dict().items():
+        if k.startswith("moments."):
+            assert torch.equal(v, after[k]), k  # evaluation adapted from a copy
+    torch.testing.assert_close(reptile.predict(image_batch(tasks=2, seed=1)), first)
 
 
 def test_minibatches_sample_each_example_once_per_pass():

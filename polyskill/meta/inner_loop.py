@@ -104,6 +104,28 @@ def _key(name: str) -> str:
     return name.replace(".", "-")
 
 
+class SecondMoments(nn.Module):
+    """Adam's second moments kept across inner loops and shared by all tasks, as buffers (so checkpointed).
+
+    Reptile's reference implementation keeps one inner Adam optimizer for the whole of training, so its
+    normalisation is a running average over every task seen; fresh per-task moments would turn each first
+    step into lr * sign(g).
+    """
+
+    def __init__(self, params: Params) -> None:
+        super().__init__()
+        self.values = nn.Module()
+        for name, tensor in params.items():
+            self.values.register_buffer(_key(name), torch.zeros_like(tensor))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    def copy(self) -> "SecondMoments":
+        """An independent copy, for evaluation that must leave the training state as it was."""
+        clone = SecondMoments({n: b for n, b in self.values.named_buffers()})
+        clone.load_state_dict(self.state_dict())
+        return clone
+
+
 class InnerLoop(nn.Module):
     """Adapts the parameters of `model` to a batch of tasks by `steps` gradient steps on their support loss.
 
@@ -214,13 +236,16 @@ class InnerLoop(nn.Module):
 
     # -- adaptation ---------------------------------------------------------------------------------
     def adapt(self, params: Params, data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]],
-              steps: int | None = None, first_order: bool | None = None) -> list[Params]:
+              steps: int | None = None, first_order: bool | None = None,
+              second_moments: SecondMoments | None = None) -> list[Params]:
         """The trajectory [theta_1, ..., theta_steps] of adapted parameters for a batch of tasks.
 
         `data` is (x [B, S, ...], y [B, S]) used at every step, or a list of such pairs, step j using
         pair j mod len (mini-batches, as in Reptile). Each returned dict holds every parameter; the adapted
         ones are [B, ...]. With `first_order` the inner gradients carry no graph, so the outer gradient of an
         adapted parameter is the identity (FOMAML); otherwise it flows through the inner steps (MAML).
+        With `second_moments`, Adam normalises by those running second moments (updated in place with the
+        mean over tasks) instead of fresh per-task ones.
         """
         steps = self.steps if steps is None else steps
         first_order = self.first_order if first_order is None else first_order
@@ -237,13 +262,15 @@ class InnerLoop(nn.Module):
                 grads = self._gradients(current, x, y, batched, True)
             current = dict(current)
             for name in self.adapt_names:
-                current[name] = current[name] - self._update(name, step, grads[name], moments)
+                current[name] = current[name] - self._update(name, step, grads[name], moments, second_moments)
+            if second_moments is not None:
+                second_moments.count += 1
             batched = True
             trajectory.append(current)
         return trajectory
 
-    def adapted(self, data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]],
-                steps: int) -> tuple[Params, set[str]]:
+    def adapted(self, data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]], steps: int,
+                second_moments: SecondMoments | None = None) -> tuple[Params, set[str]]:
         """Detached parameters after `steps` first-order steps on `data` (for evaluation; no graph is kept),
         and the names of those that carry a task axis."""
         pairs = [data] if isinstance(data, tuple) else list(data)
@@ -251,7 +278,7 @@ class InnerLoop(nn.Module):
             # tensors made under inference_mode (e.g. during evaluation) cannot enter autograd: copy them out
             pairs = [tuple(t.clone() if t.is_inference() else t for t in pair) for pair in pairs]
             params = {n: t.detach() for n, t in self.params().items()}
-            trajectory = self.adapt(params, pairs, steps=steps, first_order=True)
+            trajectory = self.adapt(params, pairs, steps=steps, first_order=True, second_moments=second_moments)
         if not trajectory:
             return params, set()
         return {n: t.detach() for n, t in trajectory[-1].items()}, set(self.adapt_names)
@@ -276,15 +303,23 @@ class InnerLoop(nn.Module):
                 outputs.append(vmap(lambda xj, p=task: functional_call(self.model, p, (xj,))[-1])(joint))
         return torch.stack(outputs)
 
-    def _update(self, name: str, step: int, g: Tensor, moments: dict[str, tuple[Tensor, Tensor]]) -> Tensor:
+    def _update(self, name: str, step: int, g: Tensor, moments: dict[str, tuple[Tensor, Tensor]],
+                shared: SecondMoments | None = None) -> Tensor:
         """The step to subtract: rate * g for SGD, Adam's bias-corrected rate * m / (sqrt(v) + eps) for Adam."""
         if self.optimizer == "sgd":
             return self.rate(name, step) * g
         beta1, beta2 = self.betas
         m, v = moments.get(name, (torch.zeros_like(g), torch.zeros_like(g)))
-        m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+        m = beta1 * m + (1 - beta1) * g
+        if shared is None:
+            v = beta2 * v + (1 - beta2) * g * g
+            v_hat = v / (1 - beta2 ** (step + 1))
+        else:
+            running = getattr(shared.values, _key(name))
+            with torch.no_grad():
+                running.mul_(beta2).add_((1 - beta2) * (g * g).reshape(-1, *running.shape).mean(0))
+            v_hat = running / (1 - beta2 ** (int(shared.count) + 1))
         moments[name] = (m, v)
-        t = step + 1
-        return self.lr * (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt() + self.eps)
+        return self.lr * (m / (1 - beta1 ** (step + 1))) / (v_hat.sqrt() + self.eps)
 
 

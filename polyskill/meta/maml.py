@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
 from .base import FewShotAlgorithm, Predictor, accuracy
-from .inner_loop import LEARN_LR, InnerLoop, Params, task_loss
+from .inner_loop import LEARN_LR, InnerLoop, Params, SecondMoments, task_loss
 
 QUERY_PASSES = ("auto", "loop", "vmap")
 
@@ -171,11 +171,12 @@ class MAML(FewShotAlgorithm):
 
 
 def adapted_predictor(inner: InnerLoop, support: Support, steps: int, transductive: bool,
-                      data: Sequence[tuple[Tensor, Tensor]] | None = None) -> Predictor:
+                      data: Sequence[tuple[Tensor, Tensor]] | None = None,
+                      second_moments: SecondMoments | None = None) -> Predictor:
     """Adapt `inner`'s network to one task (on `data`, default the whole support set at every step) and
     return the function from query inputs to outputs."""
     sx, sy = support.x.unsqueeze(0), support.y.unsqueeze(0)
-    params, batched = inner.adapted(data if data is not None else (sx, sy), steps)
+    params, batched = inner.adapted(data if data is not None else (sx, sy), steps, second_moments)
 
     def predictor(x: Tensor) -> Tensor:
         return inner.query_outputs(params, batched, sx, x.unsqueeze(0), transductive)[0].detach()

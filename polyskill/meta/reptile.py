@@ -13,17 +13,18 @@ from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
 from .base import FewShotAlgorithm, Predictor, accuracy
-from .inner_loop import InnerLoop, task_loss
+from .inner_loop import InnerLoop, SecondMoments, task_loss
 from .maml import adapted_predictor
 
 
-def minibatches(x: Tensor, y: Tensor, size: int, steps: int) -> list[tuple[Tensor, Tensor]]:
+def minibatches(x: Tensor, y: Tensor, size: int, steps: int,
+                generator: torch.Generator | None = None) -> list[tuple[Tensor, Tensor]]:
     """`steps` mini-batches of `size` examples per task from x [B, S, ...], y [B, S]: each task's examples
     in a fresh random order, taken in turn and reshuffled once used up (sampling without replacement)."""
     tasks, count = y.shape[:2]
     size = min(size, count)
     epochs = -(-steps * size // count)
-    order = torch.cat([torch.rand(tasks, count).argsort(1) for _ in range(epochs)], dim=1)
+    order = torch.cat([torch.rand(tasks, count, generator=generator).argsort(1) for _ in range(epochs)], dim=1)
     batches = []
     for step in range(steps):
         index = order[:, step * size:(step + 1) * size].to(y.device)
@@ -38,13 +39,15 @@ class Reptile(FewShotAlgorithm):
 
     Evaluation adapts with `eval_steps` steps on mini-batches of `eval_batch` support examples; with
     `transductive` the query set is normalised with its own batch statistics (the paper's "transduction").
+    With `shared_moments` (Adam only), the inner Adam's second moments run on across tasks and outer steps, as
+    in the paper's code, and evaluation starts from a copy of them.
     """
 
     needs_head = True
 
     def __init__(self, backbone: nn.Module, inner_lr: float = 1e-3, inner_steps: int = 5, inner_batch: int = 10,
                  eval_steps: int = 50, eval_batch: int = 5, inner_optimizer: str = "adam",
-                 transductive: bool = True) -> None:
+                 transductive: bool = True, shared_moments: bool = True) -> None:
         super().__init__()
         if min(inner_steps, inner_batch, eval_batch) < 1 or eval_steps < 0:
             raise ValueError("Reptile needs inner_steps, inner_batch, eval_batch >= 1 and eval_steps >= 0")
@@ -52,6 +55,8 @@ class Reptile(FewShotAlgorithm):
                                optimizer=inner_optimizer, betas=(0.0, 0.999))
         self.inner_batch, self.eval_steps, self.eval_batch = inner_batch, eval_steps, eval_batch
         self.transductive = transductive
+        shared = shared_moments and inner_optimizer == "adam"
+        self.moments = SecondMoments(self.inner.params()) if shared else None
 
     @property
     def backbone(self) -> nn.Module:
@@ -62,7 +67,7 @@ class Reptile(FewShotAlgorithm):
         x = torch.cat([batch.support_x, batch.query_x], dim=1)
         y = torch.cat([batch.support_y, batch.query_y], dim=1)
         steps = self.inner.steps
-        params, _ = self.inner.adapted(minibatches(x, y, self.inner_batch, steps), steps)
+        params, _ = self.inner.adapted(minibatches(x, y, self.inner_batch, steps), steps, self.moments)
         return params, x, y
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
@@ -88,11 +93,23 @@ class Reptile(FewShotAlgorithm):
             return {"loss": loss}
         return {"loss": loss, "acc": accuracy(outputs.float(), y).mean()}
 
+    def _eval_moments(self) -> SecondMoments | None:
+        """A copy of the running moments for one evaluation (made outside inference mode: it is updated)."""
+        if self.moments is None:
+            return None
+        with torch.inference_mode(False):
+            return self.moments.copy()
+
+    def _eval_batches(self, x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Evaluation mini-batches in an order fixed by a seeded generator, so that a task's result is
+        reproducible and independent of the training stream."""
+        return minibatches(x, y, self.eval_batch, self.eval_steps, torch.Generator().manual_seed(0))
+
     def predict(self, batch: TaskBatch) -> Tensor:
-        data = minibatches(batch.support_x, batch.support_y, self.eval_batch, self.eval_steps)
-        params, batched = self.inner.adapted(data, self.eval_steps)
+        data = self._eval_batches(batch.support_x, batch.support_y)
+        params, batched = self.inner.adapted(data, self.eval_steps, self._eval_moments())
         return self.inner.query_outputs(params, batched, batch.support_x, batch.query_x, self.transductive).detach()
 
     def adapt(self, support: Support) -> Predictor:
-        data = minibatches(support.x.unsqueeze(0), support.y.unsqueeze(0), self.eval_batch, self.eval_steps)
-        return adapted_predictor(self.inner, support, self.eval_steps, self.transductive, data)
+        data = self._eval_batches(support.x.unsqueeze(0), support.y.unsqueeze(0))
+        return adapted_predictor(self.inner, support, self.eval_steps, self.transductive, data, self._eval_moments())
