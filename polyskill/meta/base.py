@@ -47,6 +47,13 @@ def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     return (logits.argmax(-1) == labels).float().mean(-1)
 
 
+def task_metrics(loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    """Training metrics of a batch: the loss, plus accuracy when the targets are class labels."""
+    if targets.is_floating_point():
+        return {"loss": loss}
+    return {"loss": loss, "acc": accuracy(outputs.float(), targets).mean()}
+
+
 def episode_accuracies(algo: FewShotAlgorithm, batches: Iterable[TaskBatch],
                        context: Callable[[], object] | None = None) -> Tensor:
     """Query accuracy of each task in `batches`, [E], with the algorithm in eval mode (mode restored after)."""

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, accuracy
+from .base import FewShotAlgorithm, Predictor, task_metrics
 from .inner_loop import LEARN_LR, InnerLoop, Params, SecondMoments, task_loss
 
 QUERY_PASSES = ("auto", "loop", "vmap")
@@ -101,12 +101,7 @@ class MAML(FewShotAlgorithm):
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """The weighted query loss, as one graph through every task (see `meta_backward` for the lean path)."""
         loss, outputs = self._weighted_query_loss(batch)
-        return loss, self._metrics(loss.detach(), outputs.detach(), batch.query_y)
-
-    def _metrics(self, loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        if targets.is_floating_point():
-            return {"loss": loss}
-        return {"loss": loss, "acc": accuracy(outputs.float(), targets).mean()}
+        return loss, task_metrics(loss.detach(), outputs.detach(), batch.query_y)
 
     def _query_loop(self) -> bool:
         if self.query_pass != "auto":
@@ -131,7 +126,7 @@ class MAML(FewShotAlgorithm):
                 loss, outputs = self._weighted_query_loss(chunk)
                 (loss * len(chunk) / tasks).backward()
                 loss, outputs = loss.detach() * len(chunk) / tasks, outputs.detach()
-            for key, value in self._metrics(loss, outputs, chunk.query_y).items():
+            for key, value in task_metrics(loss, outputs, chunk.query_y).items():
                 share = value if key == "loss" else value * len(chunk) / tasks
                 metrics[key] = metrics[key] + share if key in metrics else share
         return metrics

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, accuracy
+from .base import FewShotAlgorithm, Predictor, task_metrics
 from .inner_loop import InnerLoop, SecondMoments, task_loss
 from .maml import adapted_predictor
 
@@ -89,9 +89,7 @@ class Reptile(FewShotAlgorithm):
         with torch.no_grad():
             outputs = self.inner.forward_tasks(phi, x, set(self.inner.adapt_names))
             loss = torch.vmap(task_loss)(outputs, y).mean()
-        if y.is_floating_point():
-            return {"loss": loss}
-        return {"loss": loss, "acc": accuracy(outputs.float(), y).mean()}
+        return task_metrics(loss, outputs, y)
 
     def _eval_moments(self) -> SecondMoments | None:
         """A copy of the running moments for one evaluation (made outside inference mode: it is updated)."""
