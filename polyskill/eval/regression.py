@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
-import torch
 from torch import Tensor
 
 from ..data.episodes import TaskBatch
-from ..meta.base import FewShotAlgorithm
+from ..meta.base import FewShotAlgorithm, episode_scores
 from .few_shot import confidence_interval
 
 
@@ -34,23 +33,19 @@ class RegressionResult:
         return asdict(self)
 
 
+def squared_errors(outputs: Tensor, targets: Tensor) -> Tensor:
+    """Mean squared error of each task: outputs and targets [B, M, ...] -> [B]."""
+    return (outputs.reshape(targets.shape) - targets).pow(2).flatten(1).mean(1)
+
+
 def task_mse(algo: FewShotAlgorithm, batches: Iterable[TaskBatch]) -> Tensor:
     """Query mean squared error of each task [E], the algorithm in eval mode (mode restored after)."""
-    was_training = algo.training
-    algo.eval()
-    errors = []
-    try:
-        for batch in batches:
-            with torch.no_grad():
-                outputs = algo.predict(batch).float().reshape(batch.query_y.shape)
-            errors.append((outputs - batch.query_y).pow(2).flatten(1).mean(1))
-    finally:
-        algo.train(was_training)
-    return torch.cat(errors) if errors else torch.empty(0)
+    return episode_scores(algo, batches, squared_errors)
 
 
 def regression(algo: FewShotAlgorithm, tasks, episodes: int = 600, seed: int = 0,
                steps: int | None = None) -> RegressionResult:
-    """Evaluate `algo` on `episodes` fixed tasks of the sampler `tasks` (same tasks for every model)."""
+    """Evaluate `algo` on `episodes` fixed tasks of the sampler `tasks` (same tasks for every model); `seed`
+    is the protocol's episode seed as the caller names it (the sampler already carries the seed it draws with)."""
     mse, ci = confidence_interval(task_mse(algo, tasks.fixed(episodes)))
     return RegressionResult(tasks.shot, tasks.query, episodes, seed, steps, mse, ci)

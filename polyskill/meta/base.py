@@ -54,17 +54,24 @@ def task_metrics(loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, Te
     return {"loss": loss, "acc": accuracy(outputs.float(), targets).mean()}
 
 
-def episode_accuracies(algo: FewShotAlgorithm, batches: Iterable[TaskBatch],
-                       context: Callable[[], object] | None = None) -> Tensor:
-    """Query accuracy of each task in `batches`, [E], with the algorithm in eval mode (mode restored after)."""
+def episode_scores(algo: FewShotAlgorithm, batches: Iterable[TaskBatch], score: Callable[[Tensor, Tensor], Tensor],
+                   context: Callable[[], object] | None = None) -> Tensor:
+    """score(predictions, query targets) of each task in `batches`, [E], with the algorithm in eval mode
+    (mode restored after) and predictions made under `context` (default: no_grad)."""
     was_training = algo.training
     algo.eval()
     results = []
     try:
         for batch in batches:
             with context() if context else torch.no_grad():
-                logits = algo.predict(batch)
-            results.append(accuracy(logits.float(), batch.query_y))
+                outputs = algo.predict(batch)
+            results.append(score(outputs.float(), batch.query_y))
     finally:
         algo.train(was_training)
     return torch.cat(results) if results else torch.empty(0)
+
+
+def episode_accuracies(algo: FewShotAlgorithm, batches: Iterable[TaskBatch],
+                       context: Callable[[], object] | None = None) -> Tensor:
+    """Query accuracy of each task in `batches`, [E] (see `episode_scores`)."""
+    return episode_scores(algo, batches, accuracy, context)
