@@ -1,0 +1,128 @@
+"""One multi-task backward pass: the losses, the task weights and the gradients left in `.grad`.
+
+Loss weightings (EW, UW, DWA, RLW) backpropagate `sum_t w_t L_t` once. Gradient aggregators get the
+per-task gradients of the shared parameters from one batched pass (or, with `rep_grad`, the per-task
+gradients of the shared representation, as MGDA-UB does), turn their Gram matrix into weights, and write
+`sum_t w_t g_t` into the shared parameters' `.grad`; task-specific parameters get the gradient of their own
+task's loss. The optimiser step is the caller's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .base import Aggregator, MultiTaskModel
+from .gradients import flat, grouped_task_gradients, has_batch_coupling, task_gradients
+from .losses import dense_losses, grouped_losses, task_loss
+
+
+@dataclass
+class StepInfo:
+    """What one step measured: per-task losses [T], the weights used [T], and the Gram matrix of the per-task
+    gradients [T, T] when they were computed (None for a plain weighted-loss step)."""
+
+    losses: Tensor
+    weights: Tensor
+    gram: Tensor | None = None
+
+
+def _task_params(model: MultiTaskModel) -> list[Tensor]:
+    return [p for t in model.tasks for p in model.task_parameters(t) if p.requires_grad]
+
+
+def _accumulate(params: list[Tensor], grads: list[Tensor | None]) -> None:
+    for p, g in zip(params, grads):
+        if g is not None:
+            p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
+
+
+def _backward_extras(model: MultiTaskModel, aggregator: Aggregator) -> None:
+    """Backpropagate the architecture's penalty and the aggregator's regulariser, if any."""
+    extra = [e for e in (model.penalty(), aggregator.regularizer()) if e is not None]
+    if extra:
+        torch.stack([e.reshape(()) for e in extra]).sum().backward()
+
+
+def _set_shared(shared: list[Tensor], direction: Tensor) -> None:
+    offset = 0
+    for p in shared:
+        n = p.numel()
+        _accumulate([p], [direction[offset:offset + n].view_as(p)])
+        offset += n
+
+
+def multitask_backward(model: MultiTaskModel, aggregator: Aggregator, x: Tensor, y: Tensor,
+                       classes: tuple[int, ...], *, partitioned: bool = False, rep_grad: bool = False,
+                       want_gram: bool = False) -> StepInfo:
+    """Compute the step's gradients into `.grad` (which the caller has zeroed).
+
+    `partitioned`: the batch is laid out task by task (`len(x) = T * n`, rows [i*n, (i+1)*n) are task i's)
+    and each task's loss reads only its rows; otherwise `y` is [B, T]. `want_gram` asks a loss weighting to
+    compute the per-task gradients anyway (for task-affinity tracking); gradient aggregators always do.
+    """
+    tasks = model.tasks
+    shared = [p for p in model.shared_parameters() if p.requires_grad]
+    losses_of = grouped_losses if partitioned else dense_losses
+    if not aggregator.uses_gradients or not shared:
+        losses = losses_of(model(x), y, tasks, classes)
+        gram = None
+        if want_gram and shared:
+            jac = task_gradients(losses, shared)
+            gram = jac @ jac.T
+        w = aggregator.weights(None, losses.detach()) if not aggregator.uses_gradients else torch.ones_like(losses)
+        (w * losses).sum().backward()
+        _backward_extras(model, aggregator)
+        return StepInfo(losses.detach(), w.detach(), gram)
+
+    if rep_grad:
+        rep, outputs = model.forward_with_representation(x)
+        losses = losses_of(outputs, y, tasks, classes)
+        jac = task_gradients(losses, [rep])
+        gram = jac @ jac.T
+        w = _weights(aggregator, gram, losses)
+        torch.autograd.backward(rep, (w.to(jac.dtype) @ jac).view_as(rep), retain_graph=True, inputs=shared)
+        task_params = _task_params(model)
+        if task_params:
+            _accumulate(task_params, torch.autograd.grad(losses.sum(), task_params, allow_unused=True))
+        _backward_extras(model, aggregator)
+        return StepInfo(losses.detach(), w, gram)
+
+    if partitioned and not has_batch_coupling(model):
+        t = len(tasks)
+        xs, ys = x.reshape(t, -1, *x.shape[1:]), y.reshape(t, -1)
+
+        def one(outputs: dict[str, Tensor], yi: Tensor, onehot: Tensor) -> Tensor:
+            per_head = torch.stack([task_loss(outputs[name], yi, classes[i]) for i, name in enumerate(tasks)])
+            return (per_head * onehot).sum()
+
+        grads, losses = grouped_task_gradients(model, xs, ys, one)
+        names = dict(model.named_parameters())
+        shared_ids = {id(p) for p in shared}
+        shared_names = [k for k, p in names.items() if id(p) in shared_ids]
+        jac = flat([grads[k] for k in shared_names], [names[k] for k in shared_names], t)
+        gram = jac @ jac.T
+        w = _weights(aggregator, gram, losses)
+        _set_shared([names[k] for k in shared_names], w.to(jac.dtype) @ jac)
+        others = [k for k in names if k not in set(shared_names) and names[k].requires_grad]
+        _accumulate([names[k] for k in others], [grads[k].sum(0) for k in others])
+        _backward_extras(model, aggregator)
+        return StepInfo(losses.detach(), w, gram)
+
+    losses = losses_of(model(x), y, tasks, classes)
+    jac = task_gradients(losses, shared)
+    gram = jac @ jac.T
+    w = _weights(aggregator, gram, losses)
+    _set_shared(shared, w.to(jac.dtype) @ jac)
+    task_params = _task_params(model)
+    if task_params:
+        _accumulate(task_params, torch.autograd.grad(losses.sum(), task_params, allow_unused=True,
+                                                     retain_graph=True))
+    _backward_extras(model, aggregator)
+    return StepInfo(losses.detach(), w, gram)
+
+
+def _weights(aggregator: Aggregator, gram: Tensor, losses: Tensor) -> Tensor:
+    return aggregator.weights(gram, losses.detach()).detach()

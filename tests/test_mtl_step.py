@@ -1,0 +1,118 @@
+"""The multi-task backward pass: every path leaves the same gradients as per-task backward passes done one by one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from polyskill.mtl.base import Aggregator, MultiTaskModel
+from polyskill.mtl.gradients import task_gradients
+from polyskill.mtl.step import multitask_backward
+
+
+class TwoLayer(MultiTaskModel):
+    """A shared tanh layer and one linear head per task: small enough to differentiate by hand."""
+
+    def __init__(self, tasks: tuple[str, ...], inputs: int = 5, hidden: int = 4, outputs: int = 1) -> None:
+        super().__init__()
+        self.tasks = tasks
+        self.trunk = nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh())
+        self.heads = nn.ModuleDict({t: nn.Linear(hidden, outputs) for t in tasks})
+
+    def forward_with_representation(self, x):
+        rep = self.trunk(x)
+        return rep, {t: h(rep) for t, h in self.heads.items()}
+
+    def forward(self, x):
+        return self.forward_with_representation(x)[1]
+
+    def shared_parameters(self):
+        return list(self.trunk.parameters())
+
+    def task_parameters(self, task):
+        return list(self.heads[task].parameters())
+
+
+class InverseNorm(Aggregator):
+    """w_t = 1 / ||g_t||: depends on the Gram matrix, so a wrong matrix shows."""
+
+    def weights(self, gram, losses):
+        return gram.diagonal().clamp_min(1e-12).rsqrt()
+
+
+class Fixed(Aggregator):
+    uses_gradients = False
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.tensor(w)
+
+    def weights(self, gram, losses):
+        return self.w
+
+
+def _one_by_one(model, x, y, partitioned):
+    """Per-task gradients of the shared parameters, and the heads' gradients, by T separate backward passes."""
+    t = len(model.tasks)
+    grads, heads = [], {}
+    for i, name in enumerate(model.tasks):
+        model.zero_grad(set_to_none=True)
+        if partitioned:
+            n = len(x) // t
+            rows = slice(i * n, (i + 1) * n)
+            loss = nn.functional.mse_loss(model(x[rows])[name].squeeze(-1), y[rows])
+        else:
+            loss = nn.functional.mse_loss(model(x)[name].squeeze(-1), y[:, i])
+        loss.backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.shared_parameters()]))
+        heads[name] = [p.grad.clone() for p in model.task_parameters(name)]
+    model.zero_grad(set_to_none=True)
+    return torch.stack(grads), heads
+
+
+def _shared_grad(model):
+    return torch.cat([p.grad.reshape(-1) for p in model.shared_parameters()])
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_gradient_aggregation_matches_one_pass_per_task(partitioned):
+    torch.manual_seed(0)
+    tasks = ("a", "b", "c")
+    model = TwoLayer(tasks).double()
+    x = torch.randn(12, 5, dtype=torch.float64)
+    y = torch.randn(12, dtype=torch.float64) if partitioned else torch.randn(12, 3, dtype=torch.float64)
+    jac, heads = _one_by_one(model, x, y, partitioned)
+    info = multitask_backward(model, InverseNorm(), x, y, (0, 0, 0), partitioned=partitioned)
+    w = jac.norm(dim=1).reciprocal()
+    torch.testing.assert_close(info.gram, jac @ jac.T)
+    torch.testing.assert_close(info.weights, w)
+    torch.testing.assert_close(_shared_grad(model), w @ jac)
+    for name in tasks:  # heads get their own task's plain gradient
+        for p, g in zip(model.task_parameters(name), heads[name]):
+            torch.testing.assert_close(p.grad, g)
+
+
+def test_representation_gradients_weight_the_loss():
+    torch.manual_seed(1)
+    model = TwoLayer(("a", "b")).double()
+    x, y = torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    rep = model.trunk(x)
+    losses = torch.stack([nn.functional.mse_loss(model.heads[t](rep).squeeze(-1), y[:, i])
+                          for i, t in enumerate(model.tasks)])
+    jrep = task_gradients(losses, [rep])
+    w = jrep.norm(dim=1).reciprocal().detach()
+    expected = torch.autograd.grad((w * losses).sum(), model.shared_parameters())
+    info = multitask_backward(model, InverseNorm(), x, y, (0, 0), rep_grad=True)
+    torch.testing.assert_close(info.weights, w)
+    torch.testing.assert_close(_shared_grad(model), torch.cat([g.reshape(-1) for g in expected]))
+
+
+def test_loss_weighting_is_one_weighted_backward_and_can_report_the_gram():
+    torch.manual_seed(2)
+    model = TwoLayer(("a", "b")).double()
+    x, y = torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    jac, _ = _one_by_one(model, x, y, False)
+    info = multitask_backward(model, Fixed([0.25, 2.0]).double(), x, y, (0, 0), want_gram=True)
+    torch.testing.assert_close(_shared_grad(model), torch.tensor([0.25, 2.0], dtype=torch.float64) @ jac)
+    torch.testing.assert_close(info.gram, jac @ jac.T)
