@@ -100,6 +100,9 @@ class Trainer:
         self.train_seconds = 0.0
         self.log = MetricsLog(self.out / "metrics.jsonl") if self.out else None
 
+    #: the validation figure's name in metrics.jsonl, best.pt and summary.json ("best_" + name)
+    val_metric = "val_acc"
+
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -130,10 +133,19 @@ class Trainer:
             save_checkpoint(self.out / "last.pt", self.state_dict())
 
     # -- the loop ---------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One meta-update's gradients (left in `.grad`) and its metrics; the optimiser step is fit's."""
+        batch = self.train.sample(self.config.meta_batch).to(self.device)
+        with autocast(self.precision, self.device):
+            return self.algo.meta_backward(batch)
+
     def validate(self) -> float:
         """Mean query accuracy over the fixed validation episodes."""
         batches = (b.to(self.device) for b in self.val.fixed(self.config.val_episodes))
         return float(episode_accuracies(self.algo, batches, lambda: inference(self.precision, self.device)).mean())
+
+    def format_val(self, value: float) -> str:
+        return f"accuracy {100 * value:.2f}%"
 
     def _record(self, record: dict[str, Any]) -> None:
         if self.log is not None:
@@ -141,15 +153,16 @@ class Trainer:
 
     def _after_validation(self, bar: tqdm) -> None:
         acc = self.validate()
-        self._record({"step": self.step, "val_acc": acc, "time": round(self.train_seconds, 3)})
+        self._record({"step": self.step, self.val_metric: acc, "time": round(self.train_seconds, 3)})
         if self.best_val is None or acc > self.best_val:
             self.best_val, self.best_step = acc, self.step
             self.best_state = {k: v.detach().clone() for k, v in self.algo.state_dict().items()}
             if self.out is not None:
-                save_checkpoint(self.out / "best.pt", {"model": self.best_state, "step": self.step, "val_acc": acc})
+                save_checkpoint(self.out / "best.pt", {"model": self.best_state, "step": self.step,
+                                                          self.val_metric: acc})
         if self.progress:
-            bar.write(f"step {self.step}: validation accuracy {100 * acc:.2f}% "
-                      f"(best {100 * self.best_val:.2f}% at step {self.best_step})")
+            bar.write(f"step {self.step}: validation {self.format_val(acc)} "
+                      f"(best {self.format_val(self.best_val)} at step {self.best_step})")
 
     def fit(self) -> dict[str, Any]:
         """Train to `config.steps` (or the time budget), validating and checkpointing along the way."""
@@ -163,10 +176,8 @@ class Trainer:
         started = time.perf_counter()
         try:
             while self.step < config.steps:
-                batch = self.train.sample(config.meta_batch).to(self.device)
                 self.optimizer.zero_grad(set_to_none=True)
-                with autocast(self.precision, self.device):
-                    metrics = algo.meta_backward(batch)
+                metrics = self.train_step()
                 self.optimizer.step()
                 self.scheduler.step()
                 self.step += 1
@@ -201,7 +212,7 @@ class Trainer:
         if self.best_state is not None:
             algo.load_state_dict(self.best_state)
         summary = {"status": status, "steps": self.step, "train_seconds": round(self.train_seconds, 1),
-                   "best_val_acc": self.best_val, "best_step": self.best_step, "precision": self.precision,
+                   f"best_{self.val_metric}": self.best_val, "best_step": self.best_step, "precision": self.precision,
                    "config": asdict(config)}
         if self.out is not None:
             write_json(self.out / "summary.json", summary)

@@ -1,0 +1,74 @@
+"""A multi-task learner: an architecture, an aggregator and the bookkeeping of a step (metrics, affinity)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .affinity import AffinityTracker, lookahead_affinity
+from .base import Aggregator, MultiTaskModel
+from .gradients import task_gradients
+from .losses import dense_losses, grouped_losses
+from .step import multitask_backward
+
+PER_TASK_LOG_LIMIT = 16  # log each task's loss and weight when there are at most this many tasks
+
+
+class MultiTaskLearner(nn.Module):
+    """What the trainer optimises: the model's and the aggregator's parameters (UW's log-variances).
+
+    `affinity_every` > 0 measures the lookahead affinity every that many steps (and, for loss weightings, the
+    gradient cosines, which gradient aggregators get at every step for free), with an SGD step of `lookahead_lr`.
+    """
+
+    def __init__(self, model: MultiTaskModel, aggregator: Aggregator, classes: tuple[int, ...], *,
+                 partitioned: bool = False, rep_grad: bool = False, affinity_every: int = 0,
+                 lookahead_lr: float = 1e-3) -> None:
+        super().__init__()
+        if len(classes) != len(model.tasks):
+            raise ValueError(f"{len(classes)} class counts for {len(model.tasks)} tasks")
+        if affinity_every < 0 or lookahead_lr <= 0:
+            raise ValueError("affinity_every must be >= 0 and lookahead_lr > 0")
+        self.model, self.aggregator = model, aggregator
+        self.classes, self.partitioned, self.rep_grad = tuple(classes), partitioned, rep_grad
+        self.affinity_every, self.lookahead_lr = affinity_every, lookahead_lr
+        self.affinity = AffinityTracker(len(model.tasks))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.model.tasks
+
+    def losses(self, outputs: dict[str, Tensor], y: Tensor) -> Tensor:
+        """[T] losses of a batch's outputs."""
+        return (grouped_losses if self.partitioned else dense_losses)(outputs, y, self.tasks, self.classes)
+
+    def backward(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """One step's gradients into `.grad`; returns detached metrics (total loss, and per task when few)."""
+        measure = self.affinity_every > 0 and int(self.steps) % self.affinity_every == 0
+        info = multitask_backward(self.model, self.aggregator, x, y, self.classes, partitioned=self.partitioned,
+                                  rep_grad=self.rep_grad, want_gram=measure)
+        if info.gram is not None and not self.rep_grad:
+            self.affinity.add_gram(info.gram)
+        if measure:
+            self.affinity.add_lookahead(self._lookahead(x, y))
+        self.steps += 1
+        metrics = {"loss": info.losses.sum()}
+        if len(self.tasks) <= PER_TASK_LOG_LIMIT:
+            for i, task in enumerate(self.tasks):
+                metrics[f"loss_{task}"] = info.losses[i]
+                metrics[f"weight_{task}"] = info.weights[i].detach().float()
+        return metrics
+
+    def _lookahead(self, x: Tensor, y: Tensor) -> Tensor:
+        shared = [p for p in self.model.shared_parameters() if p.requires_grad]
+        if not shared:
+            return torch.zeros(len(self.tasks), len(self.tasks))
+        with torch.enable_grad():
+            losses = self.losses(self.model(x), y)
+            jac = task_gradients(losses, shared, retain_graph=False)
+        return lookahead_affinity(self.model, shared, jac, self.lookahead_lr, lambda out: self.losses(out, y),
+                                  x, losses.detach())
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.model(x)
