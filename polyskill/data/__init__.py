@@ -1,13 +1,21 @@
-"""Data: the data root, checked files, Omniglot, user image folders, seeded episode sampling, sinusoid tasks."""
+"""Data: the data root, checked files, Omniglot, user image folders, seeded episode sampling, sinusoid tasks,
+and the multi-task data sets (MultiFashion, School, Parkinsons, a planted-relations synthetic regression)."""
 
 from .classes import ClassDataset
 from .episodes import EpisodeSampler, Support, TaskBatch, episodes
+from .fashion_mnist import fashion_mnist
 from .files import fetch, status, verify
 from .folder import image_folder
+from .mtl_synthetic import SYNTHETIC_GROUPS, mtl_synthetic, synthetic_groups, synthetic_relations, synthetic_weights
+from .multifashion import multifashion
 from .omniglot_images import omniglot
+from .parkinsons import parkinsons
 from .registry import FILES, FileEntry
 from .root import cache_dir, data_root
+from .school import school
 from .sinusoid import SinusoidTasks
 
-__all__ = ["ClassDataset", "EpisodeSampler", "FILES", "FileEntry", "SinusoidTasks", "Support", "TaskBatch", "cache_dir",
-           "data_root", "episodes", "fetch", "image_folder", "omniglot", "status", "verify"]
+__all__ = ["ClassDataset", "EpisodeSampler", "FILES", "FileEntry", "SYNTHETIC_GROUPS", "SinusoidTasks", "Support",
+           "TaskBatch", "cache_dir", "data_root", "episodes", "fashion_mnist", "fetch", "image_folder",
+           "mtl_synthetic", "multifashion", "omniglot", "parkinsons", "school", "status", "synthetic_groups",
+           "synthetic_relations", "synthetic_weights", "verify"]
