@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["test", "val", "train"])
     ev.add_argument("--seed", type=int, help="episode seed (default: the recipe's)")
     ev.add_argument("--root", help="data root")
+    ev.add_argument("--baseline", metavar="RUN", help="multi-task runs: single-task baseline run for delta-m")
+
+    aff = sub.add_parser("affinity", help="print a multi-task run's task-affinity matrices and save heatmaps",
+                         epilog="example: polyskill affinity runs/synthetic --out affinity.png --groups 3")
+    aff.add_argument("run", help="run directory of a multi-task run")
+    aff.add_argument("--out", help="heatmap PNG (default RUN/affinity.png; one file per matrix)")
+    aff.add_argument("--groups", type=int, help="suggest at most this many task groups")
 
     sub.add_parser("recipes", help="list the shipped recipes")
 
@@ -84,7 +91,42 @@ def _eval(args: argparse.Namespace) -> int:
     for value in (args.way or []) + (args.shot or []):
         _positive("--way/--shot", value)
     evaluate_run(args.run, ways=args.way, shots=args.shot, episodes=args.episodes, query=args.query,
-                 split=args.split, seed=args.seed, root=args.root)
+                 split=args.split, seed=args.seed, root=args.root, baseline=args.baseline)
+    return 0
+
+
+def _affinity(args: argparse.Namespace) -> int:
+    from .eval.heatmap import heatmap_png
+    from .mtl.affinity import suggest_groups
+    from .train.checkpoint import read_json
+
+    _positive("--groups", args.groups)
+    path = Path(args.run) / "affinity.json"
+    if not Path(args.run).is_dir():
+        raise PolyskillError(f"no run directory at {args.run}")
+    if not path.is_file():
+        raise PolyskillError(f"{args.run} has no affinity.json: train a multi-task run with a gradient aggregator, "
+                             f"or set mtl.affinity_every to measure it under a loss weighting")
+    report = read_json(path)
+    tasks = report.get("tasks")
+    kinds = [k for k in ("cosine", "lookahead") if k in report]
+    if not isinstance(tasks, list) or not kinds:
+        raise PolyskillError(f"{path} holds no affinity matrix")
+    titles = {"cosine": "gradient cosine similarity", "lookahead": "lookahead affinity (step on i, loss of j)"}
+    out = Path(args.out) if args.out else Path(args.run) / "affinity.png"
+    width = max(len(t) for t in tasks)
+    for kind in kinds:
+        matrix = report[kind]
+        print(f"{titles[kind]} (mean over {report['steps'][kind]} steps):")
+        print(" " * (width + 1) + " ".join(f"{t[:7]:>7s}" for t in tasks))
+        for task, row in zip(tasks, matrix):
+            print(f"{task:>{width}s} " + " ".join(f"{v:7.3f}" for v in row))
+        groups = suggest_groups(matrix, tasks, max_groups=args.groups)
+        print("suggested groups: " + " | ".join(", ".join(g) for g in groups))
+        target = out if len(kinds) == 1 else out.with_name(f"{out.stem}-{kind}{out.suffix or '.png'}")
+        heatmap_png(matrix, tasks, target, f"{titles[kind]}: {Path(args.run).name}",
+                    row_label="task i (gradient / step)", col_label="task j")
+        print(f"heatmap saved in {target}")
     return 0
 
 
@@ -114,7 +156,7 @@ def _data(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"train": _train, "eval": _eval, "recipes": _recipes, "data": _data}[args.command]
+    handler = {"train": _train, "eval": _eval, "affinity": _affinity, "recipes": _recipes, "data": _data}[args.command]
     try:
         return handler(args)
     except PolyskillError as exc:

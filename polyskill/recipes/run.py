@@ -16,6 +16,7 @@ from ..train.checkpoint import load_checkpoint, read_json, write_json, write_tex
 from ..train.episodic import Trainer
 from . import apply_overrides, read_yaml, recipe_from_dict, recipe_to_dict
 from .build import algorithm, dataset, is_regression, tasks
+from .mtl_build import is_multitask
 from .schema import Recipe
 
 Echo = Callable[[str], None]
@@ -70,6 +71,9 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
                            f"delete it or train into another --out")
     elif config_path.exists() or (out / "last.pt").exists():
         raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if is_multitask(recipe):
+        from .mtl_run import train_mtl_run
+        return train_mtl_run(recipe, out, resume=resume, root=root, progress=progress, evaluate=evaluate, echo=echo)
     algo = algorithm(recipe)
     spec, val = recipe.episodes, recipe.validation
     train_sampler = tasks(recipe, "train", spec.way, spec.shot, spec.query, recipe.train.seed, root)
@@ -110,12 +114,21 @@ def load_run(run: str | os.PathLike) -> tuple[Recipe, Path]:
 def evaluate_run(run: str | os.PathLike, ways: list[int] | None = None, shots: list[int] | None = None,
                  episodes: int | None = None, query: int | None = None, split: str = "test",
                  seed: int | None = None, root: str | None = None, overrides: list[str] | None = None,
-                 echo: Echo = print) -> dict[str, Any]:
-    """Evaluate a trained run on fixed episodes of `split`; results are printed and stored in summary.json."""
+                 baseline: str | None = None, echo: Echo = print) -> dict[str, Any]:
+    """Evaluate a trained run on fixed episodes of `split` (a multi-task run: on the split's examples, with
+    delta-m against `baseline`); results are printed and stored in summary.json."""
     run = Path(run)
     recipe, weights = load_run(run)
     if overrides:
         recipe = recipe_from_dict(apply_overrides(recipe_to_dict(recipe), overrides))
+    if is_multitask(recipe):
+        if ways or shots or episodes or query or seed is not None:
+            raise ConfigError("--way, --shot, --episodes, --query and --seed are for few-shot runs; a multi-task "
+                              "run is evaluated on every example of the split")
+        from .mtl_run import evaluate_mtl_run
+        return evaluate_mtl_run(run, recipe, weights, split=split, root=root, baseline=baseline, echo=echo)
+    if baseline:
+        raise ConfigError("--baseline (delta-m) is for multi-task runs")
     algo = algorithm(recipe)
     state = load_checkpoint(weights)
     try:

@@ -16,8 +16,10 @@ from ..errors import ConfigError
 from ..meta import ALGORITHMS
 from ..train.episodic import FitConfig
 
-DATASETS = ("omniglot", "folder", "sinusoid")
-BACKBONES = ("conv4", "mlp")
+FEW_SHOT_DATASETS = ("omniglot", "folder", "sinusoid")
+MULTITASK_DATASETS = ("multifashion", "school", "parkinsons", "mtl_synthetic")
+DATASETS = FEW_SHOT_DATASETS + MULTITASK_DATASETS
+BACKBONES = ("conv4", "mlp", "lenet")
 
 
 def _at_least(spec: Any, **minimums: int) -> None:
@@ -32,7 +34,9 @@ def _at_least(spec: Any, **minimums: int) -> None:
 @dataclass
 class DataSpec:
     """Which classes to train, validate and test on. For `folder`, train/val/test are paths of class folders;
-    `sinusoid` tasks are synthetic (train/val/test are not read: the seeds tell the task streams apart)."""
+    `sinusoid` tasks are synthetic (train/val/test are not read: the seeds tell the task streams apart).
+    Multi-task data sets have fixed train/val/test splits drawn with `split_seed`; `tasks` picks Parkinsons'
+    tasks (`targets`: motor and total UPDRS, `subjects`: one task per subject)."""
 
     dataset: str = "omniglot"
     train: str = "vinyals/train"
@@ -40,6 +44,8 @@ class DataSpec:
     test: str = "vinyals/test"
     image_size: int = 28
     channels: int = 1
+    split_seed: int = 0
+    tasks: str | None = None
 
     def __post_init__(self) -> None:
         _at_least(self, image_size=1)
@@ -88,6 +94,41 @@ class EvalSpec:
 
 
 @dataclass
+class MTLSpec:
+    """Multi-task training: the architecture and the aggregator (by name, with their constructor `options`),
+    `rep_grad` (aggregate gradients of the shared representation, MGDA-UB style), the batch (`batch_size`
+    examples, or `task_batch` examples of every task for data where each example belongs to one task),
+    `affinity_every` (measure lookahead task affinity every that many steps; 0: off), `tie_heads` (start every
+    task head from the same weights, so that the per-task gradients on the shared layers differ only by what
+    the tasks ask of them: what task-affinity measurements want) and `baseline`, the run directory of
+    single-task baselines that delta-m compares with."""
+
+    architecture: str = "hps"
+    weighting: str = "ew"
+    options: dict[str, Any] = field(default_factory=dict)
+    architecture_options: dict[str, Any] = field(default_factory=dict)
+    rep_grad: bool = False
+    batch_size: int = 256
+    task_batch: int = 8
+    affinity_every: int = 0
+    tie_heads: bool = False
+    baseline: str | None = None
+
+    def __post_init__(self) -> None:
+        from ..mtl import ARCHITECTURE_NAMES, AGGREGATOR_NAMES, aggregator_class, architecture_class
+
+        _at_least(self, batch_size=1, task_batch=1, affinity_every=0)
+        if self.architecture not in ARCHITECTURE_NAMES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURE_NAMES)}, got {self.architecture!r}")
+        if self.weighting not in AGGREGATOR_NAMES:
+            raise ValueError(f"weighting must be one of {', '.join(AGGREGATOR_NAMES)}, got {self.weighting!r}")
+        self.options = _options(aggregator_class(self.weighting), self.options, "mtl.options", skip=("num_tasks",))
+        self.architecture_options = _options(architecture_class(self.architecture), self.architecture_options,
+                                             "mtl.architecture_options",
+                                             skip=("tasks", "encoder", "head", "input_shape"))
+
+
+@dataclass
 class Recipe:
     name: str = "custom"
     description: str = ""
@@ -98,6 +139,7 @@ class Recipe:
     validation: EpisodeSpec = field(default_factory=lambda: EpisodeSpec(way=20, shot=None, query=15))
     train: FitConfig = field(default_factory=FitConfig)
     eval: EvalSpec = field(default_factory=EvalSpec)
+    mtl: MTLSpec = field(default_factory=MTLSpec)
 
 
 CHOICES = {"data.dataset": DATASETS, "model.backbone": BACKBONES}
@@ -108,6 +150,8 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is dict:
+        return "a mapping"
     if origin is list:
         return f"a list of {_type_name(typing.get_args(tp)[0]).split(' ', 1)[-1]}s"
     return names.get(tp, getattr(tp, "__name__", str(tp)))
@@ -144,6 +188,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 pass
     elif tp is str and isinstance(value, str):
         return value
+    elif origin is dict and isinstance(value, dict):
+        return dict(value)
     raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
 
 
@@ -182,6 +228,23 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
         raise ConfigError(f"{prefix}{exc}" if prefix else f"recipe: {exc}") from None
 
 
+def _options(cls: type, values: Any, prefix: str, skip: tuple[str, ...] = ("backbone",)) -> dict[str, Any]:
+    """Keyword options for `cls`'s constructor: every key must be one of its parameters (but `skip`), every
+    value of its annotated type."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix} must be a mapping of option names to values, got {values!r}")
+    params = inspect.signature(cls).parameters
+    options = sorted(k for k, p in params.items()
+                     if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    hints = typing.get_type_hints(cls.__init__)
+    out = {}
+    for key, value in values.items():
+        if key not in options:
+            raise _unknown(f"{prefix}.{key}", options or ["(none: it takes no options)"])
+        out[key] = _coerce(value, hints[key], f"{prefix}.{key}") if key in hints else value
+    return out
+
+
 def _algo(values: Any) -> dict[str, Any]:
     """`algo:` names a registered algorithm; its other keys must be that class's constructor options."""
     if not isinstance(values, dict) or "name" not in values:
@@ -189,17 +252,7 @@ def _algo(values: Any) -> dict[str, Any]:
     name = values["name"]
     if name not in ALGORITHMS:
         raise ConfigError(f"algo.name must be one of {', '.join(ALGORITHMS)}, got {name!r}")
-    params = inspect.signature(ALGORITHMS[name]).parameters
-    options = {k: p for k, p in params.items() if k != "backbone"}
-    hints = typing.get_type_hints(ALGORITHMS[name].__init__)
-    out = {"name": name}
-    for key, value in values.items():
-        if key == "name":
-            continue
-        if key not in options:
-            raise _unknown(f"algo.{key}", sorted(options) or ["name"])
-        out[key] = _coerce(value, hints[key], f"algo.{key}") if key in hints else value
-    return out
+    return {"name": name, **_options(ALGORITHMS[name], {k: v for k, v in values.items() if k != "name"}, "algo")}
 
 
 def recipe_from_dict(values: dict[str, Any]) -> Recipe:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -156,7 +157,8 @@ class Trainer:
         self._record({"step": self.step, self.val_metric: acc, "time": round(self.train_seconds, 3)})
         if self.best_val is None or acc > self.best_val:
             self.best_val, self.best_step = acc, self.step
-            self.best_state = {k: v.detach().clone() for k, v in self.algo.state_dict().items()}
+            self.best_state = {k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
+                               for k, v in self.algo.state_dict().items()}
             if self.out is not None:
                 save_checkpoint(self.out / "best.pt", {"model": self.best_state, "step": self.step,
                                                           self.val_metric: acc})

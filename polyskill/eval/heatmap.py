@@ -1,0 +1,63 @@
+"""A task-affinity heatmap as a PNG, drawn with Pillow: a diverging scale (blue negative, red positive),
+each cell's value written in it, task names on both axes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+
+def _colour(value: float, scale: float) -> tuple[int, int, int]:
+    """White at 0, red towards +scale, blue towards -scale."""
+    t = max(-1.0, min(1.0, value / scale)) if scale > 0 else 0.0
+    fade = int(round(255 * (1 - abs(t))))
+    return (255, fade, fade) if t >= 0 else (fade, fade, 255)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def heatmap_png(matrix: list[list[float]], tasks: list[str], path: str | os.PathLike, title: str,
+                row_label: str = "task i", col_label: str = "task j") -> Path:
+    """Write `matrix` [T, T] as a labelled heatmap to `path`; returns the path."""
+    n = len(tasks)
+    cell = max(18, min(64, 640 // max(n, 1)))
+    font, small = _font(14), _font(max(8, min(12, cell // 4)))
+    label_w = 12 + max(int(font.getlength(t)) for t in tasks) if tasks else 40
+    top, legend = 60, 60
+    width, height = label_w + n * cell + legend + 20, top + n * cell + label_w + 30
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    scale = max((abs(v) for row in matrix for v in row if v == v), default=1.0) or 1.0
+    draw.text((10, 10), title, fill="black", font=_font(16))
+    draw.text((10, 34), f"rows: {row_label}, columns: {col_label}; colour scale +-{scale:.3g}", fill="#444",
+              font=small)
+    for i, row in enumerate(matrix):
+        y = top + i * cell
+        draw.text((label_w - 6, y + cell / 2), tasks[i], fill="black", font=font, anchor="rm")
+        for j, value in enumerate(row):
+            x = label_w + j * cell
+            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=_colour(value, scale), outline="#ddd")
+            if cell >= 30:
+                draw.text((x + cell / 2, y + cell / 2), f"{value:.2f}", fill="black", font=small, anchor="mm")
+    for j, task in enumerate(tasks):
+        label = Image.new("RGBA", (label_w, cell), (255, 255, 255, 0))
+        ImageDraw.Draw(label).text((label_w - 6, cell / 2), task, fill="black", font=font, anchor="rm")
+        rotated = label.rotate(90, expand=True)
+        image.paste(rotated, (label_w + j * cell, top + n * cell + 4), rotated)
+    bar_x = label_w + n * cell + 20
+    for k in range(n * cell):
+        value = scale * (1 - 2 * k / max(n * cell - 1, 1))
+        draw.line([bar_x, top + k, bar_x + 14, top + k], fill=_colour(value, scale))
+    draw.text((bar_x + 18, top), f"+{scale:.2g}", fill="black", font=small)
+    draw.text((bar_x + 18, top + n * cell - 10), f"-{scale:.2g}", fill="black", font=small)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path

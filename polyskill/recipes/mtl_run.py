@@ -1,0 +1,90 @@
+"""A multi-task run from a recipe: train into a run directory, evaluate per task, delta-m against a baseline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ..data.mtl_batches import MultiTaskBatches
+from ..errors import ConfigError, RunError
+from ..eval.multitask import MultiTaskResult, delta_m, evaluate_multitask
+from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
+from ..train.multitask import MultiTaskTrainer
+from . import recipe_to_dict
+from .mtl_build import learner, mtl_data
+from .schema import Recipe
+
+Echo = Callable[[str], None]
+
+
+def train_mtl_run(recipe: Recipe, out: Path, *, resume: bool, root: str | None, progress: bool,
+                  evaluate: bool, echo: Echo) -> dict[str, Any]:
+    """Train a multi-task recipe into `out` (already checked by the caller) and evaluate it on the test split."""
+    train = mtl_data(recipe, "train", root)
+    val = mtl_data(recipe, "val", root) if recipe.data.val is not None else None
+    model = learner(recipe, train)
+    try:
+        batches = MultiTaskBatches(train, recipe.mtl.batch_size, recipe.mtl.task_batch, seed=recipe.train.seed)
+    except ValueError as exc:
+        raise ConfigError(f"mtl: {exc}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+    trainer = MultiTaskTrainer(model, batches, recipe.train, out=out, val=val, progress=progress)
+    if resume:
+        trainer.resume()
+        echo(f"resuming {out} at step {trainer.step}")
+    summary = trainer.fit()
+    summary["recipe"] = recipe.name
+    report = model.affinity.report(model.tasks)
+    if any(report["steps"].values()):
+        write_json(out / "affinity.json", report)
+    write_json(out / "summary.json", summary)
+    if evaluate:
+        summary = evaluate_mtl_run(out, recipe, out / "best.pt" if (out / "best.pt").is_file() else out / "last.pt",
+                                   root=root, echo=echo)
+    return summary
+
+
+def evaluate_mtl_run(run: Path, recipe: Recipe, weights: Path, split: str = "test", root: str | None = None,
+                     baseline: str | os.PathLike | None = None, echo: Echo = print) -> dict[str, Any]:
+    """Per-task metrics of a trained multi-task run on `split`, and delta-m against `baseline` (a run
+    directory, default the recipe's mtl.baseline) when there is one; stored in summary.json."""
+    data = mtl_data(recipe, split, root)
+    model = learner(recipe, data)
+    state = load_checkpoint(weights)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise RunError(f"{weights} does not fit the model that {run / 'config.yaml'} describes "
+                       f"({str(exc).splitlines()[0]})") from None
+    result = evaluate_multitask(model.model, data, split)
+    summary = read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
+    summary[split] = result.to_dict() | {"weights": weights.name}
+    echo(f"{split}: {result}")
+    if baseline is None and recipe.mtl.baseline and not (Path(recipe.mtl.baseline) / "summary.json").is_file():
+        echo(f"{split}: no delta-m: the baseline run {recipe.mtl.baseline} is not there yet (train it, then "
+             f"`polyskill eval {run}`)")
+    elif baseline or recipe.mtl.baseline:
+        baseline = baseline or recipe.mtl.baseline
+        value = delta_m(result.to_dict(), baseline_result(baseline, split))
+        summary[f"{split}_delta_m"] = {"value": value, "baseline": str(baseline)}
+        echo(f"{split}: delta-m {value:+.2f}% against {baseline}")
+    write_json(run / "summary.json", summary)
+    return summary
+
+
+def baseline_result(baseline: str | os.PathLike, split: str) -> dict[str, Any]:
+    """The per-task results a baseline run stored for `split`."""
+    path = Path(baseline) / "summary.json"
+    if not path.is_file():
+        raise RunError(f"baseline {baseline} has no summary.json: train and evaluate it first")
+    result = read_json(path).get(split)
+    if not isinstance(result, dict) or "per_task" not in result:
+        raise RunError(f"baseline {baseline} has no multi-task {split} results: run `polyskill eval {baseline}`")
+    return result
+
+
+__all__ = ["MultiTaskResult", "baseline_result", "evaluate_mtl_run", "train_mtl_run"]
