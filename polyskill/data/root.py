@@ -19,8 +19,9 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def root_origin(root: str | os.PathLike | None = None) -> str:
-    """Says how the data root was chosen, for error messages."""
-    if root is not None:
+    """Says how the data root was chosen, for error messages (a root equal to the one the environment gives
+    was most likely resolved from it by a loader)."""
+    if root is not None and Path(root).expanduser() != data_root(None):
         return "given explicitly"
     return f"from ${ENV_ROOT}" if os.environ.get(ENV_ROOT) else f"the default; set ${ENV_ROOT} to change it"
 
