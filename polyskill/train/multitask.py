@@ -9,8 +9,8 @@ import torch
 
 from ..data.mtl_batches import MultiTaskBatches
 from ..data.multitask import MultiTaskData
-from ..eval.multitask import evaluate_multitask
 from ..mtl.learner import MultiTaskLearner
+from ..mtl.metrics import evaluate_multitask
 from .episodic import FitConfig, Trainer
 
 
