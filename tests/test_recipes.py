@@ -82,8 +82,9 @@ def test_parse_override_reads_yaml_values():
 @pytest.mark.parametrize("name", sorted(available()))
 def test_every_shipped_recipe_builds_its_algorithm(name):
     from polyskill.recipes.build import algorithm
+    from polyskill.recipes.mtl_build import is_multitask, learner, mtl_data
     recipe = load(name)
-    algo = algorithm(recipe)
+    algo = learner(recipe, mtl_data(recipe, "test")) if is_multitask(recipe) else algorithm(recipe)
     assert sum(p.numel() for p in algo.parameters()) > 0
 
 

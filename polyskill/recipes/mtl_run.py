@@ -6,15 +6,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from ..data.mtl_batches import MultiTaskBatches
 from ..errors import ConfigError, RunError
 from ..eval.multitask import MultiTaskResult, delta_m, evaluate_multitask
-from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
+from ..train.checkpoint import read_json, write_json
 from ..train.multitask import MultiTaskTrainer
-from . import recipe_to_dict
 from .mtl_build import learner, mtl_data
+from .run import fit_into, load_weights
 from .schema import Recipe
 
 Echo = Callable[[str], None]
@@ -30,14 +28,8 @@ def train_mtl_run(recipe: Recipe, out: Path, *, resume: bool, root: str | None, 
         batches = MultiTaskBatches(train, recipe.mtl.batch_size, recipe.mtl.task_batch, seed=recipe.train.seed)
     except ValueError as exc:
         raise ConfigError(f"mtl: {exc}") from None
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
-    trainer = MultiTaskTrainer(model, batches, recipe.train, out=out, val=val, progress=progress)
-    if resume:
-        trainer.resume()
-        echo(f"resuming {out} at step {trainer.step}")
-    summary = trainer.fit()
-    summary["recipe"] = recipe.name
+    _, summary = fit_into(out, recipe, lambda: MultiTaskTrainer(model, batches, recipe.train, out=out, val=val,
+                                                                progress=progress), resume, echo)
     report = model.affinity.report(model.tasks)
     if any(report["steps"].values()):
         write_json(out / "affinity.json", report)
@@ -54,12 +46,7 @@ def evaluate_mtl_run(run: Path, recipe: Recipe, weights: Path, split: str = "tes
     directory, default the recipe's mtl.baseline) when there is one; stored in summary.json."""
     data = mtl_data(recipe, split, root)
     model = learner(recipe, data)
-    state = load_checkpoint(weights)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise RunError(f"{weights} does not fit the model that {run / 'config.yaml'} describes "
-                       f"({str(exc).splitlines()[0]})") from None
+    load_weights(model, weights, run)
     result = evaluate_multitask(model.model, data, split)
     summary = read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
     summary[split] = result.to_dict() | {"weights": weights.name}

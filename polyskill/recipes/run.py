@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 import yaml
 
 from ..errors import ConfigError, RunError
@@ -82,19 +83,37 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
         if is_regression(recipe):
             raise ConfigError("regression runs are not validated by accuracy: set data.val to null")
         val_sampler = tasks(recipe, "val", val.way, val.shot or spec.shot, val.query, recipe.eval.seed, root)
-    # only now that the data and the model are known to be good does the run directory take the config
+    _, summary = fit_into(out, recipe, lambda: Trainer(algo, train_sampler, recipe.train, out=out, val=val_sampler,
+                                                       progress=progress), resume, echo)
+    write_json(out / "summary.json", summary)
+    if evaluate:
+        summary = evaluate_run(out, root=root, echo=echo)
+    return summary
+
+
+def fit_into(out: Path, recipe: Recipe, make_trainer: Callable[[], Trainer], resume: bool,
+             echo: Echo) -> tuple[Trainer, dict[str, Any]]:
+    """Write the recipe into `out` (only now that data and model are known to be good), train (continuing
+    from the last checkpoint with `resume`) and return the trainer and its summary."""
     out.mkdir(parents=True, exist_ok=True)
-    write_text(config_path, yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
-    trainer = Trainer(algo, train_sampler, recipe.train, out=out, val=val_sampler, progress=progress)
+    write_text(out / "config.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+    trainer = make_trainer()
     if resume:
         trainer.resume()
         echo(f"resuming {out} at step {trainer.step}")
     summary = trainer.fit()
     summary["recipe"] = recipe.name
-    write_json(out / "summary.json", summary)
-    if evaluate:
-        summary = evaluate_run(out, root=root, echo=echo)
-    return summary
+    return trainer, summary
+
+
+def load_weights(module: torch.nn.Module, weights: Path, run: Path) -> None:
+    """Load a run's checkpoint into `module`, or say clearly that it does not fit the run's config."""
+    state = load_checkpoint(weights)
+    try:
+        module.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise RunError(f"{weights} does not fit the model that {run / 'config.yaml'} describes "
+                       f"({str(exc).splitlines()[0]})") from None
 
 
 def load_run(run: str | os.PathLike) -> tuple[Recipe, Path]:
@@ -130,12 +149,7 @@ def evaluate_run(run: str | os.PathLike, ways: list[int] | None = None, shots: l
     if baseline:
         raise ConfigError("--baseline (delta-m) is for multi-task runs")
     algo = algorithm(recipe)
-    state = load_checkpoint(weights)
-    try:
-        algo.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise RunError(f"{weights} does not fit the model that {run / 'config.yaml'} describes "
-                       f"({str(exc).splitlines()[0]})") from None
+    load_weights(algo, weights, run)
     results = [run_protocol(algo, recipe, split, way, shot, steps, query or recipe.eval.query,
                             episodes or recipe.eval.episodes, recipe.eval.seed if seed is None else seed, root)
                for way, shot, steps in _protocols(recipe, ways, shots)]

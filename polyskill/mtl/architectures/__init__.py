@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
+from ..registry import LazyRegistry
 
-from ..base import MultiTaskModel
-
-_WHERE = {
+_REGISTRY = LazyRegistry(__name__, {
     "hps": "hard_sharing:HardSharing",
     "single": "single_task:SingleTask",
     "soft": "soft_sharing:SoftSharing",
@@ -14,17 +12,9 @@ _WHERE = {
     "sluice": "sluice:Sluice",
     "mmoe": "mmoe:MMoE",
     "mtan": "mtan:MTAN",
-}
+})
+ARCHITECTURE_NAMES: tuple[str, ...] = _REGISTRY.names
 
-
-def architecture_class(name: str) -> type[MultiTaskModel]:
-    """The architecture class registered as `name` (see `ARCHITECTURE_NAMES`)."""
-    if name not in _WHERE:
-        raise KeyError(name)
-    module, cls = _WHERE[name].split(":")
-    return getattr(importlib.import_module(f".{module}", __name__), cls)
-
-
-ARCHITECTURE_NAMES: tuple[str, ...] = tuple(_WHERE)
+architecture_class = _REGISTRY.get  # name -> class; KeyError for an unknown name
 
 __all__ = ["ARCHITECTURE_NAMES", "architecture_class"]

@@ -1,12 +1,10 @@
-"""Gradient aggregators and loss weightings, one module each; `AGGREGATORS[name]` builds one by name."""
+"""Gradient aggregators and loss weightings, one module each; `aggregator_class(name)` finds one by name."""
 
 from __future__ import annotations
 
-import importlib
+from ..registry import LazyRegistry
 
-from ..base import Aggregator
-
-_WHERE = {
+_REGISTRY = LazyRegistry(__name__, {
     "ew": "ew:EqualWeighting",
     "uw": "uw:UncertaintyWeighting",
     "gradnorm": "gradnorm:GradNorm",
@@ -18,17 +16,9 @@ _WHERE = {
     "imtl": "imtl:IMTLG",
     "nash": "nash:NashMTL",
     "aligned": "aligned:AlignedMTL",
-}
+})
+AGGREGATOR_NAMES: tuple[str, ...] = _REGISTRY.names
 
-
-def aggregator_class(name: str) -> type[Aggregator]:
-    """The aggregator class registered as `name` (see `AGGREGATOR_NAMES`)."""
-    if name not in _WHERE:
-        raise KeyError(name)
-    module, cls = _WHERE[name].split(":")
-    return getattr(importlib.import_module(f".{module}", __name__), cls)
-
-
-AGGREGATOR_NAMES: tuple[str, ...] = tuple(_WHERE)
+aggregator_class = _REGISTRY.get  # name -> class; KeyError for an unknown name
 
 __all__ = ["AGGREGATOR_NAMES", "aggregator_class"]
