@@ -30,8 +30,18 @@ class TwoLayer(MultiTaskModel):
     def shared_parameters(self):
         return list(self.trunk.parameters())
 
+    def shared_trunk(self):
+        return self.trunk
+
     def task_parameters(self, task):
         return list(self.heads[task].parameters())
+
+
+class NoTrunk(TwoLayer):
+    """The same model without the trunk shortcut: partitioned batches take the whole-model vmap path."""
+
+    def shared_trunk(self):
+        return None
 
 
 class InverseNorm(Aggregator):
@@ -75,11 +85,11 @@ def _shared_grad(model):
     return torch.cat([p.grad.reshape(-1) for p in model.shared_parameters()])
 
 
-@pytest.mark.parametrize("partitioned", [False, True])
-def test_gradient_aggregation_matches_one_pass_per_task(partitioned):
+@pytest.mark.parametrize("partitioned,cls", [(False, TwoLayer), (True, TwoLayer), (True, NoTrunk)])
+def test_gradient_aggregation_matches_one_pass_per_task(partitioned, cls):
     torch.manual_seed(0)
     tasks = ("a", "b", "c")
-    model = TwoLayer(tasks).double()
+    model = cls(tasks).double()
     x = torch.randn(12, 5, dtype=torch.float64)
     y = torch.randn(12, dtype=torch.float64) if partitioned else torch.randn(12, 3, dtype=torch.float64)
     jac, heads = _one_by_one(model, x, y, partitioned)

@@ -32,6 +32,12 @@ class MultiTaskModel(nn.Module):
         representation: what MGDA-UB style aggregation differentiates instead of the shared parameters."""
         raise ValueError(f"{type(self).__name__} has no single shared representation; use mtl.rep_grad: false")
 
+    def shared_trunk(self) -> nn.Module | None:
+        """The module that computes `forward_with_representation`'s representation, when it holds every shared
+        parameter (hard sharing's encoder), else None. With it, the per-task gradients of a partitioned batch
+        run the trunk alone on each task's rows instead of the whole model."""
+        return None
+
     def penalty(self) -> Tensor | None:
         """An extra term added to the training loss (soft sharing's L2 pull between towers), or None."""
         return None

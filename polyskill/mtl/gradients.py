@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, grad, grad_and_value, vmap
 
 
 def flat(tensors: list[Tensor | None], like: list[Tensor], rows: int) -> Tensor:
@@ -50,3 +50,17 @@ def grouped_task_gradients(model: nn.Module, x: Tensor, y: Tensor,
     onehots = torch.eye(t, dtype=torch.float32, device=x.device)
     grads, values = vmap(grad_and_value(one), in_dims=(None, 0, 0, 0))(params, x, y, onehots)
     return grads, values
+
+
+def grouped_vjp(module: nn.Module, x: Tensor, cotangent: Tensor) -> dict[str, Tensor]:
+    """Per-group vector-Jacobian products of `module`'s parameters: for each group i, the gradient of
+    <module(x[i]), cotangent[i]>, as {name: [T, *shape]}. `x` [T, n, ...] and `cotangent` [T, n, ...] (the
+    gradient of the loss w.r.t. the module's output on those rows). One vmapped pass: the module runs once on
+    all T * n rows, and each group's weight gradient reduces over its own n rows only."""
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    buffers = dict(module.named_buffers())
+
+    def inner(p: dict[str, Tensor], xi: Tensor, ci: Tensor) -> Tensor:
+        return (functional_call(module, (p, buffers), (xi,)) * ci).sum()
+
+    return vmap(grad(inner), in_dims=(None, 0, 0))(params, x, cotangent)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .base import Aggregator, MultiTaskModel
-from .gradients import flat, grouped_task_gradients, has_batch_coupling, task_gradients
+from .gradients import flat, grouped_task_gradients, grouped_vjp, has_batch_coupling, task_gradients
 from .losses import dense_losses, grouped_losses, task_loss
 
 
@@ -90,6 +90,11 @@ def multitask_backward(model: MultiTaskModel, aggregator: Aggregator, x: Tensor,
         _backward_extras(model, aggregator)
         return StepInfo(losses.detach(), w, gram)
 
+    trunk = model.shared_trunk() if partitioned and not rep_grad else None
+    if trunk is not None and not has_batch_coupling(model) and \
+            {id(p) for p in shared} == {id(p) for p in trunk.parameters() if p.requires_grad}:
+        return _partitioned_trunk_step(model, trunk, aggregator, x, y, classes, shared)
+
     if partitioned and not has_batch_coupling(model):
         t = len(tasks)
         xs, ys = x.reshape(t, -1, *x.shape[1:]), y.reshape(t, -1)
@@ -120,6 +125,28 @@ def multitask_backward(model: MultiTaskModel, aggregator: Aggregator, x: Tensor,
     if task_params:
         _accumulate(task_params, torch.autograd.grad(losses.sum(), task_params, allow_unused=True,
                                                      retain_graph=True))
+    _backward_extras(model, aggregator)
+    return StepInfo(losses.detach(), w, gram)
+
+
+def _partitioned_trunk_step(model: MultiTaskModel, trunk: torch.nn.Module, aggregator: Aggregator, x: Tensor,
+                            y: Tensor, classes: tuple[int, ...], shared: list[Tensor]) -> StepInfo:
+    """Partitioned batch, every shared parameter in the trunk: one ordinary backward gives the heads' gradients
+    and the loss gradient w.r.t. the representation (whose rows of task i are task i's cotangent, since task i's
+    loss reads only its rows); then the trunk alone runs once more, vmapped over the tasks' row groups, for the
+    per-task gradients of the shared parameters."""
+    t = len(model.tasks)
+    rep, outputs = model.forward_with_representation(x)
+    losses = grouped_losses(outputs, y, model.tasks, classes)
+    task_params = _task_params(model)
+    grads = torch.autograd.grad(losses.sum(), [rep, *task_params], allow_unused=True)
+    _accumulate(task_params, list(grads[1:]))
+    per_task = grouped_vjp(trunk, x.reshape(t, -1, *x.shape[1:]), grads[0].reshape(t, -1, *rep.shape[1:]))
+    names = {id(p): k for k, p in trunk.named_parameters()}
+    jac = flat([per_task[names[id(p)]] for p in shared], shared, t)
+    gram = jac @ jac.T
+    w = _weights(aggregator, gram, losses)
+    _set_shared(shared, w.to(jac.dtype) @ jac)
     _backward_extras(model, aggregator)
     return StepInfo(losses.detach(), w, gram)
 

@@ -32,6 +32,10 @@ class HardSharing(MultiTaskModel):
         z = self.encoder(x)
         return z, {task: self.heads[task](z) for task in self.tasks}
 
+    def shared_trunk(self) -> nn.Module:
+        """The shared encoder: the representation's module, holding every shared parameter."""
+        return self.encoder
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """The encoder."""
         return list(self.encoder.parameters())
