@@ -85,15 +85,18 @@ def _shared_grad(model):
     return torch.cat([p.grad.reshape(-1) for p in model.shared_parameters()])
 
 
-@pytest.mark.parametrize("partitioned,cls", [(False, TwoLayer), (True, TwoLayer), (True, NoTrunk)])
-def test_gradient_aggregation_matches_one_pass_per_task(partitioned, cls):
+@pytest.mark.parametrize("partitioned,cls,count", [(False, TwoLayer, 3), (False, TwoLayer, 10), (False, NoTrunk, 3),
+                                                   (True, TwoLayer, 3), (True, NoTrunk, 3)])
+def test_gradient_aggregation_matches_one_pass_per_task(partitioned, cls, count):
+    """Every path (trunk or whole model; a backward per task, vmapped, or grouped rows) gives the same."""
     torch.manual_seed(0)
-    tasks = ("a", "b", "c")
+    tasks = tuple(f"t{i}" for i in range(count))
     model = cls(tasks).double()
-    x = torch.randn(12, 5, dtype=torch.float64)
-    y = torch.randn(12, dtype=torch.float64) if partitioned else torch.randn(12, 3, dtype=torch.float64)
+    rows = 4 * count
+    x = torch.randn(rows, 5, dtype=torch.float64)
+    y = torch.randn(rows, dtype=torch.float64) if partitioned else torch.randn(rows, count, dtype=torch.float64)
     jac, heads = _one_by_one(model, x, y, partitioned)
-    info = multitask_backward(model, InverseNorm(), x, y, (0, 0, 0), partitioned=partitioned)
+    info = multitask_backward(model, InverseNorm(), x, y, (0,) * count, partitioned=partitioned)
     w = jac.norm(dim=1).reciprocal()
     torch.testing.assert_close(info.gram, jac @ jac.T)
     torch.testing.assert_close(info.weights, w)

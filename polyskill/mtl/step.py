@@ -90,10 +90,12 @@ def multitask_backward(model: MultiTaskModel, aggregator: Aggregator, x: Tensor,
         _backward_extras(model, aggregator)
         return StepInfo(losses.detach(), w, gram)
 
-    trunk = model.shared_trunk() if partitioned and not rep_grad else None
-    if trunk is not None and not has_batch_coupling(model) and \
-            {id(p) for p in shared} == {id(p) for p in trunk.parameters() if p.requires_grad}:
-        return _partitioned_trunk_step(model, trunk, aggregator, x, y, classes, shared)
+    trunk = model.shared_trunk()
+    if trunk is not None and {id(p) for p in shared} == {id(p) for p in trunk.parameters() if p.requires_grad}:
+        if not partitioned:
+            return _dense_trunk_step(model, aggregator, x, y, classes, shared)
+        if not has_batch_coupling(model):
+            return _partitioned_trunk_step(model, trunk, aggregator, x, y, classes, shared)
 
     if partitioned and not has_batch_coupling(model):
         t = len(tasks)
@@ -125,6 +127,36 @@ def multitask_backward(model: MultiTaskModel, aggregator: Aggregator, x: Tensor,
     if task_params:
         _accumulate(task_params, torch.autograd.grad(losses.sum(), task_params, allow_unused=True,
                                                      retain_graph=True))
+    _backward_extras(model, aggregator)
+    return StepInfo(losses.detach(), w, gram)
+
+
+LOOP_TASKS = 8  # up to this many tasks, one plain backward per task beats a vmapped one through convolutions
+
+
+def _dense_trunk_step(model: MultiTaskModel, aggregator: Aggregator, x: Tensor, y: Tensor,
+                      classes: tuple[int, ...], shared: list[Tensor]) -> StepInfo:
+    """Every shared parameter in the trunk: each task's cotangent on the representation comes from a cheap pass
+    through the heads, then each goes back through the trunk alone (a plain backward per task for few tasks,
+    one vmapped backward for many); the heads' own gradients come from one ordinary pass."""
+    rep, outputs = model.forward_with_representation(x)
+    losses = dense_losses(outputs, y, model.tasks, classes)
+    task_params = _task_params(model)
+    if task_params:
+        _accumulate(task_params, torch.autograd.grad(losses.sum(), task_params, allow_unused=True,
+                                                     retain_graph=True))
+    cotangents = task_gradients(losses, [rep]).view(len(losses), *rep.shape)
+    if len(losses) <= LOOP_TASKS:
+        rows = [flat([g[None] if g is not None else None for g in torch.autograd.grad(
+            rep, shared, c, retain_graph=i < len(losses) - 1, allow_unused=True)], shared, 1)
+            for i, c in enumerate(cotangents)]
+        jac = torch.cat(rows)
+    else:
+        jac = flat(list(torch.autograd.grad(rep, shared, cotangents, is_grads_batched=True, allow_unused=True)),
+                   shared, len(losses))
+    gram = jac @ jac.T
+    w = _weights(aggregator, gram, losses)
+    _set_shared(shared, w.to(jac.dtype) @ jac)
     _backward_extras(model, aggregator)
     return StepInfo(losses.detach(), w, gram)
 
