@@ -51,6 +51,9 @@ def evaluate_mtl_run(run: Path, recipe: Recipe, weights: Path, split: str = "tes
     summary = read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
     summary[split] = result.to_dict() | {"weights": weights.name}
     echo(f"{split}: {result}")
+    if len(result.per_task) <= 16:
+        for task, metrics in result.per_task.items():
+            echo(f"  {task}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "n"))
     if baseline is None and recipe.mtl.baseline and not (Path(recipe.mtl.baseline) / "summary.json").is_file():
         echo(f"{split}: no delta-m: the baseline run {recipe.mtl.baseline} is not there yet (train it, then "
              f"`polyskill eval {run}`)")
