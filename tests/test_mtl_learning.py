@@ -1,0 +1,38 @@
+"""Every architecture learns MultiFashion on a small slice of the real data (well above the 10% of chance)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polyskill.data import multifashion
+from polyskill.data.mtl_batches import MultiTaskBatches
+from polyskill.mtl import ARCHITECTURE_NAMES, architecture_class, aggregator_class
+from polyskill.mtl.learner import MultiTaskLearner
+from polyskill.mtl.metrics import evaluate_multitask
+from polyskill.nn.lenet import LeNetEncoder, lenet_head
+
+
+@pytest.fixture(scope="module")
+def mf_slice(data_root):
+    train, test = multifashion("train", root=data_root), multifashion("test", root=data_root)
+    return train.subset(torch.arange(2000)), test.subset(torch.arange(1000))
+
+
+@pytest.mark.parametrize("name", ARCHITECTURE_NAMES)
+def test_architecture_learns_multifashion(mf_slice, name):
+    train, test = mf_slice
+    torch.manual_seed(0)
+    model = architecture_class(name)(train.tasks, LeNetEncoder, lambda task: lenet_head(10), (1, 28, 28))
+    weighting = "pcgrad" if name == "hps" else "ew"  # one gradient aggregator end to end as well
+    learner = MultiTaskLearner(model, aggregator_class(weighting)(), train.classes)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=3e-3)
+    batches = MultiTaskBatches(train, 64, seed=0)
+    before = evaluate_multitask(model, test).overall["accuracy"]
+    for _ in range(120):
+        optimizer.zero_grad(set_to_none=True)
+        learner.backward(*batches.sample())
+        optimizer.step()
+    result = evaluate_multitask(model, test)
+    assert result.overall["accuracy"] > 0.4 and result.overall["accuracy"] > before + 0.25, result.per_task
+    assert min(m["accuracy"] for m in result.per_task.values()) > 0.3
