@@ -385,3 +385,8 @@ def test_learns_two_tasks(name):
         assert losses[task].item() < 0.4 * initial[task], (task, initial[task], losses[task].item())
         accuracy = (out[task].argmax(1) == y_test[task]).float().mean().item()
         assert accuracy > chance + 0.3, (task, accuracy)
+
+
+def test_registry_names_each_class():
+    expected = [HardSharing, SingleTask, SoftSharing, CrossStitch, Sluice, MMoE, MTAN]
+    assert [architecture_class(name) for name in ARCHITECTURE_NAMES] == expected
