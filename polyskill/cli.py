@@ -96,7 +96,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _affinity(args: argparse.Namespace) -> int:
-    from .eval.heatmap import heatmap_png
+    from .eval.heatmap import display_unit, heatmap_png
     from .mtl.affinity import suggest_groups
     from .train.checkpoint import read_json
 
@@ -117,10 +117,12 @@ def _affinity(args: argparse.Namespace) -> int:
     width = max(len(t) for t in tasks)
     for kind in kinds:
         matrix = report[kind]
-        print(f"{titles[kind]} (mean over {report['steps'][kind]} steps):")
+        unit = display_unit(matrix)
+        print(f"{titles[kind]} (mean over {report['steps'][kind]} steps" + (f", in units of {unit:g}):"
+                                                                            if unit != 1 else "):"))
         print(" " * (width + 1) + " ".join(f"{t[:7]:>7s}" for t in tasks))
         for task, row in zip(tasks, matrix):
-            print(f"{task:>{width}s} " + " ".join(f"{v:7.3f}" for v in row))
+            print(f"{task:>{width}s} " + " ".join(f"{v / unit:7.3f}" for v in row))
         groups = suggest_groups(matrix, tasks, max_groups=args.groups)
         print("suggested groups: " + " | ".join(", ".join(g) for g in groups))
         target = out if len(kinds) == 1 else out.with_name(f"{out.stem}-{kind}{out.suffix or '.png'}")
