@@ -185,6 +185,19 @@ BUILDERS = {"polyskill": polyskill_step, "libmtl": libmtl_step, "torchjd": torch
 
 # --- worker: one library's process, timing (case, method) pairs on request ----------------------------------------
 
+def training_step(torch, params, step, bundle: dict):
+    """`one(i)`: a full training step (zero grads, the library's step on batch i, Adam) over pre-built batches."""
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    batches = list(zip(bundle["x"], bundle["y"]))
+
+    def one(i):
+        optimizer.zero_grad(set_to_none=True)
+        step(*batches[i % len(batches)])
+        optimizer.step()
+
+    return one
+
+
 def measure(torch, lib: str, case: str, method: str, bundle: dict, steps: int, warmup: int, max_seconds: float,
             check: str | None) -> dict:
     """Time `steps` steps of one method (after `warmup`), or with `check` save its first-step shared gradient."""
@@ -194,18 +207,13 @@ def measure(torch, lib: str, case: str, method: str, bundle: dict, steps: int, w
         params, step, shared = BUILDERS[lib](torch, case, method, bundle["init"], bundle["tasks"], bundle["rows"])
     except (ImportError, AttributeError, KeyError) as exc:
         return {"status": "missing", "why": f"{type(exc).__name__}: {exc}"}
-    optimizer = torch.optim.Adam(params, lr=1e-3)
-    batches = list(zip(bundle["x"], bundle["y"]))
-
-    def one(i):
-        optimizer.zero_grad(set_to_none=True)
-        step(*batches[i % len(batches)])
-        optimizer.step()
+    one = training_step(torch, params, step, bundle)
 
     try:
         if check:
-            optimizer.zero_grad(set_to_none=True)
-            step(*batches[0])
+            for p in params:
+                p.grad = None
+            step(bundle["x"][0], bundle["y"][0])
             torch.save(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                                   for p in shared]).detach().clone(), check)
             return {"status": "ok"}
@@ -378,13 +386,7 @@ def profile(args, data: Path) -> None:
     torch.set_num_threads(args.threads)
     bundle = torch.load(data, weights_only=True)[case]
     params, step, _ = polyskill_step(torch, case, method, bundle["init"], bundle["tasks"], bundle["rows"])
-    optimizer = torch.optim.Adam(params, lr=1e-3)
-    batches = list(zip(bundle["x"], bundle["y"]))
-
-    def one(i):
-        optimizer.zero_grad(set_to_none=True)
-        step(*batches[i % len(batches)])
-        optimizer.step()
+    one = training_step(torch, params, step, bundle)
 
     for i in range(args.warmup):
         one(i)
