@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from polyskill.mtl.base import Aggregator, MultiTaskModel
-from polyskill.mtl.gradients import task_gradients
 from polyskill.mtl.step import multitask_backward
 
 
@@ -106,17 +105,24 @@ def test_gradient_aggregation_matches_one_pass_per_task(partitioned, cls, count)
             torch.testing.assert_close(p.grad, g)
 
 
-def test_representation_gradients_weight_the_loss():
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_representation_gradients_weight_the_loss(partitioned):
     torch.manual_seed(1)
     model = TwoLayer(("a", "b")).double()
-    x, y = torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    x = torch.randn(8, 5, dtype=torch.float64)
+    y = torch.randn(8, dtype=torch.float64) if partitioned else torch.randn(8, 2, dtype=torch.float64)
     rep = model.trunk(x)
-    losses = torch.stack([nn.functional.mse_loss(model.heads[t](rep).squeeze(-1), y[:, i])
-                          for i, t in enumerate(model.tasks)])
-    jrep = task_gradients(losses, [rep])
+    if partitioned:  # task a owns rows 0-3, task b rows 4-7
+        losses = torch.stack([nn.functional.mse_loss(model.heads[t](rep[4 * i:4 * i + 4]).squeeze(-1),
+                                                     y[4 * i:4 * i + 4]) for i, t in enumerate(model.tasks)])
+    else:
+        losses = torch.stack([nn.functional.mse_loss(model.heads[t](rep).squeeze(-1), y[:, i])
+                              for i, t in enumerate(model.tasks)])
+    jrep = torch.stack([torch.autograd.grad(loss, rep, retain_graph=True)[0].reshape(-1) for loss in losses])
     w = jrep.norm(dim=1).reciprocal().detach()
     expected = torch.autograd.grad((w * losses).sum(), model.shared_parameters())
-    info = multitask_backward(model, InverseNorm(), x, y, (0, 0), rep_grad=True)
+    info = multitask_backward(model, InverseNorm(), x, y, (0, 0), rep_grad=True, partitioned=partitioned)
+    torch.testing.assert_close(info.gram, jrep @ jrep.T)
     torch.testing.assert_close(info.weights, w)
     torch.testing.assert_close(_shared_grad(model), torch.cat([g.reshape(-1) for g in expected]))
 

@@ -78,17 +78,7 @@ def multitask_backward(model: MultiTaskModel, aggregator: Aggregator, x: Tensor,
         return StepInfo(losses.detach(), w.detach(), gram)
 
     if rep_grad:
-        rep, outputs = model.forward_with_representation(x)
-        losses = losses_of(outputs, y, tasks, classes)
-        jac = task_gradients(losses, [rep])
-        gram = jac @ jac.T
-        w = _weights(aggregator, gram, losses)
-        torch.autograd.backward(rep, (w.to(jac.dtype) @ jac).view_as(rep), retain_graph=True, inputs=shared)
-        task_params = _task_params(model)
-        if task_params:
-            _accumulate(task_params, torch.autograd.grad(losses.sum(), task_params, allow_unused=True))
-        _backward_extras(model, aggregator)
-        return StepInfo(losses.detach(), w, gram)
+        return _representation_step(model, aggregator, x, y, classes, shared, partitioned)
 
     trunk = model.shared_trunk()
     if trunk is not None and {id(p) for p in shared} == {id(p) for p in trunk.parameters() if p.requires_grad}:
@@ -127,6 +117,36 @@ def multitask_backward(model: MultiTaskModel, aggregator: Aggregator, x: Tensor,
     if task_params:
         _accumulate(task_params, torch.autograd.grad(losses.sum(), task_params, allow_unused=True,
                                                      retain_graph=True))
+    _backward_extras(model, aggregator)
+    return StepInfo(losses.detach(), w, gram)
+
+
+def _representation_step(model: MultiTaskModel, aggregator: Aggregator, x: Tensor, y: Tensor,
+                         classes: tuple[int, ...], shared: list[Tensor], partitioned: bool) -> StepInfo:
+    """MGDA-UB style: the aggregator reads the Gram matrix of the per-task gradients of the shared
+    representation, and their weighted sum goes back through the shared layers once. With a partitioned batch
+    task i's gradient lives on its own rows only, so one backward gives them all and the Gram matrix is
+    diagonal."""
+    rep, outputs = model.forward_with_representation(x)
+    t = len(model.tasks)
+    losses = (grouped_losses if partitioned else dense_losses)(outputs, y, model.tasks, classes)
+    task_params = _task_params(model)
+    if partitioned and rep.shape[0] == x.shape[0]:  # rows of the representation are the batch's examples
+        grads = torch.autograd.grad(losses.sum(), [rep, *task_params], retain_graph=True, allow_unused=True)
+        _accumulate(task_params, list(grads[1:]))
+        rows = grads[0].reshape(t, -1)
+        gram = torch.diag((rows * rows).sum(1))
+        w = _weights(aggregator, gram, losses)
+        cotangent = (w.to(rows.dtype)[:, None] * rows).view_as(rep)
+    else:
+        if task_params:
+            _accumulate(task_params, torch.autograd.grad(losses.sum(), task_params, allow_unused=True,
+                                                         retain_graph=True))
+        jac = task_gradients(losses, [rep])
+        gram = jac @ jac.T
+        w = _weights(aggregator, gram, losses)
+        cotangent = (w.to(jac.dtype) @ jac).view_as(rep)
+    torch.autograd.backward(rep, cotangent, inputs=shared)
     _backward_extras(model, aggregator)
     return StepInfo(losses.detach(), w, gram)
 
