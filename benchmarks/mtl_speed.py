@@ -11,7 +11,7 @@ are pre-built; no data loading), for EW, PCGrad, MGDA, CAGrad, IMTL-G and Nash-M
   linear(50, 50)-ReLU-linear(50, 10) per task; cross-entropy.
 * `school-139`: School, 139 tasks; encoder linear(28, 128)-ReLU-linear(128, 128)-ReLU, heads linear(128, 1); one
   batch = 8 training students of every school, laid out school by school (1112 rows); each task's loss is the MSE
-  of its head on its own school's rows. polyskill uses its grouped path (`partitioned=True`); the peers run all 139
+  of its head on its own school's rows. polyskill uses its partitioned path (`partitioned=True`); the peers run all 139
   heads on the shared representation of the whole batch and take each task's loss on its rows (their natural
   formulation).
 

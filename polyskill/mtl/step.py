@@ -103,7 +103,7 @@ def multitask_backward(model: MultiTaskModel, aggregator: Aggregator, x: Tensor,
         gram = jac @ jac.T
         w = _weights(aggregator, gram, losses)
         _set_shared([names[k] for k in shared_names], w.to(jac.dtype) @ jac)
-        others = [k for k in names if k not in set(shared_names) and names[k].requires_grad]
+        others = [k for k, p in names.items() if id(p) not in shared_ids and p.requires_grad]
         _accumulate([names[k] for k in others], [grads[k].sum(0) for k in others])
         _backward_extras(model, aggregator)
         return StepInfo(losses.detach(), w, gram)
