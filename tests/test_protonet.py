@@ -7,7 +7,7 @@ import torch
 from polyskill.data import EpisodeSampler
 from polyskill.eval import few_shot
 from polyskill.meta import PrototypicalNetworks
-from polyskill.meta.protonet import prototypes, squared_distances
+from polyskill.meta.distances import prototypes, squared_distances
 from polyskill.nn import Conv4
 from polyskill.train import fit
 

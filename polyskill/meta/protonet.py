@@ -8,18 +8,7 @@ from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
 from .base import FewShotAlgorithm, Predictor, accuracy
-
-
-def prototypes(z: Tensor, labels: Tensor, way: int) -> Tensor:
-    """Class means: z [B, S, D], labels [B, S] in 0..way-1 -> [B, way, D] (classes may differ in size)."""
-    onehot = F.one_hot(labels, way).to(z.dtype)  # [B, S, N]
-    return onehot.transpose(1, 2) @ z / onehot.sum(1).clamp_min(1).unsqueeze(-1)
-
-
-def squared_distances(query: Tensor, protos: Tensor) -> Tensor:
-    """||q - p||^2 for q [B, M, D], p [B, N, D] -> [B, M, N], by one matmul (clamped at 0 against rounding)."""
-    return (query.pow(2).sum(-1, keepdim=True) - 2 * query @ protos.transpose(1, 2)
-            + protos.pow(2).sum(-1).unsqueeze(1)).clamp_min(0)
+from .distances import prototypes, squared_distances
 
 
 class PrototypePredictor:
