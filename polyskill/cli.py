@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   polyskill train omniglot-protonet --set train.steps=2000 --out runs/protonet
   polyskill train omniglot-protonet --out runs/protonet --resume
   polyskill eval runs/protonet --way 5 --way 20 --shot 1 --episodes 1000
+  polyskill adapt runs/protonet --support my_classes/ --query unlabelled/ --out predictions.csv
   polyskill data verify
 """
 
@@ -54,6 +55,19 @@ def _parser() -> argparse.ArgumentParser:
     aff.add_argument("--out", help="heatmap PNG (default RUN/affinity.png; one file per matrix)")
     aff.add_argument("--groups", type=int, help="suggest at most this many task groups")
 
+    adapt = sub.add_parser("adapt", help="label your own images: adapt a trained run to a folder of examples",
+                           epilog="example: polyskill adapt runs/protonet --support shapes/ --query new/ "
+                                  "--out predictions.csv")
+    adapt.add_argument("run", help="run directory of a trained few-shot run")
+    adapt.add_argument("--support", required=True, metavar="DIR",
+                       help="labelled examples: one sub-folder of images per class (the folder name is the label)")
+    adapt.add_argument("--query", required=True, metavar="DIR", help="images to label (sub-folders included)")
+    adapt.add_argument("--out", metavar="CSV", help="write predictions here (default: print them)")
+    adapt.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
+                       help="turn dark-on-light images into the bright-on-dark ones an Omniglot model saw "
+                            "(auto: judged per image by its border)")
+    adapt.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
     sub.add_parser("recipes", help="list the shipped recipes")
 
     data = sub.add_parser("data", help="show or check the data files")
@@ -92,6 +106,20 @@ def _eval(args: argparse.Namespace) -> int:
         _positive("--way/--shot", value)
     evaluate_run(args.run, ways=args.way, shots=args.shot, episodes=args.episodes, query=args.query,
                  split=args.split, seed=args.seed, root=args.root, baseline=args.baseline)
+    return 0
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    from .adapt_folders import adapt_folders, write_predictions
+
+    predictions = adapt_folders(args.run, args.support, args.query, invert=args.invert, device=args.device)
+    if args.out:
+        write_predictions(predictions, args.out)
+        counts = {c: predictions.labels.count(c) for c in predictions.classes}
+        print(f"labelled {len(predictions.files)} image(s) into {len(predictions.classes)} classes "
+              f"({', '.join(f'{c}: {n}' for c, n in counts.items())}); predictions in {args.out}")
+    else:
+        sys.stdout.write(predictions.to_csv())
     return 0
 
 
@@ -158,7 +186,7 @@ def _data(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"train": _train, "eval": _eval, "affinity": _affinity, "recipes": _recipes, "data": _data}[args.command]
+    handler = {"train": _train, "eval": _eval, "adapt": _adapt, "affinity": _affinity, "recipes": _recipes, "data": _data}[args.command]
     try:
         return handler(args)
     except PolyskillError as exc:

@@ -41,6 +41,11 @@ class FewShotAlgorithm(nn.Module):
         """Logits [B, N*Q, N] for every task's query set, by adapting to each support set in turn."""
         return torch.stack([self.adapt(batch.support(i))(batch.query_x[i]) for i in range(len(batch))])
 
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Class probabilities from this algorithm's scores (softmax; learners whose scores are not logits
+        override it)."""
+        return logits.float().softmax(-1)
+
 
 def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     """Fraction of correct predictions along the last axis of logits, averaged over the last label axis."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import torch
@@ -12,6 +13,7 @@ from ..data.episodes import EpisodeSampler
 from ..data.folder import image_folder
 from ..data.omniglot_images import omniglot
 from ..data.sinusoid import SinusoidTasks
+from ..data.user_images import InputFormat
 from ..errors import ConfigError
 from ..meta import ALGORITHMS
 from ..meta.base import FewShotAlgorithm
@@ -49,6 +51,32 @@ def tasks(recipe: Recipe, split: str, way: int, shot: int, query: int, seed: int
     return EpisodeSampler(dataset(recipe, split, root), way, shot, query, seed=seed)
 
 
+def training_tasks(recipe: Recipe, algo: FewShotAlgorithm, root: str | os.PathLike | None = None) -> object:
+    """What the algorithm trains on: episodes, or (for learners pretrained as classifiers over all the
+    training classes, `batch_source = 'classes'`) batches of `algo.batch_size` labelled examples."""
+    if getattr(algo, "batch_source", "episodes") == "classes":
+        from ..data.class_batches import ClassBatchSampler
+        return ClassBatchSampler(dataset(recipe, "train", root), algo.batch_size, seed=recipe.train.seed)
+    spec = recipe.episodes
+    return tasks(recipe, "train", spec.way, spec.shot, spec.query, recipe.train.seed, root)
+
+
+def input_format(recipe: Recipe) -> InputFormat:
+    """How a user's images must look to this run's model: Omniglot's bright ink on dark, kept square; a
+    folder's images as its loader made them."""
+    spec = recipe.data
+    if spec.dataset == "omniglot":
+        return InputFormat(1, (spec.image_size, spec.image_size), bright_foreground=True, keep_aspect=True)
+    if spec.dataset == "folder":
+        return InputFormat(spec.channels, (spec.image_size, spec.image_size))
+    raise ConfigError(f"a {spec.dataset} run does not classify images; adapt needs an image few-shot run")
+
+
+def max_way(recipe: Recipe) -> int | None:
+    """The most classes a task may have: the output layer's size for learners with one, else no limit."""
+    return recipe.episodes.way if getattr(ALGORITHMS[recipe.algo["name"]], "needs_head", False) else None
+
+
 def backbone(recipe: Recipe, outputs: int | None) -> nn.Module:
     """The recipe's network; `outputs` adds a linear head of that size (None: an embedding network)."""
     spec = recipe.model
@@ -60,18 +88,25 @@ def backbone(recipe: Recipe, outputs: int | None) -> nn.Module:
             nn.Flatten(), MLP([inputs, *spec.widths, outputs]))
     if is_regression(recipe):
         raise ConfigError("sinusoid regression takes model.backbone: mlp")
-    return Conv4(in_channels=recipe.data.channels, hidden=spec.hidden, out_features=outputs,
-                 image_size=recipe.data.image_size)
+    try:
+        return Conv4(in_channels=recipe.data.channels, hidden=spec.hidden, out_features=outputs,
+                     image_size=recipe.data.image_size, pools=spec.pools)
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
 
 
-def algorithm(recipe: Recipe) -> FewShotAlgorithm:
-    """A freshly initialised algorithm, seeded by train.seed so that a run is reproducible."""
+def algorithm(recipe: Recipe, root: str | os.PathLike | None = None) -> FewShotAlgorithm:
+    """A freshly initialised algorithm, seeded by train.seed so that a run is reproducible. Learners that
+    classify the training classes get `num_classes` from the recipe (a trained run records it), else from
+    the training data."""
     torch.manual_seed(recipe.train.seed)
     cls = ALGORITHMS[recipe.algo["name"]]
     outputs = (1 if is_regression(recipe) else recipe.episodes.way) if getattr(cls, "needs_head", False) else None
     if outputs is None and is_regression(recipe):
         raise ConfigError(f"algo {recipe.algo['name']} classifies; sinusoid regression needs maml or reptile")
     options = {k: v for k, v in recipe.algo.items() if k != "name"}
+    if "num_classes" in inspect.signature(cls).parameters and options.get("num_classes") is None:
+        options["num_classes"] = dataset(recipe, "train", root).num_classes
     try:
         return cls(backbone(recipe, outputs), **options)
     except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +17,8 @@ from ..meta.base import FewShotAlgorithm
 from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
 from ..train.episodic import Trainer
 from . import apply_overrides, read_yaml, recipe_from_dict, recipe_to_dict
-from .build import algorithm, dataset, is_regression, tasks
+from ..train.transfer import load_backbone
+from .build import algorithm, dataset, is_regression, tasks, training_tasks
 from .mtl_build import is_multitask
 from .schema import Recipe
 
@@ -75,9 +77,14 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
     if is_multitask(recipe):
         from .mtl_run import train_mtl_run
         return train_mtl_run(recipe, out, resume=resume, root=root, progress=progress, evaluate=evaluate, echo=echo)
-    algo = algorithm(recipe)
+    algo = algorithm(recipe, root)
+    if "num_classes" in inspect.signature(type(algo)).parameters:
+        recipe.algo["num_classes"] = algo.num_classes  # recorded, so evaluation rebuilds the same classifier
+    if recipe.model.init and not resume:
+        loaded = load_backbone(algo.backbone, recipe.model.init)
+        echo(f"backbone started from {recipe.model.init} ({len(loaded)} tensors)")
     spec, val = recipe.episodes, recipe.validation
-    train_sampler = tasks(recipe, "train", spec.way, spec.shot, spec.query, recipe.train.seed, root)
+    train_sampler = training_tasks(recipe, algo, root)
     val_sampler = None
     if recipe.data.val is not None:
         if is_regression(recipe):
@@ -148,7 +155,7 @@ def evaluate_run(run: str | os.PathLike, ways: list[int] | None = None, shots: l
         return evaluate_mtl_run(run, recipe, weights, split=split, root=root, baseline=baseline, echo=echo)
     if baseline:
         raise ConfigError("--baseline (delta-m) is for multi-task runs")
-    algo = algorithm(recipe)
+    algo = algorithm(recipe, root)
     load_weights(algo, weights, run)
     results = [run_protocol(algo, recipe, split, way, shot, steps, query or recipe.eval.query,
                             episodes or recipe.eval.episodes, recipe.eval.seed if seed is None else seed, root)

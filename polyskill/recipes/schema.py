@@ -55,14 +55,18 @@ class DataSpec:
 
 @dataclass
 class ModelSpec:
-    """`conv4`: `hidden` channels per block; `mlp`: hidden layer `widths` (inputs and outputs from the data)."""
+    """`conv4`: `hidden` channels per block, the first `pools` blocks max-pooled (null: all); `mlp`: hidden
+    layer `widths` (inputs and outputs from the data). `init`: a run directory (or checkpoint file) whose
+    backbone weights start this run (meta-transfer: a ProtoNet or MAML started from a pretrained Baseline)."""
 
     backbone: str = "conv4"
     hidden: int = 64
     widths: list[int] = field(default_factory=lambda: [40, 40])
+    pools: int | None = None
+    init: str | None = None
 
     def __post_init__(self) -> None:
-        _at_least(self, hidden=1, widths=1)
+        _at_least(self, hidden=1, widths=1, pools=0)
 
 
 @dataclass

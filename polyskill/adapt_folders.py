@@ -1,0 +1,61 @@
+"""`polyskill adapt`: label a folder of a user's images from a folder of labelled examples, with a trained run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .classifier import FewShotClassifier
+from .data.user_images import read_query, read_support
+from .errors import DataError
+from .train.checkpoint import write_text
+
+
+@dataclass
+class Predictions:
+    """The label and class probabilities of every query image (paths relative to the query folder)."""
+
+    files: list[str]
+    classes: list[str]
+    labels: list[str]
+    probabilities: np.ndarray
+
+    def to_csv(self) -> str:
+        """file, label, confidence, then one probability column per class."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["file", "label", "confidence", *(f"p_{c}" for c in self.classes)])
+        for name, label, probs in zip(self.files, self.labels, self.probabilities):
+            writer.writerow([name, label, f"{probs.max():.4f}", *(f"{p:.4f}" for p in probs)])
+        return buffer.getvalue()
+
+
+def adapt_folders(run: str | os.PathLike, support: str | os.PathLike, query: str | os.PathLike,
+                  invert: str = "auto", device: str = "cpu") -> Predictions:
+    """Adapt `run`'s model to SUPPORT/<class>/<image> and label every image under QUERY."""
+    clf = FewShotClassifier.from_run(run, device=device, invert=invert)
+    x, y, classes = read_support(support, clf.input_format, invert)
+    if len(classes) < 2:
+        raise DataError(f"support folder {support} has one class ({classes[0]}); few-shot labelling needs at least 2")
+    if clf.max_way is not None and len(classes) > clf.max_way:
+        raise DataError(f"support folder {support} has {len(classes)} classes, but this model has a "
+                        f"{clf.max_way}-way output layer and can tell apart at most {clf.max_way}")
+    queries, files = read_query(query, clf.input_format, invert)
+    clf.fit(x, np.asarray(classes, dtype=object)[y.numpy()])
+    probabilities = clf.predict_proba(queries)
+    labels = [str(clf.classes_[i]) for i in probabilities.argmax(-1)]
+    return Predictions(files, [str(c) for c in clf.classes_], labels, probabilities)
+
+
+def write_predictions(predictions: Predictions, out: str | os.PathLike) -> None:
+    """Write the CSV atomically (a failure never leaves half a file), creating its folder if needed."""
+    path = Path(out)
+    if path.is_dir():
+        raise DataError(f"--out {path} is a folder; give a file name such as {path / 'predictions.csv'}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, predictions.to_csv())

@@ -1,0 +1,140 @@
+"""A scikit-learn-style few-shot classifier over any trained run: fit on a few labelled examples, predict.
+
+    clf = FewShotClassifier.from_run("runs/protonet").fit(support_images, support_labels)
+    clf.predict(query_images), clf.predict_proba(query_images)
+
+It works for every algorithm through `FewShotAlgorithm.adapt`, so what `fit` does is the algorithm's own
+adaptation (prototypes, a ridge or SVM head, inner-loop steps, a fitted linear head, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from .data.episodes import Support
+from .data.user_images import INVERT, InputFormat, convert, load_images
+from .errors import DataError, PolyskillError
+from .meta.base import FewShotAlgorithm, Predictor
+
+Images = Tensor | np.ndarray | Sequence[Any]
+
+
+def _device(name: str | torch.device) -> torch.device:
+    """A usable torch device, or one clear error (a misspelt name, or a GPU this machine does not have)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise PolyskillError(f"device {name!r} is not a torch device (try cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PolyskillError(f"device {name!r}: no CUDA GPU is available on this machine")
+    return device
+
+
+class FewShotClassifier:
+    """Few-shot classification with a trained algorithm: `fit(X, y)` adapts to labelled examples of new
+    classes (labels of any type), `predict` / `predict_proba` label new examples.
+
+    X is a tensor or array of images already in the model's format ([n, C, H, W], or [n, H, W] for
+    greyscale; uint8 is scaled to [0, 1]; other sizes are resized), or a sequence of PIL images or image
+    paths, which are converted like `polyskill adapt` converts files (mode, size, polarity).
+    """
+
+    def __init__(self, algo: FewShotAlgorithm, input_format: InputFormat, max_way: int | None = None,
+                 device: str | torch.device = "cpu", invert: str = "auto", batch_size: int = 256) -> None:
+        if invert not in INVERT:
+            raise PolyskillError(f"invert must be one of {', '.join(INVERT)}, got {invert!r}")
+        self.device = _device(device)
+        self.algo, self.input_format, self.max_way = algo.to(self.device).eval(), input_format, max_way
+        self.invert, self.batch_size = invert, batch_size
+        self.classes_: np.ndarray | None = None
+        self._predictor: Predictor | None = None
+
+    @classmethod
+    def from_run(cls, run: str | os.PathLike, device: str | torch.device = "cpu",
+                 invert: str = "auto") -> "FewShotClassifier":
+        """The classifier of a trained run directory (its best, else last, weights; loaded weights-only)."""
+        from .recipes.build import algorithm, input_format, max_way
+        from .recipes.run import load_run, load_weights
+
+        recipe, weights = load_run(run)
+        algo = algorithm(recipe)
+        load_weights(algo, weights, Path(run))
+        return cls(algo, input_format(recipe), max_way(recipe), device=device, invert=invert)
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def _images(self, X: Images) -> Tensor:
+        """Any accepted X -> float [n, C, H, W] on the model's device."""
+        fmt = self.input_format
+        if isinstance(X, (Tensor, np.ndarray)):
+            x = torch.as_tensor(X)
+            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+            if x.dim() == 3 and fmt.channels == 1:
+                x = x.unsqueeze(1)
+            if x.dim() != 4 or x.shape[1] != fmt.channels:
+                raise DataError(f"expected images [n, {fmt.channels}, H, W]"
+                                f"{' or [n, H, W]' if fmt.channels == 1 else ''}, got shape {tuple(x.shape)}")
+            if tuple(x.shape[2:]) != fmt.size:
+                x = F.interpolate(x, size=fmt.size, mode="bilinear", antialias=True, align_corners=False)
+        else:
+            items = list(X)
+            paths = [Path(i) for i in items if isinstance(i, (str, os.PathLike))]
+            if paths and len(paths) != len(items):
+                raise DataError("give either image paths or PIL images, not a mix")
+            if paths:
+                x, bad = load_images(paths, fmt, self.invert)
+                if bad:
+                    raise DataError("cannot use these images: " + "; ".join(bad))
+            elif all(isinstance(i, Image.Image) for i in items) and items:
+                x = torch.stack([convert(i, fmt, self.invert) for i in items])
+            else:
+                raise DataError("X must be an image tensor or array, or a non-empty sequence of PIL images or paths")
+        if len(x) == 0:
+            raise DataError("no images given")
+        return x.to(self.device)
+
+    # -- the estimator ------------------------------------------------------------------------------
+    def fit(self, X: Images, y: Sequence[Any] | np.ndarray | Tensor) -> "FewShotClassifier":
+        """Adapt to the labelled support examples X, y (every class needs at least one example)."""
+        labels = np.asarray(y.cpu() if isinstance(y, Tensor) else y)
+        x = self._images(X)
+        if labels.ndim != 1 or len(labels) != len(x):
+            raise DataError(f"y must hold one label per example: {len(x)} examples, labels of shape {labels.shape}")
+        self.classes_, index = np.unique(labels, return_inverse=True)
+        way = len(self.classes_)
+        if way < 2:
+            raise DataError(f"few-shot classification needs at least 2 classes, got {way}")
+        if self.max_way is not None and way > self.max_way:
+            raise DataError(f"this model has a {self.max_way}-way output layer and can tell apart at most "
+                            f"{self.max_way} classes; got {way}")
+        support = Support(x, torch.as_tensor(index, dtype=torch.long, device=self.device), way)
+        self._predictor = self.algo.adapt(support)
+        return self
+
+    def _scores(self, X: Images) -> Tensor:
+        if self._predictor is None or self.classes_ is None:
+            raise PolyskillError("call fit(support_x, support_y) before predict")
+        x, way = self._images(X), len(self.classes_)
+        with torch.no_grad():
+            scores = torch.cat([self._predictor(x[i:i + self.batch_size])[:, :way]
+                                for i in range(0, len(x), self.batch_size)])
+        return self.algo.probabilities(scores)
+
+    def predict_proba(self, X: Images) -> np.ndarray:
+        """Class probabilities [n, classes], columns in the order of `classes_`."""
+        return self._scores(X).cpu().numpy()
+
+    def predict(self, X: Images) -> np.ndarray:
+        """The most probable class label of each example."""
+        return self.classes_[self._scores(X).argmax(-1).cpu().numpy()]
+
+    def score(self, X: Images, y: Sequence[Any] | np.ndarray) -> float:
+        """Accuracy of `predict(X)` against the labels y."""
+        return float(np.mean(self.predict(X) == np.asarray(y)))

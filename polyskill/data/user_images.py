@@ -1,0 +1,174 @@
+"""A user's own images turned into what a trained model takes: mode, size, and the polarity it was trained on.
+
+Omniglot stores ink as the bright value on a dark background, while a scan or a drawing of a character is
+dark ink on light paper; a model trained on one polarity sees the other as noise. `InputFormat` records the
+convention of a run's training data, and `convert` brings any image to it. All the bad files of a folder are
+gathered and reported together, so a user fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from ..errors import DataError
+from .folder import IMAGE_SUFFIXES
+
+INVERT = ("auto", "yes", "no")
+IGNORED_FILES = {"thumbs.db", "desktop.ini"}
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """The images a model was trained on: `channels` (1 grey, 3 RGB), `size` (H, W), whether the foreground
+    is the bright value on a dark background (`bright_foreground`, Omniglot's convention), and whether
+    images were padded to the aspect ratio before resizing (`keep_aspect`) or stretched (a folder's loader)."""
+
+    channels: int = 1
+    size: tuple[int, int] = (28, 28)
+    bright_foreground: bool = False
+    keep_aspect: bool = False
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite transparent images over white, as a viewer shows them (a bare convert would turn them black)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image
+
+
+def _border_level(grey: np.ndarray) -> float:
+    """Median brightness (0..255) of the outermost rows and columns: the background of a centred object."""
+    edges = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return float(np.median(edges))
+
+
+def _should_invert(grey: np.ndarray, fmt: InputFormat, invert: str) -> bool:
+    if invert == "yes":
+        return True
+    if invert == "no" or not fmt.bright_foreground:
+        return False
+    return _border_level(grey) > 127.5  # light background: dark ink, the opposite of what the model saw
+
+
+def _pad_to(image: Image.Image, aspect: float, fill: tuple[int, ...] | int) -> Image.Image:
+    """Pad with the background colour to width/height = `aspect`, so resizing keeps the object's shape."""
+    width, height = image.size
+    target_w, target_h = max(width, round(height * aspect)), max(height, round(width / aspect))
+    if (target_w, target_h) == (width, height):
+        return image
+    canvas = Image.new(image.mode, (target_w, target_h), fill)
+    canvas.paste(image, ((target_w - width) // 2, (target_h - height) // 2))
+    return canvas
+
+
+def convert(image: Image.Image, fmt: InputFormat, invert: str = "auto") -> Tensor:
+    """One PIL image -> float [channels, H, W] in [0, 1], in the model's mode, size and polarity.
+
+    With `fmt.keep_aspect`, images are padded to the model's aspect ratio with their border colour before
+    resizing (no distortion); otherwise stretched, as the folder loader does. EXIF rotation is applied; `invert` is 'auto' (invert when the model saw bright foregrounds and this
+    image has a light background), 'yes' or 'no'.
+    """
+    if invert not in INVERT:
+        raise DataError(f"invert must be one of {', '.join(INVERT)}, got {invert!r}")
+    image = _flatten_alpha(ImageOps.exif_transpose(image))
+    image = image.convert("L" if fmt.channels == 1 else "RGB")
+    pixels = np.asarray(image)
+    grey = pixels if pixels.ndim == 2 else pixels.mean(-1)
+    flip = _should_invert(grey, fmt, invert)
+    level = int(round(_border_level(grey))) if fmt.channels == 1 else tuple(
+        int(np.median(np.concatenate([pixels[0, :, c], pixels[-1, :, c], pixels[:, 0, c], pixels[:, -1, c]])))
+        for c in range(3))
+    if fmt.keep_aspect:
+        image = _pad_to(image, fmt.size[1] / fmt.size[0], level)
+    if image.size != (fmt.size[1], fmt.size[0]):
+        image = image.resize((fmt.size[1], fmt.size[0]), Image.Resampling.BILINEAR)  # antialiased when shrinking
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    if flip:
+        array = 1.0 - array
+    tensor = torch.from_numpy(array.copy())
+    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def is_candidate(path: Path) -> bool:
+    """A file a user put in a data folder: not hidden, not an operating system's index file."""
+    return path.is_file() and not path.name.startswith(".") and path.name.lower() not in IGNORED_FILES
+
+
+def load_images(paths: Iterable[Path], fmt: InputFormat, invert: str = "auto") -> tuple[Tensor, list[str]]:
+    """Read and convert every path: ([n, C, H, W] of the good ones, 'path (reason)' for each bad one)."""
+    images, bad = [], []
+    for path in paths:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            bad.append(f"{path} (not an image file: {path.suffix or 'no extension'})")
+            continue
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(convert(image, fmt, invert))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            bad.append(f"{path} (unreadable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+    shape = (0, fmt.channels, *fmt.size)
+    return (torch.stack(images) if images else torch.empty(shape)), bad
+
+
+def _report(bad: list[str], what: str) -> DataError:
+    listed = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+    return DataError(f"{len(bad)} file(s) in the {what} cannot be used:\n  {listed}")
+
+
+def read_support(folder: str | os.PathLike, fmt: InputFormat,
+                 invert: str = "auto") -> tuple[Tensor, Tensor, list[str]]:
+    """FOLDER/<class>/<image> -> (x [S, C, H, W], labels [S] in 0..N-1, class names sorted).
+
+    Refused with one message: a missing folder, no class folders, empty class folders, files outside
+    class folders, and unreadable or non-image files (all listed).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"support folder {root} does not exist or is not a folder")
+    entries = sorted(root.iterdir())
+    classes = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    stray = [str(p) for p in entries if is_candidate(p)]
+    if not classes:
+        raise DataError(f"support folder {root} has no class sub-folders: put each class's images in "
+                        f"{root}/<class name>/")
+    if stray:
+        raise _report([f"{p} (outside the class sub-folders)" for p in stray], f"support folder {root}")
+    files = {c.name: sorted(p for p in c.iterdir() if is_candidate(p)) for c in classes}
+    empty = [name for name, paths in files.items() if not paths]
+    if empty:
+        raise DataError(f"class folder(s) with no images in {root}: {', '.join(empty)}")
+    xs, labels, bad = [], [], []
+    for label, (name, paths) in enumerate(files.items()):
+        x, problems = load_images(paths, fmt, invert)
+        bad += problems
+        xs.append(x)
+        labels += [label] * len(x)
+    if bad:
+        raise _report(bad, f"support folder {root}")
+    return torch.cat(xs), torch.tensor(labels, dtype=torch.long), list(files)
+
+
+def read_query(folder: str | os.PathLike, fmt: InputFormat, invert: str = "auto") -> tuple[Tensor, list[str]]:
+    """Every image under FOLDER (sub-folders included) -> (x [M, C, H, W], paths relative to FOLDER)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"query folder {root} does not exist or is not a folder")
+    paths = sorted(p for p in root.rglob("*") if is_candidate(p)
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not paths:
+        raise DataError(f"query folder {root} holds no images to label")
+    x, bad = load_images(paths, fmt, invert)
+    if bad:
+        raise _report(bad, f"query folder {root}")
+    return x, [str(p.relative_to(root)) for p in paths]
