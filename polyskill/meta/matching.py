@@ -1,0 +1,93 @@
+"""Matching Networks (Vinyals et al., 2016): a query's label is a cosine-attention mixture of the support labels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.episodes import Support, TaskBatch
+from ..nn.fce import AttentionReader, SupportContext
+from .base import FewShotAlgorithm, Predictor, accuracy
+from .distances import cosine_similarity
+
+
+def label_mixture_log_probs(scores: Tensor, support_y: Tensor, way: int) -> Tensor:
+    """log P(y = n | x) = log sum_{i: y_i = n} softmax_i(scores): scores [B, M, S], support_y [B, S] -> [B, M, N].
+
+    Summed in the log domain (logsumexp of the log-attention over each class's examples), so the log is
+    exact without clamping even when a class's probability underflows.
+    """
+    log_attention = scores.float().log_softmax(-1).unsqueeze(2)  # [B, M, 1, S]
+    member = F.one_hot(support_y, way).transpose(1, 2).unsqueeze(1).bool()  # [B, 1, N, S]
+    return log_attention.masked_fill(~member, float("-inf")).logsumexp(-1)
+
+
+class MatchingPredictor:
+    """A learned task: the algorithm and the support's (contextual) embeddings and labels."""
+
+    def __init__(self, algo: "MatchingNetworks", support_g: Tensor, support_y: Tensor, way: int) -> None:
+        self.algo, self.support_g, self.support_y, self.way = algo, support_g, support_y, way
+
+    def __call__(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            query = self.algo.backbone(x).float().unsqueeze(0)
+            return self.algo.log_probs(query, self.support_g, self.support_y, self.way).squeeze(0)
+
+
+class MatchingNetworks(FewShotAlgorithm):
+    """Attention over the support: P(y|x) = sum_i softmax_i(cos(f(x), g(x_i)) / temperature) onehot(y_i).
+
+    The "logits" are log P (so their softmax is P) and the loss is -log P(true class). Without `fce`, f and g
+    are the backbone; with it, g is a bidirectional LSTM over the support embeddings and f an attention LSTM
+    of `fce_steps` steps over them (full context embeddings, hidden size = backbone.embedding_dim). The
+    LSTM reads the support in the order given (class by class in every episode, training and evaluation
+    alike), so with `fce` the output depends on that order; without it, it does not. `temperature` 1 is the
+    paper's plain cosine; a smaller one sharpens the attention.
+    """
+
+    def __init__(self, backbone: nn.Module, fce: bool = False, fce_steps: int = 10, temperature: float = 1.0) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.backbone, self.temperature = backbone, temperature
+        self.support_context: SupportContext | None = None
+        self.reader: AttentionReader | None = None
+        if fce:
+            dim = getattr(backbone, "embedding_dim", None)
+            if not isinstance(dim, int):
+                raise ValueError("full context embeddings need a backbone with an integer `embedding_dim` attribute "
+                                 f"(the LSTMs' size); {type(backbone).__name__} has none")
+            self.support_context, self.reader = SupportContext(dim), AttentionReader(dim, fce_steps)
+
+    def _embed(self, x: Tensor) -> Tensor:
+        """[B, M, ...] -> [B, M, D] in fp32."""
+        return self.backbone(x.flatten(0, 1)).float().view(x.shape[0], x.shape[1], -1)
+
+    def encode_support(self, support: Tensor) -> Tensor:
+        """g: support embeddings [B, S, D] -> [B, S, D] (in context of the whole support with fce)."""
+        return self.support_context(support) if self.support_context is not None else support
+
+    def log_probs(self, query: Tensor, support_g: Tensor, support_y: Tensor, way: int) -> Tensor:
+        """Query embeddings f'(x) [B, M, D] and encoded support g [B, S, D] -> log P(y | x) [B, M, way]."""
+        f = self.reader(query, support_g) if self.reader is not None else query
+        scores = cosine_similarity(f.float(), support_g.float()) / self.temperature
+        return label_mixture_log_probs(scores, support_y, way)
+
+    def _log_probs(self, batch: TaskBatch) -> Tensor:
+        n_support = batch.support_x.shape[1]
+        z = self._embed(torch.cat([batch.support_x, batch.query_x], dim=1))
+        return self.log_probs(z[:, n_support:], self.encode_support(z[:, :n_support]), batch.support_y, batch.way)
+
+    def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        log_p = self._log_probs(batch)
+        loss = F.nll_loss(log_p.flatten(0, 1), batch.query_y.flatten())
+        return loss, {"loss": loss.detach(), "acc": accuracy(log_p.detach(), batch.query_y).mean()}
+
+    def predict(self, batch: TaskBatch) -> Tensor:
+        return self._log_probs(batch)
+
+    def adapt(self, support: Support) -> Predictor:
+        with torch.no_grad():
+            g = self.encode_support(self.backbone(support.x).float().unsqueeze(0))
+        return MatchingPredictor(self, g, support.y.unsqueeze(0), support.num_classes)
