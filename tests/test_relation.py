@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polyskill.data import EpisodeSampler
@@ -87,7 +86,8 @@ def test_relation_module_matches_explicit_pairs(side):
     module = RelationModule((4, side, side), hidden=6, fc=3).eval()
     module.block1[0].running_mean.uniform_(-0.5, 0.5)
     classes, queries = torch.randn(2, 3, 4, side, side), torch.randn(2, 5, 4, side, side)
-    pairs = torch.stack([torch.cat([classes[b, n], queries[b, m]]) for b in range(2) for m in range(5) for n in range(3)])
+    pairs = torch.stack([torch.cat([classes[b, n], queries[b, m]])
+                         for b in range(2) for m in range(5) for n in range(3)])
     with torch.no_grad():
         scores = module(classes, queries)
         expected = torch.sigmoid(module.head(module.block2(module.block1(module.conv1(pairs))))).view(2, 5, 3)
@@ -104,15 +104,15 @@ def test_scores_and_loss_for_maps_of_any_side(image_size, pools, side):
     backbone = Conv4(hidden=8, image_size=image_size, pools=pools)
     assert backbone.feature_shape == (8, side, side)
     algo = RelationNetworks(backbone, relation_hidden=8, relation_fc=4)
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(4)
-    batch = TaskBatch(torch.rand(2, 8, 1, image_size, image_size, generator=g), labels.repeat_interleave(2).expand(2, -1),
-                      torch.rand(2, 12, 1, image_size, image_size, generator=g), labels.repeat_interleave(3).expand(2, -1), 4)
+    g, labels, image_shape = torch.Generator().manual_seed(0), torch.arange(4), (1, image_size, image_size)
+    batch = TaskBatch(torch.rand(2, 8, *image_shape, generator=g), labels.repeat_interleave(2).expand(2, -1),
+                      torch.rand(2, 12, *image_shape, generator=g), labels.repeat_interleave(3).expand(2, -1), 4)
     algo.eval()
     scores = algo.predict(batch)
     loss, metrics = algo.meta_loss(batch)
     assert scores.shape == (2, 12, 4) and ((scores > 0) & (scores < 1)).all()
-    squared = [(scores[b, m, n] - float(batch.query_y[b, m] == n)) ** 2 for b in range(2) for m in range(12) for n in range(4)]
+    squared = [(scores[b, m, n] - float(batch.query_y[b, m] == n)) ** 2
+               for b in range(2) for m in range(12) for n in range(4)]
     assert torch.allclose(loss, torch.stack(squared).mean(), atol=1e-6)
     assert torch.allclose(metrics["acc"], (scores.argmax(-1) == batch.query_y).float().mean())
     algo.train()
