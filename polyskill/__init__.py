@@ -5,16 +5,19 @@ The public API is these sub-packages and names:
 - `polyskill.data`: data root and checked files, `omniglot(split)`, `image_folder(path)`, `episodes(...)`
   (an EpisodeSampler producing `TaskBatch`es), `Support`.
 - `polyskill.nn`: backbones (`Conv4`) and precision helpers.
-- `polyskill.meta`: `FewShotAlgorithm` (the interface) and the algorithms (`PrototypicalNetworks`).
+- `polyskill.meta`: `FewShotAlgorithm` (the interface) and the algorithms (`PrototypicalNetworks`, `MAML`,
+  `Reptile`, `MatchingNetworks`, `RelationNetworks`, `MetaOptNet`, `Baseline`, `ContrastiveEmbedding`).
 - `polyskill.train`: `fit(algo, episodes, ...)`, `FitConfig`, checkpoints and metrics logs.
 - `polyskill.eval`: `few_shot(algo, dataset, way, shot)` -> accuracy with a 95% confidence interval.
 - `polyskill.recipes`: YAML recipes, validated (`load(name, overrides)`), and runs built from them.
+- `FewShotClassifier`: scikit-learn-style few-shot classification with any trained run.
 """
 
 __version__ = "0.1.0"
 
 from . import data, eval, meta, nn, recipes, train  # noqa: E402  (after __version__, which the CLI reads)
+from .classifier import FewShotClassifier  # noqa: E402
 from .errors import ConfigError, DataError, PolyskillError, RunError  # noqa: E402
 
-__all__ = ["ConfigError", "DataError", "PolyskillError", "RunError", "__version__", "data", "eval", "meta", "nn",
+__all__ = ["ConfigError", "DataError", "FewShotClassifier", "PolyskillError", "RunError", "__version__", "data", "eval", "meta", "nn",
            "recipes", "train"]

@@ -56,6 +56,8 @@ class Baseline(FewShotAlgorithm):
     weight decay 1e-3; here full-batch over the support set, `finetune_steps` steps).
     """
 
+    batch_source = "classes"  # trained on ClassBatchSampler batches over all training classes, not episodes
+
     def __init__(self, backbone: nn.Module, num_classes: int, cosine: bool = False, scale: float | None = None,
                  batch_size: int = 128, finetune_steps: int = 100, finetune_lr: float = 0.01,
                  finetune_weight_decay: float = 1e-3, finetune_momentum: float = 0.9) -> None:

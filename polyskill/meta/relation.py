@@ -108,6 +108,11 @@ class RelationNetworks(FewShotAlgorithm):
     def predict(self, batch: TaskBatch) -> Tensor:
         return self._scores(batch)
 
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Relation scores are independent sigmoids, not logits: normalise them to sum to one per query."""
+        scores = logits.float().clamp_min(1e-12)
+        return scores / scores.sum(-1, keepdim=True)
+
     def adapt(self, support: Support) -> Predictor:
         with torch.no_grad():
             maps = self.backbone.feature_maps(support.x).float().unsqueeze(0)

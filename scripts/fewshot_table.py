@@ -1,0 +1,67 @@
+"""Omniglot few-shot results of trained runs as a markdown table, next to the papers' figures.
+
+    python scripts/fewshot_table.py runs/omniglot-matching-1shot runs/omniglot-matching-5shot ...
+
+Each row is a run directory (its summary.json); a cell is test accuracy +- the 95% interval over the
+evaluated episodes (the protocol's way and shot), taken from the run whose training shot matches when
+several runs of one recipe are given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
+PAPERS = {  # 5w1s, 5w5s, 20w1s, 20w5s test accuracy (%), as published
+    "matching": ("Vinyals et al. 2016", (98.1, 98.9, 93.8, 98.5)),
+    "relation": ("Sung et al. 2018", (99.6, 99.8, 97.6, 99.1)),
+    "protonet": ("Snell et al. 2017", (98.8, 99.7, 96.0, 98.9)),
+}
+
+
+def label(config: dict) -> str:
+    """A row name: the algorithm and the options that set it apart."""
+    algo = config.get("algo", {})
+    name = algo.get("name", "?")
+    extras = [f"{k}={v}" for k, v in algo.items() if k in ("fce", "head", "cosine", "loss") and v not in (False, None)]
+    if config.get("model", {}).get("init"):
+        extras.append(f"init={Path(config['model']['init']).name}")
+    return name + (f" ({', '.join(extras)})" if extras else "")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    args = parser.parse_args()
+    rows: dict[str, dict] = {}
+    for run in args.runs:
+        if not (run / "summary.json").is_file():
+            print(f"skipping {run}: no summary.json", file=sys.stderr)
+            continue
+        summary = json.loads((run / "summary.json").read_text())
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        row = rows.setdefault(label(config), {"cells": {}, "runs": [], "algo": config["algo"]["name"]})
+        row["runs"].append(f"{run.name}: {summary.get('steps')} steps, {summary.get('train_seconds')} s")
+        train_shot = config.get("episodes", {}).get("shot")
+        for result in summary.get("test", []):
+            key = (result["way"], result["shot"])
+            better = key not in row["cells"] or train_shot == result["shot"]
+            if key in SETTINGS and better:
+                row["cells"][key] = f"{100 * result['accuracy']:.1f} ± {100 * result['ci95']:.1f}"
+    print("| algorithm | 5-way 1-shot | 5-way 5-shot | 20-way 1-shot | 20-way 5-shot | paper (same order) | runs |")
+    print("|---|---|---|---|---|---|---|")
+    for name, row in rows.items():
+        cells = [row["cells"].get(s, "-") for s in SETTINGS]
+        source, numbers = PAPERS.get(row["algo"], ("not reported on Omniglot", ()))
+        paper = f"{' / '.join(f'{n:.1f}' for n in numbers)} ({source})" if numbers else source
+        print(f"| {name} | {' | '.join(cells)} | {paper} | {'; '.join(row['runs'])} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
