@@ -85,3 +85,24 @@ def test_omniglot_class_batches(omniglot_val):
     assert 0.0 <= float(batch.query_x.min()) and float(batch.query_x.max()) <= 1.0
     y, x = batch.query_y[0, 0], batch.query_x[0, 0]
     assert any(torch.allclose(x, image.float() / 255) for image in omniglot_val.data[y])
+
+
+def test_trainer_resumes_a_class_batch_run_exactly(omniglot_val, tmp_path):
+    """Three steps, a restart, three more: the same weights as six steps in one go."""
+    from polyskill.meta.baseline import Baseline
+    from polyskill.nn import Conv4
+    from polyskill.train import fit
+
+    data = omniglot_val.subset(range(10))
+
+    def run(out, steps, resume=False):
+        torch.manual_seed(0)
+        algo = Baseline(Conv4(hidden=8), num_classes=10, batch_size=8)
+        fit(algo, ClassBatchSampler(data, 8, seed=0), out=out, steps=steps, val_every=3, resume=resume,
+            progress=False)
+        return algo.state_dict()
+
+    straight = run(tmp_path / "straight", 6)
+    run(tmp_path / "split", 3)
+    resumed = run(tmp_path / "split", 6, resume=True)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
