@@ -93,13 +93,13 @@ class ContrastiveEmbedding(PrototypicalNetworks):
             raise ConfigError(f"triplet mining must be one of {', '.join(MININGS)}, got {mining!r}")
         if margin <= 0 or weight < 0:
             raise ConfigError(f"the margin must be > 0 and the weight >= 0, got {margin} and {weight}")
-        self.loss, self.margin, self.weight, self.mining, self.squared = loss, margin, weight, mining, squared
+        self.loss, self.margin, self.pair_weight, self.mining, self.squared = loss, margin, weight, mining, squared
 
     def embedding_loss(self, z: Tensor, labels: Tensor) -> Tensor:
         """The configured loss of embeddings z [B, M, D] with labels [B, M]."""
         if self.loss == "triplet":
             return triplet_loss(z, labels, self.margin, self.mining)
-        return pairwise_contrastive_loss(z, labels, self.margin, self.weight, self.squared)
+        return pairwise_contrastive_loss(z, labels, self.margin, self.pair_weight, self.squared)
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         n_support = batch.support_x.shape[1]
