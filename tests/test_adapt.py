@@ -245,3 +245,39 @@ def test_adapt_cli_refuses_too_many_classes_bad_runs_and_bad_options(maml_run, p
     code, _, err = run_cli(["adapt", str(protonet_run), "--support", str(support), "--query", str(query),
                             "--device", "warp-drive"], capsys)
     assert code == 2 and "not a torch device" in err and "Traceback" not in err
+
+
+def _algorithm(name: str):
+    """A small, untrained instance of a registered algorithm, as a recipe would build it."""
+    from polyskill.meta import ALGORITHMS
+    from polyskill.nn import Conv4
+
+    cls = ALGORITHMS[name]
+    if getattr(cls, "needs_head", False):
+        return cls(Conv4(hidden=8, out_features=3)), 3
+    options = {"num_classes": 10} if name == "baseline" else {}
+    return cls(Conv4(hidden=8, pools=2 if name == "relation" else None), **options), None
+
+
+@pytest.mark.parametrize("name", ["baseline", "contrastive", "maml", "matching", "metaoptnet", "protonet",
+                                  "relation", "reptile"])
+def test_classifier_works_for_every_algorithm(name):
+    from polyskill.meta import ALGORITHMS
+
+    assert name in ALGORITHMS
+    torch.manual_seed(0)
+    algo, way = _algorithm(name)
+    clf = FewShotClassifier(algo, InputFormat(1, (28, 28), bright_foreground=True, keep_aspect=True), way)
+    support = torch.rand(6, 1, 28, 28)
+    clf.fit(support, ["b", "a", "c", "a", "b", "c"])
+    proba = clf.predict_proba(torch.rand(4, 1, 28, 28))
+    assert proba.shape == (4, 3) and np.allclose(proba.sum(1), 1, atol=1e-4) and (proba >= 0).all()
+    assert list(clf.classes_) == ["a", "b", "c"]
+    assert set(clf.predict(support)) <= {"a", "b", "c"}
+
+
+def test_every_registered_algorithm_is_covered():
+    from polyskill.meta import ALGORITHMS
+
+    covered = {"baseline", "contrastive", "maml", "matching", "metaoptnet", "protonet", "relation", "reptile"}
+    assert set(ALGORITHMS) == covered

@@ -1,13 +1,19 @@
 """Few-shot algorithms, one module each, all implementing FewShotAlgorithm."""
 
 from .base import FewShotAlgorithm, Predictor, accuracy, episode_accuracies
+from .baseline import Baseline
+from .contrastive import ContrastiveEmbedding
 from .inner_loop import InnerLoop
 from .maml import MAML
+from .matching import MatchingNetworks
+from .metaoptnet import MetaOptNet
 from .protonet import PrototypicalNetworks
+from .relation import RelationNetworks
 from .reptile import Reptile
 
-ALGORITHMS: dict[str, type[FewShotAlgorithm]] = {"maml": MAML, "protonet": PrototypicalNetworks,
-                                                 "reptile": Reptile}
+ALGORITHMS: dict[str, type[FewShotAlgorithm]] = {
+    "baseline": Baseline, "contrastive": ContrastiveEmbedding, "maml": MAML, "matching": MatchingNetworks, "metaoptnet": MetaOptNet,
+    "protonet": PrototypicalNetworks, "relation": RelationNetworks, "reptile": Reptile}
 
-__all__ = ["ALGORITHMS", "FewShotAlgorithm", "InnerLoop", "MAML", "Predictor", "PrototypicalNetworks", "Reptile", "accuracy",
-           "episode_accuracies"]
+__all__ = ["ALGORITHMS", "Baseline", "ContrastiveEmbedding", "FewShotAlgorithm", "InnerLoop", "MAML", "MatchingNetworks", "MetaOptNet",
+           "Predictor", "PrototypicalNetworks", "RelationNetworks", "Reptile", "accuracy", "episode_accuracies"]

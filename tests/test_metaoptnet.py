@@ -1,0 +1,205 @@
+"""MetaOptNet: the ridge and SVM heads against independent solvers, their gradients, and real learning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.optimize import minimize
+
+from polyskill.data import EpisodeSampler
+from polyskill.eval import few_shot
+from polyskill.meta.metaoptnet import MetaOptNet, smoothed_cross_entropy
+from polyskill.meta.ridge import ridge_head
+from polyskill.meta.svm import project_rows, svm_dual, svm_head
+from polyskill.nn import Conv4
+from polyskill.train import fit
+
+DOUBLE = torch.float64
+
+
+# -- ridge ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("samples, dim", [(6, 16), (40, 8)])  # the dual (S < D) and the primal (S > D) forms
+def test_ridge_head_solves_the_normal_equations(samples, dim):
+    torch.manual_seed(0)
+    x, labels = torch.randn(3, samples, dim, dtype=DOUBLE), torch.randint(0, 4, (3, samples))
+    y = F.one_hot(labels, 4).to(DOUBLE)
+    expected = torch.linalg.solve(x.transpose(1, 2) @ x + 0.7 * torch.eye(dim, dtype=DOUBLE), x.transpose(1, 2) @ y)
+    assert torch.allclose(ridge_head(x, labels, 4, 0.7), expected, atol=1e-10)
+    assert torch.allclose(ridge_head(x.float(), labels, 4, 0.7), expected.float(), atol=1e-4)
+
+
+@pytest.mark.parametrize("samples, dim", [(5, 7), (9, 4)])
+def test_ridge_head_gradient_matches_finite_differences(samples, dim):
+    torch.manual_seed(0)
+    x = torch.randn(2, samples, dim, dtype=DOUBLE, requires_grad=True)
+    lam = torch.tensor(0.5, dtype=DOUBLE, requires_grad=True)
+    labels = torch.randint(0, 3, (2, samples))
+    assert torch.autograd.gradcheck(lambda x, lam: ridge_head(x, labels, 3, lam), (x, lam))
+
+
+# -- the Crammer-Singer SVM -----------------------------------------------------------------------------------
+def primal_svm(x: np.ndarray, labels: np.ndarray, way: int, C: float, eps: float) -> np.ndarray:
+    """W [D, N] of min 1/2 ||W||^2 + 1/2 ||V||^2 + C sum xi_i s.t. the score of y_i beats every other class by
+    1 - xi_i, scores (x_i W + sqrt(eps) V_i): the primal of the augmented space, solved by SLSQP."""
+    samples, dim = x.shape
+    sizes = (dim * way, samples * way, samples)
+
+    def split(v):
+        w, rest = v[:sizes[0]].reshape(dim, way), v[sizes[0]:]
+        return w, rest[:sizes[1]].reshape(samples, way), rest[sizes[1]:]
+
+    def margins(v):
+        w, extra, slack = split(v)
+        scores = x @ w + np.sqrt(eps) * extra
+        true = scores[np.arange(samples), labels][:, None]
+        other = np.ones((samples, way), bool)
+        other[np.arange(samples), labels] = False
+        return np.concatenate([(true - scores - 1 + slack[:, None])[other], slack])
+
+    def objective(v):
+        w, extra, slack = split(v)
+        return 0.5 * (w ** 2).sum() + 0.5 * (extra ** 2).sum() + C * slack.sum()
+
+    def gradient(v):
+        return np.concatenate([v[:sizes[0] + sizes[1]], np.full(samples, C)])
+
+    offset = margins(np.zeros(sum(sizes)))
+    jacobian = np.stack([margins(e) - offset for e in np.eye(sum(sizes))], 1)  # the constraints are linear
+    result = minimize(objective, np.zeros(sum(sizes)), jac=gradient, method="SLSQP",
+                      constraints=[{"type": "ineq", "fun": margins, "jac": lambda v: jacobian}],
+                      options={"ftol": 1e-12, "maxiter": 2000})
+    assert result.success, result.message
+    return split(result.x)[0]
+
+
+@pytest.mark.parametrize("samples, way, dim, C, eps", [(6, 3, 4, 0.1, 1.0), (6, 3, 8, 1.0, 0.0),
+                                                       (4, 4, 3, 0.5, 0.3), (9, 3, 2, 5.0, 0.5)])
+def test_svm_head_matches_an_independent_primal_solver(samples, way, dim, C, eps):
+    torch.manual_seed(samples + dim)
+    x, labels = torch.randn(2, samples, dim, dtype=DOUBLE), torch.randint(0, way, (2, samples))
+    labels[:, :way] = torch.arange(way)  # every class present (the 4-sample case is 1-shot, S = way)
+    weights = svm_head(x, labels, way, C=C, eps=eps)
+    for b in range(2):
+        expected = primal_svm(x[b].numpy(), labels[b].numpy(), way, C, eps)
+        assert np.abs(weights[b].numpy() - expected).max() < 1e-7
+
+
+def test_svm_separates_a_separable_set_with_margin_one():
+    """Hard margin (large C, no eps): every support point beats every other class by >= 1, the closest by 1."""
+    torch.manual_seed(0)
+    centres = 3 * torch.randn(4, 16, dtype=DOUBLE)
+    labels = torch.arange(4).repeat_interleave(3).expand(2, -1)
+    x = centres[labels] + 0.5 * torch.randn(2, 12, 16, dtype=DOUBLE)
+    scores = x @ svm_head(x, labels, 4, C=1e4, eps=0.0)
+    true = scores.gather(-1, labels.unsqueeze(-1))
+    margins = (true - scores)[F.one_hot(labels, 4) == 0].view(2, -1)
+    assert margins.min() > 1 - 1e-7
+    assert torch.allclose(margins.amin(1), torch.ones(2, dtype=DOUBLE), atol=1e-7)
+
+
+def test_svm_gradient_matches_finite_differences():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 5, dtype=DOUBLE, requires_grad=True)
+    labels = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 2, 3, 0, 1, 2, 3]])
+    kernel = x.detach() @ x.detach().transpose(1, 2) + 0.2 * torch.eye(8, dtype=DOUBLE)
+    alpha = svm_dual(kernel, labels, 4, C=0.3)
+    at_cost = alpha.gather(-1, labels.unsqueeze(-1)) > 0.3 - 1e-9
+    assert at_cost.any() and not at_cost.all()  # both kinds of active set are differentiated through
+    assert torch.autograd.gradcheck(lambda x: svm_head(x, labels, 4, C=0.3, eps=0.2), (x,))
+
+
+def test_svm_dual_satisfies_its_constraints_and_duplicates_share_their_weights():
+    torch.manual_seed(0)
+    x = torch.randn(1, 6, 3, dtype=DOUBLE)
+    x[0, 5] = x[0, 4]  # a duplicate point, and S > D: the kernel is singular without eps
+    labels = torch.tensor([[0, 1, 2, 0, 1, 1]])
+    kernel = x @ x.transpose(1, 2)
+    alpha = svm_dual(kernel + 0.5 * torch.eye(6, dtype=DOUBLE), labels, 3, C=0.2)
+    assert torch.allclose(alpha.sum(-1), torch.zeros(1, 6, dtype=DOUBLE), atol=1e-12)
+    assert (alpha <= 0.2 * F.one_hot(labels, 3) + 1e-12).all()
+    assert torch.allclose(alpha[0, 4], alpha[0, 5], atol=1e-10)
+    with pytest.raises(ValueError, match="eps > 0"):
+        svm_dual(kernel, labels, 3, C=0.2)
+
+
+def test_row_projection_matches_bisection():
+    torch.manual_seed(0)
+    v, labels = 2 * torch.randn(50, 6, dtype=DOUBLE), torch.randint(0, 6, (50,))
+    upper = 0.7 * F.one_hot(labels, 6).to(DOUBLE)
+    projected, free = project_rows(v, upper, 0.7)
+    low, high = (v - upper).amin(-1) - 1, (v - upper).amax(-1) + 1  # the sum of min(v - t, upper) falls in t
+    for _ in range(200):
+        mid = (low + high) / 2
+        positive = torch.minimum(v - mid.unsqueeze(-1), upper).sum(-1) > 0
+        low, high = torch.where(positive, mid, low), torch.where(positive, high, mid)
+    assert torch.allclose(projected, torch.minimum(v - low.unsqueeze(-1), upper), atol=1e-10)
+    assert torch.equal(free, projected < upper)
+
+
+# -- the algorithm --------------------------------------------------------------------------------------------
+def test_options_are_validated():
+    for options in ({"head": "lasso"}, {"C": 0.0}, {"lam": -1.0}, {"label_smoothing": 1.0}, {"svm_eps": -1.0}):
+        with pytest.raises(ValueError):
+            MetaOptNet(Conv4(hidden=4), **options)
+
+
+@pytest.mark.parametrize("head", ["svm", "ridge"])
+def test_predict_matches_adapt_per_task(omniglot_val, head):
+    torch.manual_seed(0)
+    algo = MetaOptNet(Conv4(hidden=16), head=head).eval()
+    batch = EpisodeSampler(omniglot_val, 5, 2, 3, seed=0).sample(3)
+    with torch.no_grad():
+        batched = algo.predict(batch)
+        per_task = torch.stack([algo.adapt(batch.support(i))(batch.query_x[i]) for i in range(3)])
+    assert batched.shape == (3, 15, 5)
+    assert torch.allclose(batched, per_task, atol=1e-4)
+
+
+def test_meta_loss_is_cross_entropy_of_the_scaled_ridge_logits(omniglot_val):
+    torch.manual_seed(0)
+    algo = MetaOptNet(Conv4(hidden=8), head="ridge", lam=2.0, scale=3.0).eval()
+    batch = EpisodeSampler(omniglot_val, 4, 2, 2, seed=0).sample(2)
+    loss, metrics = algo.meta_loss(batch)
+    z_s = algo.backbone(batch.support_x.flatten(0, 1)).view(2, 8, -1).double()
+    z_q = algo.backbone(batch.query_x.flatten(0, 1)).view(2, 8, -1).double()
+    y = F.one_hot(batch.support_y, 4).double()
+    weights = torch.linalg.solve(z_s.transpose(1, 2) @ z_s + 2.0 * torch.eye(z_s.shape[2], dtype=DOUBLE),
+                                 z_s.transpose(1, 2) @ y)
+    expected = F.cross_entropy(3.0 * (z_q @ weights).flatten(0, 1), batch.query_y.flatten())
+    assert abs(loss.item() - expected.item()) < 1e-4 and 0 <= metrics["acc"] <= 1
+
+
+def test_label_smoothing_spreads_over_the_other_classes():
+    logits, labels = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]]), torch.tensor([0, 1])
+    targets = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])
+    expected = -(targets * logits.log_softmax(-1)).sum(-1).mean()
+    assert torch.allclose(smoothed_cross_entropy(logits, labels, 0.2), expected)
+    assert torch.allclose(smoothed_cross_entropy(logits, labels, 0.0), F.cross_entropy(logits, labels))
+
+
+@pytest.mark.parametrize("head", ["svm", "ridge"])
+def test_the_scale_learns_and_bf16_autocast_runs(omniglot_val, head):
+    torch.manual_seed(0)
+    batch = EpisodeSampler(omniglot_val, 5, 1, 2, seed=0).sample(2)
+    algo = MetaOptNet(Conv4(hidden=8), head=head)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = algo.meta_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and algo.scale.grad is not None and algo.scale.grad.abs() > 0
+    fixed = MetaOptNet(Conv4(hidden=8), head=head, learn_scale=False)
+    assert "scale" not in dict(fixed.named_parameters()) and "scale" in fixed.state_dict()
+
+
+@pytest.mark.parametrize("head", ["svm", "ridge"])
+def test_metaoptnet_learns_omniglot_well_above_chance(omniglot_train, omniglot_val, head):
+    """A short real training run on a subset of the train classes, judged on unseen validation characters."""
+    torch.manual_seed(0)
+    subset = omniglot_train.subset(range(0, 4112, 4))  # 1028 classes
+    algo = MetaOptNet(Conv4(hidden=32), head=head)
+    untrained = few_shot(algo, omniglot_val, way=5, shot=1, episodes=200, seed=0).accuracy
+    fit(algo, EpisodeSampler(subset, way=20, shot=1, query=5, seed=0), steps=150, lr=2e-3, progress=False)
+    trained = few_shot(algo, omniglot_val, way=5, shot=1, episodes=200, seed=0)
+    assert trained.accuracy > 0.70, trained  # chance is 20%
+    assert trained.accuracy > untrained + 0.1
