@@ -47,6 +47,17 @@ class FewShotAlgorithm(nn.Module):
         return logits.float().softmax(-1)
 
 
+def embed(backbone: nn.Module, x: Tensor) -> Tensor:
+    """[B, M, ...] -> [B, M, D] embeddings in fp32 (metric learners compare them in full precision)."""
+    return backbone(x.flatten(0, 1)).float().view(x.shape[0], x.shape[1], -1)
+
+
+def embed_episode(backbone: nn.Module, batch: TaskBatch) -> tuple[Tensor, Tensor]:
+    """Support and query embeddings [B, S, D], [B, Q, D] of every task, from one backbone pass."""
+    z = embed(backbone, torch.cat([batch.support_x, batch.query_x], dim=1))
+    return z[:, :batch.support_x.shape[1]], z[:, batch.support_x.shape[1]:]
+
+
 def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     """Fraction of correct predictions along the last axis of logits, averaged over the last label axis."""
     return (logits.argmax(-1) == labels).float().mean(-1)

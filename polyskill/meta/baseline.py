@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
 from ..errors import ConfigError
-from .base import FewShotAlgorithm, Predictor, accuracy
+from .base import FewShotAlgorithm, Predictor, accuracy, embed, embed_episode
 from .distances import cosine_similarity
 from .linear_probe import LinearHead, fit_linear_head
 
@@ -81,10 +81,6 @@ class Baseline(FewShotAlgorithm):
             return None
         return self.scale if self.scale is not None else chen_scale(way)
 
-    def _embed(self, x: Tensor) -> Tensor:
-        """[B, M, ...] -> [B, M, D] in fp32."""
-        return self.backbone(x.flatten(0, 1)).float().view(x.shape[0], x.shape[1], -1)
-
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy over all the training classes of a class batch (support empty, global labels)."""
         if batch.support_y.shape[1]:
@@ -92,7 +88,7 @@ class Baseline(FewShotAlgorithm):
                              "not on episodes: this batch has a support set")
         if batch.way != self.num_classes:
             raise ValueError(f"the batch has {batch.way} classes but the classifier {self.num_classes}")
-        logits = self.classifier(self._embed(batch.query_x).flatten(0, 1)).float()
+        logits = self.classifier(embed(self.backbone, batch.query_x).flatten(0, 1)).float()
         labels = batch.query_y.flatten()
         loss = F.cross_entropy(logits, labels)
         return loss, {"loss": loss.detach(), "acc": accuracy(logits.detach(), labels)}
@@ -103,11 +99,9 @@ class Baseline(FewShotAlgorithm):
                                self.finetune_weight_decay, self.finetune_momentum)
 
     def predict(self, batch: TaskBatch) -> Tensor:
-        n_support = batch.support_x.shape[1]
         with torch.no_grad():
-            z = self._embed(torch.cat([batch.support_x, batch.query_x], dim=1))
-        head = self.fit_heads(z[:, :n_support], batch.support_y, batch.way)
-        return head(z[:, n_support:])
+            support, query = embed_episode(self.backbone, batch)
+        return self.fit_heads(support, batch.support_y, batch.way)(query)
 
     def adapt(self, support: Support) -> Predictor:
         with torch.no_grad():

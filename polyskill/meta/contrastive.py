@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..data.episodes import TaskBatch
 from ..errors import ConfigError
-from .base import accuracy
+from .base import accuracy, embed_episode
 from .distances import euclidean_distances, prototypes, squared_distances
 from .protonet import PrototypicalNetworks
 
@@ -103,12 +103,13 @@ class ContrastiveEmbedding(PrototypicalNetworks):
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         n_support = batch.support_x.shape[1]
-        z = self._embed(torch.cat([batch.support_x, batch.query_x], dim=1))
+        support, query = embed_episode(self.backbone, batch)
+        z = torch.cat([support, query], dim=1)
         loss = self.embedding_loss(z, torch.cat([batch.support_y, batch.query_y], dim=1))
         metrics = {"loss": loss.detach()}
         if n_support:
             with torch.no_grad():
-                protos = prototypes(z[:, :n_support], batch.support_y, batch.way)
-                logits = -squared_distances(z[:, n_support:], protos)
+                protos = prototypes(support, batch.support_y, batch.way)
+                logits = -squared_distances(query, protos)
             metrics["acc"] = accuracy(logits, batch.query_y).mean()
         return loss, metrics

@@ -6,7 +6,6 @@ the tasks of a TaskBatch; pass `x.unsqueeze(0)` for a single task.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

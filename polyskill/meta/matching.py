@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
 from ..nn.fce import AttentionReader, SupportContext
-from .base import FewShotAlgorithm, Predictor, accuracy
+from .base import FewShotAlgorithm, Predictor, accuracy, embed_episode
 from .distances import cosine_similarity
 
 
@@ -60,10 +60,6 @@ class MatchingNetworks(FewShotAlgorithm):
                                  f"(the LSTMs' size); {type(backbone).__name__} has none")
             self.support_context, self.reader = SupportContext(dim), AttentionReader(dim, fce_steps)
 
-    def _embed(self, x: Tensor) -> Tensor:
-        """[B, M, ...] -> [B, M, D] in fp32."""
-        return self.backbone(x.flatten(0, 1)).float().view(x.shape[0], x.shape[1], -1)
-
     def encode_support(self, support: Tensor) -> Tensor:
         """g: support embeddings [B, S, D] -> [B, S, D] (in context of the whole support with fce)."""
         return self.support_context(support) if self.support_context is not None else support
@@ -75,9 +71,8 @@ class MatchingNetworks(FewShotAlgorithm):
         return label_mixture_log_probs(scores, support_y, way)
 
     def _log_probs(self, batch: TaskBatch) -> Tensor:
-        n_support = batch.support_x.shape[1]
-        z = self._embed(torch.cat([batch.support_x, batch.query_x], dim=1))
-        return self.log_probs(z[:, n_support:], self.encode_support(z[:, :n_support]), batch.support_y, batch.way)
+        support, query = embed_episode(self.backbone, batch)
+        return self.log_probs(query, self.encode_support(support), batch.support_y, batch.way)
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         log_p = self._log_probs(batch)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, accuracy
+from .base import FewShotAlgorithm, Predictor, accuracy, embed_episode
 from .distances import prototypes, squared_distances
 
 
@@ -30,15 +30,9 @@ class PrototypicalNetworks(FewShotAlgorithm):
         super().__init__()
         self.backbone = backbone
 
-    def _embed(self, x: Tensor) -> Tensor:
-        """[B, M, ...] -> [B, M, D] in fp32 (distances are computed in full precision)."""
-        return self.backbone(x.flatten(0, 1)).float().view(x.shape[0], x.shape[1], -1)
-
     def _logits(self, batch: TaskBatch) -> Tensor:
-        n_support = batch.support_x.shape[1]
-        z = self._embed(torch.cat([batch.support_x, batch.query_x], dim=1))
-        protos = prototypes(z[:, :n_support], batch.support_y, batch.way)
-        return -squared_distances(z[:, n_support:], protos)
+        support, query = embed_episode(self.backbone, batch)
+        return -squared_distances(query, prototypes(support, batch.support_y, batch.way))
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self._logits(batch)
