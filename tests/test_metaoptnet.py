@@ -40,9 +40,19 @@ def test_ridge_head_gradient_matches_finite_differences(samples, dim):
 
 
 # -- the Crammer-Singer SVM -----------------------------------------------------------------------------------
-def primal_svm(x: np.ndarray, labels: np.ndarray, way: int, C: float, eps: float) -> np.ndarray:
-    """W [D, N] of min 1/2 ||W||^2 + 1/2 ||V||^2 + C sum xi_i s.t. the score of y_i beats every other class by
-    1 - xi_i, scores (x_i W + sqrt(eps) V_i): the primal of the augmented space, solved by SLSQP."""
+def primal_objective(x: np.ndarray, labels: np.ndarray, C: float, eps: float, w: np.ndarray,
+                     extra: np.ndarray) -> float:
+    """1/2 ||W||^2 + 1/2 ||V||^2 + C sum_i max(0, 1 + max_{m != y_i} s_im - s_iy_i), scores s = x W + sqrt(eps) V:
+    the Crammer-Singer SVM on features [x_i, sqrt(eps) e_i] (each point with a private feature)."""
+    rows = np.arange(len(labels))
+    scores = x @ w + np.sqrt(eps) * extra
+    violations = 1 + scores - scores[rows, labels][:, None]
+    violations[rows, labels] = 0
+    return 0.5 * (w ** 2).sum() + 0.5 * (extra ** 2).sum() + C * violations.max(1).clip(min=0).sum()
+
+
+def primal_svm(x: np.ndarray, labels: np.ndarray, way: int, C: float, eps: float) -> tuple[np.ndarray, float]:
+    """W [D, N] and the optimal value of that primal, as a QP in (W, V, slacks) solved by SLSQP."""
     samples, dim = x.shape
     sizes = (dim * way, samples * way, samples)
 
@@ -71,19 +81,25 @@ def primal_svm(x: np.ndarray, labels: np.ndarray, way: int, C: float, eps: float
                       constraints=[{"type": "ineq", "fun": margins, "jac": lambda v: jacobian}],
                       options={"ftol": 1e-12, "maxiter": 2000})
     assert result.success, result.message
-    return split(result.x)[0]
+    return split(result.x)[0], result.fun
 
 
 @pytest.mark.parametrize("samples, way, dim, C, eps", [(6, 3, 4, 0.1, 1.0), (6, 3, 8, 1.0, 0.0),
                                                        (4, 4, 3, 0.5, 0.3), (9, 3, 2, 5.0, 0.5)])
 def test_svm_head_matches_an_independent_primal_solver(samples, way, dim, C, eps):
+    """The dual solution, mapped to the primal, is at least as good as SLSQP's primal optimum, and close to it."""
     torch.manual_seed(samples + dim)
     x, labels = torch.randn(2, samples, dim, dtype=DOUBLE), torch.randint(0, way, (2, samples))
     labels[:, :way] = torch.arange(way)  # every class present (the 4-sample case is 1-shot, S = way)
+    alpha = svm_dual(x @ x.transpose(1, 2) + eps * torch.eye(samples, dtype=DOUBLE), labels, way, C=C)
     weights = svm_head(x, labels, way, C=C, eps=eps)
+    assert torch.allclose(weights, x.transpose(1, 2) @ alpha, atol=1e-12)
     for b in range(2):
-        expected = primal_svm(x[b].numpy(), labels[b].numpy(), way, C, eps)
-        assert np.abs(weights[b].numpy() - expected).max() < 1e-7
+        expected, optimum = primal_svm(x[b].numpy(), labels[b].numpy(), way, C, eps)
+        value = primal_objective(x[b].numpy(), labels[b].numpy(), C, eps, weights[b].numpy(),
+                                 np.sqrt(eps) * alpha[b].numpy())
+        assert value <= optimum * (1 + 1e-9)  # SLSQP may end a hair infeasible, so a hair below
+        assert np.abs(weights[b].numpy() - expected).max() < 1e-6
 
 
 def test_svm_separates_a_separable_set_with_margin_one():
@@ -127,8 +143,9 @@ def test_svm_dual_satisfies_its_constraints_and_duplicates_share_their_weights()
 def test_row_projection_matches_bisection():
     torch.manual_seed(0)
     v, labels = 2 * torch.randn(50, 6, dtype=DOUBLE), torch.randint(0, 6, (50,))
-    upper = 0.7 * F.one_hot(labels, 6).to(DOUBLE)
-    projected, free = project_rows(v, upper, 0.7)
+    onehot = F.one_hot(labels, 6).to(DOUBLE)
+    upper = 0.7 * onehot
+    projected, free = project_rows(v, onehot, 0.7)
     low, high = (v - upper).amin(-1) - 1, (v - upper).amax(-1) + 1  # the sum of min(v - t, upper) falls in t
     for _ in range(200):
         mid = (low + high) / 2

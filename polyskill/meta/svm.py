@@ -11,11 +11,15 @@ SVM (in that augmented space; queries have no private feature, so logits are sti
 becomes strictly convex, so alpha is unique and differentiable even with duplicate points or S > D.
 MetaOptNet's released code adds 1.0.
 
-Solver: accelerated projected gradient (the projection onto each row's set {alpha_i <= C e_{y_i},
-sum alpha_i = 0} is exact, by sorting) finds the active set roughly; Newton steps on that active set (an
-equality-constrained QP, solved exactly) then converge in a few steps to machine precision. The gradient is
-not unrolled: it is the implicit derivative of the KKT conditions on the final active set, exact wherever
-the active set is locally stable (strict complementarity), and it costs one more linear solve.
+Solver: a primal-dual interior-point method (Mehrotra's predictor-corrector, as the paper's qpth) converges
+in a number of steps that hardly depends on the problem; whenever the set of coordinates at their bound that
+it points to holds still for two steps, the QP with that active set is solved exactly (a "polish"), and the
+solve stops once every task's polished solution is optimal to `tol`: so alpha is exact to rounding, not to
+the interior-point tolerance. (Active-set Newton steps alone converge in fewer steps when they converge, but
+they can cycle.) The gradient is not unrolled: it is the implicit derivative of the KKT conditions on the final
+active set, exact wherever that set is locally stable (strict complementarity), for one more linear solve.
+Every linear system has the structure K (x) I_N plus a diagonal, with one equality per row: it is solved by N
+Cholesky factorisations of S x S blocks and a Schur complement, never as one SN x SN system.
 """
 
 from __future__ import annotations
@@ -24,24 +28,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-SEARCH_STEPS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125)
-PATIENCE = 8
+STEP_TO_BOUNDARY = 0.99  # interior-point steps go this fraction of the way to the nearest bound
 
 
-def project_rows(v: Tensor, upper: Tensor, total: float) -> tuple[Tensor, Tensor]:
-    """Euclidean projection of each row of v [..., N] onto {a <= upper, sum a = 0}, where sum(upper) = total > 0.
+def project_rows(v: Tensor, onehot: Tensor, C: float) -> tuple[Tensor, Tensor]:
+    """Euclidean projection of each row of v [..., N] onto {a <= C onehot, sum a = 0}, and its free set.
 
-    With b = upper - a it is the projection of upper - v onto the simplex {b >= 0, sum b = total}: exact by
-    sorting. Returns the projection and the mask of coordinates strictly below their bound (the free set).
+    The projection is min(v - theta, C onehot) for the theta that makes the row sum zero; theta is found by
+    sorting the breakpoints v - C onehot. It is computed in the units of v, so a large C costs no precision
+    on the small entries. The free set marks the coordinates strictly below their bound.
     """
-    z = upper - v
-    ordered = z.sort(dim=-1, descending=True).values
-    excess = ordered.cumsum(-1) - total
-    ranks = torch.arange(1, z.shape[-1] + 1, device=z.device, dtype=z.dtype)
-    count = (ordered - excess / ranks > 0).sum(-1, keepdim=True).clamp_min(1)
-    threshold = excess.gather(-1, count - 1) / count
-    free = z - threshold > 0
-    return upper - (z - threshold).clamp_min(0), free
+    bounds = C * onehot
+    breaks = v - bounds
+    order = breaks.argsort(-1)
+    ranks = torch.arange(1, v.shape[-1] + 1, device=v.device, dtype=v.dtype)
+    # theta if the k smallest breakpoints are free: (their v + the bounds of the others) / k
+    thetas = (v.gather(-1, order).cumsum(-1) + C * (1 - onehot.gather(-1, order).cumsum(-1))) / ranks
+    count = (breaks.gather(-1, order) < thetas).sum(-1, keepdim=True).clamp_min(1)
+    theta = thetas.gather(-1, count - 1)
+    free = breaks < theta
+    return torch.where(free, v - theta, bounds), free
 
 
 def _cholesky(matrix: Tensor) -> Tensor:
@@ -53,28 +59,34 @@ def _cholesky(matrix: Tensor) -> Tensor:
     return factor
 
 
-class _ActiveSetSystem:
-    """The KKT system of the dual with the coordinates outside `free` fixed at their bound.
+class _BlockSystem:
+    """(K (x) I_N + diag(d)) restricted to the `free` coordinates, with one equality per row, factorised.
 
-    Unknowns: x [B, S, N] on the free coordinates and one multiplier mu_i per row, with
-    (K x_m)_i + mu_i = rhs_im for free (i, m) and sum_m x_im = total_i. For a fixed mu each class column is a
-    system in K restricted to that column's free rows, so it is solved by N Cholesky factorisations of S x S
-    blocks and a Schur complement in mu (S x S), not as one (SN) x (SN) system. The matrix is symmetric, so
-    the backward pass solves the same system with another right-hand side.
+    Unknowns: x [B, S, N], zero off `free`, and mu [B, S], with (K x_m)_i + d_im x_im + mu_i = rhs_im for free
+    (i, m) and sum_m x_im = total_i. For a fixed mu each class column m is a system in K + diag(d_m) restricted to
+    its free rows; the row sums then give an S x S positive definite system in mu (every row has a free
+    coordinate). The matrix is symmetric, so the backward pass solves it with another right-hand side.
     """
 
-    def __init__(self, kernel: Tensor, free: Tensor) -> None:
+    def __init__(self, kernel: Tensor, diagonal: Tensor, free: Tensor) -> None:
         mask = free.transpose(1, 2).to(kernel.dtype)  # [B, N, S]
         outer = mask.unsqueeze(-1) * mask.unsqueeze(-2)
-        blocks = kernel.unsqueeze(1) * outer + torch.diag_embed(1 - mask)
+        blocks = (kernel.unsqueeze(1) + torch.diag_embed(diagonal.transpose(1, 2))) * outer + torch.diag_embed(1 - mask)
         self.inverse = torch.cholesky_inverse(_cholesky(blocks)) * outer  # [B, N, S, S], zero off the free rows
         self.schur = _cholesky(self.inverse.sum(1))
 
-    def solve(self, rhs: Tensor, total: Tensor) -> Tensor:
-        """x [B, S, N], zero off the free set, for right-hand sides rhs [B, S, N] and row sums total [B, S]."""
+    def solve(self, rhs: Tensor, total: Tensor) -> tuple[Tensor, Tensor]:
+        """x [B, S, N] and mu [B, S] for right-hand sides rhs [B, S, N] and row sums total [B, S]."""
         per_class = (self.inverse @ rhs.transpose(1, 2).unsqueeze(-1)).squeeze(-1)  # [B, N, S]
         mu = torch.cholesky_solve((per_class.sum(1) - total).unsqueeze(-1), self.schur)  # [B, S, 1]
-        return (per_class - (self.inverse @ mu.unsqueeze(1)).squeeze(-1)).transpose(1, 2)
+        x = per_class - (self.inverse @ mu.unsqueeze(1)).squeeze(-1)
+        return x.transpose(1, 2), mu.squeeze(-1)
+
+
+def _step_length(value: Tensor, change: Tensor) -> Tensor:
+    """The largest t <= 1 with value + t change >= 0 for a positive value [B, S, N], per task [B, 1, 1]."""
+    ratio = torch.where(change < 0, -value / change, torch.full_like(value, torch.inf))
+    return ratio.flatten(1).amin(1).clamp(max=1.0).view(-1, 1, 1)
 
 
 class _Dual:
@@ -86,64 +98,65 @@ class _Dual:
         bounds = torch.stack([kernel.abs().sum(-1).amax(-1), kernel.diagonal(dim1=1, dim2=2).sum(-1)])
         self.lipschitz = bounds.amin(0).view(-1, 1, 1)  # >= the largest eigenvalue (Gershgorin; trace)
 
-    def gradient(self, alpha: Tensor) -> Tensor:
-        return self.kernel @ alpha - self.onehot
-
-    def step(self, alpha: Tensor) -> tuple[Tensor, Tensor]:
+    def projected_step(self, alpha: Tensor) -> tuple[Tensor, Tensor]:
         """A projected gradient step of length 1/L, and the free set it lands on."""
-        return project_rows(alpha - self.gradient(alpha) / self.lipschitz, self.upper, self.C)
+        return project_rows(alpha - (self.kernel @ alpha - self.onehot) / self.lipschitz, self.onehot, self.C)
 
-    def gap(self, alpha: Tensor, moved: Tensor) -> Tensor:
-        """Optimality gap of each task [B]: the largest move of the projected gradient step alpha -> moved, times L,
-        so in units of the gradient (whose linear part is the one-hot labels), zero exactly at the optimum."""
-        return (moved - alpha).abs().flatten(1).amax(1) * self.lipschitz.flatten()
+    def gap(self, alpha: Tensor) -> Tensor:
+        """Optimality gap of each task [B]: L times the largest move of a projected gradient step, so in units
+        of the gradient (whose linear part is the one-hot labels); zero exactly at the optimum."""
+        return (self.projected_step(alpha)[0] - alpha).abs().flatten(1).amax(1) * self.lipschitz.flatten()
 
-    def newton(self, free: Tensor) -> Tensor:
-        """The minimiser with the coordinates outside `free` at their bound (the equality-constrained QP)."""
+    def polish(self, free: Tensor) -> Tensor:
+        """The minimiser with the coordinates outside `free` at their bound (an equality-constrained QP)."""
         fixed = torch.where(free, torch.zeros_like(self.upper), self.upper)
-        x = _ActiveSetSystem(self.kernel, free).solve(self.onehot - self.kernel @ fixed, -fixed.sum(-1))
-        return x + fixed
-
-    def objective(self, alpha: Tensor) -> Tensor:
-        """The dual objective of each task [B] (alpha [..., B, S, N])."""
-        return (alpha * (0.5 * (self.kernel @ alpha) - self.onehot)).sum((-2, -1))
-
-    def search(self, cauchy: Tensor, newton: Tensor) -> Tensor:
-        """The lowest objective among the projections of cauchy + t (newton - cauchy), t in 1, 1/2, ..., 1/32, and
-        t = 0: never worse than the projected gradient step, and the Newton point once the active set is right."""
-        steps = torch.tensor(SEARCH_STEPS, dtype=cauchy.dtype, device=cauchy.device).view(-1, 1, 1, 1)
-        candidates = torch.cat([project_rows(cauchy + steps * (newton - cauchy), self.upper, self.C)[0],
-                                cauchy.unsqueeze(0)])
-        best = self.objective(candidates).argmin(0)  # the first of equals: the longest step
-        return candidates.gather(0, best.view(1, -1, 1, 1).expand_as(candidates[:1])).squeeze(0)
+        system = _BlockSystem(self.kernel, torch.zeros_like(fixed), free)
+        return system.solve(self.onehot - self.kernel @ fixed, -fixed.sum(-1))[0] + fixed
 
     def solve(self, iterations: int, tol: float) -> Tensor:
-        """Up to `iterations` Newton steps from alpha = 0, each on the active set named by a projected gradient
-        step (a primal-dual active-set method: a few steps, exact once the set is right), keeping the iterate
-        with the smallest gap. Such steps may cycle: a task whose gap has not improved in PATIENCE steps goes
-        back to its best iterate and on by `search`, which decreases the objective at every step, so it converges.
-        """
-        batch = self.onehot.shape[0]
-        alpha = best = torch.zeros_like(self.onehot)
-        best_gap = torch.full((batch,), torch.inf, dtype=alpha.dtype, device=alpha.device)
-        stalled = torch.zeros(batch, dtype=torch.long, device=alpha.device)
-        monotone = torch.zeros(batch, dtype=torch.bool, device=alpha.device)
-        for step in range(iterations + 1):
-            cauchy, free = self.step(alpha)
-            gap = self.gap(alpha, cauchy)
-            improved = gap < best_gap
-            best, best_gap = torch.where(improved.view(-1, 1, 1), alpha, best), torch.minimum(gap, best_gap)
-            if step == iterations or bool((best_gap <= tol).all()):
-                break
-            stalled = torch.where(improved, 0, stalled + 1)
-            restart = (stalled > PATIENCE) & ~monotone
-            if bool(restart.any()):
-                monotone = monotone | restart
-                alpha = torch.where(restart.view(-1, 1, 1), best, alpha)
-                cauchy, free = self.step(alpha)
-            newton = self.newton(free)
-            alpha = torch.where(monotone.view(-1, 1, 1), self.search(cauchy, newton), newton)
-        return best
+        """Interior-point steps on alpha, the slacks s = C onehot - alpha >= 0, their multipliers z >= 0 and the
+        row multipliers mu (infeasible start), polishing the active set {z > L s} whenever it holds still."""
+        alpha, mu = torch.zeros_like(self.onehot), torch.zeros_like(self.onehot[..., 0])
+        slack, dual = torch.full_like(alpha, self.C), torch.ones_like(alpha)
+        best, best_gap = alpha, self.gap(alpha)
+        previous = None
+        for _ in range(iterations):
+            score = self.lipschitz * slack - dual
+            free = (score > 0) | (score == score.amax(-1, keepdim=True))  # at least one free coordinate a row
+            steady = (free == previous).flatten(1).all(1) if previous is not None else None
+            if steady is not None and bool(steady.any()):
+                candidate = self.polish(free)
+                candidate_gap = self.gap(candidate)
+                better = steady & (candidate_gap < best_gap)
+                best = torch.where(better.view(-1, 1, 1), candidate, best)
+                best_gap = torch.where(better, candidate_gap, best_gap)
+                if bool((best_gap <= tol).all()):
+                    return best
+            previous = free
+            alpha, slack, dual, mu = self._interior_step(alpha, slack, dual, mu)
+        final_gap = self.gap(alpha)
+        return torch.where((final_gap < best_gap).view(-1, 1, 1), alpha, best)
+
+    def _interior_step(self, alpha: Tensor, slack: Tensor, dual: Tensor, mu: Tensor) -> tuple[Tensor, ...]:
+        """One Mehrotra predictor-corrector step on the KKT conditions K alpha - Y + mu + z = 0,
+        sum_m alpha = 0, alpha + s = C Y, s z = sigma nu."""
+        r_dual = self.kernel @ alpha - self.onehot + mu.unsqueeze(-1) + dual
+        r_rows, r_bound = alpha.sum(-1), alpha + slack - self.upper
+        system = _BlockSystem(self.kernel, dual / slack, torch.ones_like(alpha, dtype=torch.bool))
+
+        def direction(target: Tensor) -> tuple[Tensor, ...]:
+            """The Newton direction towards s z = target (eliminating s and z)."""
+            d_alpha, d_mu = system.solve(dual - r_dual - (target + dual * r_bound) / slack, -r_rows)
+            d_slack = -r_bound - d_alpha
+            return d_alpha, d_slack, (target - dual * d_slack) / slack - dual, d_mu
+
+        nu = (slack * dual).mean((1, 2), keepdim=True)
+        affine = direction(torch.zeros_like(slack))
+        t = torch.minimum(_step_length(slack, affine[1]), _step_length(dual, affine[2]))
+        nu_affine = ((slack + t * affine[1]) * (dual + t * affine[2])).mean((1, 2), keepdim=True)
+        d_alpha, d_slack, d_dual, d_mu = direction((nu_affine / nu) ** 3 * nu - affine[1] * affine[2])
+        t = STEP_TO_BOUNDARY * torch.minimum(_step_length(slack, d_slack), _step_length(dual, d_dual))
+        return alpha + t * d_alpha, slack + t * d_slack, dual + t * d_dual, mu + t.view(-1, 1) * d_mu
 
 
 class _CrammerSingerDual(torch.autograd.Function):
@@ -153,30 +166,32 @@ class _CrammerSingerDual(torch.autograd.Function):
     def forward(ctx, kernel: Tensor, onehot: Tensor, C: float, iterations: int, tol: float) -> Tensor:
         dual = _Dual(kernel, onehot, C)
         alpha = dual.solve(iterations, tol)
-        ctx.save_for_backward(kernel, alpha, dual.step(alpha)[1])
+        ctx.save_for_backward(kernel, alpha, dual.projected_step(alpha)[1])
         return alpha
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         kernel, alpha, free = ctx.saved_tensors
-        v = _ActiveSetSystem(kernel, free).solve(grad * free, torch.zeros_like(alpha[..., 0]))
+        system = _BlockSystem(kernel, torch.zeros_like(alpha), free)
+        v = system.solve(grad * free, torch.zeros_like(alpha[..., 0]))[0]
         return -v @ alpha.transpose(1, 2), None, None, None, None
 
 
-def svm_dual(kernel: Tensor, labels: Tensor, way: int, C: float = 0.1, iterations: int = 100,
+def svm_dual(kernel: Tensor, labels: Tensor, way: int, C: float = 0.1, iterations: int = 50,
              tol: float = 1e-9) -> Tensor:
     """Dual variables alpha [B, S, N] of the Crammer-Singer SVM on a positive definite kernel [B, S, S].
 
-    At most `iterations` Newton steps, stopping once every task's optimality gap (L times the move of a
-    projected gradient step) is <= `tol`. Use float64: the active set is decided by signs of small numbers.
+    At most `iterations` interior-point steps, stopping once every task's polished solution has an optimality
+    gap (L times the move of a projected gradient step) <= `tol`. Use float64: the active set is decided by
+    signs of small numbers.
     """
-    if C <= 0 or tol <= 0 or iterations < 0:
-        raise ValueError(f"C and tol must be > 0 and iterations >= 0, got C={C}, tol={tol}, iterations={iterations}")
+    if C <= 0 or tol <= 0 or iterations < 1:
+        raise ValueError(f"C and tol must be > 0 and iterations >= 1, got C={C}, tol={tol}, iterations={iterations}")
     onehot = F.one_hot(labels, way).to(kernel.dtype)
     return _CrammerSingerDual.apply(kernel, onehot, C, iterations, tol)
 
 
-def svm_head(support: Tensor, labels: Tensor, way: int, C: float = 0.1, eps: float = 1.0, iterations: int = 100,
+def svm_head(support: Tensor, labels: Tensor, way: int, C: float = 0.1, eps: float = 1.0, iterations: int = 50,
              tol: float = 1e-9) -> Tensor:
     """Weights W [B, D, N] of the Crammer-Singer SVM on support [B, S, D] with labels [B, S] (logits: query @ W).
 
