@@ -76,11 +76,17 @@ class _BlockSystem:
         self.schur = _cholesky(self.inverse.sum(1))
 
     def solve(self, rhs: Tensor, total: Tensor) -> tuple[Tensor, Tensor]:
-        """x [B, S, N] and mu [B, S] for right-hand sides rhs [B, S, N] and row sums total [B, S]."""
+        """x [B, S, N] and mu [B, S] for right-hand sides rhs [B, S, N] (read on the free set) and row sums
+        total [B, S]."""
         per_class = (self.inverse @ rhs.transpose(1, 2).unsqueeze(-1)).squeeze(-1)  # [B, N, S]
         mu = torch.cholesky_solve((per_class.sum(1) - total).unsqueeze(-1), self.schur)  # [B, S, 1]
         x = per_class - (self.inverse @ mu.unsqueeze(1)).squeeze(-1)
         return x.transpose(1, 2), mu.squeeze(-1)
+
+
+def _expand(mask: Tensor, like: Tensor) -> Tensor:
+    """A per-task mask [B] shaped to broadcast against `like` [B, ...]."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _step_length(value: Tensor, change: Tensor) -> Tensor:
@@ -113,14 +119,21 @@ class _Dual:
         system = _BlockSystem(self.kernel, torch.zeros_like(fixed), free)
         return system.solve(self.onehot - self.kernel @ fixed, -fixed.sum(-1))[0] + fixed
 
+    def start(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The interior-point start: alpha = 0, slacks C, their multipliers 1, row multipliers 0."""
+        alpha = torch.zeros_like(self.onehot)
+        return alpha, torch.full_like(alpha, self.C), torch.ones_like(alpha), torch.zeros_like(alpha[..., 0])
+
     def solve(self, iterations: int, tol: float) -> Tensor:
         """Interior-point steps on alpha, the slacks s = C onehot - alpha >= 0, their multipliers z >= 0 and the
-        row multipliers mu (infeasible start), polishing the active set {z > L s} whenever it holds still."""
-        alpha, mu = torch.zeros_like(self.onehot), torch.zeros_like(self.onehot[..., 0])
-        slack, dual = torch.full_like(alpha, self.C), torch.ones_like(alpha)
-        best, best_gap = alpha, self.gap(alpha)
+        row multipliers mu (infeasible start), polishing the active set {z > L s} whenever it holds still.
+        A task stops moving once solved, or once s z nears underflow (its steps would then divide by 0); nearly
+        degenerate tasks (a coordinate very close to its bound) need s z far below rounding level to be polished."""
+        state = self.start()
+        best, best_gap = state[0], self.gap(state[0])
         previous = None
         for _ in range(iterations):
+            alpha, slack, dual, _ = state
             score = self.lipschitz * slack - dual
             free = (score > 0) | (score == score.amax(-1, keepdim=True))  # at least one free coordinate a row
             steady = (free == previous).flatten(1).all(1) if previous is not None else None
@@ -130,12 +143,19 @@ class _Dual:
                 better = steady & (candidate_gap < best_gap)
                 best = torch.where(better.view(-1, 1, 1), candidate, best)
                 best_gap = torch.where(better, candidate_gap, best_gap)
-                if bool((best_gap <= tol).all()):
-                    return best
             previous = free
-            alpha, slack, dual, mu = self._interior_step(alpha, slack, dual, mu)
-        final_gap = self.gap(alpha)
-        return torch.where((final_gap < best_gap).view(-1, 1, 1), alpha, best)
+            moving = (best_gap > tol) & ((slack * dual).mean((1, 2)) > torch.finfo(slack.dtype).tiny ** 0.5)
+            if not bool(moving.any()):
+                break
+            state = self._advance(state, moving)
+        final_gap = self.gap(state[0])
+        return torch.where((final_gap < best_gap).view(-1, 1, 1), state[0], best)
+
+    def _advance(self, state: tuple[Tensor, ...], moving: Tensor) -> tuple[Tensor, ...]:
+        """An interior-point step for the tasks in `moving` [B]; the others keep their state (their step is taken
+        from the start instead, and dropped, so it cannot divide by zero)."""
+        inputs = (torch.where(_expand(moving, now), now, first) for now, first in zip(state, self.start()))
+        return tuple(torch.where(_expand(moving, now), new, now) for now, new in zip(state, self._interior_step(*inputs)))
 
     def _interior_step(self, alpha: Tensor, slack: Tensor, dual: Tensor, mu: Tensor) -> tuple[Tensor, ...]:
         """One Mehrotra predictor-corrector step on the KKT conditions K alpha - Y + mu + z = 0,
@@ -173,7 +193,7 @@ class _CrammerSingerDual(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         kernel, alpha, free = ctx.saved_tensors
         system = _BlockSystem(kernel, torch.zeros_like(alpha), free)
-        v = system.solve(grad * free, torch.zeros_like(alpha[..., 0]))[0]
+        v = system.solve(grad, torch.zeros_like(alpha[..., 0]))[0]
         return -v @ alpha.transpose(1, 2), None, None, None, None
 
 
