@@ -197,7 +197,8 @@ def test_row_projection_matches_bisection():
 
 # -- the algorithm --------------------------------------------------------------------------------------------
 def test_options_are_validated():
-    for options in ({"head": "lasso"}, {"C": 0.0}, {"lam": -1.0}, {"label_smoothing": 1.0}, {"svm_eps": -1.0}):
+    for options in ({"head": "lasso"}, {"C": 0.0}, {"lam": -1.0}, {"label_smoothing": 1.0}, {"svm_eps": -1.0},
+                    {"svm_iterations": 0}):
         with pytest.raises(ValueError):
             MetaOptNet(Conv4(hidden=4), **options)
 

@@ -155,7 +155,8 @@ class _Dual:
         """An interior-point step for the tasks in `moving` [B]; the others keep their state (their step is taken
         from the start instead, and dropped, so it cannot divide by zero)."""
         inputs = (torch.where(_expand(moving, now), now, first) for now, first in zip(state, self.start()))
-        return tuple(torch.where(_expand(moving, now), new, now) for now, new in zip(state, self._interior_step(*inputs)))
+        stepped = self._interior_step(*inputs)
+        return tuple(torch.where(_expand(moving, now), new, now) for now, new in zip(state, stepped))
 
     def _interior_step(self, alpha: Tensor, slack: Tensor, dual: Tensor, mu: Tensor) -> tuple[Tensor, ...]:
         """One Mehrotra predictor-corrector step on the KKT conditions K alpha - Y + mu + z = 0,
@@ -190,6 +191,7 @@ class _CrammerSingerDual(torch.autograd.Function):
         return alpha
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         kernel, alpha, free = ctx.saved_tensors
         system = _BlockSystem(kernel, torch.zeros_like(alpha), free)
