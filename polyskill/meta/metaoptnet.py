@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, accuracy
+from .base import FewShotAlgorithm, Predictor, accuracy, embed_episode
 from .ridge import ridge_head
 from .svm import svm_head
 
@@ -70,10 +70,6 @@ class MetaOptNet(FewShotAlgorithm):
         else:
             self.register_buffer("scale", initial)
 
-    def _embed(self, x: Tensor) -> Tensor:
-        """[B, M, ...] -> [B, M, D] in fp32 (the heads solve in full precision)."""
-        return self.backbone(x.flatten(0, 1)).float().view(x.shape[0], x.shape[1], -1)
-
     def fit_head(self, support: Tensor, labels: Tensor, way: int) -> Tensor:
         """Weights W [B, D, N] of the head fitted to support embeddings [B, S, D] with labels [B, S]."""
         with torch.autocast(support.device.type, enabled=False):
@@ -82,11 +78,10 @@ class MetaOptNet(FewShotAlgorithm):
             return svm_head(support, labels, way, self.C, self.svm_eps, self.svm_iterations, self.svm_tol)
 
     def _logits(self, batch: TaskBatch) -> Tensor:
-        n_support = batch.support_x.shape[1]
-        z = self._embed(torch.cat([batch.support_x, batch.query_x], dim=1))
-        weights = self.fit_head(z[:, :n_support], batch.support_y, batch.way)
-        with torch.autocast(z.device.type, enabled=False):
-            return self.scale * (z[:, n_support:] @ weights)
+        support, query = embed_episode(self.backbone, batch)
+        weights = self.fit_head(support, batch.support_y, batch.way)
+        with torch.autocast(query.device.type, enabled=False):
+            return self.scale * (query @ weights)
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self._logits(batch)
