@@ -78,7 +78,8 @@ def primal_svm(x: np.ndarray, labels: np.ndarray, way: int, C: float, eps: float
 
     offset = margins(np.zeros(sum(sizes)))
     jacobian = np.stack([margins(e) - offset for e in np.eye(sum(sizes))], 1)  # the constraints are linear
-    result = minimize(objective, np.zeros(sum(sizes)), jac=gradient, method="SLSQP",
+    start = np.concatenate([np.zeros(sizes[0] + sizes[1]), np.ones(samples)])  # W = V = 0, slack 1: feasible
+    result = minimize(objective, start, jac=gradient, method="SLSQP",
                       constraints=[{"type": "ineq", "fun": margins, "jac": lambda v: jacobian}],
                       options={"ftol": 1e-12, "maxiter": 2000})
     assert result.success, result.message
