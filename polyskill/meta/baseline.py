@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
 from ..errors import ConfigError
-from .base import FewShotAlgorithm, Predictor, accuracy, embed, embed_episode
+from .base import FewShotAlgorithm, Predictor, embed, embed_episode, task_metrics
 from .distances import cosine_similarity
 from .linear_probe import LinearHead, fit_linear_head
 
@@ -91,7 +91,7 @@ class Baseline(FewShotAlgorithm):
         logits = self.classifier(embed(self.backbone, batch.query_x).flatten(0, 1)).float()
         labels = batch.query_y.flatten()
         loss = F.cross_entropy(logits, labels)
-        return loss, {"loss": loss.detach(), "acc": accuracy(logits.detach(), labels)}
+        return loss, task_metrics(loss.detach(), logits.detach(), labels)
 
     def fit_heads(self, z: Tensor, y: Tensor, way: int) -> LinearHead:
         """Fresh heads [B tasks] fitted on support embeddings z [B, S, D] (the backbone stays frozen)."""

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
 from ..nn.fce import AttentionReader, SupportContext
-from .base import FewShotAlgorithm, Predictor, accuracy, embed_episode
+from .base import FewShotAlgorithm, Predictor, embed_episode, task_metrics
 from .distances import cosine_similarity
 
 
@@ -77,7 +77,7 @@ class MatchingNetworks(FewShotAlgorithm):
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         log_p = self._log_probs(batch)
         loss = F.nll_loss(log_p.flatten(0, 1), batch.query_y.flatten())
-        return loss, {"loss": loss.detach(), "acc": accuracy(log_p.detach(), batch.query_y).mean()}
+        return loss, task_metrics(loss.detach(), log_p.detach(), batch.query_y)
 
     def predict(self, batch: TaskBatch) -> Tensor:
         return self._log_probs(batch)

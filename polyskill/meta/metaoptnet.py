@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, accuracy, embed_episode
+from .base import FewShotAlgorithm, Predictor, embed_episode, task_metrics
 from .ridge import ridge_head
 from .svm import svm_head
 
@@ -86,7 +86,7 @@ class MetaOptNet(FewShotAlgorithm):
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self._logits(batch)
         loss = smoothed_cross_entropy(logits.flatten(0, 1), batch.query_y.flatten(), self.label_smoothing)
-        return loss, {"loss": loss.detach(), "acc": accuracy(logits.detach(), batch.query_y).mean()}
+        return loss, task_metrics(loss.detach(), logits.detach(), batch.query_y)
 
     def predict(self, batch: TaskBatch) -> Tensor:
         return self._logits(batch)

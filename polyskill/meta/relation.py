@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, accuracy
+from .base import FewShotAlgorithm, Predictor, task_metrics
 
 
 def _pooled_side(side: int) -> int:
@@ -103,7 +103,7 @@ class RelationNetworks(FewShotAlgorithm):
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         scores = self._scores(batch)
         loss = F.mse_loss(scores, F.one_hot(batch.query_y, batch.way).float())
-        return loss, {"loss": loss.detach(), "acc": accuracy(scores.detach(), batch.query_y).mean()}
+        return loss, task_metrics(loss.detach(), scores.detach(), batch.query_y)
 
     def predict(self, batch: TaskBatch) -> Tensor:
         return self._scores(batch)
