@@ -40,13 +40,8 @@ def adapt_folders(run: str | os.PathLike, support: str | os.PathLike, query: str
     """Adapt `run`'s model to SUPPORT/<class>/<image> and label every image under QUERY."""
     clf = FewShotClassifier.from_run(run, device=device, invert=invert)
     x, y, classes = read_support(support, clf.input_format, invert)
-    if len(classes) < 2:
-        raise DataError(f"support folder {support} has one class ({classes[0]}); few-shot labelling needs at least 2")
-    if clf.max_way is not None and len(classes) > clf.max_way:
-        raise DataError(f"support folder {support} has {len(classes)} classes, but this model has a "
-                        f"{clf.max_way}-way output layer and can tell apart at most {clf.max_way}")
+    clf.fit(x, np.asarray(classes, dtype=object)[y.numpy()])  # before reading the query: bad class counts fail fast
     queries, files = read_query(query, clf.input_format, invert)
-    clf.fit(x, np.asarray(classes, dtype=object)[y.numpy()])
     probabilities = clf.predict_proba(queries)
     labels = [str(clf.classes_[i]) for i in probabilities.argmax(-1)]
     return Predictions(files, [str(c) for c in clf.classes_], labels, probabilities)

@@ -112,8 +112,8 @@ class FewShotClassifier:
         if way < 2:
             raise DataError(f"few-shot classification needs at least 2 classes, got {way}")
         if self.max_way is not None and way > self.max_way:
-            raise DataError(f"this model has a {self.max_way}-way output layer and can tell apart at most "
-                            f"{self.max_way} classes; got {way}")
+            raise DataError(f"{way} classes given, but this model has a {self.max_way}-way output layer and can "
+                            f"tell apart at most {self.max_way}")
         support = Support(x, torch.as_tensor(index, dtype=torch.long, device=self.device), way)
         self._predictor = self.algo.adapt(support)
         return self

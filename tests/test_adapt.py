@@ -236,7 +236,7 @@ def test_adapt_cli_bad_input_is_one_clear_error(protonet_run, tmp_path, capsys, 
 def test_adapt_cli_refuses_too_many_classes_bad_runs_and_bad_options(maml_run, protonet_run, tmp_path, capsys):
     support, query, _ = make_folders(tmp_path, shots=1, queries=1)
     code, _, err = run_cli(["adapt", str(maml_run), "--support", str(support), "--query", str(query)], capsys)
-    assert code == 2 and "has 4 classes" in err and "at most 3" in err
+    assert code == 2 and "4 classes given" in err and "at most 3" in err
     code, _, err = run_cli(["adapt", str(tmp_path), "--support", str(support), "--query", str(query)], capsys)
     assert code == 2 and "not a run directory" in err
     code, _, err = run_cli(["adapt", str(protonet_run), "--support", str(support), "--query", str(query),

@@ -82,7 +82,9 @@ def primal_svm(x: np.ndarray, labels: np.ndarray, way: int, C: float, eps: float
     result = minimize(objective, start, jac=gradient, method="SLSQP",
                       constraints=[{"type": "ineq", "fun": margins, "jac": lambda v: jacobian}],
                       options={"ftol": 1e-12, "maxiter": 2000})
-    assert result.success, result.message
+    # status 8 ("positive directional derivative") is SLSQP stalling at machine precision near the optimum;
+    # accept it when the point is feasible: the comparison with our head then decides
+    assert result.success or (result.status == 8 and margins(result.x).min() > -1e-9), result.message
     return split(result.x)[0], result.fun
 
 

@@ -115,7 +115,7 @@ def load_images(paths: Iterable[Path], fmt: InputFormat, invert: str = "auto") -
             with Image.open(path) as image:
                 image.load()
                 images.append(convert(image, fmt, invert))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
             bad.append(f"{path} (unreadable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
     shape = (0, fmt.channels, *fmt.size)
     return (torch.stack(images) if images else torch.empty(shape)), bad
