@@ -12,25 +12,10 @@ set -u
 out=${1:-runs/fewshot}
 minutes=${2:-30}
 device=${3:-cpu}
-jobs=${JOBS:-$(nproc)}
-episodes=${EPISODES:-1000}
-query=${QUERY:-15}
-py=${PYTHON:-python}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))}
+OUT=$out
+SETS="train.max_minutes=$minutes train.device=$device eval.episodes=${EPISODES:-1000} eval.query=${QUERY:-15}"
 mkdir -p "$out"
-
-train() {  # NAME RECIPE [KEY=VALUE ...]: start a run once fewer than JOBS are running
-  local name=$1 recipe=$2
-  shift 2
-  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
-  local sets=()
-  for kv in "train.max_minutes=$minutes" "train.device=$device" "eval.episodes=$episodes" "eval.query=$query" "$@"; do
-    sets+=(--set "$kv")
-  done
-  ( "$py" -m polyskill.cli train "$recipe" --out "$out/$name" --quiet "${sets[@]}" >"$out/$name.log" 2>&1
-    echo "$name: exit $? ($(tail -n 1 "$out/$name.log"))" ) &
-}
+source "$(dirname "$0")/jobs.sh"
 
 train baseline omniglot-baseline
 train baselinepp omniglot-baselinepp

@@ -253,6 +253,8 @@ def _algorithm(name: str):
     from polyskill.nn import Conv4
 
     cls = ALGORITHMS[name]
+    if name == "task_conditioned":
+        return cls(Conv4(hidden=8, out_features=3), input_shape=(1, 28, 28), classes=3), 3
     if getattr(cls, "needs_head", False):
         return cls(Conv4(hidden=8, out_features=3)), 3
     options = {"num_classes": 10} if name == "baseline" else {}
@@ -260,7 +262,7 @@ def _algorithm(name: str):
 
 
 @pytest.mark.parametrize("name", ["baseline", "contrastive", "maml", "matching", "metaoptnet", "protonet",
-                                  "relation", "reptile"])
+                                  "relation", "reptile", "task_conditioned"])
 def test_classifier_works_for_every_algorithm(name):
     from polyskill.meta import ALGORITHMS
 
@@ -279,5 +281,6 @@ def test_classifier_works_for_every_algorithm(name):
 def test_every_registered_algorithm_is_covered():
     from polyskill.meta import ALGORITHMS
 
-    covered = {"baseline", "contrastive", "maml", "matching", "metaoptnet", "protonet", "relation", "reptile"}
+    covered = {"baseline", "contrastive", "maml", "matching", "metaoptnet", "protonet", "relation", "reptile",
+               "task_conditioned"}
     assert set(ALGORITHMS) == covered

@@ -10,7 +10,7 @@ import torch
 
 from polyskill.data import EpisodeSampler
 from polyskill.errors import RunError
-from polyskill.meta import MAML, PrototypicalNetworks, Reptile
+from polyskill.meta import MAML, PrototypicalNetworks, Reptile, TaskConditioned
 from polyskill.nn import Conv4
 from polyskill.train import FitConfig, Trainer, load_checkpoint, read_metrics, save_checkpoint
 
@@ -22,6 +22,8 @@ ALGORITHMS = {
     "maml": lambda: MAML(Conv4(hidden=8, out_features=5), inner_steps=2, learn_lr="per_step", multi_step_loss=True,
                          msl_anneal_steps=10),
     "reptile": lambda: Reptile(Conv4(hidden=8, out_features=5), inner_steps=3, inner_batch=4, eval_steps=3),
+    "task_conditioned": lambda: TaskConditioned(Conv4(hidden=8, out_features=5), input_shape=(1, 28, 28), classes=5,
+                                                first_order=True, z_dim=8, hidden=16, slots=4),
 }
 
 

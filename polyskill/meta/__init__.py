@@ -10,10 +10,13 @@ from .metaoptnet import MetaOptNet
 from .protonet import PrototypicalNetworks
 from .relation import RelationNetworks
 from .reptile import Reptile
+from .task_conditioned import TaskConditioned
 
 ALGORITHMS: dict[str, type[FewShotAlgorithm]] = {
     "baseline": Baseline, "contrastive": ContrastiveEmbedding, "maml": MAML, "matching": MatchingNetworks, "metaoptnet": MetaOptNet,
-    "protonet": PrototypicalNetworks, "relation": RelationNetworks, "reptile": Reptile}
+    "protonet": PrototypicalNetworks, "relation": RelationNetworks, "reptile": Reptile,
+    "task_conditioned": TaskConditioned}
 
 __all__ = ["ALGORITHMS", "Baseline", "ContrastiveEmbedding", "FewShotAlgorithm", "InnerLoop", "MAML", "MatchingNetworks", "MetaOptNet",
-           "Predictor", "PrototypicalNetworks", "RelationNetworks", "Reptile", "accuracy", "episode_accuracies"]
+           "Predictor", "PrototypicalNetworks", "RelationNetworks", "Reptile", "TaskConditioned", "accuracy",
+           "episode_accuracies"]

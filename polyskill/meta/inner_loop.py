@@ -200,10 +200,11 @@ class InnerLoop(nn.Module):
         kernels = any(params[name].dim() >= 3 for name in self.adapt_names)
         return kernels and params[self.adapt_names[0]].device.type == "cpu"
 
-    def _gradients(self, params: Params, x: Tensor, y: Tensor, batched: bool, create_graph: bool) -> Params:
+    def _gradients(self, params: Params, x: Tensor, y: Tensor, batched: set[str], create_graph: bool) -> Params:
         """d(support loss of task b)/d(adapted parameters of task b), each [B, ...]; with `create_graph` the
-        result stays differentiable with respect to `params` (second order)."""
-        if self._loop(batched):
+        result stays differentiable with respect to `params` (second order). Parameters in `batched` carry a
+        task axis."""
+        if self._loop(bool(batched)):
             return self._gradients_loop(params, x, y, batched, create_graph)
         adapted = {n: params[n] for n in self.adapt_names}
         shared = {n: t for n, t in params.items() if n not in adapted}
@@ -211,18 +212,19 @@ class InnerLoop(nn.Module):
         def loss(a: Params, s: Params, xb: Tensor, yb: Tensor) -> Tensor:
             return task_loss(functional_call(self.model, {**s, **a}, (xb,)), yb)
 
-        in_dims = ({n: 0 if batched else None for n in adapted}, None, 0, 0)
+        in_dims = ({n: 0 if n in batched else None for n in adapted},
+                   {n: 0 if n in batched else None for n in shared}, 0, 0)
         with _vmapped():
             return vmap(grad(loss), in_dims=in_dims)(adapted, shared, x, y)
 
-    def _gradients_loop(self, params: Params, x: Tensor, y: Tensor, batched: bool, create_graph: bool) -> Params:
+    def _gradients_loop(self, params: Params, x: Tensor, y: Tensor, batched: set[str], create_graph: bool) -> Params:
         names = self.adapt_names
         per_task: list[tuple[Tensor, ...]] = []
         with torch.enable_grad():
             if not create_graph:
                 params = {n: t.detach().requires_grad_(n in names) for n, t in params.items()}
             for b in range(y.shape[0]):
-                task = {n: t[b] if batched and n in names else t for n, t in params.items()}
+                task = {n: t[b] if n in batched else t for n, t in params.items()}
                 loss = task_loss(functional_call(self.model, task, (x[b],)), y[b])
                 per_task.append(torch.autograd.grad(loss, [task[n] for n in names], create_graph=create_graph))
         return {n: torch.stack([g[i] for g in per_task]) for i, n in enumerate(names)}
@@ -237,7 +239,8 @@ class InnerLoop(nn.Module):
     # -- adaptation ---------------------------------------------------------------------------------
     def adapt(self, params: Params, data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]],
               steps: int | None = None, first_order: bool | None = None,
-              second_moments: SecondMoments | None = None) -> list[Params]:
+              second_moments: SecondMoments | None = None, batched: set[str] | None = None,
+              rates: Params | None = None) -> list[Params]:
         """The trajectory [theta_1, ..., theta_steps] of adapted parameters for a batch of tasks.
 
         `data` is (x [B, S, ...], y [B, S]) used at every step, or a list of such pairs, step j using
@@ -245,12 +248,16 @@ class InnerLoop(nn.Module):
         ones are [B, ...]. With `first_order` the inner gradients carry no graph, so the outer gradient of an
         adapted parameter is the identity (FOMAML); otherwise it flows through the inner steps (MAML).
         With `second_moments`, Adam normalises by those running second moments (updated in place with the
-        mean over tasks) instead of fresh per-task ones.
+        mean over tasks) instead of fresh per-task ones. `batched` names the parameters of `params` that
+        already differ by task (a task-conditioned initialisation); `rates`, per adapted parameter, gives
+        per-task learning rates broadcastable to [B, ...] that replace the loop's own.
         """
+        if rates is not None and self.optimizer != "sgd":
+            raise ValueError("per-task rates go with optimizer 'sgd'")
         steps = self.steps if steps is None else steps
         first_order = self.first_order if first_order is None else first_order
         pairs = [data] if isinstance(data, tuple) else list(data)
-        current, batched = dict(params), False
+        current, batched = dict(params), set(batched or ())
         moments: dict[str, tuple[Tensor, Tensor]] = {}
         trajectory: list[Params] = []
         for step in range(steps):
@@ -262,26 +269,35 @@ class InnerLoop(nn.Module):
                 grads = self._gradients(current, x, y, batched, True)
             current = dict(current)
             for name in self.adapt_names:
-                current[name] = current[name] - self._update(name, step, grads[name], moments, second_moments)
+                step_size = None if rates is None else rates[name]
+                current[name] = current[name] - self._update(name, step, grads[name], moments, second_moments,
+                                                             step_size)
             if second_moments is not None:
                 second_moments.count += 1
-            batched = True
+            batched |= set(self.adapt_names)
             trajectory.append(current)
         return trajectory
 
     def adapted(self, data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]], steps: int,
-                second_moments: SecondMoments | None = None) -> tuple[Params, set[str]]:
+                second_moments: SecondMoments | None = None, params: Params | None = None,
+                batched: set[str] | None = None, rates: Params | None = None) -> tuple[Params, set[str]]:
         """Detached parameters after `steps` first-order steps on `data` (for evaluation; no graph is kept),
-        and the names of those that carry a task axis."""
+        and the names of those that carry a task axis. `params`, `batched` and `rates` as in `adapt`
+        (default: the meta-parameters, shared by every task, and the loop's own rates)."""
         pairs = [data] if isinstance(data, tuple) else list(data)
+        batched = set(batched or ())
         with torch.inference_mode(False), torch.enable_grad():
             # tensors made under inference_mode (e.g. during evaluation) cannot enter autograd: copy them out
             pairs = [tuple(t.clone() if t.is_inference() else t for t in pair) for pair in pairs]
-            params = {n: t.detach() for n, t in self.params().items()}
-            trajectory = self.adapt(params, pairs, steps=steps, first_order=True, second_moments=second_moments)
+            start = self.params() if params is None else params
+            start = {n: (t.clone() if t.is_inference() else t).detach() for n, t in start.items()}
+            rates = None if rates is None else {n: (t.clone() if t.is_inference() else t).detach()
+                                                for n, t in rates.items()}
+            trajectory = self.adapt(start, pairs, steps=steps, first_order=True, second_moments=second_moments,
+                                    batched=batched, rates=rates)
         if not trajectory:
-            return params, set()
-        return {n: t.detach() for n, t in trajectory[-1].items()}, set(self.adapt_names)
+            return start, batched
+        return {n: t.detach() for n, t in trajectory[-1].items()}, batched | set(self.adapt_names)
 
     def query_outputs(self, params: Params, batched: set[str], support_x: Tensor, query_x: Tensor,
                       transductive: bool = True) -> Tensor:
@@ -304,10 +320,11 @@ class InnerLoop(nn.Module):
         return torch.stack(outputs)
 
     def _update(self, name: str, step: int, g: Tensor, moments: dict[str, tuple[Tensor, Tensor]],
-                shared: SecondMoments | None = None) -> Tensor:
-        """The step to subtract: rate * g for SGD, Adam's bias-corrected rate * m / (sqrt(v) + eps) for Adam."""
+                shared: SecondMoments | None = None, rate: Tensor | None = None) -> Tensor:
+        """The step to subtract: rate * g for SGD (`rate`: per-task rates, else the loop's own), Adam's
+        bias-corrected rate * m / (sqrt(v) + eps) for Adam."""
         if self.optimizer == "sgd":
-            return self.rate(name, step) * g
+            return (self.rate(name, step) if rate is None else rate) * g
         beta1, beta2 = self.betas
         m, v = moments.get(name, (torch.zeros_like(g), torch.zeros_like(g)))
         m = beta1 * m + (1 - beta1) * g

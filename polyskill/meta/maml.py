@@ -157,12 +157,28 @@ class MAML(FewShotAlgorithm):
         return loss_sum, torch.stack(outputs)
 
     # -- a new task ----------------------------------------------------------------------------------
+    def adapted_params(self, support_x: Tensor, support_y: Tensor, steps: int) -> tuple[Params, set[str]]:
+        """Detached parameters of each task after `steps` support steps, and the names that carry a task axis."""
+        return self.inner.adapted((support_x, support_y), steps)
+
     def predict(self, batch: TaskBatch) -> Tensor:
-        params, batched = self.inner.adapted((batch.support_x, batch.support_y), self.eval_steps)
+        params, batched = self.adapted_params(batch.support_x, batch.support_y, self.eval_steps)
         return self.inner.query_outputs(params, batched, batch.support_x, batch.query_x, self.transductive).detach()
 
     def adapt(self, support: Support) -> Predictor:
-        return adapted_predictor(self.inner, support, self.eval_steps, self.transductive)
+        sx, sy = support.x.unsqueeze(0), support.y.unsqueeze(0)
+        params, batched = self.adapted_params(sx, sy, self.eval_steps)
+        return task_predictor(self.inner, params, batched, sx, self.transductive)
+
+
+def task_predictor(inner: InnerLoop, params: Params, batched: set[str], support_x: Tensor,
+                   transductive: bool) -> Predictor:
+    """The function from one task's query inputs to outputs, given its adapted `params` (a batch of one)."""
+
+    def predictor(x: Tensor) -> Tensor:
+        return inner.query_outputs(params, batched, support_x, x.unsqueeze(0), transductive)[0].detach()
+
+    return predictor
 
 
 def adapted_predictor(inner: InnerLoop, support: Support, steps: int, transductive: bool,
@@ -172,8 +188,4 @@ def adapted_predictor(inner: InnerLoop, support: Support, steps: int, transducti
     return the function from query inputs to outputs."""
     sx, sy = support.x.unsqueeze(0), support.y.unsqueeze(0)
     params, batched = inner.adapted(data if data is not None else (sx, sy), steps, second_moments)
-
-    def predictor(x: Tensor) -> Tensor:
-        return inner.query_outputs(params, batched, sx, x.unsqueeze(0), transductive)[0].detach()
-
-    return predictor
+    return task_predictor(inner, params, batched, sx, transductive)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import os
 
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 from ..data.classes import ClassDataset
 from ..data.episodes import EpisodeSampler
 from ..data.folder import image_folder
+from ..data.multimodal import MultimodalTasks
 from ..data.omniglot_images import omniglot
 from ..data.sinusoid import SinusoidTasks
 from ..data.user_images import InputFormat
@@ -24,8 +26,18 @@ from .schema import Recipe
 Tasks = EpisodeSampler | SinusoidTasks
 
 
+REGRESSION_DATASETS = ("sinusoid", "multimodal")
+
+
 def is_regression(recipe: Recipe) -> bool:
-    return recipe.data.dataset == "sinusoid"
+    return recipe.data.dataset in REGRESSION_DATASETS
+
+
+def input_shape(recipe: Recipe) -> tuple[int, ...]:
+    """The shape of one input of the recipe's tasks."""
+    if is_regression(recipe):
+        return (1,)
+    return (recipe.data.channels, recipe.data.image_size, recipe.data.image_size)
 
 
 def dataset(recipe: Recipe, split: str, root: str | os.PathLike | None = None) -> ClassDataset:
@@ -47,7 +59,10 @@ def tasks(recipe: Recipe, split: str, way: int, shot: int, query: int, seed: int
           root: str | os.PathLike | None = None) -> Tasks:
     """A task sampler over `split`: N-way K-shot episodes of its classes, or K-shot regression tasks."""
     if is_regression(recipe):
-        return SinusoidTasks(shot, query, seed=seed + {"train": 0, "val": 1, "test": 2}[split] * 1_000_003)
+        seed = seed + {"train": 0, "val": 1, "test": 2}[split] * 1_000_003
+        if recipe.data.dataset == "multimodal":
+            return MultimodalTasks(shot, query, modes=recipe.data.modes, seed=seed)
+        return SinusoidTasks(shot, query, seed=seed)
     return EpisodeSampler(dataset(recipe, split, root), way, shot, query, seed=seed)
 
 
@@ -83,11 +98,11 @@ def backbone(recipe: Recipe, outputs: int | None) -> nn.Module:
     if spec.backbone == "mlp":
         if outputs is None:
             raise ConfigError("model.backbone mlp needs an algorithm with an output layer (maml, reptile)")
-        inputs = 1 if is_regression(recipe) else recipe.data.channels * recipe.data.image_size ** 2
+        inputs = math.prod(input_shape(recipe))
         return MLP([inputs, *spec.widths, outputs]) if is_regression(recipe) else nn.Sequential(
             nn.Flatten(), MLP([inputs, *spec.widths, outputs]))
     if is_regression(recipe):
-        raise ConfigError("sinusoid regression takes model.backbone: mlp")
+        raise ConfigError(f"{recipe.data.dataset} regression takes model.backbone: mlp")
     try:
         return Conv4(in_channels=recipe.data.channels, hidden=spec.hidden, out_features=outputs,
                      image_size=recipe.data.image_size, pools=spec.pools)
@@ -103,9 +118,15 @@ def algorithm(recipe: Recipe, root: str | os.PathLike | None = None) -> FewShotA
     cls = ALGORITHMS[recipe.algo["name"]]
     outputs = (1 if is_regression(recipe) else recipe.episodes.way) if getattr(cls, "needs_head", False) else None
     if outputs is None and is_regression(recipe):
-        raise ConfigError(f"algo {recipe.algo['name']} classifies; sinusoid regression needs maml or reptile")
+        raise ConfigError(f"algo {recipe.algo['name']} classifies; regression needs a learner with an output "
+                          f"layer (maml, reptile, task_conditioned)")
     options = {k: v for k, v in recipe.algo.items() if k != "name"}
-    if "num_classes" in inspect.signature(cls).parameters and options.get("num_classes") is None:
+    signature = inspect.signature(cls).parameters
+    if "input_shape" in signature:
+        options["input_shape"] = input_shape(recipe)
+    if "classes" in signature:
+        options["classes"] = None if is_regression(recipe) else recipe.episodes.way
+    if "num_classes" in signature and options.get("num_classes") is None:
         options["num_classes"] = dataset(recipe, "train", root).num_classes
     try:
         return cls(backbone(recipe, outputs), **options)

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..meta import ALGORITHMS
 from ..train.episodic import FitConfig
 
-FEW_SHOT_DATASETS = ("omniglot", "folder", "sinusoid")
+FEW_SHOT_DATASETS = ("omniglot", "folder", "sinusoid", "multimodal")
 MULTITASK_DATASETS = ("multifashion", "school", "parkinsons", "mtl_synthetic")
 DATASETS = FEW_SHOT_DATASETS + MULTITASK_DATASETS
 BACKBONES = ("conv4", "mlp", "lenet")
@@ -34,7 +34,8 @@ def _at_least(spec: Any, **minimums: int) -> None:
 @dataclass
 class DataSpec:
     """Which classes to train, validate and test on. For `folder`, train/val/test are paths of class folders;
-    `sinusoid` tasks are synthetic (train/val/test are not read: the seeds tell the task streams apart).
+    `sinusoid` and `multimodal` tasks are synthetic (train/val/test are not read: the seeds tell the task
+    streams apart; `modes` is the number of function families of `multimodal`, 1 to 5).
     Multi-task data sets have fixed train/val/test splits drawn with `split_seed`; `tasks` picks Parkinsons'
     tasks (`targets`: motor and total UPDRS, `subjects`: one task per subject)."""
 
@@ -46,9 +47,12 @@ class DataSpec:
     channels: int = 1
     split_seed: int = 0
     tasks: str | None = None
+    modes: int = 5
 
     def __post_init__(self) -> None:
-        _at_least(self, image_size=1)
+        _at_least(self, image_size=1, modes=1)
+        if self.modes > 5:
+            raise ValueError(f"modes must be <= 5 (the multimodal families), got {self.modes}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
 
@@ -232,7 +236,8 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
         raise ConfigError(f"{prefix}{exc}" if prefix else f"recipe: {exc}") from None
 
 
-def _options(cls: type, values: Any, prefix: str, skip: tuple[str, ...] = ("backbone",)) -> dict[str, Any]:
+def _options(cls: type, values: Any, prefix: str,
+             skip: tuple[str, ...] = ("backbone", "input_shape", "classes")) -> dict[str, Any]:
     """Keyword options for `cls`'s constructor: every key must be one of its parameters (but `skip`), every
     value of its annotated type."""
     if not isinstance(values, dict):

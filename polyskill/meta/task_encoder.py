@@ -1,0 +1,97 @@
+"""Task encoder: a permutation-invariant set encoder over a task's support set, and the decoder that trains it.
+
+Each support example is embedded together with its target, z = rho(mean_i phi([f(x_i), t(y_i)])), where f
+embeds inputs, t(y) is a one-hot label (classification) or the target itself (regression), and the mean makes
+z independent of the order of the support set (Deep Sets, Zaheer et al., 2017). The decoder predicts
+held-out targets from (f(x), z), as a conditional neural process does (Garnelo et al., 2018): the auxiliary
+objective that makes z carry what defines the task.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..nn.mlp import MLP
+
+
+def holdout_mask(labels: Tensor, fraction: float) -> Tensor:
+    """Which support examples [B, S] to hold out of the encoder's context: each with probability `fraction`,
+    except one example of every class of every task (labels [B, S]; regression tasks pass one class), which
+    stays in the context so that no class vanishes from it. Drawn from torch's global generator."""
+    scores = torch.rand(labels.shape, device=labels.device)
+    classes = int(labels.max()) + 1 if labels.numel() else 1
+    members = F.one_hot(labels, classes).bool()  # [B, S, N]
+    first = scores.unsqueeze(-1).masked_fill(~members, float("inf")).amin(1)  # [B, N]
+    kept = scores == first.gather(1, labels)
+    return ~kept & (torch.rand(labels.shape, device=labels.device) < fraction)
+
+
+class TaskEncoder(nn.Module):
+    """z [B, z_dim] of each task from its support set (x [B, S, ...], y [B, S]), invariant to the order of
+    the set. `features` embeds one input into `feature_dim` values; `classes` is the number of classes of a
+    classification task (labels are one-hot encoded), None for regression (targets of `target_dim` values)."""
+
+    def __init__(self, features: nn.Module, feature_dim: int, classes: int | None = None, target_dim: int = 1,
+                 hidden: int = 64, z_dim: int = 32) -> None:
+        super().__init__()
+        self.features, self.classes = features, classes
+        self.target_dim = classes if classes is not None else target_dim
+        self.phi = MLP([feature_dim + self.target_dim, hidden, hidden])
+        self.rho = MLP([hidden, hidden, z_dim])
+
+    def embed_inputs(self, x: Tensor) -> Tensor:
+        """f(x): [B, S, ...] -> [B, S, feature_dim] in fp32."""
+        return self.features(x.flatten(0, 1)).float().view(x.shape[0], x.shape[1], -1)
+
+    def encode_targets(self, y: Tensor) -> Tensor:
+        """t(y): one-hot labels, or float targets, [B, S, target_dim]."""
+        if self.classes is not None:
+            return F.one_hot(y.long(), self.classes).float()
+        return y.float().reshape(y.shape[0], y.shape[1], -1)
+
+    def pool(self, features: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
+        """z from embedded inputs and targets; `mask` [B, S] (bool) limits the set to the examples it marks."""
+        h = torch.relu(self.phi(torch.cat([features, targets], dim=-1)))
+        if mask is None:
+            pooled = h.mean(1)
+        else:
+            weights = mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return self.rho(pooled)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.pool(self.embed_inputs(x), self.encode_targets(y))
+
+
+class TaskDecoder(nn.Module):
+    """Predicts an example's target from its embedded input and the task's z: a value for regression, class
+    scores for classification."""
+
+    def __init__(self, feature_dim: int, z_dim: int, outputs: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = MLP([feature_dim + z_dim, hidden, hidden, outputs])
+
+    def forward(self, features: Tensor, z: Tensor) -> Tensor:
+        """features [B, S, F], z [B, Z] -> [B, S, outputs]."""
+        return self.net(torch.cat([features, z.unsqueeze(1).expand(-1, features.shape[1], -1)], dim=-1))
+
+
+def reconstruction_loss(encoder: TaskEncoder, decoder: TaskDecoder, x: Tensor, y: Tensor,
+                        fraction: float) -> Tensor:
+    """The decoder's loss on held-out support targets given z of the rest of the support set (`holdout_mask`).
+    A task with nothing to hold out (one example per class) is encoded whole and its own targets are
+    reconstructed."""
+    labels = y.long() if encoder.classes is not None else torch.zeros(y.shape[:2], dtype=torch.long, device=y.device)
+    held = holdout_mask(labels, fraction)
+    some = held.any(1, keepdim=True)
+    context, target = torch.where(some, ~held, True), torch.where(some, held, True)
+    features, targets = encoder.embed_inputs(x), encoder.encode_targets(y)
+    predictions = decoder(features, encoder.pool(features, targets, context))
+    if encoder.classes is not None:
+        losses = F.cross_entropy(predictions.flatten(0, 1), y.long().flatten(), reduction="none").view(y.shape[:2])
+    else:
+        losses = (predictions - targets).pow(2).mean(-1)
+    weights = target.to(losses.dtype)
+    return ((losses * weights).sum(1) / weights.sum(1)).mean()
