@@ -18,6 +18,7 @@ from polyskill.meta.task_encoder import TaskEncoder, holdout_mask
 from polyskill.nn import Conv4
 from polyskill.nn.film import film_sites, modulate
 from polyskill.nn.mlp import MLP
+from polyskill.train.task_selection import rank_by_embedding, rank_by_gradient, task_gradients, top_k
 
 
 def _regression_batch(tasks: int = 3, shot: int = 6, query: int = 5, seed: int = 0) -> TaskBatch:
@@ -162,7 +163,9 @@ def test_multimodal_tasks_follow_their_families():
     assert set(two.tolist()) == {0, 1}
 
 
-def test_task_embeddings_separate_the_families_after_short_training():
+@pytest.fixture(scope="module")
+def trained_on_three_families():
+    """A task-conditioned learner trained shortly on 3-family multimodal regression, and its task sampler."""
     torch.manual_seed(0)
     tasks = MultimodalTasks(10, 5, modes=3, seed=0, noise=0.1)
     algo = TaskConditioned(MLP([1, 32, 32, 1]), input_shape=(1,), inner_lr=0.01, inner_steps=1, first_order=True,
@@ -172,6 +175,11 @@ def test_task_embeddings_separate_the_families_after_short_training():
         optimizer.zero_grad()
         algo.meta_backward(tasks.sample(16))
         optimizer.step()
+    return algo, tasks
+
+
+def test_task_embeddings_separate_the_families_after_short_training(trained_on_three_families):
+    algo, tasks = trained_on_three_families
 
     def embeddings(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         batch, family = tasks.labelled(600, seed)
@@ -187,3 +195,41 @@ def test_task_embeddings_separate_the_families_after_short_training():
     probe = torch.linalg.solve(z.T @ z + 1e-3 * torch.eye(z.shape[1], dtype=z.dtype), z.T @ onehot)
     linear = ((z_test @ probe).argmax(1) == family_test).double().mean().item()
     assert linear > 0.6 and nearest > 0.45, (linear, nearest)  # chance is 1/3
+
+
+def test_embedding_ranking_prefers_tasks_of_the_target_family(trained_on_three_families):
+    algo, tasks = trained_on_three_families
+    batch, family = tasks.labelled(301, seed=5)
+    data = [(batch.support_x[i], batch.support_y[i]) for i in range(301)]
+    hits = []
+    for target in range(20):
+        others = [i for i in range(301) if i != target]
+        order, similarity = rank_by_embedding(algo.embed_tasks, data[target], [data[i] for i in others])
+        assert torch.all(similarity[order[:-1]] >= similarity[order[1:]])
+        chosen = [others[i] for i in top_k(order, 20)]
+        hits.append((family[chosen] == family[target]).double().mean())
+    assert torch.stack(hits).mean() > 0.5  # a random pick of 20 matches the family about a third of the time
+
+
+def test_gradient_ranking_finds_the_tasks_that_pull_the_same_way():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    w = torch.randn(4)
+
+    def task(weights: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(n, 4)
+        return x, (x @ weights).unsqueeze(-1)
+
+    aligned = [task(c * w, n) for c, n in ((0.5, 30), (2.0, 50), (1.3, 40))]
+    others = [task(torch.randn(4), 40) for _ in range(6)]
+    candidates = others[:3] + aligned + others[3:]
+    order, cosine = rank_by_gradient(model, torch.nn.functional.mse_loss, task(w, 60), candidates)
+    assert set(top_k(order, 3)) == {3, 4, 5}
+    x, y = candidates[0]  # against the closed form: dL/dW = 2/n (W x + b - y) x^T
+    with torch.no_grad():
+        err = model(x) - y
+        closed = torch.cat([(2 * err * x).mean(0), (2 * err).mean(0)])
+    grads = task_gradients(model, torch.nn.functional.mse_loss, [(x, y)])[0]
+    assert torch.allclose(grads, closed, atol=1e-5)
+    with pytest.raises(ValueError, match="k must be"):
+        top_k(order, 0)

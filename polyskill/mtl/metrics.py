@@ -53,7 +53,8 @@ def predictions(model: nn.Module, data: MultiTaskData, chunk: int = 2048) -> Ten
     return torch.cat(rows)
 
 
-def _regression(pred: Tensor, true: Tensor) -> dict[str, float]:
+def regression_metrics(pred: Tensor, true: Tensor) -> dict[str, float]:
+    """RMSE, MAE and explained variance (1 - SSE / SST about the mean of `true`) of predictions, and their count."""
     err = pred.double() - true.double()
     sst = float(((true.double() - true.double().mean()) ** 2).sum())
     sse = float((err ** 2).sum())
@@ -73,7 +74,7 @@ def evaluate_multitask(model: nn.Module, data: MultiTaskData, split: str = "test
         if classes:
             per_task[task] = {"accuracy": float((p.long() == true.long()).double().mean()), "n": len(rows)}
         else:
-            per_task[task] = _regression(p, true)
+            per_task[task] = regression_metrics(p, true)
         primary[task] = PRIMARY[bool(classes)][0]
     overall: dict[str, float] = {}
     if any(data.classes):
@@ -81,7 +82,7 @@ def evaluate_multitask(model: nn.Module, data: MultiTaskData, split: str = "test
     if not all(data.classes):
         if data.task is not None:
             index = data.task
-            pooled = _regression(pred[torch.arange(len(data)), index], data.y)
+            pooled = regression_metrics(pred[torch.arange(len(data)), index], data.y)
             overall.update({k: v for k, v in pooled.items() if k != "n"})
         else:
             for metric in ("rmse", "mae", "explained_variance"):

@@ -15,26 +15,30 @@ from ..data.folder import image_folder
 from ..data.multimodal import MultimodalTasks
 from ..data.omniglot_images import omniglot
 from ..data.sinusoid import SinusoidTasks
+from ..data.task_examples import TaskExamples, target_scale
 from ..data.user_images import InputFormat
 from ..errors import ConfigError
 from ..meta import ALGORITHMS
 from ..meta.base import FewShotAlgorithm
 from ..nn.conv4 import Conv4
 from ..nn.mlp import MLP
+from .mtl_build import mtl_data
 from .schema import Recipe
 
-Tasks = EpisodeSampler | SinusoidTasks
+Tasks = EpisodeSampler | SinusoidTasks | TaskExamples
 
 
 REGRESSION_DATASETS = ("sinusoid", "multimodal")
 
 
 def is_regression(recipe: Recipe) -> bool:
-    return recipe.data.dataset in REGRESSION_DATASETS
+    return recipe.data.dataset in REGRESSION_DATASETS or recipe.data.as_tasks
 
 
-def input_shape(recipe: Recipe) -> tuple[int, ...]:
+def input_shape(recipe: Recipe, root: str | os.PathLike | None = None) -> tuple[int, ...]:
     """The shape of one input of the recipe's tasks."""
+    if recipe.data.as_tasks:
+        return tuple(mtl_data(recipe, "train", root).x.shape[1:])
     if is_regression(recipe):
         return (1,)
     return (recipe.data.channels, recipe.data.image_size, recipe.data.image_size)
@@ -57,7 +61,11 @@ def dataset(recipe: Recipe, split: str, root: str | os.PathLike | None = None) -
 
 def tasks(recipe: Recipe, split: str, way: int, shot: int, query: int, seed: int,
           root: str | os.PathLike | None = None) -> Tasks:
-    """A task sampler over `split`: N-way K-shot episodes of its classes, or K-shot regression tasks."""
+    """A task sampler over `split`: N-way K-shot episodes of its classes, or K-shot regression tasks (of a
+    multi-task data set's tasks: their examples in `split`, targets scaled as in the training split)."""
+    if recipe.data.as_tasks:
+        scale = target_scale(mtl_data(recipe, "train", root))
+        return TaskExamples(mtl_data(recipe, split, root), shot, query, seed=seed, scale=scale)
     if is_regression(recipe):
         seed = seed + {"train": 0, "val": 1, "test": 2}[split] * 1_000_003
         if recipe.data.dataset == "multimodal":
@@ -92,13 +100,13 @@ def max_way(recipe: Recipe) -> int | None:
     return recipe.episodes.way if getattr(ALGORITHMS[recipe.algo["name"]], "needs_head", False) else None
 
 
-def backbone(recipe: Recipe, outputs: int | None) -> nn.Module:
+def backbone(recipe: Recipe, outputs: int | None, root: str | os.PathLike | None = None) -> nn.Module:
     """The recipe's network; `outputs` adds a linear head of that size (None: an embedding network)."""
     spec = recipe.model
     if spec.backbone == "mlp":
         if outputs is None:
             raise ConfigError("model.backbone mlp needs an algorithm with an output layer (maml, reptile)")
-        inputs = math.prod(input_shape(recipe))
+        inputs = math.prod(input_shape(recipe, root))
         return MLP([inputs, *spec.widths, outputs]) if is_regression(recipe) else nn.Sequential(
             nn.Flatten(), MLP([inputs, *spec.widths, outputs]))
     if is_regression(recipe):
@@ -123,12 +131,12 @@ def algorithm(recipe: Recipe, root: str | os.PathLike | None = None) -> FewShotA
     options = {k: v for k, v in recipe.algo.items() if k != "name"}
     signature = inspect.signature(cls).parameters
     if "input_shape" in signature:
-        options["input_shape"] = input_shape(recipe)
+        options["input_shape"] = input_shape(recipe, root)
     if "classes" in signature:
         options["classes"] = None if is_regression(recipe) else recipe.episodes.way
     if "num_classes" in signature and options.get("num_classes") is None:
         options["num_classes"] = dataset(recipe, "train", root).num_classes
     try:
-        return cls(backbone(recipe, outputs), **options)
+        return cls(backbone(recipe, outputs, root), **options)
     except ValueError as exc:
         raise ConfigError(f"algo: {exc}") from None

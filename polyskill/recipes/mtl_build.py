@@ -19,7 +19,8 @@ from .schema import MULTITASK_DATASETS, Recipe
 
 
 def is_multitask(recipe: Recipe) -> bool:
-    return recipe.data.dataset in MULTITASK_DATASETS
+    """Whether the recipe trains a multi-task model (not a meta-learner over the data set's tasks)."""
+    return recipe.data.dataset in MULTITASK_DATASETS and not recipe.data.as_tasks
 
 
 def mtl_data(recipe: Recipe, split: str, root: str | os.PathLike | None = None) -> MultiTaskData:

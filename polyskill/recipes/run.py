@@ -13,13 +13,14 @@ import yaml
 from ..errors import ConfigError, RunError
 from ..eval.few_shot import FewShotResult, few_shot
 from ..eval.regression import RegressionResult, regression
+from ..eval.task_data import TaskDataResult, adapt_each_task
 from ..meta.base import FewShotAlgorithm
 from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
 from ..train.episodic import Trainer
 from . import apply_overrides, read_yaml, recipe_from_dict, recipe_to_dict
 from ..train.transfer import load_backbone
 from .build import algorithm, dataset, is_regression, tasks, training_tasks
-from .mtl_build import is_multitask
+from .mtl_build import is_multitask, mtl_data
 from .schema import Recipe
 
 Echo = Callable[[str], None]
@@ -37,12 +38,15 @@ def _protocols(recipe: Recipe, ways: list[int] | None = None,
 
 def _protocol_key(result: dict[str, Any]) -> tuple:
     """What identifies a protocol in summary.json (everything but the measured values)."""
-    return tuple(sorted((k, v) for k, v in result.items() if k not in ("accuracy", "mse", "ci95", "weights")))
+    measured = ("accuracy", "mse", "ci95", "weights", "explained_variance", "rmse", "mae", "tasks", "examples")
+    return tuple(sorted((k, v) for k, v in result.items() if k not in measured))
 
 
 def run_protocol(algo: FewShotAlgorithm, recipe: Recipe, split: str, way: int, shot: int, steps: int | None,
-                 query: int, episodes: int, seed: int, root: str | None) -> FewShotResult | RegressionResult:
-    """One test protocol on fixed tasks of `split`, with `steps` adaptation steps for gradient-based learners."""
+                 query: int, episodes: int, seed: int,
+                 root: str | None) -> FewShotResult | RegressionResult | TaskDataResult:
+    """One test protocol on fixed tasks of `split`, with `steps` adaptation steps for gradient-based learners;
+    a meta-learner over a multi-task data set's tasks learns each task from its training examples instead."""
     if getattr(type(algo), "needs_head", False) and not is_regression(recipe) and way != recipe.episodes.way:
         raise ConfigError(f"{recipe.algo['name']} was trained with a {recipe.episodes.way}-way output layer and "
                           f"cannot be tested on {way}-way tasks; train it with --set episodes.way={way}")
@@ -52,6 +56,9 @@ def run_protocol(algo: FewShotAlgorithm, recipe: Recipe, split: str, way: int, s
     if steps is not None:
         algo.eval_steps = steps
     try:
+        if recipe.data.as_tasks:
+            train = tasks(recipe, "train", 1, 1, 0, seed, root)
+            return adapt_each_task(algo, train, mtl_data(recipe, split, root), split, steps)
         if is_regression(recipe):
             sampler = tasks(recipe, split, 1, shot, query, seed, root)
             return regression(algo, sampler, episodes, seed, steps)

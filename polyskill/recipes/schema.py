@@ -36,6 +36,8 @@ class DataSpec:
     """Which classes to train, validate and test on. For `folder`, train/val/test are paths of class folders;
     `sinusoid` and `multimodal` tasks are synthetic (train/val/test are not read: the seeds tell the task
     streams apart; `modes` is the number of function families of `multimodal`, 1 to 5).
+    `as_tasks: true` turns a partitioned multi-task data set (School; Parkinsons with `tasks: subjects`) into
+    few-shot regression tasks for a meta-learner: each of its tasks is a task, seen through its examples.
     Multi-task data sets have fixed train/val/test splits drawn with `split_seed`; `tasks` picks Parkinsons'
     tasks (`targets`: motor and total UPDRS, `subjects`: one task per subject)."""
 
@@ -48,11 +50,15 @@ class DataSpec:
     split_seed: int = 0
     tasks: str | None = None
     modes: int = 5
+    as_tasks: bool = False
 
     def __post_init__(self) -> None:
         _at_least(self, image_size=1, modes=1)
         if self.modes > 5:
             raise ValueError(f"modes must be <= 5 (the multimodal families), got {self.modes}")
+        if self.as_tasks and self.dataset not in MULTITASK_DATASETS:
+            raise ValueError(f"as_tasks applies to the multi-task data sets ({', '.join(MULTITASK_DATASETS)}), "
+                             f"not to {self.dataset}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
 

@@ -44,8 +44,11 @@ class FitConfig:
     max_minutes: float | None = None
     device: str = "cpu"
     seed: int = 0
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"train.grad_clip must be > 0 (or null: no clipping), got {self.grad_clip}")
         for name in ("steps", "meta_batch", "log_every", "val_every", "val_episodes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -180,6 +183,8 @@ class Trainer:
             while self.step < config.steps:
                 self.optimizer.zero_grad(set_to_none=True)
                 metrics = self.train_step()
+                if config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.algo.parameters(), config.grad_clip)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.step += 1
