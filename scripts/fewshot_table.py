@@ -10,11 +10,10 @@ several runs of one recipe are given.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import yaml
+from run_summaries import summaries
 
 SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
 PAPERS = {  # 5w1s, 5w5s, 20w1s, 20w5s test accuracy (%), as published
@@ -39,12 +38,7 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
     rows: dict[str, dict] = {}
-    for run in args.runs:
-        if not (run / "summary.json").is_file():
-            print(f"skipping {run}: no summary.json", file=sys.stderr)
-            continue
-        summary = json.loads((run / "summary.json").read_text())
-        config = yaml.safe_load((run / "config.yaml").read_text())
+    for run, config, summary in summaries(args.runs):
         row = rows.setdefault(label(config), {"cells": {}, "runs": [], "algo": config["algo"]["name"]})
         row["runs"].append(f"{run.name}: {summary.get('steps')} steps, {summary.get('train_seconds')} s")
         train_shot = config.get("episodes", {}).get("shot")

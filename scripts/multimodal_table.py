@@ -7,11 +7,10 @@ after adaptation, one column per number of modes.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import yaml
+from run_summaries import summaries
 
 ABLATIONS = {"encoder": "no encoder", "memory": "no memory attention", "film": "no FiLM", "rates": "no learned rates"}
 
@@ -34,12 +33,7 @@ def main() -> int:
     rows: dict[str, dict[int, str]] = {}
     seconds: dict[str, list[float]] = {}
     modes_seen: set[int] = set()
-    for run in args.runs:
-        if not (run / "summary.json").is_file():
-            print(f"skipping {run}: no summary.json", file=sys.stderr)
-            continue
-        summary = json.loads((run / "summary.json").read_text())
-        config = yaml.safe_load((run / "config.yaml").read_text())
+    for run, config, summary in summaries(args.runs):
         modes = config["data"]["modes"]
         modes_seen.add(modes)
         name = label(config)

@@ -88,9 +88,12 @@ def _pair(backbone: nn.Module, **options) -> tuple[MAML, TaskConditioned]:
     return maml, conditioned
 
 
-def _grads(module: nn.Module, names: list[str]) -> list[torch.Tensor]:
-    params = dict(module.named_parameters())
-    return [params[n].grad.clone() for n in names]
+def _assert_same_as_maml(maml: MAML, conditioned: TaskConditioned, batch: TaskBatch, rtol: float, atol: float) -> None:
+    """The network's meta-gradients (already accumulated) and the adapted predictions agree."""
+    ours = dict(conditioned.named_parameters())
+    for name, p in maml.named_parameters():
+        assert torch.allclose(p.grad, ours[name].grad, rtol=rtol, atol=atol), name
+    assert torch.allclose(maml.predict(batch), conditioned.predict(batch), atol=atol * 10)
 
 
 @pytest.mark.parametrize("first_order", [False, True])
@@ -103,10 +106,7 @@ def test_without_film_and_learned_rates_it_is_exactly_maml(first_order):
     loss_a.backward()
     loss_b.backward()
     assert torch.allclose(loss_a, loss_b, rtol=1e-6)
-    names = [f"inner.model.{n}" for n, _ in maml.inner.model.named_parameters()]
-    for ga, gb in zip(_grads(maml, names), _grads(conditioned, names)):
-        assert torch.allclose(ga, gb, rtol=1e-5, atol=1e-7)
-    assert torch.allclose(maml.predict(batch), conditioned.predict(batch), atol=1e-6)
+    _assert_same_as_maml(maml, conditioned, batch, rtol=1e-5, atol=1e-7)
 
 
 def test_identity_film_and_base_rates_also_reduce_to_maml_on_a_convolutional_network():
@@ -120,10 +120,7 @@ def test_identity_film_and_base_rates_also_reduce_to_maml_on_a_convolutional_net
     batch = _image_batch()
     maml.meta_backward(batch)
     conditioned.meta_backward(batch)
-    names = [f"inner.model.{n}" for n, _ in maml.inner.model.named_parameters()]
-    for ga, gb in zip(_grads(maml, names), _grads(conditioned, names)):
-        assert torch.allclose(ga, gb, rtol=1e-4, atol=1e-6)
-    assert torch.allclose(maml.predict(batch), conditioned.predict(batch), atol=1e-5)
+    _assert_same_as_maml(maml, conditioned, batch, rtol=1e-4, atol=1e-6)
 
 
 def test_gradients_reach_the_encoder_the_memory_the_generator_and_the_decoder():

@@ -1,5 +1,5 @@
-"""Data: the data root, checked files, Omniglot, user image folders, seeded episode sampling, sinusoid tasks,
-and the multi-task data sets (MultiFashion, School, Parkinsons, a planted-relations synthetic regression)."""
+"""Data: the data root, checked files, Omniglot, user image folders, seeded episode sampling, sinusoid and
+multimodal regression tasks, tasks made from a multi-task data set's examples, and the multi-task data sets (MultiFashion, School, Parkinsons, a planted-relations synthetic regression)."""
 
 from .classes import ClassDataset
 from .episodes import EpisodeSampler, Support, TaskBatch, episodes
@@ -13,9 +13,11 @@ from .parkinsons import parkinsons
 from .registry import FILES, FileEntry
 from .root import cache_dir, data_root
 from .school import school
+from .multimodal import MultimodalTasks
 from .sinusoid import SinusoidTasks
+from .task_examples import TaskExamples
 
-__all__ = ["ClassDataset", "EpisodeSampler", "FILES", "FileEntry", "SYNTHETIC_GROUPS", "SinusoidTasks", "Support",
-           "TaskBatch", "cache_dir", "data_root", "episodes", "fashion_mnist", "fetch", "image_folder",
+__all__ = ["ClassDataset", "EpisodeSampler", "FILES", "FileEntry", "MultimodalTasks", "SYNTHETIC_GROUPS",
+           "SinusoidTasks", "Support", "TaskBatch", "TaskExamples", "cache_dir", "data_root", "episodes", "fashion_mnist", "fetch", "image_folder",
            "mtl_synthetic", "multifashion", "omniglot", "parkinsons", "school", "status", "synthetic_groups",
            "synthetic_relations", "synthetic_weights", "verify"]
