@@ -230,3 +230,50 @@ def test_gradient_ranking_finds_the_tasks_that_pull_the_same_way():
     assert torch.allclose(grads, closed, atol=1e-5)
     with pytest.raises(ValueError, match="k must be"):
         top_k(order, 0)
+
+
+def test_school_as_tasks_trains_and_is_scored_like_the_multitask_models(tmp_path, data_root):
+    from polyskill.cli import main
+    from polyskill.data import school
+    from polyskill.recipes.run import evaluate_run
+
+    out = tmp_path / "school"
+    code = main(["train", "school-task-conditioned", "--out", str(out), "--quiet", "--set", "train.steps=40",
+                 "--set", "train.log_every=20"])
+    assert code == 0
+    summary = evaluate_run(out, echo=lambda _: None)
+    (result,) = summary["test"]
+    test = school("test", root=data_root)
+    assert result["tasks"] == 139 and result["examples"] == len(test)
+    # pooled explained variance: better than predicting every student the mean score
+    assert 0.1 < result["explained_variance"] < 1
+
+
+def test_multimodal_recipe_runs_end_to_end(tmp_path):
+    from polyskill.cli import main
+
+    out = tmp_path / "mm"
+    code = main(["train", "multimodal-task-conditioned", "--out", str(out), "--quiet", "--set", "train.steps=4",
+                 "--set", "data.modes=2", "--set", "eval.episodes=20", "--set", "train.log_every=2"])
+    assert code == 0
+    import json
+    (result,) = json.loads((out / "summary.json").read_text())["test"]
+    assert result["episodes"] == 20 and result["mse"] > 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.modes=7", "data.modes must be <= 5"),
+    ("data.as_tasks=true", "as_tasks applies to the multi-task data sets"),
+    ("algo.rates=sometimes", "rates must be one of fixed, per_layer, per_parameter"),
+    ("algo.encoder_input=pixels", "encoder_input must be one of features, raw"),
+    ("train.grad_clip=0", "train.grad_clip must be > 0"),
+])
+def test_bad_task_conditioned_settings_are_one_line_errors(tmp_path, capsys, override, message):
+    from polyskill.cli import main
+
+    recipe = "omniglot-task-conditioned" if "as_tasks" in override else "multimodal-task-conditioned"
+    code = main(["train", recipe, "--out", str(tmp_path / "x"), "--quiet", "--set", override,
+                 "--set", "train.steps=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "x" / "config.yaml").exists()
