@@ -68,6 +68,8 @@ class TaskBatchNorm(nn.Module):
     the fused kernel, which is several times faster.
     """
 
+    normalises = True  # a normalisation layer, for FiLM (polyskill.nn.film)
+
     def __init__(self, weight: nn.Parameter | None, bias: nn.Parameter | None, eps: float = 1e-5) -> None:
         super().__init__()
         self.weight, self.bias, self.eps = weight, bias, eps

@@ -71,14 +71,14 @@ class TaskConditioned(MAML):
             raise ValueError("reconstruction must be >= 0 and holdout in [0, 1)")
         if encoder and input_shape is None:
             raise ValueError("the task encoder needs input_shape, the shape of one input")
-        features = body_of(backbone) if encoder_input == "features" else nn.Flatten()
+        features = (body_of(backbone) if encoder_input == "features" else nn.Flatten()) if encoder else None
         super().__init__(backbone, inner_lr=inner_lr, inner_steps=inner_steps, eval_steps=eval_steps,
                          first_order=first_order, transductive=transductive, vectorize=vectorize,
                          query_pass=query_pass, task_chunk=task_chunk)
         self.classes, self.reconstruction, self.holdout = classes, reconstruction, holdout
         self.encoder: TaskEncoder | None = None
         self.decoder: TaskDecoder | None = None
-        if encoder:
+        if features is not None:
             feature_dim = self._feature_dim(features, tuple(input_shape))
             self.encoder = TaskEncoder(features, feature_dim, classes, hidden=hidden, z_dim=z_dim)
             if reconstruction > 0:

@@ -28,11 +28,19 @@ class FilmSite:
     features: int
 
 
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+"""Normalisation layers; a module of another class counts as one if it sets `normalises = True`."""
+
+
+def _is_norm(module: nn.Module) -> bool:
+    affine = isinstance(getattr(module, "weight", None), nn.Parameter) and isinstance(getattr(module, "bias", None),
+                                                                                      nn.Parameter)
+    return affine and (isinstance(module, NORMS) or getattr(module, "normalises", False))
+
+
 def film_sites(model: nn.Module) -> list[FilmSite]:
     """Where FiLM goes in `model` (see the module docstring); ValueError if there is nowhere to put it."""
-    norms = [(name, m) for name, m in model.named_modules()
-             if isinstance(getattr(m, "weight", None), nn.Parameter) and isinstance(getattr(m, "bias", None), nn.Parameter)
-             and ("Norm" in type(m).__name__)]
+    norms = [(name, m) for name, m in model.named_modules() if _is_norm(m)]
     if not norms:
         layers = [(name, m) for name, m in model.named_modules()
                   if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
