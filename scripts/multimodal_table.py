@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
 from run_summaries import summaries
 
 ABLATIONS = {"encoder": "no encoder", "memory": "no memory attention", "film": "no FiLM", "rates": "no learned rates"}
@@ -23,7 +24,17 @@ def label(config: dict) -> str:
         return "task-conditioned" + (f" ({', '.join(missing)})" if missing else "")
     if algo.get("inner_steps") == 0:
         return "multi-task pretrained + fine-tuning"
-    return "Meta-SGD" if algo.get("learn_lr") == "per_parameter" else algo["name"].upper()
+    name = "Meta-SGD" if algo.get("learn_lr") == "per_parameter" else algo["name"].upper()
+    lr = config.get("train", {}).get("lr", 1e-3)
+    return name if lr == 1e-3 else f"{name} (outer lr {lr:g})"
+
+
+def diverged(run: Path) -> str | None:
+    """"diverged (NaN by step N)" when the run's log (RUN.log beside it) says it stopped so."""
+    log = run.parent / f"{run.name}.log"
+    if log.is_file() and "diverged at step" in log.read_text():
+        return "diverged (NaN by step " + log.read_text().split("diverged at step ")[1].split()[0] + ")"
+    return None
 
 
 def main() -> int:
@@ -40,12 +51,19 @@ def main() -> int:
         for result in summary.get("test", []):
             rows.setdefault(name, {})[modes] = f"{result['mse']:.3f} ± {result['ci95']:.3f}"
         seconds.setdefault(name, []).append(float(summary.get("train_seconds") or 0))
+    for run in args.runs:
+        note = diverged(run)
+        if note and (run / "config.yaml").is_file() and not (run / "summary.json").is_file():
+            config = yaml.safe_load((run / "config.yaml").read_text())
+            modes_seen.add(config["data"]["modes"])
+            rows.setdefault(label(config), {})[config["data"]["modes"]] = note
+            seconds.setdefault(label(config), [])
     columns = sorted(modes_seen)
     print("| method | " + " | ".join(f"{m} modes" for m in columns) + " | train s per run |")
     print("|---|" + "---|" * len(columns) + "---|")
     for name, cells in rows.items():
-        mean_s = sum(seconds[name]) / len(seconds[name])
-        print(f"| {name} | " + " | ".join(cells.get(m, "-") for m in columns) + f" | {mean_s:.0f} |")
+        mean_s = f"{sum(seconds[name]) / len(seconds[name]):.0f}" if seconds.get(name) else "-"
+        print(f"| {name} | " + " | ".join(cells.get(m, "-") for m in columns) + f" | {mean_s} |")
     return 0
 
 
