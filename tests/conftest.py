@@ -11,7 +11,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("POLYSKILL_DATA", str(REPO.parent / "shared" / "data"))
 os.environ["POLYSKILL_OFFLINE"] = "1"
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread unless told otherwise: on a shared machine a second OpenMP thread that has to wait for a busy core
+# spins, and small operations then run a hundred times slower.
+torch.set_num_threads(int(os.environ.get("POLYSKILL_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")

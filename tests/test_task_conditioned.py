@@ -120,7 +120,9 @@ def test_identity_film_and_base_rates_also_reduce_to_maml_on_a_convolutional_net
     batch = _image_batch()
     maml.meta_backward(batch)
     conditioned.meta_backward(batch)
-    _assert_same_as_maml(maml, conditioned, batch, rtol=1e-4, atol=1e-6)
+    # per-task (FiLM-batched) parameters take the per-task convolution path, MAML's shared ones vmap: the same
+    # sums in another order, so agreement is to float32 rounding of second-order terms
+    _assert_same_as_maml(maml, conditioned, batch, rtol=1e-3, atol=1e-5)
 
 
 def test_gradients_reach_the_encoder_the_memory_the_generator_and_the_decoder():
@@ -277,3 +279,22 @@ def test_bad_task_conditioned_settings_are_one_line_errors(tmp_path, capsys, ove
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "x" / "config.yaml").exists()
+
+
+def test_one_shot_labels_can_be_reconstructed_from_z():
+    """With one example per class nothing is held out: the decoder must read each support label back from z,
+    which per-class slots make learnable (chance is ln 5 = 1.61)."""
+    from polyskill.meta.task_encoder import TaskDecoder, reconstruction_loss
+
+    torch.manual_seed(0)
+    encoder = TaskEncoder(nn.Flatten(), 16, classes=5, hidden=64, z_dim=32)
+    decoder = TaskDecoder(16, 32, 5, hidden=64)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], 1e-3)
+    for _ in range(400):
+        x = torch.randn(32, 5, 16)
+        y = torch.stack([torch.randperm(5) for _ in range(32)])
+        loss = reconstruction_loss(encoder, decoder, x, y, 0.5)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.6, loss.item()

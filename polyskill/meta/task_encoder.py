@@ -1,8 +1,10 @@
 """Task encoder: a permutation-invariant set encoder over a task's support set, and the decoder that trains it.
 
-Each support example is embedded together with its target, z = rho(mean_i phi([f(x_i), t(y_i)])), where f
-embeds inputs, t(y) is a one-hot label (classification) or the target itself (regression), and the mean makes
-z independent of the order of the support set (Deep Sets, Zaheer et al., 2017). The decoder predicts
+Each support example is embedded together with its target. For regression, z = rho(mean_i phi([f(x_i), y_i]));
+for classification the label chooses a slot, z = rho([mean_{y_i=1} phi(f(x_i)), ..., mean_{y_i=N} phi(f(x_i))])
+(per-class aggregation, as conditional neural processes classify: a decoder can then tell which label goes with
+which input, which a mean over one-hot-tagged examples makes hard to learn). f embeds inputs; the means make z
+independent of the order of the support set (Deep Sets, Zaheer et al., 2017). The decoder predicts
 held-out targets from (f(x), z), as a conditional neural process does (Garnelo et al., 2018): the auxiliary
 objective that makes z carry what defines the task.
 """
@@ -38,8 +40,8 @@ class TaskEncoder(nn.Module):
         super().__init__()
         self.features, self.classes = features, classes
         self.target_dim = classes if classes is not None else target_dim
-        self.phi = MLP([feature_dim + self.target_dim, hidden, hidden])
-        self.rho = MLP([hidden, hidden, z_dim])
+        self.phi = MLP([feature_dim + (0 if classes is not None else target_dim), hidden, hidden])
+        self.rho = MLP([hidden * (classes or 1), hidden, z_dim])
 
     def embed_inputs(self, x: Tensor) -> Tensor:
         """f(x): [B, S, ...] -> [B, S, feature_dim] in fp32."""
@@ -53,12 +55,16 @@ class TaskEncoder(nn.Module):
 
     def pool(self, features: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
         """z from embedded inputs and targets; `mask` [B, S] (bool) limits the set to the examples it marks."""
-        h = torch.relu(self.phi(torch.cat([features, targets], dim=-1)))
-        if mask is None:
-            pooled = h.mean(1)
+        keep = torch.ones(targets.shape[:2], dtype=torch.bool, device=targets.device) if mask is None else mask
+        keep = keep.unsqueeze(-1).to(features.dtype)  # [B, S, 1]
+        if self.classes is None:
+            h = torch.relu(self.phi(torch.cat([features, targets], dim=-1)))
+            pooled = (h * keep).sum(1) / keep.sum(1).clamp_min(1.0)
         else:
-            weights = mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+            h = torch.relu(self.phi(features))
+            members = targets * keep  # [B, S, N]: one-hot labels of the kept examples
+            slots = members.transpose(1, 2) @ h / members.sum(1).clamp_min(1.0).unsqueeze(-1)  # [B, N, H]
+            pooled = slots.flatten(1)
         return self.rho(pooled)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
