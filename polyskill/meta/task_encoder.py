@@ -7,6 +7,10 @@ which input, which a mean over one-hot-tagged examples makes hard to learn). f e
 independent of the order of the support set (Deep Sets, Zaheer et al., 2017). The decoder predicts
 held-out targets from (f(x), z), as a conditional neural process does (Garnelo et al., 2018): the auxiliary
 objective that makes z carry what defines the task.
+
+z is layer-normalised (zero mean, unit variance over its values, no learned scale): the query loss, which
+reaches z through the strategy it generates, otherwise grows it until the decoder's inputs are all z and its
+reconstruction stalls at chance (measured on Omniglot 5-way 1-shot).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class TaskEncoder(nn.Module):
         self.target_dim = classes if classes is not None else target_dim
         self.phi = MLP([feature_dim + (0 if classes is not None else target_dim), hidden, hidden])
         self.rho = MLP([hidden * (classes or 1), hidden, z_dim])
+        self.norm = nn.LayerNorm(z_dim, elementwise_affine=False)
 
     def embed_inputs(self, x: Tensor) -> Tensor:
         """f(x): [B, S, ...] -> [B, S, feature_dim] in fp32."""
@@ -65,7 +70,7 @@ class TaskEncoder(nn.Module):
             members = targets * keep  # [B, S, N]: one-hot labels of the kept examples
             slots = members.transpose(1, 2) @ h / members.sum(1).clamp_min(1.0).unsqueeze(-1)  # [B, N, H]
             pooled = slots.flatten(1)
-        return self.rho(pooled)
+        return self.norm(self.rho(pooled))
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return self.pool(self.embed_inputs(x), self.encode_targets(y))
