@@ -61,12 +61,10 @@ class FewShotClassifier:
     def from_run(cls, run: str | os.PathLike, device: str | torch.device = "cpu",
                  invert: str = "auto") -> "FewShotClassifier":
         """The classifier of a trained run directory (its best, else last, weights; loaded weights-only)."""
-        from .recipes.build import algorithm, input_format, max_way
-        from .recipes.run import load_run, load_weights
+        from .recipes.build import input_format, max_way
+        from .recipes.run import trained_algorithm
 
-        recipe, weights = load_run(run)
-        algo = algorithm(recipe)
-        load_weights(algo, weights, Path(run))
+        recipe, algo = trained_algorithm(run)
         return cls(algo, input_format(recipe), max_way(recipe), device=device, invert=invert)
 
     # -- inputs ---------------------------------------------------------------------------------------

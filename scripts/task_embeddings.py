@@ -15,8 +15,8 @@ import torch
 
 from polyskill.data.multimodal import FAMILIES
 from polyskill.errors import PolyskillError
-from polyskill.recipes.build import algorithm, tasks
-from polyskill.recipes.run import load_run, load_weights
+from polyskill.recipes.build import tasks
+from polyskill.recipes.run import trained_algorithm
 
 
 def accuracies(features: torch.Tensor, family: torch.Tensor, test: torch.Tensor, test_family: torch.Tensor,
@@ -39,9 +39,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=2000)
     args = parser.parse_args()
     try:
-        recipe, weights = load_run(args.run)
-        algo = algorithm(recipe)
-        load_weights(algo, weights, args.run)
+        recipe, algo = trained_algorithm(args.run)
     except PolyskillError as exc:
         print(f"task_embeddings: {exc}", file=sys.stderr)
         return 2

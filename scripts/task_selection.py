@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from polyskill.errors import PolyskillError
 from polyskill.mtl.metrics import regression_metrics
 from polyskill.nn.mlp import MLP
-from polyskill.recipes.build import algorithm, tasks
+from polyskill.recipes.build import tasks
 from polyskill.recipes.mtl_build import mtl_data
-from polyskill.recipes.run import load_run, load_weights
+from polyskill.recipes.run import trained_algorithm
 from polyskill.train.task_selection import rank_by_embedding, rank_by_gradient, top_k
 
 
@@ -53,9 +53,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     try:
-        recipe, weights = load_run(args.run)
-        algo = algorithm(recipe)
-        load_weights(algo, weights, args.run)
+        recipe, algo = trained_algorithm(args.run)
     except PolyskillError as exc:
         print(f"task_selection: {exc}", file=sys.stderr)
         return 2

@@ -144,6 +144,14 @@ def load_run(run: str | os.PathLike) -> tuple[Recipe, Path]:
     raise RunError(f"run {run} has no checkpoint yet (best.pt or last.pt)")
 
 
+def trained_algorithm(run: str | os.PathLike, root: str | None = None) -> tuple[Recipe, FewShotAlgorithm]:
+    """The recipe of a trained few-shot run and its algorithm with the run's best (else last) weights."""
+    recipe, weights = load_run(run)
+    algo = algorithm(recipe, root)
+    load_weights(algo, weights, Path(run))
+    return recipe, algo
+
+
 def evaluate_run(run: str | os.PathLike, ways: list[int] | None = None, shots: list[int] | None = None,
                  episodes: int | None = None, query: int | None = None, split: str = "test",
                  seed: int | None = None, root: str | None = None, overrides: list[str] | None = None,
