@@ -92,6 +92,7 @@ class TaskConditioned(MAML):
 
     @staticmethod
     def _feature_dim(features: nn.Module, input_shape: tuple[int, ...]) -> int:
+        """How many values `features` gives per input, from a dry run in eval mode (no statistics updated)."""
         was_training = features.training
         features.eval()
         with torch.no_grad():
