@@ -34,3 +34,12 @@ def omniglot_train(data_root):
 def omniglot_val(data_root):
     from polyskill.data import omniglot
     return omniglot("vinyals/val", root=data_root)
+
+
+def predict_and_adapt(algo, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """An algorithm's outputs on a TaskBatch both ways, without gradients: `predict` on the whole batch, and
+    `adapt` to each task's support set in turn (the two must agree)."""
+    with torch.no_grad():
+        batched = algo.predict(batch)
+        per_task = torch.stack([algo.adapt(batch.support(i))(batch.query_x[i]) for i in range(len(batch))])
+    return batched, per_task

@@ -15,6 +15,7 @@ from polyskill.meta.matching import MatchingNetworks
 from polyskill.nn import Conv4
 from polyskill.nn.fce import AttentionReader, SupportContext
 from polyskill.train import fit
+from conftest import predict_and_adapt
 
 
 class Flat(nn.Flatten):
@@ -137,9 +138,7 @@ def test_predict_matches_adapt_per_task(omniglot_val, fce):
     torch.manual_seed(0)
     algo = MatchingNetworks(Conv4(hidden=16), fce=fce, fce_steps=4).eval()
     batch = EpisodeSampler(omniglot_val, 5, 2, 3, seed=0).sample(3)
-    with torch.no_grad():
-        batched = algo.predict(batch)
-        per_task = torch.stack([algo.adapt(batch.support(i))(batch.query_x[i]) for i in range(3)])
+    batched, per_task = predict_and_adapt(algo, batch)
     assert batched.shape == (3, 15, 5)
     assert torch.allclose(batched, per_task, atol=1e-4)
 

@@ -10,6 +10,7 @@ from polyskill.meta import PrototypicalNetworks
 from polyskill.meta.distances import prototypes, squared_distances
 from polyskill.nn import Conv4
 from polyskill.train import fit
+from conftest import predict_and_adapt
 
 
 def test_prototypes_are_class_means():
@@ -31,9 +32,7 @@ def test_predict_matches_adapt_per_task(omniglot_val):
     torch.manual_seed(0)
     algo = PrototypicalNetworks(Conv4(hidden=16)).eval()
     batch = EpisodeSampler(omniglot_val, 5, 2, 3, seed=0).sample(3)
-    with torch.no_grad():
-        batched = algo.predict(batch)
-        per_task = torch.stack([algo.adapt(batch.support(i))(batch.query_x[i]) for i in range(3)])
+    batched, per_task = predict_and_adapt(algo, batch)
     assert batched.shape == (3, 15, 5)
     assert torch.allclose(batched, per_task, atol=1e-3)
 

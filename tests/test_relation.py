@@ -13,6 +13,7 @@ from polyskill.eval import few_shot
 from polyskill.meta.relation import RelationModule, RelationNetworks
 from polyskill.nn import Conv4
 from polyskill.train import fit
+from conftest import predict_and_adapt
 
 
 class MapsAsInputs(nn.Module):
@@ -129,9 +130,7 @@ def test_predict_matches_adapt_per_task(omniglot_val):
     torch.manual_seed(0)
     algo = RelationNetworks(Conv4(hidden=16, pools=2), relation_hidden=16).eval()
     batch = EpisodeSampler(omniglot_val, 5, 2, 3, seed=0).sample(3)
-    with torch.no_grad():
-        batched = algo.predict(batch)
-        per_task = torch.stack([algo.adapt(batch.support(i))(batch.query_x[i]) for i in range(3)])
+    batched, per_task = predict_and_adapt(algo, batch)
     assert batched.shape == (3, 15, 5)
     assert torch.allclose(batched, per_task, atol=1e-5)
 
