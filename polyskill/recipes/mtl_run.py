@@ -10,6 +10,7 @@ from ..data.mtl_batches import MultiTaskBatches
 from ..errors import ConfigError, RunError
 from ..eval.multitask import MultiTaskResult, delta_m, evaluate_multitask
 from ..train.checkpoint import read_json, write_json
+from ..train.episodic import RecordSink
 from ..train.multitask import MultiTaskTrainer
 from .mtl_build import learner, mtl_data
 from .run import fit_into, load_weights
@@ -19,7 +20,7 @@ Echo = Callable[[str], None]
 
 
 def train_mtl_run(recipe: Recipe, out: Path, *, resume: bool, root: str | None, progress: bool,
-                  evaluate: bool, echo: Echo) -> dict[str, Any]:
+                  evaluate: bool, echo: Echo, sinks: list[RecordSink] | None = None) -> dict[str, Any]:
     """Train a multi-task recipe into `out` (already checked by the caller) and evaluate it on the test split."""
     train = mtl_data(recipe, "train", root)
     val = mtl_data(recipe, "val", root) if recipe.data.val is not None else None
@@ -28,8 +29,9 @@ def train_mtl_run(recipe: Recipe, out: Path, *, resume: bool, root: str | None, 
         batches = MultiTaskBatches(train, recipe.mtl.batch_size, recipe.mtl.task_batch, seed=recipe.train.seed)
     except ValueError as exc:
         raise ConfigError(f"mtl: {exc}") from None
-    _, summary = fit_into(out, recipe, lambda: MultiTaskTrainer(model, batches, recipe.train, out=out, val=val,
-                                                                progress=progress), resume, echo)
+    _, summary = fit_into(out, recipe, lambda sinks: MultiTaskTrainer(model, batches, recipe.train, out=out, val=val,
+                                                                      progress=progress, sinks=sinks),
+                          resume, echo, sinks)
     report = model.affinity.report(model.tasks)
     if any(report["steps"].values()):
         write_json(out / "affinity.json", report)

@@ -16,7 +16,8 @@ from ..eval.regression import RegressionResult, regression
 from ..eval.task_data import TaskDataResult, adapt_each_task
 from ..meta.base import FewShotAlgorithm
 from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
-from ..train.episodic import Trainer
+from ..rundir.status import end_run, start_run
+from ..train.episodic import DivergedError, RecordSink, Trainer
 from . import apply_overrides, read_yaml, recipe_from_dict, recipe_to_dict
 from ..train.transfer import load_backbone
 from .build import algorithm, dataset, is_regression, tasks, training_tasks
@@ -71,8 +72,10 @@ def run_protocol(algo: FewShotAlgorithm, recipe: Recipe, split: str, way: int, s
 
 
 def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, root: str | None = None,
-              progress: bool = True, evaluate: bool = True, echo: Echo = print) -> dict[str, Any]:
-    """Train `recipe` into `out` (or continue the run there) and, unless told not to, run its test protocols."""
+              progress: bool = True, evaluate: bool = True, echo: Echo = print,
+              sinks: list[RecordSink] | None = None) -> dict[str, Any]:
+    """Train `recipe` into `out` (or continue the run there) and, unless told not to, run its test protocols;
+    `sinks` receive every metrics record besides the recipe's loggers (a sweep's pruner, say)."""
     out = Path(out)
     config_path = out / "config.yaml"
     if resume:
@@ -83,7 +86,8 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
         raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     if is_multitask(recipe):
         from .mtl_run import train_mtl_run
-        return train_mtl_run(recipe, out, resume=resume, root=root, progress=progress, evaluate=evaluate, echo=echo)
+        return train_mtl_run(recipe, out, resume=resume, root=root, progress=progress, evaluate=evaluate, echo=echo,
+                             sinks=sinks)
     algo = algorithm(recipe, root)
     if "num_classes" in inspect.signature(type(algo)).parameters:
         recipe.algo["num_classes"] = algo.num_classes  # recorded, so evaluation rebuilds the same classifier
@@ -97,25 +101,47 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
         if is_regression(recipe):
             raise ConfigError("regression runs are not validated by accuracy: set data.val to null")
         val_sampler = tasks(recipe, "val", val.way, val.shot or spec.shot, val.query, recipe.eval.seed, root)
-    _, summary = fit_into(out, recipe, lambda: Trainer(algo, train_sampler, recipe.train, out=out, val=val_sampler,
-                                                       progress=progress), resume, echo)
+    _, summary = fit_into(out, recipe, lambda sinks: Trainer(algo, train_sampler, recipe.train, out=out,
+                                                             val=val_sampler, progress=progress, sinks=sinks),
+                          resume, echo, sinks)
     write_json(out / "summary.json", summary)
     if evaluate:
         summary = evaluate_run(out, root=root, echo=echo)
     return summary
 
 
-def fit_into(out: Path, recipe: Recipe, make_trainer: Callable[[], Trainer], resume: bool,
-             echo: Echo) -> tuple[Trainer, dict[str, Any]]:
+def _algorithm_label(recipe: Recipe) -> str:
+    """What `polyskill runs` shows as the algorithm: the meta-learner, or architecture+aggregator."""
+    return f"{recipe.mtl.architecture}+{recipe.mtl.weighting}" if is_multitask(recipe) else recipe.algo["name"]
+
+
+def fit_into(out: Path, recipe: Recipe, make_trainer: Callable[[list[RecordSink]], Trainer], resume: bool,
+             echo: Echo, sinks: list[RecordSink] | None = None) -> tuple[Trainer, dict[str, Any]]:
     """Write the recipe into `out` (only now that data and model are known to be good), train (continuing
-    from the last checkpoint with `resume`) and return the trainer and its summary."""
+    from the last checkpoint with `resume`) and return the trainer and its summary; run.json records how
+    training ended, whatever ended it."""
+    from ..track import open_trackers
+
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
-    trainer = make_trainer()
-    if resume:
-        trainer.resume()
-        echo(f"resuming {out} at step {trainer.step}")
-    summary = trainer.fit()
+    config = recipe_to_dict(recipe)
+    write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    trainer = make_trainer(open_trackers(recipe.train.loggers, out, config) + list(sinks or []))
+    start_run(out, recipe.name, _algorithm_label(recipe), recipe.data.dataset, recipe.train.device)
+    try:
+        if resume:
+            trainer.resume()
+            echo(f"resuming {out} at step {trainer.step}")
+        summary = trainer.fit()
+    except KeyboardInterrupt:
+        end_run(out, "interrupted", "stopped by the user; continue with polyskill train --resume")
+        raise
+    except DivergedError as exc:
+        end_run(out, "diverged", str(exc))
+        raise
+    except BaseException as exc:
+        end_run(out, "pruned" if type(exc).__name__ == "TrialPruned" else "failed", str(exc) or type(exc).__name__)
+        raise
+    end_run(out, summary["status"])
     summary["recipe"] = recipe.name
     return trainer, summary
 

@@ -6,9 +6,9 @@ import copy
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -21,7 +21,21 @@ from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .metrics import MetricsLog
 
 OPTIMIZERS = ("adam", "sgd")
+
+
+class RecordSink(Protocol):
+    """Receives every record the trainer writes to metrics.jsonl (a tracker, a sweep's pruner)."""
+
+    def write(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class DivergedError(RunError):
+    """Training produced a non-finite loss or parameters; the last good checkpoint is untouched."""
+
 SCHEDULES = ("step", "linear", "cosine")
+LOGGERS = ("tensorboard", "mlflow")
 
 
 @dataclass
@@ -45,8 +59,12 @@ class FitConfig:
     device: str = "cpu"
     seed: int = 0
     grad_clip: float | None = None
+    loggers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        if unknown:
+            raise ConfigError(f"train.loggers: unknown logger {unknown[0]!r}; known: {', '.join(LOGGERS)}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"train.grad_clip must be > 0 (or null: no clipping), got {self.grad_clip}")
         for name in ("steps", "meta_batch", "log_every", "val_every", "val_episodes"):
@@ -88,8 +106,10 @@ class Trainer:
     """
 
     def __init__(self, algo: FewShotAlgorithm, train: EpisodeSampler, config: FitConfig,
-                 out: str | Path | None = None, val: EpisodeSampler | None = None, progress: bool = True) -> None:
+                 out: str | Path | None = None, val: EpisodeSampler | None = None, progress: bool = True,
+                 sinks: list[RecordSink] | None = None) -> None:
         self.algo, self.train, self.config, self.val = algo, train, config, val
+        self.sinks = list(sinks or [])
         self.out = Path(out) if out is not None else None
         self.progress = progress
         self.device = torch.device(config.device)
@@ -102,6 +122,9 @@ class Trainer:
         self.best_step: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.train_seconds = 0.0
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.last_metrics: dict[str, float] | None = None
         self.log = MetricsLog(self.out / "metrics.jsonl") if self.out else None
 
     #: the validation figure's name in metrics.jsonl, best.pt and summary.json ("best_" + name)
@@ -113,7 +136,9 @@ class Trainer:
             "step": self.step, "model": self.algo.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "sampler": self.train.state_dict(),
             "torch_rng": torch.get_rng_state(), "best_val": self.best_val, "best_step": self.best_step,
-            "train_seconds": self.train_seconds,
+            "train_seconds": self.train_seconds, "sums": self.sums, "count": self.count,
+            "last_metrics": self.last_metrics,
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
 
     def resume(self) -> None:
@@ -126,15 +151,32 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.train.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.best_val, self.best_step = state["step"], state["best_val"], state["best_step"]
         self.train_seconds = state["train_seconds"]
+        self.sums, self.count = state.get("sums", {}), state.get("count", 0)
+        self.last_metrics = state.get("last_metrics")
         if (self.out / "best.pt").exists():
             self.best_state = load_checkpoint(self.out / "best.pt")["model"]
         self.log.truncate_after(self.step)
 
+    def _check_parameters(self) -> None:
+        """Stop, keeping the last good checkpoint, if an update left a parameter non-finite."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.algo.parameters()):
+            self._diverged(self.step, "non-finite parameters")
+
     def _checkpoint(self) -> None:
         if self.out is not None:
             save_checkpoint(self.out / "last.pt", self.state_dict())
+
+    def _diverged(self, step: int, what: str) -> None:
+        last = (", ".join(f"{k} {v:.4g}" for k, v in self.last_metrics.items() if k not in ("step", "time"))
+                if self.last_metrics else "none logged yet")
+        good = self.out / "last.pt" if self.out is not None and (self.out / "last.pt").is_file() else None
+        raise DivergedError(f"training diverged at step {step} ({what}); last finite metrics: {last}; "
+                            + (f"the last good checkpoint is {good} (step {load_checkpoint(good)['step']})"
+                               if good else "no checkpoint was written before it"))
 
     # -- the loop ---------------------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -154,6 +196,8 @@ class Trainer:
     def _record(self, record: dict[str, Any]) -> None:
         if self.log is not None:
             self.log.write(record)
+        for sink in self.sinks:
+            sink.write(record)
 
     def _after_validation(self, bar: tqdm) -> None:
         acc = self.validate()
@@ -173,11 +217,11 @@ class Trainer:
         """Train to `config.steps` (or the time budget), validating and checkpointing along the way."""
         config, algo = self.config, self.algo
         algo.train()
-        sums: dict[str, torch.Tensor] = {}
-        count, status = 0, "finished"
+        status = "finished"
         deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
         bar = tqdm(total=config.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc="train", unit="step", mininterval=0.5)
+        first_bad = torch.full((), -1, dtype=torch.long)  # the first step with a non-finite metric, kept on device
         started = time.perf_counter()
         try:
             while self.step < config.steps:
@@ -188,25 +232,31 @@ class Trainer:
                 self.optimizer.step()
                 self.scheduler.step()
                 self.step += 1
-                count += 1
+                self.count += 1
+                finite = torch.stack([v.detach().float().reshape(()) for v in metrics.values()]).isfinite().all()
+                first_bad = torch.where((first_bad < 0) & ~finite.to(first_bad.device), self.step, first_bad)
                 for key, value in metrics.items():
-                    sums[key] = sums[key] + value if key in sums else value.detach().clone()
+                    self.sums[key] = self.sums[key] + value.detach() if key in self.sums else value.detach().clone()
                 bar.update(1)
                 last = self.step == config.steps or time.monotonic() > deadline
-                if self.step % config.log_every == 0 or last:
+                log_now = self.step % config.log_every == 0 or last
+                checkpoint_now = self.step % config.val_every == 0 or last
+                if (log_now or checkpoint_now) and int(first_bad) >= 0:
+                    self._diverged(int(first_bad), "non-finite loss")
+                if log_now:
                     self.train_seconds += time.perf_counter() - started
                     started = time.perf_counter()
-                    means = {k: float(v) / count for k, v in sums.items()}
-                    if not all(math.isfinite(v) for v in means.values()):
-                        raise RunError(f"training diverged at step {self.step} (metrics {means}); the last good "
-                                       f"checkpoint is {self.out / 'last.pt' if self.out else 'not saved'}")
+                    means = {k: float(v) / self.count for k, v in self.sums.items()}
                     self._record({"step": self.step, **means, "lr": self.scheduler.get_last_lr()[0],
                                   "time": round(self.train_seconds, 3)})
+                    self.last_metrics = {"step": self.step, **means}
                     bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
-                    sums, count = {}, 0
-                if self.val is not None and (self.step % config.val_every == 0 or last):
+                    self.sums, self.count = {}, 0
+                if checkpoint_now:
+                    self._check_parameters()
+                if self.val is not None and checkpoint_now:
                     self._after_validation(bar)
-                if self.step % config.val_every == 0 or last:
+                if checkpoint_now:
                     self._checkpoint()
                 if last and self.step < config.steps:
                     status = "stopped at the time budget"
@@ -216,6 +266,8 @@ class Trainer:
             bar.close()
             if self.log is not None:
                 self.log.close()
+            for sink in self.sinks:
+                sink.close()
         if self.best_state is not None:
             algo.load_state_dict(self.best_state)
         summary = {"status": status, "steps": self.step, "train_seconds": round(self.train_seconds, 1),

@@ -11,7 +11,7 @@ from ..data.mtl_batches import MultiTaskBatches
 from ..data.multitask import MultiTaskData
 from ..mtl.learner import MultiTaskLearner
 from ..mtl.metrics import evaluate_multitask
-from .episodic import FitConfig, Trainer
+from .episodic import FitConfig, RecordSink, Trainer
 
 
 def validation_score(overall: dict[str, float]) -> float:
@@ -25,8 +25,10 @@ class MultiTaskTrainer(Trainer):
     val_metric = "val_score"
 
     def __init__(self, learner: MultiTaskLearner, train: MultiTaskBatches, config: FitConfig,
-                 out: str | Path | None = None, val: MultiTaskData | None = None, progress: bool = True) -> None:
-        super().__init__(learner, train, config, out=out, val=val, progress=progress)  # type: ignore[arg-type]
+                 out: str | Path | None = None, val: MultiTaskData | None = None, progress: bool = True,
+                 sinks: list[RecordSink] | None = None) -> None:
+        super().__init__(learner, train, config, out=out, val=val, progress=progress,  # type: ignore[arg-type]
+                         sinks=sinks)
 
     def train_step(self) -> dict[str, torch.Tensor]:
         x, y = self.train.sample()
