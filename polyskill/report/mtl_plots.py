@@ -1,0 +1,108 @@
+"""Multi-task figures: per-task training losses and task weights, and task-affinity heatmaps drawn with a
+diverging colour map (blue: tasks pull apart, red: they help each other), values written in the cells."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..eval.heatmap import display_unit
+from .collect import RunData
+from .plots import colour, log_if_wide, new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+AFFINITY_TITLES = {"cosine": "gradient cosine similarity", "lookahead": "lookahead affinity (step on i, loss of j)"}
+
+
+def weights_vary(run: RunData) -> bool:
+    """Whether any logged task weight ever differs from the first one logged."""
+    values = [r[k] for r in run.train for k in r if k.startswith("weight_") and isinstance(r[k], (int, float))]
+    return bool(values) and max(values) - min(values) > 1e-9
+
+
+def task_curves_figure(run: RunData) -> Figure | None:
+    """Each task's training loss against step, and its weight when the weighting changed it; None when the run
+    logged no per-task losses."""
+    tasks = run.tasks
+    if not tasks:
+        return None
+    panels = [("loss_", "training loss")] + ([("weight_", "task weight")] if weights_vary(run) else [])
+    figure = new_figure(5.6 * len(panels) + 1.4, 4.4)
+    for axes, (prefix, title) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+        values = []
+        for index, task in enumerate(tasks):
+            points = [(r["step"], r[prefix + task]) for r in run.train if isinstance(r.get(prefix + task), (int, float))]
+            if points:
+                xs, ys = zip(*points)
+                values += ys
+                axes.plot(xs, ys, "-", color=colour(index), linewidth=1.4, label=task)
+        axes.set_xlabel("step")
+        axes.set_ylabel(title)
+        axes.set_title(f"per-task {title} against step", fontsize=10)
+        axes.grid(alpha=0.3)
+        if prefix == "loss_":
+            log_if_wide(axes, values)
+    figure.legend(*figure.axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=9,
+                  title="task", frameon=False)
+    figure.suptitle(f"Per-task training: {run.label}", fontsize=12)
+    return figure
+
+
+def _matrix(affinity: dict[str, Any], kind: str, n: int) -> list[list[float]] | None:
+    """affinity[kind] when it is an n-by-n matrix of numbers (NaN for missing entries), else None."""
+    matrix = affinity.get(kind)
+    if not isinstance(matrix, list) or len(matrix) != n or any(not isinstance(r, list) or len(r) != n for r in matrix):
+        return None
+    return [[float(v) if isinstance(v, (int, float)) else math.nan for v in row] for row in matrix]
+
+
+def affinity_figure(run: RunData) -> Figure | None:
+    """The run's task-affinity matrices side by side as annotated heatmaps; None when it measured none."""
+    import matplotlib
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter
+
+    tasks = run.affinity.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        return None
+    tasks = [str(t) for t in tasks]
+    n = len(tasks)
+    kinds = [(k, m) for k in AFFINITY_TITLES if (m := _matrix(run.affinity, k, n)) is not None]
+    if not kinds:
+        return None
+    side = min(9.0, max(4.2, 0.55 * n + 2.2))
+    figure = new_figure(side * len(kinds) + 1.0, side)
+    steps = run.affinity.get("steps") or {}
+    for axes, (kind, matrix) in zip(figure.subplots(1, len(kinds), squeeze=False)[0], kinds):
+        values = np.array(matrix)
+        off = values[~np.eye(n, dtype=bool)]
+        off = off[np.isfinite(off)]
+        scale = float(np.abs(off).max()) if off.size and np.abs(off).max() > 0 else 1.0
+        unit = display_unit(matrix)
+        cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#d9d9d9")
+        shown = np.ma.masked_where(np.eye(n, dtype=bool) | ~np.isfinite(values), values)
+        image = axes.imshow(shown, cmap=cmap, vmin=-scale, vmax=scale)
+        bar = figure.colorbar(image, ax=axes, shrink=0.8)
+        bar.set_label("affinity" + (f" (in units of {unit:g})" if unit != 1 else ""))
+        if unit != 1:
+            bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _, u=unit: f"{v / u:g}"))
+        if n <= 16:
+            for i in range(n):
+                for j in range(n):
+                    if np.isfinite(values[i, j]):
+                        strong = i != j and abs(values[i, j]) > 0.6 * scale
+                        axes.text(j, i, f"{values[i, j] / unit:.2f}", ha="center", va="center",
+                                  fontsize=8 if n <= 10 else 6, color="white" if strong else "black")
+        if n <= 40:
+            axes.set_xticks(range(n), tasks, rotation=90 if max(map(len, tasks)) > 3 else 0)
+            axes.set_yticks(range(n), tasks)
+        axes.set_xlabel("task j")
+        axes.set_ylabel("task i (gradient / step)")
+        count = steps.get(kind) if isinstance(steps, dict) else None
+        axes.set_title(AFFINITY_TITLES[kind] + (f"\nmean over {count} steps" if count else "")
+                       + (f", in units of {unit:g}" if unit != 1 else ""), fontsize=10)
+    figure.suptitle(f"Task affinity: {run.label} (colour scaled to the largest off-diagonal value; "
+                    f"diagonal in grey)", fontsize=11)
+    return figure
