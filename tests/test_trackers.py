@@ -147,16 +147,19 @@ def test_redone_steps_after_a_crash_are_not_shown_twice(tmp_path, monkeypatch):
     assert_same_curves(mlflow_curves(client, (tmp_path / "mlflow_run_id").read_text().strip()), want)
 
 
-def test_a_failing_run_is_marked_failed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error, status", [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
+def test_a_run_stopped_by_an_exception_says_how(error, status, tmp_path, monkeypatch):
+    """The trainer closes its sinks in a `finally`: the MLflow run ends FAILED or KILLED, not FINISHED."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     [sink] = open_trackers(["mlflow"], tmp_path, {"name": "broken"})
     sink.write({"step": 1, "loss": 1.0})
-    try:
-        raise RuntimeError("boom")
-    except RuntimeError:
-        sink.close()
+    with pytest.raises(type(error)):
+        try:
+            raise error
+        finally:
+            sink.close()
     run = mlflow_client(tmp_path).get_run((tmp_path / "mlflow_run_id").read_text().strip())
-    assert run.info.status == "FAILED"
+    assert run.info.status == status
 
 
 def test_mlflow_tracking_uri_is_honoured(tmp_path, monkeypatch):

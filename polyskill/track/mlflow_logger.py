@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -109,7 +109,7 @@ class MlflowSink:
             self.client.log_batch(run.info.run_id, params=params[start:start + PARAMS_PER_BATCH])
         return run.info.run_id
 
-    def _previous_run(self):
+    def _previous_run(self) -> Run | None:
         """The active MLflow run recorded in OUT/mlflow_run_id, if this tracking store has it."""
         path = self.out / RUN_ID_FILE
         if not path.is_file():
