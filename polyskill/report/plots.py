@@ -102,14 +102,16 @@ def curves_figure(runs: list[RunData]) -> Figure | None:
 
 def _protocol_lines(run: RunData, axis: str, metric: str) -> dict[str, list[tuple[float, float, float]]]:
     """The run's protocols as lines along `axis`: {group name: [(x, y, ci)]}, only groups with 2+ x values."""
-    lines: dict[str, dict[float, tuple[float, float, float]]] = {}
+    lines: dict[tuple, dict[float, tuple[float, float, float]]] = {}
     for p in run.protocols:
         if not isinstance(p.get(axis), (int, float)) or not isinstance(p.get(metric), (int, float)):
             continue
-        group = " ".join(f"{p[k]}-{k}" for k in GROUPED_BY[axis] if p.get(k) is not None)
+        group = tuple((k, p[k]) for k in GROUPED_BY[axis] if isinstance(p.get(k), (int, float)))
         ci = p.get("ci95") if metric in ("accuracy", "mse") and isinstance(p.get("ci95"), (int, float)) else 0.0
-        lines.setdefault(group, {})[p[axis]] = (p[axis], p[metric], ci)
-    return {g: sorted(points.values()) for g, points in lines.items() if len(points) > 1}
+        lines.setdefault(group, {})[p[axis]] = (p[axis], p[metric], ci)  # a later evaluation replaces an earlier
+    return {" ".join(f"{v}-{k}" for k, v in group): sorted(points.values())
+            for group, points in sorted(lines.items(), key=lambda item: [v for _, v in item[0]])
+            if len(points) > 1}
 
 
 def protocol_figure(runs: list[RunData]) -> Figure | None:
