@@ -125,8 +125,7 @@ def tasks(document: Document, run: RunData) -> None:
     if curves:
         document.add(curves)
         if not weights_vary(run) and any(k.startswith("weight_") for r in run.train for k in r):
-            document.add(Text("Task weights were logged but never changed (equal weighting), so they are not drawn.",
-                              True))
+            document.add(Text("Task weights were logged but stayed constant, so they are not drawn.", True))
     else:
         document.add(Text("No per-task training losses were logged (they are logged when the tasks are few).", True))
     heatmap = figure_block(affinity_figure(run), f"{slug(run.label)}-affinity", f"task affinity of {run.label}",

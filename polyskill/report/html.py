@@ -38,6 +38,7 @@ def inline(text: str) -> str:
 
 
 def _table(block: Table) -> str:
+    """An HTML table with its caption."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n" for row in block.rows)
     caption = f"<caption>{inline(block.caption)}</caption>" if block.caption else ""
@@ -45,6 +46,7 @@ def _table(block: Table) -> str:
 
 
 def _block(block: Block, anchors: dict[str, int]) -> str:
+    """One block as HTML; `anchors` counts heading ids so that each stays unique."""
     if isinstance(block, Heading):
         anchor = block.anchor or "section"
         anchors[anchor] = anchors.get(anchor, 0) + 1
@@ -65,6 +67,7 @@ def _block(block: Block, anchors: dict[str, int]) -> str:
 
 
 def _nav(document: Document) -> str:
+    """Links to the level-2 sections, when there are several."""
     links = [f'<a href="#{html.escape(b.anchor)}">{html.escape(b.text)}</a>'
              for b in document.blocks if isinstance(b, Heading) and b.level == 2 and b.anchor]
     return f"<nav>{''.join(links)}</nav>" if len(links) > 1 else ""

@@ -18,10 +18,12 @@ def escape(text: str) -> str:
 
 
 def _cell(text: str) -> str:
+    """A table cell: escaped, on one line, never empty."""
     return escape(text).replace("\n", " ") or " "
 
 
 def _table(block: Table) -> str:
+    """A pipe table, its caption in italics below it."""
     lines = ["| " + " | ".join(_cell(h) for h in block.header) + " |",
              "|" + "|".join("---" for _ in block.header) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in block.rows]
@@ -35,6 +37,7 @@ def _fence(text: str) -> str:
 
 
 def _block(block: Block, images: dict[int, str]) -> str:
+    """One block as Markdown; `images` maps an Image block's id to its relative link."""
     if isinstance(block, Heading):
         return "#" * block.level + " " + escape(block.text)
     if isinstance(block, Text):

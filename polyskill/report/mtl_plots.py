@@ -28,19 +28,21 @@ def task_curves_figure(run: RunData) -> Figure | None:
     tasks = run.tasks
     if not tasks:
         return None
-    panels = [("loss_", "training loss")] + ([("weight_", "task weight")] if weights_vary(run) else [])
+    panels = [("loss_", "training loss", "per-task training loss")]
+    panels += [("weight_", "task weight", "task weights")] if weights_vary(run) else []
     figure = new_figure(5.6 * len(panels) + 1.4, 4.4)
-    for axes, (prefix, title) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+    for axes, (prefix, ylabel, title) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
         values = []
         for index, task in enumerate(tasks):
-            points = [(r["step"], r[prefix + task]) for r in run.train if isinstance(r.get(prefix + task), (int, float))]
+            key = prefix + task
+            points = [(r["step"], r[key]) for r in run.train if isinstance(r.get(key), (int, float))]
             if points:
                 xs, ys = zip(*points)
                 values += ys
                 axes.plot(xs, ys, "-", color=colour(index), linewidth=1.4, label=task)
         axes.set_xlabel("step")
-        axes.set_ylabel(title)
-        axes.set_title(f"per-task {title} against step", fontsize=10)
+        axes.set_ylabel(ylabel)
+        axes.set_title(f"{title} against step", fontsize=10)
         axes.grid(alpha=0.3)
         if prefix == "loss_":
             log_if_wide(axes, values)

@@ -12,6 +12,7 @@ KEYS = {"split": "split", "way": "way", "shot": "shot", "query": "query / class"
 METRICS = {"accuracy": "accuracy (%)", "mse": "MSE", "explained_variance": "explained variance",
            "rmse": "RMSE", "mae": "MAE"}
 LOWER_BETTER = {"mse", "rmse", "mae"}
+Rows = tuple[list[str], list[list[str]]]  # a table's header and rows
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -38,8 +39,7 @@ def metric_cell(result: dict[str, Any], metric: str) -> str:
 
 def metrics_of(results: list[dict[str, Any]]) -> list[str]:
     """The metrics present in `results`, best known first (accuracy, MSE, explained variance, ...)."""
-    known = [m for m in METRICS if any(isinstance(r.get(m), (int, float)) for r in results)]
-    return known
+    return [m for m in METRICS if any(isinstance(r.get(m), (int, float)) for r in results)]
 
 
 def protocol_name(result: dict[str, Any]) -> str:
@@ -65,7 +65,7 @@ def headline(result: dict[str, Any]) -> str:
     return f"{cell} %" if metric == "accuracy" else f"{METRICS[metric]} {cell}"
 
 
-def protocol_table(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def protocol_table(results: list[dict[str, Any]]) -> Rows:
     """Header and rows of a run's test protocols: what identifies each, then each metric, then the weights used."""
     keys = [k for k in KEYS if any(r.get(k) is not None for r in results)]
     metrics = metrics_of(results)
@@ -77,7 +77,7 @@ def protocol_table(results: list[dict[str, Any]]) -> tuple[list[str], list[list[
     return header, rows
 
 
-def multitask_tables(test: dict[str, Any]) -> tuple[tuple[list[str], list[list[str]]], tuple[list[str], list[list[str]]]]:
+def multitask_tables(test: dict[str, Any]) -> tuple[Rows, Rows]:
     """Overall metrics (metric, value) and the per-task table (task, primary metric, every metric, examples)."""
     overall = [[METRICS.get(k, k), number(v)] for k, v in (test.get("overall") or {}).items()]
     per_task: dict[str, dict[str, Any]] = test.get("per_task") or {}
