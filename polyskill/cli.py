@@ -12,10 +12,21 @@ from .errors import PolyskillError
 EXAMPLES = """examples:
   polyskill recipes
   polyskill train omniglot-protonet --set train.steps=2000 --out runs/protonet
-  polyskill train omniglot-protonet --out runs/protonet --resume
+  polyskill train --resume runs/protonet                  # continue after a crash or Ctrl-C
   polyskill eval runs/protonet --way 5 --way 20 --shot 1 --episodes 1000
+  polyskill runs                                          # every run under runs/
+  polyskill compare runs/protonet runs/maml
+  polyskill report runs/protonet runs/maml --out report.html
+  polyskill sweep omniglot-protonet --param train.lr=loguniform(1e-4,1e-2) --trials 20 --workers 2
   polyskill adapt runs/protonet --support my_classes/ --query unlabelled/ --out predictions.csv
   polyskill data verify
+"""
+
+TRAIN_EXAMPLES = """examples:
+  polyskill train omniglot-protonet --set train.steps=500 --out runs/p
+  polyskill train my_recipe.yaml --set episodes.shot=5 --logger tensorboard,mlflow
+  polyskill train --resume runs/p                          # continue a run from its last checkpoint
+  polyskill train --resume runs/p --set train.steps=8000    # ... and train it for longer
 """
 
 
@@ -26,16 +37,22 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    train = sub.add_parser("train", help="train a recipe into a run directory",
-                           epilog="example: polyskill train omniglot-protonet --set train.steps=500 --out runs/p")
-    train.add_argument("recipe", help="a shipped recipe name (see `polyskill recipes`) or a YAML file")
+    train = sub.add_parser("train", help="train a recipe into a run directory", epilog=TRAIN_EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("recipe", nargs="?",
+                       help="a shipped recipe name (see `polyskill recipes`) or a YAML file (not needed with "
+                            "--resume RUN)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a recipe value, e.g. --set episodes.shot=5 (repeatable)")
     train.add_argument("--out", help="run directory (default runs/RECIPE)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
+                       help="continue RUN (or the run in --out) from its last checkpoint, identically to a run "
+                            "that was never stopped")
+    train.add_argument("--logger", metavar="NAMES",
+                       help="also log to these trackers, comma-separated: tensorboard, mlflow")
     train.add_argument("--no-eval", action="store_true", help="skip the test protocols after training")
     train.add_argument("--root", help="data root (default $POLYSKILL_DATA, else ~/.cache/polyskill)")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--quiet", action="store_true", help="no progress bars: for logs and batch jobs")
 
     ev = sub.add_parser("eval", help="evaluate a trained run on fixed test episodes",
                         epilog="example: polyskill eval runs/p --way 20 --shot 1 --episodes 1000")
@@ -48,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, help="episode seed (default: the recipe's)")
     ev.add_argument("--root", help="data root")
     ev.add_argument("--baseline", metavar="RUN", help="multi-task runs: single-task baseline run for delta-m")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
 
     aff = sub.add_parser("affinity", help="print a multi-task run's task-affinity matrices and save heatmaps",
                          epilog="example: polyskill affinity runs/synthetic --out affinity.png --groups 3")
@@ -73,7 +91,18 @@ def _parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="show or check the data files")
     data.add_argument("action", choices=["list", "verify"], help="list: what is present; verify: check SHA-256s")
     data.add_argument("--root", help="data root")
+    for register in _registrars():
+        register(sub)
     return parser
+
+
+def _registrars() -> list:
+    """Subcommands that live beside the code they drive (runs and compare, report, sweep)."""
+    from .report.command import register as report
+    from .rundir.command import register as runs
+    from .sweep.command import register as sweep
+
+    return [runs, report, sweep]
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -85,13 +114,26 @@ def _train(args: argparse.Namespace) -> int:
     from .recipes import apply_overrides, load, recipe_from_dict, recipe_to_dict
     from .recipes.run import load_run, train_run
 
-    if args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
+    overrides = list(args.overrides)
+    if args.logger:
+        names = [n.strip() for n in args.logger.split(",") if n.strip()]
+        overrides.append(f"train.loggers=[{', '.join(names)}]")
+    if isinstance(args.resume, str):
+        if args.out and Path(args.out) != Path(args.resume):
+            raise PolyskillError(f"--resume {args.resume} and --out {args.out} name different runs; give one")
+        args.out = args.resume
+    if args.resume and not args.out:
+        raise PolyskillError("--resume needs the run to continue: polyskill train --resume RUN")
+    if args.resume and (Path(args.out) / "config.yaml").is_file():
         recipe, _ = load_run(args.out)
-        recipe = recipe_from_dict(apply_overrides(recipe_to_dict(recipe), args.overrides))
+        recipe = recipe_from_dict(apply_overrides(recipe_to_dict(recipe), overrides))
+    elif args.recipe is None:
+        raise PolyskillError(f"no run to resume at {args.out}" if args.resume else
+                             "name a recipe to train (see `polyskill recipes`), or --resume RUN")
     else:
-        recipe = load(args.recipe, args.overrides)
+        recipe = load(args.recipe, overrides)
     out = args.out or f"runs/{recipe.name}"
-    summary = train_run(recipe, out, resume=args.resume, root=args.root, progress=not args.quiet,
+    summary = train_run(recipe, out, resume=bool(args.resume), root=args.root, progress=not args.quiet,
                         evaluate=not args.no_eval)
     print(f"run saved in {out} ({summary.get('status', 'finished')}, {summary.get('train_seconds')} s)")
     return 0
@@ -186,7 +228,13 @@ def _data(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"train": _train, "eval": _eval, "adapt": _adapt, "affinity": _affinity, "recipes": _recipes, "data": _data}[args.command]
+    if getattr(args, "quiet", False):
+        from .progress import set_quiet
+
+        set_quiet(True)
+    handler = getattr(args, "handler", None) or {"train": _train, "eval": _eval, "adapt": _adapt,
+                                                  "affinity": _affinity, "recipes": _recipes,
+                                                  "data": _data}[args.command]
     try:
         return handler(args)
     except PolyskillError as exc:

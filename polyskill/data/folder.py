@@ -10,6 +10,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from ..progress import progress
 from .classes import ClassDataset
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -53,8 +54,10 @@ def image_folder(path: str | os.PathLike, image_size: int | tuple[int, int] = 28
     mode = "L" if channels == 1 else "RGB"
     longest = max(len(f) for f in files.values())
     data = np.zeros((len(files), longest, size[0], size[1], channels), dtype=np.uint8)
-    for c, paths in enumerate(files.values()):
-        for e, p in enumerate(paths):
-            data[c, e] = _decode(p, size, mode).reshape(size[0], size[1], channels)
+    with progress(total=sum(len(f) for f in files.values()), desc=f"reading {root.name}", unit="image") as bar:
+        for c, paths in enumerate(files.values()):
+            for e, p in enumerate(paths):
+                data[c, e] = _decode(p, size, mode).reshape(size[0], size[1], channels)
+                bar.update(1)
     counts = torch.tensor([len(f) for f in files.values()])
     return ClassDataset(torch.from_numpy(data).permute(0, 1, 4, 2, 3).contiguous(), list(files), counts)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from ..progress import progress
 from .classes import ClassDataset
 from .files import fetch
 from .registry import FILES
@@ -27,10 +28,10 @@ SPLITS = ("vinyals/train", "vinyals/val", "vinyals/test", "vinyals/trainval", "b
 _LINE = re.compile(r"^(?P<alphabet>[^/]+)/character(?P<n>\d+)/rot(?P<deg>000|090|180|270)$")
 
 
-def _resize(images: np.ndarray, size: int, chunk: int = 2048) -> np.ndarray:
+def _resize(images: np.ndarray, size: int, chunk: int = 2048, desc: str = "resize") -> np.ndarray:
     """[N, 105, 105] bool (True = background) -> [N, size, size] uint8 with ink = 255, antialiased."""
     out = np.empty((len(images), size, size), dtype=np.uint8)
-    for start in range(0, len(images), chunk):
+    for start in progress(range(0, len(images), chunk), desc=desc, unit="chunk"):
         ink = 1.0 - torch.from_numpy(images[start:start + chunk]).float().unsqueeze(1)
         small = F.interpolate(ink, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out[start:start + chunk] = small.squeeze(1).mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
@@ -63,9 +64,9 @@ def load_all(root: str | os.PathLike | None = None, image_size: int = 28) -> np.
                 return cached
         except (OSError, ValueError):
             pass  # a damaged cache is rebuilt below
-    resized = np.concatenate([_resize(_read_npz(p).reshape(-1, 105, 105), image_size).reshape(-1, 20, image_size,
-                                                                                                image_size)
-                              for p in paths])
+    resized = np.concatenate([_resize(_read_npz(p).reshape(-1, 105, 105), image_size,
+                                      desc=f"preparing Omniglot {image_size}px ({p.name})")
+                              .reshape(-1, 20, image_size, image_size) for p in paths])
     fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npy.part")
     try:
         with os.fdopen(fd, "wb") as f:

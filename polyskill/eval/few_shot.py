@@ -52,6 +52,6 @@ def few_shot(algo: FewShotAlgorithm, dataset: ClassDataset, way: int = 5, shot: 
     """Evaluate `algo` on `episodes` fixed N-way K-shot tasks of `dataset` (the same tasks for every algorithm)."""
     sampler = EpisodeSampler(dataset, way, shot, query, seed=seed)
     batches = (b.to(device) for b in sampler.fixed(episodes))
-    acc = episode_accuracies(algo.to(device), batches, lambda: inference(precision, device))
+    acc = episode_accuracies(algo.to(device), batches, lambda: inference(precision, device), total=episodes)
     mean, ci = confidence_interval(acc)
     return FewShotResult(way, shot, query, episodes, seed, mean, ci)

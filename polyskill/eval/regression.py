@@ -38,14 +38,14 @@ def squared_errors(outputs: Tensor, targets: Tensor) -> Tensor:
     return (outputs.reshape(targets.shape) - targets).pow(2).flatten(1).mean(1)
 
 
-def task_mse(algo: FewShotAlgorithm, batches: Iterable[TaskBatch]) -> Tensor:
+def task_mse(algo: FewShotAlgorithm, batches: Iterable[TaskBatch], total: int | None = None) -> Tensor:
     """Query mean squared error of each task [E], the algorithm in eval mode (mode restored after)."""
-    return episode_scores(algo, batches, squared_errors)
+    return episode_scores(algo, batches, squared_errors, total=total)
 
 
 def regression(algo: FewShotAlgorithm, tasks, episodes: int = 600, seed: int = 0,
                steps: int | None = None) -> RegressionResult:
     """Evaluate `algo` on `episodes` fixed tasks of the sampler `tasks` (same tasks for every model); `seed`
     is the protocol's episode seed as the caller names it (the sampler already carries the seed it draws with)."""
-    mse, ci = confidence_interval(task_mse(algo, tasks.fixed(episodes)))
+    mse, ci = confidence_interval(task_mse(algo, tasks.fixed(episodes), total=episodes))
     return RegressionResult(tasks.shot, tasks.query, episodes, seed, steps, mse, ci)

@@ -13,6 +13,7 @@ from ..data.multitask import MultiTaskData
 from ..data.task_examples import TaskExamples
 from ..meta.base import FewShotAlgorithm
 from ..mtl.metrics import regression_metrics
+from ..progress import progress
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def adapt_each_task(algo: FewShotAlgorithm, train: TaskExamples, evaluate: Multi
     was_training = algo.training
     algo.eval()
     try:
-        for t, rows in enumerate(train.rows):
+        for t, rows in enumerate(progress(train.rows, desc="adapt to each task", unit="task")):
             wanted = torch.nonzero(evaluate.task == t).flatten()
             if len(wanted) == 0 or len(rows) == 0:
                 continue

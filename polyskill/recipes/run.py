@@ -122,16 +122,21 @@ def fit_into(out: Path, recipe: Recipe, make_trainer: Callable[[list[RecordSink]
     training ended, whatever ended it."""
     from ..track import open_trackers
 
-    out.mkdir(parents=True, exist_ok=True)
     config = recipe_to_dict(recipe)
+    trackers = open_trackers(recipe.train.loggers, out, config)  # a missing package stops before the run exists
+    out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    trainer = make_trainer(open_trackers(recipe.train.loggers, out, config) + list(sinks or []))
+    trainer = make_trainer(trackers + list(sinks or []))
     start_run(out, recipe.name, _algorithm_label(recipe), recipe.data.dataset, recipe.train.device)
     try:
         if resume:
-            trainer.resume()
+            try:
+                trainer.resume()
+            except BaseException:
+                trainer.close_sinks()
+                raise
             echo(f"resuming {out} at step {trainer.step}")
-        summary = trainer.fit()
+        summary = trainer.fit()  # closes the sinks, however it ends
     except KeyboardInterrupt:
         end_run(out, "interrupted", "stopped by the user; continue with polyskill train --resume")
         raise

@@ -17,6 +17,7 @@ from ..data.episodes import EpisodeSampler
 from ..errors import ConfigError, RunError
 from ..meta.base import FewShotAlgorithm, episode_accuracies
 from ..nn.precision import PRECISIONS, autocast, inference, resolve
+from ..progress import quiet_if
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .metrics import MetricsLog
 
@@ -188,10 +189,17 @@ class Trainer:
     def validate(self) -> float:
         """Mean query accuracy over the fixed validation episodes."""
         batches = (b.to(self.device) for b in self.val.fixed(self.config.val_episodes))
-        return float(episode_accuracies(self.algo, batches, lambda: inference(self.precision, self.device)).mean())
+        with quiet_if(not self.progress):
+            return float(episode_accuracies(self.algo, batches, lambda: inference(self.precision, self.device),
+                                            total=self.config.val_episodes).mean())
 
     def format_val(self, value: float) -> str:
         return f"accuracy {100 * value:.2f}%"
+
+    def close_sinks(self) -> None:
+        """Close every sink (fit does, however it ends; call it if the trainer never gets to fit)."""
+        for sink in self.sinks:
+            sink.close()
 
     def _record(self, record: dict[str, Any]) -> None:
         if self.log is not None:
@@ -266,8 +274,7 @@ class Trainer:
             bar.close()
             if self.log is not None:
                 self.log.close()
-            for sink in self.sinks:
-                sink.close()
+            self.close_sinks()
         if self.best_state is not None:
             algo.load_state_dict(self.best_state)
         summary = {"status": status, "steps": self.step, "train_seconds": round(self.train_seconds, 1),

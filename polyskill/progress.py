@@ -1,0 +1,40 @@
+"""Progress bars for every long job (training, evaluation, data preparation), silenced at once by quiet mode."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+
+from tqdm.auto import tqdm
+
+_quiet = os.environ.get("POLYSKILL_QUIET", "") not in ("", "0")
+
+
+def set_quiet(quiet: bool) -> None:
+    """Quiet mode (`--quiet`, or POLYSKILL_QUIET=1): no bars, for logs and batch jobs."""
+    global _quiet
+    _quiet = quiet
+
+
+def is_quiet() -> bool:
+    return _quiet
+
+
+@contextmanager
+def quiet_if(condition: bool) -> Iterator[None]:
+    """Quiet mode inside the block when `condition` holds (a trainer told not to show progress)."""
+    global _quiet
+    before = _quiet
+    _quiet = _quiet or condition
+    try:
+        yield
+    finally:
+        _quiet = before
+
+
+def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str, unit: str,
+             **options: Any) -> tqdm:
+    """A tqdm bar with rate and ETA, on stderr, cleared when done; off in quiet mode."""
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=_quiet, dynamic_ncols=True,
+                mininterval=0.5, leave=False, **options)
