@@ -41,8 +41,9 @@ def open_storage(url: str) -> Any:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
                                               grace_period=GRACE_SECONDS)
     except ImportError as exc:
-        raise ConfigError(f"--storage {url.split('://')[0]}://...: the database driver is not installed "
-                          f"({exc})") from None
+        cause = exc.__cause__ or exc.__context__ or exc
+        raise ConfigError(f"--storage {url.split('://')[0]}://...: its database driver is missing ({cause}); "
+                          f"for PostgreSQL: pip install 'psycopg[binary]'") from None
     except Exception as exc:  # SQLAlchemy's errors: a bad URL, a refused connection, a wrong password
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot open --storage {_redacted(url)}: {first}") from None
