@@ -57,7 +57,8 @@ def test_two_workers_run_the_total_once_each_into_run_directories(tiny, capfd):
         run = Path(trial.user_attrs["run"])
         assert run == out / f"trial-{trial.number:04d}"
         config = yaml.safe_load((run / "config.yaml").read_text())
-        assert 1e-4 <= config["train"]["lr"] <= 1e-1 and config["train"]["lr"] == pytest.approx(trial.params["train.lr"])
+        assert 1e-4 <= config["train"]["lr"] <= 1e-1
+        assert config["train"]["lr"] == pytest.approx(trial.params["train.lr"])
         assert config["model"]["hidden"] == trial.params["model.hidden"] and config["train"]["val_every"] == 2
         status = _read(run, "run.json")["status"]
         pids.add(_read(run, "run.json")["pid"])

@@ -1,4 +1,4 @@
-"""The search space of a sweep: `--param KEY=SPEC` strings parsed into Optuna distributions, checked against the recipe."""
+"""A sweep's search space: `--param KEY=SPEC` strings parsed into Optuna distributions, checked on the recipe."""
 
 from __future__ import annotations
 

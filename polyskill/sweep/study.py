@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import re
 from pathlib import Path
@@ -27,8 +28,9 @@ def quiet_optuna(verbose: bool = False) -> None:
 
 
 def _require_optuna() -> None:
+    """Say in one line how to install optuna when it is missing, instead of an import traceback."""
     try:
-        import optuna  # noqa: F401
+        importlib.import_module("optuna")
     except ImportError:
         raise ConfigError(MISSING) from None
 
@@ -132,15 +134,19 @@ def run_sweep(recipe: str, params: list[str], trials: int, storage: str | None =
     storage = storage or f"sqlite:///{out / 'sweeps.db'}"
     config = SweepConfig(recipe=str(recipe), params=tuple(params), overrides=tuple(overrides), trials=trials,
                          storage=storage, study=name, out=str(out), root=root, sampler=sampler, pruner=pruner,
-                         seed=seed, metric=metric, val_every=base.train.val_every, steps=base.train.steps)
+                         seed=seed, metric=metric, val_every=base.train.val_every, steps=base.train.steps,
+                         verbose=verbose)
     quiet_optuna(verbose)
     opened = _open_study(config, echo)
     _check_out(out, opened)
     out.mkdir(parents=True, exist_ok=True)
     where = sqlite_path(storage) or f"a {storage.split('://')[0]} database"
+    remaining = trials - len(opened.get_trials(deepcopy=False))
+    workers = max(0, min(workers, remaining))
     echo(f"sweep {name}: {trials} trial(s) of {base.name} with {workers} worker(s), selected on {metric}; "
          f"runs in {out}, study in {where}")
-    _run_workers(config, workers, echo)
+    if workers:
+        _run_workers(config, workers, echo)
     rows = _trial_rows(opened)
     for line in sweep_table(rows, metric):
         echo(line)

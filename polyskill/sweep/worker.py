@@ -35,6 +35,7 @@ class SweepConfig:
     metric: str
     val_every: int
     steps: int
+    verbose: bool = False
 
     def space(self) -> Space:
         return parse_space(list(self.params))
@@ -100,7 +101,7 @@ def format_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={cell(v)}" for k, v in params.items())
 
 
-def trial_line(study: Any, trial: Any, metric: str) -> str:
+def trial_line(trial: Any, metric: str) -> str:
     """One line about a finished trial: number, state, value, parameters, run directory (and why it failed)."""
     value = "-" if trial.value is None else f"{trial.value:.4f}"
     params = format_params(trial.params)
@@ -129,8 +130,8 @@ def work(config: SweepConfig, lock: Any = None, index: int = 0, echo: Echo | Non
         gate.leave()
         return train_trial(trial)
 
-    def report(done_study: Any, trial: Any) -> None:
-        echo(trial_line(done_study, trial, config.metric))
+    def report(_: Any, trial: Any) -> None:
+        echo(trial_line(trial, config.metric))
 
     while True:
         gate.enter()
@@ -144,15 +145,18 @@ def work(config: SweepConfig, lock: Any = None, index: int = 0, echo: Echo | Non
 
 def spawned(config: SweepConfig, lock: Any, index: int) -> None:
     """The entry point of a worker process: one torch thread (the workers share the cores), Optuna quiet,
-    and a polyskill error as one line on stderr with exit code 2."""
+    a polyskill error as one line on stderr with exit code 2, and Ctrl-C without a traceback (the main
+    process reports it; the running trial is recorded as FAIL, its run as interrupted)."""
     import torch
 
     from .study import quiet_optuna
 
     torch.set_num_threads(1)
-    quiet_optuna()
+    quiet_optuna(config.verbose)
     try:
         work(config, lock, index)
     except PolyskillError as exc:
         print(f"polyskill sweep: worker {index}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
