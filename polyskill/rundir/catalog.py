@@ -107,6 +107,14 @@ def read_run(run: str | Path, relative_to: str | Path | None = None) -> RunRecor
     state = status.get("status") or summary.get("status") or (
         "incomplete" if (run / "last.pt").is_file() or (run / "metrics.jsonl").is_file() else "not started")
     metric = next((k for k in ("best_val_acc", "best_val_score") if k in summary), None)
+    best = summary.get(metric) if metric else None
+    if best is None:  # a run that stopped before its summary (killed, pruned): its validations so far
+        records = read_metrics(run / "metrics.jsonl")
+        for key in ("val_acc", "val_score"):
+            values = [r[key] for r in records if isinstance(r.get(key), (int, float))]
+            if values:
+                metric, best = f"best_{key}", max(values)
+                break
     try:
         name = str(run.relative_to(relative_to)) if relative_to is not None else run.name
     except ValueError:
@@ -115,7 +123,7 @@ def read_run(run: str | Path, relative_to: str | Path | None = None) -> RunRecor
                      recipe=str(status.get("recipe") or config.get("name", "?")),
                      algorithm=str(status.get("algorithm") or _algorithm(config)),
                      dataset=str(status.get("dataset") or (config.get("data") or {}).get("dataset", "?")),
-                     status=state, best_val=summary.get(metric) if metric else None,
+                     status=state, best_val=best,
                      val_metric=metric[len("best_"):] if metric else None, test=summary.get("test"),
                      wall_seconds=_wall_seconds(run, summary), started=status.get("started"), config=config,
                      summary=summary)
