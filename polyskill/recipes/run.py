@@ -16,7 +16,7 @@ from ..eval.regression import RegressionResult, regression
 from ..eval.task_data import TaskDataResult, adapt_each_task
 from ..meta.base import FewShotAlgorithm
 from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
-from ..rundir.status import end_run, start_run
+from ..train.run_status import end_run, start_run
 from ..train.episodic import DivergedError, RecordSink, Trainer
 from . import apply_overrides, read_yaml, recipe_from_dict, recipe_to_dict
 from ..train.transfer import load_backbone

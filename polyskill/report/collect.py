@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunError
-from ..rundir.status import read_status
+from ..train.run_status import read_status
 from ..train.metrics import read_metrics
 
 MARKERS = ("config.yaml", "run.json", "metrics.jsonl", "summary.json")

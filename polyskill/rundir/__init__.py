@@ -1,5 +1,7 @@
-"""A run directory as a record: its status and environment (run.json), and finding and comparing runs."""
+"""Run directories as records: finding runs, reading each into one record, comparing them side by side."""
 
-from .status import end_run, environment, read_status, start_run
+from ..train.run_status import read_status
+from .catalog import RunRecord, find_runs, read_run
+from .compare import compare_table, differing, runs_table
 
-__all__ = ["end_run", "environment", "read_status", "start_run"]
+__all__ = ["RunRecord", "compare_table", "differing", "find_runs", "read_run", "read_status", "runs_table"]

@@ -11,7 +11,7 @@ import yaml
 from ..errors import PolyskillError, RunError
 from ..train.checkpoint import read_json
 from ..train.metrics import read_metrics
-from .status import read_status
+from ..train.run_status import read_status
 
 MULTITASK_DATASETS = ("multifashion", "school", "parkinsons", "mtl_synthetic")
 

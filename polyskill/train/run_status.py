@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import RunError
-from ..train.checkpoint import read_json, write_json
+from .checkpoint import read_json, write_json
 
 STATUS_FILE = "run.json"
 RUNNING, FINISHED, INTERRUPTED = "running", "finished", "interrupted"
