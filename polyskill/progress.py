@@ -35,6 +35,7 @@ def quiet_if(condition: bool) -> Iterator[None]:
 
 def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str, unit: str,
              **options: Any) -> tqdm:
-    """A tqdm bar with rate and ETA, on stderr, cleared when done; off in quiet mode."""
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=_quiet, dynamic_ncols=True,
+    """A tqdm bar with rate and ETA, on stderr, cleared when done; off in quiet mode and when stderr is not a
+    terminal (a log file would fill with carriage returns)."""
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=True if _quiet else None, dynamic_ncols=True,
                 mininterval=0.5, leave=False, **options)

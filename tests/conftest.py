@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,31 @@ def predict_and_adapt(algo, batch) -> tuple[torch.Tensor, torch.Tensor]:
         batched = algo.predict(batch)
         per_task = torch.stack([algo.adapt(batch.support(i))(batch.query_x[i]) for i in range(len(batch))])
     return batched, per_task
+
+
+TINY_RECIPE = {  # a real Omniglot run that trains in seconds: the command-line tests' workhorse
+    "data": {"dataset": "omniglot", "train": "vinyals/val", "val": "vinyals/test", "test": "vinyals/test"},
+    "model": {"hidden": 8},
+    "episodes": {"way": 5, "shot": 1, "query": 2},
+    "validation": {"way": 5, "shot": None, "query": 2},
+    "train": {"steps": 6, "val_every": 3, "val_episodes": 4, "log_every": 2, "precision": "fp32"},
+    "eval": {"ways": [5], "episodes": 10},
+}
+
+
+def tiny_recipe(folder: Path, name: str = "tiny", **train) -> Path:
+    """Write the tiny recipe, with `train` section overrides, to folder/NAME.yaml."""
+    import yaml
+
+    recipe = {**TINY_RECIPE, "train": {**TINY_RECIPE["train"], **train}}
+    path = Path(folder) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def polyskill_cli(*args, cwd: Path | None = None, env: dict | None = None,
+                  timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `polyskill ARGS` in a fresh interpreter at one OpenMP thread."""
+    env = {**(os.environ if env is None else env), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "polyskill.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-TINY = """
-data: {dataset: omniglot, train: vinyals/val, val: vinyals/test, test: vinyals/test}
-model: {hidden: 8}
-episodes: {way: 5, shot: 1, query: 2}
-validation: {way: 5, shot: null, query: 2}
-train: {steps: 6, val_every: 3, val_episodes: 4, log_every: 2, precision: fp32}
-eval: {ways: [5], episodes: 10}
-"""
+from conftest import polyskill_cli as polyskill
+from conftest import tiny_recipe
 
-
-def polyskill(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "polyskill.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
-    (folder / "tiny.yaml").write_text(TINY)
+    tiny_recipe(folder)
     result = polyskill("train", folder / "tiny.yaml", "--out", folder / "run", "--quiet")
     assert result.returncode == 0, result.stderr
     return folder, result
@@ -85,7 +71,7 @@ def test_bad_inputs(args, needles, tmp_path):
 
 
 def test_missing_data_is_one_clear_line(tmp_path):
-    (tmp_path / "tiny.yaml").write_text(TINY)
+    tiny_recipe(tmp_path)
     result = polyskill("train", tmp_path / "tiny.yaml", "--out", tmp_path / "run", "--root", tmp_path / "empty")
     _one_clear_line(result, "missing", str(tmp_path / "empty"))
     assert not (tmp_path / "run").exists()  # a failed start leaves nothing that blocks the next attempt

@@ -9,13 +9,13 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from conftest import polyskill_cli as polyskill
+from conftest import tiny_recipe
 from polyskill.errors import RunError
 from polyskill.report import write_report
 from polyskill.report.collect import collect_runs
@@ -23,31 +23,16 @@ from polyskill.report.command import output_format
 from polyskill.report.mtl_plots import affinity_figure
 from polyskill.report.plots import curves_figure, legend_labels, protocol_figure
 
-TINY = """
-data: {dataset: omniglot, train: vinyals/val, val: vinyals/test, test: vinyals/test}
-model: {hidden: 8}
-episodes: {way: 5, shot: 1, query: 2}
-validation: {way: 5, shot: null, query: 2}
-train: {steps: 6, val_every: 3, val_episodes: 4, log_every: 2, precision: fp32}
-eval: {ways: [5], episodes: 10}
-"""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MTL_TASKS = ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2"]
-
-
-def polyskill(*args: object) -> subprocess.CompletedProcess:
-    """Run the CLI in a fresh interpreter, one OpenMP thread."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "polyskill.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny few-shot run evaluated on four protocols, and a tiny multi-task run that measured task affinity."""
     folder = tmp_path_factory.mktemp("report")
-    (folder / "tiny.yaml").write_text(TINY)
-    for args in (["train", folder / "tiny.yaml", "--out", folder / "fewshot", "--quiet"],
+    recipe = tiny_recipe(folder)
+    for args in (["train", recipe, "--out", folder / "fewshot", "--quiet"],
                  ["eval", folder / "fewshot", "--way", "3", "--way", "5", "--shot", "1", "--shot", "2",
                   "--episodes", "5"],
                  ["train", "mtl-synthetic-affinity", "--set", "train.steps=40", "--set", "train.log_every=10",

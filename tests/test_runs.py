@@ -13,21 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_recipe
 from polyskill.cli import main
 from polyskill.rundir import read_status
 from polyskill.rundir.catalog import find_runs, format_seconds, read_run
 from polyskill.rundir.compare import differing, flatten
 from polyskill.train import load_checkpoint, read_metrics
-
-RECIPE = """
-data: {dataset: omniglot, train: vinyals/val, val: vinyals/test, test: vinyals/test}
-model: {hidden: 8}
-episodes: {way: 5, shot: 1, query: 2}
-validation: {way: 5, shot: null, query: 2}
-train: {steps: STEPS, val_every: 20, val_episodes: 4, log_every: 7, lr_step: 150, precision: fp32}
-eval: {ways: [5], episodes: 10}
-"""
-
 
 def _cli(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "polyskill.cli", *map(str, args)]
@@ -37,9 +28,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _recipe(folder: Path, steps: int) -> Path:
-    path = folder / f"tiny{steps}.yaml"
-    path.write_text(RECIPE.replace("STEPS", str(steps)))
-    return path
+    """The tiny recipe at `steps` steps, validating and checkpointing every 20, logging every 7 (not a divisor)."""
+    return tiny_recipe(folder, f"tiny{steps}", steps=steps, val_every=20, log_every=7, lr_step=150)
 
 
 def _without_time(records: list[dict]) -> list[dict]:
@@ -233,3 +223,40 @@ def test_help_shows_examples(capsys):
             main([*command, "--help"])
         assert exit_code.value.code == 0
         assert "example" in capsys.readouterr().out, command
+
+
+def _on_a_terminal(*args: str | Path) -> str:
+    """What `polyskill ARGS` shows on a 150-column terminal (a pseudo-terminal), carriage returns as lines."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 150, 0, 0))
+    child = subprocess.Popen(_cli(*args), stdin=slave, stdout=slave, stderr=slave, env=ENV, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    child.wait(timeout=300)
+    os.close(master)
+    assert child.returncode == 0
+    return b"".join(chunks).decode(errors="replace").replace("\r", "\n")
+
+
+def test_progress_bars_show_rate_eta_loss_and_accuracy_on_a_terminal_and_nothing_when_quiet(tmp_path):
+    recipe = tiny_recipe(tmp_path, steps=200, val_every=100, log_every=10)
+    shown = _on_a_terminal("train", recipe, "--out", tmp_path / "a", "--set", "eval.episodes=300")
+    train = [line for line in shown.splitlines() if line.startswith("train:") and "loss=" in line]
+    assert train and all(key in train[-1] for key in ("step/s", "acc=", "<")), shown[-2000:]
+    evaluate = [line for line in shown.splitlines() if line.startswith("evaluate:") and "mean=" in line]
+    assert evaluate and "task/s" in evaluate[-1] and "/300" in evaluate[-1]
+    quiet = _on_a_terminal("train", recipe, "--out", tmp_path / "b", "--quiet", "--set", "eval.episodes=300")
+    assert "train:" not in quiet and "evaluate:" not in quiet and "test 5-way 1-shot" in quiet

@@ -13,6 +13,7 @@ import yaml
 
 optuna = pytest.importorskip("optuna")
 
+from conftest import tiny_recipe  # noqa: E402
 from polyskill.errors import ConfigError  # noqa: E402
 from polyskill.recipes import load  # noqa: E402
 from polyskill.recipes.run import train_run  # noqa: E402
@@ -22,22 +23,13 @@ from polyskill.sweep.pruning import PruningSink  # noqa: E402
 from polyskill.sweep.space import yaml_value  # noqa: E402
 from polyskill.sweep.worker import SweepConfig, objective  # noqa: E402
 
-TINY = """
-data: {dataset: omniglot, train: vinyals/val, val: vinyals/test, test: vinyals/test}
-model: {hidden: 8}
-episodes: {way: 5, shot: 1, query: 2}
-validation: {way: 5, shot: null, query: 2}
-train: {steps: 6, val_every: 3, val_episodes: 4, log_every: 2, precision: fp32}
-eval: {ways: [5], episodes: 10}
-"""
 LR = "train.lr=loguniform(1e-4,1e-1)"
 
 
 @pytest.fixture
 def tiny(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    return tmp_path / "tiny.yaml"
+    return tiny_recipe(tmp_path)
 
 
 def _read(run: Path, name: str) -> dict:

@@ -19,31 +19,22 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*noload.*:DeprecationWarning") 
 from mlflow.tracking import MlflowClient  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
+from conftest import polyskill_cli, tiny_recipe  # noqa: E402
 from polyskill.errors import ConfigError  # noqa: E402
 from polyskill.track import open_trackers, scalars  # noqa: E402
 
-TINY = """
-data: {dataset: omniglot, train: vinyals/val, val: vinyals/test, test: vinyals/test}
-model: {hidden: 8}
-episodes: {way: 5, shot: 1, query: 2}
-validation: {way: 5, shot: null, query: 2}
-train: {steps: 6, val_every: 3, val_episodes: 4, log_every: 2, precision: fp32, loggers: [tensorboard, mlflow]}
-eval: {ways: [5], episodes: 10}
-"""
 
 
 def polyskill(*args: str | Path) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    env.update(OMP_NUM_THREADS="1", DO_NOT_TRACK="true")
-    return subprocess.run([sys.executable, "-m", "polyskill.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return polyskill_cli(*args, env={**env, "DO_NOT_TRACK": "true"})
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("trackers")
-    (folder / "tiny.yaml").write_text(TINY)
-    result = polyskill("train", folder / "tiny.yaml", "--out", folder / "run", "--quiet", "--no-eval")
+    recipe = tiny_recipe(folder, loggers=["tensorboard", "mlflow"])
+    result = polyskill("train", recipe, "--out", folder / "run", "--quiet", "--no-eval")
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr.lower() and "INFO" not in result.stderr, result.stderr
     return folder / "run"

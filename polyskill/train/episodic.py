@@ -17,7 +17,7 @@ from ..data.episodes import EpisodeSampler
 from ..errors import ConfigError, RunError
 from ..meta.base import FewShotAlgorithm, episode_accuracies
 from ..nn.precision import PRECISIONS, autocast, inference, resolve
-from ..progress import quiet_if
+from ..progress import is_quiet, quiet_if
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .metrics import MetricsLog
 
@@ -227,8 +227,8 @@ class Trainer:
         algo.train()
         status = "finished"
         deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
-        bar = tqdm(total=config.steps, initial=self.step, disable=not self.progress, dynamic_ncols=True,
-                   desc="train", unit="step", mininterval=0.5)
+        bar = tqdm(total=config.steps, initial=self.step, disable=True if not self.progress or is_quiet() else None,
+                   dynamic_ncols=True, desc="train", unit="step", mininterval=0.5)  # None: off when not a terminal
         first_bad = torch.full((), -1, dtype=torch.long)  # the first step with a non-finite metric, kept on device
         started = time.perf_counter()
         try:
