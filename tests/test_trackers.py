@@ -199,3 +199,29 @@ def test_mlflow_local_store_without_sqlalchemy_says_what_to_install(tmp_path, mo
 def test_no_loggers_opens_nothing(tmp_path):
     assert open_trackers([], tmp_path, {"name": "x"}) == []
     assert not any(tmp_path.iterdir())
+
+
+def test_records_a_killed_process_never_sent_reach_mlflow_on_resume(tmp_path, monkeypatch):
+    """MLflow gets records in batches; a SIGKILL loses the unsent ones, so the resumed run sends them from
+    metrics.jsonl (the source of truth) before going on."""
+    import atexit
+
+    from polyskill.track import mlflow_logger
+    from polyskill.train.metrics import MetricsLog
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(mlflow_logger, "FLUSH_SECONDS", 3600.0)
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    [killed] = open_trackers(["mlflow"], tmp_path, {"name": "killed"})
+    for step in (1, 2, 3, 4):
+        log.write({"step": step, "loss": 10.0 - step})
+        killed.write({"step": step, "loss": 10.0 - step})
+    log.close()
+    atexit.unregister(killed._abandon)  # the process dies here: nothing is sent, nothing is closed
+    [resumed] = open_trackers(["mlflow"], tmp_path, {"name": "killed"})
+    for step in (3, 4, 5, 6):  # resumed from a checkpoint at step 2: steps 3 and 4 are redone
+        resumed.write({"step": step, "loss": 10.0 - step})
+    resumed.close()
+    client = mlflow_client(tmp_path)
+    want = {"train/loss": [(s, 10.0 - s) for s in range(1, 7)]}
+    assert_same_curves(mlflow_curves(client, (tmp_path / "mlflow_run_id").read_text().strip()), want)

@@ -21,12 +21,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..errors import ConfigError
+from ..train.metrics import read_metrics
 from . import flatten, scalars
 
 #: the limits every MLflow backend accepts (older servers cap param values at 500 characters)
 PARAM_VALUE_LENGTH = 500
 KEY_LENGTH = 250
 PARAMS_PER_BATCH = 100
+METRICS_PER_BATCH = 1000
+#: records are sent at most this often (each send is a database transaction: ~20 ms on a local SQLite store)
+FLUSH_SECONDS = 5.0
 RUN_ID_FILE = "mlflow_run_id"
 
 
@@ -86,6 +90,8 @@ class MlflowSink:
         self.uri = tracking_uri(self.out)
         self.logged_upto = -1
         self.failed = False
+        self.pending: list[Metric] = []
+        self.last_flush = time.monotonic()
         with _quiet():
             self.client = MlflowClient(tracking_uri=self.uri)
             self.run_id: str | None = self._start(config)
@@ -102,12 +108,23 @@ class MlflowSink:
             self.client.update_run(run.info.run_id, status="RUNNING")
             self.logged_upto = max((m.step for key in run.data.metrics
                                     for m in self.client.get_metric_history(run.info.run_id, key)), default=-1)
+            self._backfill(run.info.run_id)
         have = run.data.params
         params = [Param(key, _param_value(value)) for key, value in
                   {_key(k): v for k, v in flatten(config).items()}.items() if key not in have]
         for start in range(0, len(params), PARAMS_PER_BATCH):
             self.client.log_batch(run.info.run_id, params=params[start:start + PARAMS_PER_BATCH])
         return run.info.run_id
+
+    def _backfill(self, run_id: str) -> None:
+        """Send what metrics.jsonl holds beyond the MLflow run's last step: records a killed process queued but
+        never sent (the resumed run does not redo the steps before its checkpoint)."""
+        self.run_id = run_id
+        records = read_metrics(self.out / "metrics.jsonl")
+        for record in records:
+            self.write(record)
+        self.flush()
+        self.logged_upto = max([self.logged_upto, *(int(r["step"]) for r in records if "step" in r)])
 
     def _previous_run(self) -> Run | None:
         """The active MLflow run recorded in OUT/mlflow_run_id, if this tracking store has it."""
@@ -132,15 +149,24 @@ class MlflowSink:
         return experiment.experiment_id
 
     def write(self, record: dict[str, Any]) -> None:
-        """Log the record's scalars at its step in one batch; steps the run already holds (redone after a
-        resume) are skipped. A tracking failure warns once and stops MLflow logging, never the training."""
+        """Queue the record's scalars at its step, sending the queue every FLUSH_SECONDS; steps the run already
+        holds (redone after a resume) are skipped."""
         step = int(record["step"])
         if self.run_id is None or self.failed or step <= self.logged_upto:
             return
         stamp = int(time.time() * 1000)
-        metrics = [Metric(_key(tag), value, stamp, step) for tag, value in scalars(record).items()]
+        self.pending += [Metric(_key(tag), value, stamp, step) for tag, value in scalars(record).items()]
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the queued metrics. A tracking failure warns once and stops MLflow logging, never the training."""
+        pending, self.pending, self.last_flush = self.pending, [], time.monotonic()
+        if self.run_id is None or self.failed or not pending:
+            return
         try:
-            self.client.log_batch(self.run_id, metrics=metrics)
+            for start in range(0, len(pending), METRICS_PER_BATCH):
+                self.client.log_batch(self.run_id, metrics=pending[start:start + METRICS_PER_BATCH])
         except Exception as exc:
             self.failed = True
             warnings.warn(f"MLflow logging stopped ({type(exc).__name__}: {exc}); metrics.jsonl still has every "
@@ -157,6 +183,7 @@ class MlflowSink:
     def _end(self, status: str) -> None:
         if self.run_id is None:
             return
+        self.flush()
         run_id, self.run_id = self.run_id, None
         atexit.unregister(self._abandon)
         try:
