@@ -51,37 +51,58 @@ def straight(tmp_path_factory) -> Path:
     return run
 
 
-def test_a_run_killed_with_sigkill_resumes_to_the_same_parameters_and_metrics(straight, tmp_path):
-    run = tmp_path / "run"
-    child = subprocess.Popen(_cli("train", _recipe(tmp_path, 300), "--out", run, "--quiet", "--no-eval"),
+def _kill_mid_run_and_resume(train_args: list, run: Path, steps: int, kill_after: int) -> int:
+    """Start `polyskill train ARGS --out RUN`, SIGKILL it once it has logged step `kill_after`, resume it with
+    `polyskill train --resume RUN`; the step it resumed from."""
+    child = subprocess.Popen(_cli("train", *train_args, "--out", run, "--quiet", "--no-eval"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     deadline = time.monotonic() + 300
-    while _last_step(run) < 90 and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while _last_step(run) < kill_after and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     killed_at = load_checkpoint(run / "last.pt")["step"]
-    assert 0 < killed_at < 300
+    assert 0 < killed_at < steps
     assert read_status(run)["status"] == "interrupted"
-
     resumed = subprocess.run(_cli("train", "--resume", run, "--quiet", "--no-eval"), capture_output=True, text=True,
                              env=ENV, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {run} at step {killed_at}" in resumed.stdout
+    return killed_at
 
-    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(run / "last.pt")
-    assert a["step"] == b["step"] == 300
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for key in load_checkpoint(straight / "best.pt")["model"]:
-        assert torch.equal(load_checkpoint(straight / "best.pt")["model"][key],
-                           load_checkpoint(run / "best.pt")["model"][key]), key
+
+def _assert_same_run(straight: Path, run: Path, steps: int) -> None:
+    """Same final and best parameters, the same metrics (but wall time), the same best validation."""
+    for name in ("last.pt", "best.pt"):
+        a, b = load_checkpoint(straight / name), load_checkpoint(run / name)
+        assert a["step"] == b["step"] and (name == "best.pt" or a["step"] == steps)
+        assert a["model"].keys() == b["model"].keys()
+        for key in a["model"]:
+            assert torch.equal(a["model"][key], b["model"][key]), (name, key)
     assert _without_time(read_metrics(straight / "metrics.jsonl")) == _without_time(read_metrics(run / "metrics.jsonl"))
     summaries = [json.loads((r / "summary.json").read_text()) for r in (straight, run)]
-    assert summaries[0]["best_val_acc"] == summaries[1]["best_val_acc"]
+    metric = "best_val_acc" if "best_val_acc" in summaries[0] else "best_val_score"
+    assert summaries[0][metric] == summaries[1][metric] is not None
     status = read_status(run)
     assert status["status"] == "finished" and status["resumed"] == 1
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_parameters_and_metrics(straight, tmp_path):
+    run = tmp_path / "run"
+    _kill_mid_run_and_resume([_recipe(tmp_path, 300)], run, 300, kill_after=90)
+    _assert_same_run(straight, run, 300)
+
+
+def test_a_multitask_run_with_a_stateful_weighting_survives_sigkill_too(tmp_path):
+    """DWA keeps a window of past losses: it must come back exactly from the checkpoint as well."""
+    args = ["mtl-synthetic-affinity", "--set", "mtl.weighting=dwa", "--set", "train.steps=3000", "--set",
+            "train.val_every=200", "--set", "train.log_every=7"]
+    done = subprocess.run(_cli("train", *args, "--out", tmp_path / "straight", "--quiet", "--no-eval"),
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr
+    _kill_mid_run_and_resume(args, tmp_path / "run", 3000, kill_after=1000)
+    _assert_same_run(tmp_path / "straight", tmp_path / "run", 3000)
 
 
 def test_runs_lists_and_compare_sets_side_by_side(straight, tmp_path, capsys):
