@@ -85,10 +85,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="turn dark-on-light images into the bright-on-dark ones an Omniglot model saw "
                             "(auto: judged per image by its border)")
     adapt.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    adapt.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    sub.add_parser("recipes", help="list the shipped recipes")
+    sub.add_parser("recipes", help="list the shipped recipes",
+                   epilog="example: polyskill recipes   (then: polyskill train NAME, or copy its YAML from "
+                          "polyskill/recipes/ and train the file)")
 
-    data = sub.add_parser("data", help="show or check the data files")
+    data = sub.add_parser("data", help="show or check the data files",
+                          epilog="examples: polyskill data list; polyskill data verify --root /data/polyskill")
     data.add_argument("action", choices=["list", "verify"], help="list: what is present; verify: check SHA-256s")
     data.add_argument("--root", help="data root")
     for register in _registrars():

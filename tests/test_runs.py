@@ -239,7 +239,7 @@ def test_each_bad_input_is_one_clear_line_and_exit_code_2(args, needles, capsys)
 
 def test_help_shows_examples(capsys):
     for command in ([], ["train"], ["eval"], ["runs"], ["compare"], ["report"], ["sweep"], ["adapt"],
-                    ["affinity"]):
+                    ["affinity"], ["recipes"], ["data"]):
         with pytest.raises(SystemExit) as exit_code:
             main([*command, "--help"])
         assert exit_code.value.code == 0

@@ -48,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="run the test protocols on the best trial's run at the end")
     parser.add_argument("--root", help="data root (default $POLYSKILL_DATA, else ~/.cache/polyskill)")
     parser.add_argument("--verbose", action="store_true", help="let Optuna log every trial too")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar for --evaluate-best")
     parser.set_defaults(handler=_sweep)
 
 
