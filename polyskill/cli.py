@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -241,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                                                   "data": _data}[args.command]
     try:
         return handler(args)
+    except BrokenPipeError:  # the reader went away (`polyskill runs | head`): not an error worth a word
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except PolyskillError as exc:
         print(f"polyskill: error: {exc}", file=sys.stderr)
         return 2

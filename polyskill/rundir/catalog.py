@@ -9,11 +9,11 @@ from typing import Any
 import yaml
 
 from ..errors import PolyskillError, RunError
+from ..recipes import recipe_from_dict, recipe_to_dict
+from ..recipes.schema import MULTITASK_DATASETS
 from ..train.checkpoint import read_json
 from ..train.metrics import read_metrics
 from ..train.run_status import read_status
-
-MULTITASK_DATASETS = ("multifashion", "school", "parkinsons", "mtl_synthetic")
 
 
 @dataclass
@@ -62,8 +62,6 @@ def find_runs(root: str | Path) -> list[Path]:
 def _read_config(path: Path) -> dict[str, Any]:
     """The run's recipe with today's defaults filled in (so runs of older versions compare key by key), or
     as written when it no longer validates."""
-    from ..recipes import recipe_from_dict, recipe_to_dict
-
     try:
         values = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
