@@ -105,6 +105,23 @@ def test_a_multitask_run_with_a_stateful_weighting_survives_sigkill_too(tmp_path
     _assert_same_run(tmp_path / "straight", tmp_path / "run", 3000)
 
 
+def test_a_run_that_is_training_right_now_is_not_resumed_by_a_second_process(tmp_path):
+    run = tmp_path / "run"
+    child = subprocess.Popen(_cli("train", _recipe(tmp_path, 5000), "--out", run, "--quiet", "--no-eval"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "last.pt").is_file() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = subprocess.run(_cli("train", "--resume", run, "--quiet"), capture_output=True, text=True, env=ENV,
+                                timeout=300)
+        assert second.returncode == 2 and f"being trained right now by process {child.pid}" in second.stderr
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_runs_lists_and_compare_sets_side_by_side(straight, tmp_path, capsys):
     other = tmp_path / "runs" / "lr"
     assert main(["train", str(_recipe(tmp_path, 30)), "--out", str(other), "--quiet", "--set", "train.lr=0.01"]) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ from ..eval.regression import RegressionResult, regression
 from ..eval.task_data import TaskDataResult, adapt_each_task
 from ..meta.base import FewShotAlgorithm
 from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
-from ..train.run_status import end_run, start_run
+from ..train.run_status import end_run, read_status, start_run
 from ..train.episodic import DivergedError, RecordSink, Trainer
 from . import apply_overrides, read_yaml, recipe_from_dict, recipe_to_dict
 from ..train.transfer import load_backbone
@@ -79,6 +80,10 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
     out = Path(out)
     config_path = out / "config.yaml"
     if resume:
+        live = read_status(out)
+        if live.get("status") == "running" and live.get("host") == socket.gethostname():
+            raise RunError(f"{out} is being trained right now by process {live.get('pid')}; stop it first "
+                           f"(two processes would write over each other's checkpoints)")
         if not (out / "last.pt").is_file():
             raise RunError(f"cannot resume {out}: it has no last.pt checkpoint yet (it stopped before its first); "
                            f"delete it or train into another --out")
