@@ -195,7 +195,7 @@ def test_a_non_finite_loss_stops_with_its_step_the_last_metrics_and_the_good_che
     assert len(error) == 1
     last = [r for r in read_metrics(run / "metrics.jsonl") if "loss" in r][-1]
     assert last["step"] == 42
-    assert "diverged at step 45" in error[0] and f"loss {last['loss']:.4g}" in error[0]
+    assert "diverged at step 45" in error[0] and f"metrics: (step 42) loss {last['loss']:.4g}" in error[0]
     assert f"{run / 'last.pt'} (step 40)" in error[0]
     state = load_checkpoint(run / "last.pt")
     assert state["step"] == 40 and all(torch.isfinite(v).all() for v in state["model"].values())

@@ -86,9 +86,10 @@ def episode_scores(algo: FewShotAlgorithm, batches: Iterable[TaskBatch], score: 
             with context() if context else torch.no_grad():
                 outputs = algo.predict(batch)
             results.append(score(outputs.float(), batch.query_y))
-            running, count = running + float(results[-1].sum()), count + len(results[-1])
-            bar.update(len(results[-1]))
-            bar.set_postfix(mean=f"{running / count:.4f}", refresh=False)
+            if not bar.disable:  # the running mean costs a device sync per batch: only when it is shown
+                running, count = running + float(results[-1].sum()), count + len(results[-1])
+                bar.update(len(results[-1]))
+                bar.set_postfix(mean=f"{running / count:.4f}", refresh=False)
     finally:
         bar.close()
         algo.train(was_training)

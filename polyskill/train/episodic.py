@@ -22,6 +22,8 @@ from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .metrics import MetricsLog
 
 OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("step", "linear", "cosine")
+LOGGERS = ("tensorboard", "mlflow")
 
 
 class RecordSink(Protocol):
@@ -34,9 +36,6 @@ class RecordSink(Protocol):
 
 class DivergedError(RunError):
     """Training produced a non-finite loss or parameters; the last good checkpoint is untouched."""
-
-SCHEDULES = ("step", "linear", "cosine")
-LOGGERS = ("tensorboard", "mlflow")
 
 
 @dataclass
@@ -172,8 +171,9 @@ class Trainer:
             save_checkpoint(self.out / "last.pt", self.state_dict())
 
     def _diverged(self, step: int, what: str) -> None:
-        last = (", ".join(f"{k} {v:.4g}" for k, v in self.last_metrics.items() if k not in ("step", "time"))
-                if self.last_metrics else "none logged yet")
+        last = (f"(step {self.last_metrics['step']}) " + ", ".join(
+            f"{k} {v:.4g}" for k, v in self.last_metrics.items() if k != "step") if self.last_metrics
+            else "none logged yet")
         good = self.out / "last.pt" if self.out is not None and (self.out / "last.pt").is_file() else None
         raise DivergedError(f"training diverged at step {step} ({what}); last finite metrics: {last}; "
                             + (f"the last good checkpoint is {good} (step {load_checkpoint(good)['step']})"
