@@ -14,6 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.episodes import EpisodeSampler
+from ..distributed import SINGLE, DistContext, average_gradients, broadcast_module, gather_objects, sum_across
+from ..distributed.collectives import average_buffers
 from ..errors import ConfigError, RunError
 from ..meta.base import FewShotAlgorithm, episode_accuracies
 from ..nn.precision import PRECISIONS, autocast, inference, resolve
@@ -24,6 +26,7 @@ from .metrics import MetricsLog
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("step", "linear", "cosine")
 LOGGERS = ("tensorboard", "mlflow")
+NEVER = 2**62  # "no non-finite step yet", for the all-ranks minimum
 
 
 class RecordSink(Protocol):
@@ -107,14 +110,19 @@ class Trainer:
 
     def __init__(self, algo: FewShotAlgorithm, train: EpisodeSampler, config: FitConfig,
                  out: str | Path | None = None, val: EpisodeSampler | None = None, progress: bool = True,
-                 sinks: list[RecordSink] | None = None) -> None:
-        self.algo, self.train, self.config, self.val = algo, train, config, val
-        self.sinks = list(sinks or [])
+                 sinks: list[RecordSink] | None = None, dist: DistContext = SINGLE) -> None:
+        self.algo, self.train, self.config, self.val, self.dist = algo, train, config, val, dist
+        if config.meta_batch % dist.world:
+            raise ConfigError(f"train.meta_batch ({config.meta_batch}) must split evenly over {dist.world} processes")
+        self.local_batch = config.meta_batch // dist.world
+        self.sinks = list(sinks or []) if dist.main else []
         self.out = Path(out) if out is not None else None
-        self.progress = progress
+        self.writes = self.out is not None and dist.main  # rank 0 alone writes the run directory
+        self.progress = progress and dist.main
         self.device = torch.device(config.device)
         self.precision = resolve(config.precision, self.device)
         algo.to(self.device)
+        broadcast_module(algo, dist)
         self.optimizer = _optimizer(algo.parameters(), config)
         self.scheduler = _scheduler(self.optimizer, config)
         self.step = 0
@@ -125,21 +133,25 @@ class Trainer:
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
         self.last_metrics: dict[str, float] | None = None
-        self.log = MetricsLog(self.out / "metrics.jsonl") if self.out else None
+        self.log = MetricsLog(self.out / "metrics.jsonl") if self.writes else None
 
     #: the validation figure's name in metrics.jsonl, best.pt and summary.json ("best_" + name)
     val_metric = "val_acc"
 
     # -- checkpoints ------------------------------------------------------------------------------
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: the task stream, the RNGs and the partial metric sums."""
+        return {"sampler": self.train.state_dict(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "sums": self.sums, "count": self.count}
+
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step, "model": self.algo.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "sampler": self.train.state_dict(),
-            "torch_rng": torch.get_rng_state(), "best_val": self.best_val, "best_step": self.best_step,
-            "train_seconds": self.train_seconds, "sums": self.sums, "count": self.count,
-            "last_metrics": self.last_metrics,
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
+        """Everything needed to continue identically (collective: every rank calls it; rank 0 saves it)."""
+        ranks = gather_objects(self._rank_state(), self.dist)
+        state = {"step": self.step, "model": self.algo.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "best_val": self.best_val, "best_step": self.best_step,
+                 "train_seconds": self.train_seconds, "last_metrics": self.last_metrics}
+        return {**state, **ranks[0]} if len(ranks) == 1 else {**state, "ranks": ranks}
 
     def resume(self) -> None:
         """Continue from out/last.pt: model, optimizer, schedule, sampler and RNG exactly as they were saved."""
@@ -149,17 +161,31 @@ class Trainer:
         self.algo.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.train.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        saved_world = len(state["ranks"]) if "ranks" in state else 1
+        if saved_world != self.dist.world:
+            raise RunError(f"{self.out / 'last.pt'} was saved by {saved_world} process(es); resume it with "
+                           f"{saved_world} (--nproc {saved_world})")
+        mine = state["ranks"][self.dist.rank] if "ranks" in state else state
+        self.train.load_state_dict(mine["sampler"])
+        torch.set_rng_state(mine["torch_rng"])
+        if mine.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(mine["cuda_rng"])
+        self.sums, self.count = mine.get("sums", {}), mine.get("count", 0)
         self.step, self.best_val, self.best_step = state["step"], state["best_val"], state["best_step"]
         self.train_seconds = state["train_seconds"]
-        self.sums, self.count = state.get("sums", {}), state.get("count", 0)
         self.last_metrics = state.get("last_metrics")
         if (self.out / "best.pt").exists():
             self.best_state = load_checkpoint(self.out / "best.pt")["model"]
-        self.log.truncate_after(self.step)
+        if self.log is not None:
+            self.log.truncate_after(self.step)
+
+    def _means(self) -> dict[str, float]:
+        """The metrics since the last record, averaged over the steps and the ranks."""
+        keys = list(self.sums)  # the same order on every rank: they run the same code
+        if not keys:
+            return {}
+        totals = sum_across(torch.stack([self.sums[k].detach().double().reshape(()) for k in keys]), self.dist)
+        return {k: float(v) / (self.count * self.dist.world) for k, v in zip(keys, totals.tolist())}
 
     def _check_parameters(self) -> None:
         """Stop, keeping the last good checkpoint, if an update left a parameter non-finite."""
@@ -167,8 +193,9 @@ class Trainer:
             self._diverged(self.step, "non-finite parameters")
 
     def _checkpoint(self) -> None:
-        if self.out is not None:
-            save_checkpoint(self.out / "last.pt", self.state_dict())
+        state = self.state_dict() if self.out is not None else None
+        if self.writes:
+            save_checkpoint(self.out / "last.pt", state)
 
     def _diverged(self, step: int, what: str) -> None:
         last = (f"(step {self.last_metrics['step']}) " + ", ".join(
@@ -182,16 +209,21 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
         """One meta-update's gradients (left in `.grad`) and its metrics; the optimiser step is fit's."""
-        batch = self.train.sample(self.config.meta_batch).to(self.device)
+        batch = self.train.sample(self.local_batch).to(self.device)
         with autocast(self.precision, self.device):
             return self.algo.meta_backward(batch)
 
     def validate(self) -> float:
-        """Mean query accuracy over the fixed validation episodes."""
-        batches = (b.to(self.device) for b in self.val.fixed(self.config.val_episodes))
+        """Mean query accuracy over the fixed validation episodes (split over the ranks, then summed)."""
+        n, world, rank = self.config.val_episodes, self.dist.world, self.dist.rank
+        start, stop = n * rank // world, n * (rank + 1) // world
+        batches = (b.to(self.device) for b in self.val.fixed(stop - start, start=start))
         with quiet_if(not self.progress):
-            return float(episode_accuracies(self.algo, batches, lambda: inference(self.precision, self.device),
-                                            total=self.config.val_episodes).mean())
+            acc = episode_accuracies(self.algo, batches, lambda: inference(self.precision, self.device),
+                                     total=stop - start)
+        total = sum_across(torch.stack([acc.double().sum(), torch.tensor(float(len(acc)), dtype=torch.float64)]),
+                           self.dist)
+        return float(total[0] / total[1])
 
     def format_val(self, value: float) -> str:
         return f"accuracy {100 * value:.2f}%"
@@ -214,7 +246,7 @@ class Trainer:
             self.best_val, self.best_step = acc, self.step
             self.best_state = {k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
                                for k, v in self.algo.state_dict().items()}
-            if self.out is not None:
+            if self.writes:
                 save_checkpoint(self.out / "best.pt", {"model": self.best_state, "step": self.step,
                                                           self.val_metric: acc})
         if self.progress:
@@ -235,6 +267,7 @@ class Trainer:
             while self.step < config.steps:
                 self.optimizer.zero_grad(set_to_none=True)
                 metrics = self.train_step()
+                average_gradients(self.algo.parameters(), self.dist)
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(self.algo.parameters(), config.grad_clip)
                 self.optimizer.step()
@@ -249,12 +282,14 @@ class Trainer:
                 last = self.step == config.steps or time.monotonic() > deadline
                 log_now = self.step % config.log_every == 0 or last
                 checkpoint_now = self.step % config.val_every == 0 or last
-                if (log_now or checkpoint_now) and int(first_bad) >= 0:
-                    self._diverged(int(first_bad), "non-finite loss")
+                if log_now or checkpoint_now:
+                    bad = int(sum_across(torch.where(first_bad < 0, NEVER, first_bad).view(1), self.dist, "min"))
+                    if bad != NEVER:
+                        self._diverged(bad, "non-finite loss")
                 if log_now:
                     self.train_seconds += time.perf_counter() - started
                     started = time.perf_counter()
-                    means = {k: float(v) / self.count for k, v in self.sums.items()}
+                    means = self._means()
                     self._record({"step": self.step, **means, "lr": self.scheduler.get_last_lr()[0],
                                   "time": round(self.train_seconds, 3)})
                     self.last_metrics = {"step": self.step, **means}
@@ -262,6 +297,7 @@ class Trainer:
                     self.sums, self.count = {}, 0
                 if checkpoint_now:
                     self._check_parameters()
+                    average_buffers(self.algo, self.dist)
                 if self.val is not None and checkpoint_now:
                     self._after_validation(bar)
                 if checkpoint_now:
@@ -280,7 +316,7 @@ class Trainer:
         summary = {"status": status, "steps": self.step, "train_seconds": round(self.train_seconds, 1),
                    f"best_{self.val_metric}": self.best_val, "best_step": self.best_step, "precision": self.precision,
                    "config": asdict(config)}
-        if self.out is not None:
+        if self.writes:
             write_json(self.out / "summary.json", summary)
         return summary
 

@@ -1,0 +1,87 @@
+"""What crosses between ranks: gradients averaged in flat buckets, parameters broadcast, sums and objects."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+import torch.distributed as torch_dist
+from torch import Tensor, nn
+
+from .context import DistContext
+
+#: gradients are averaged in flat buckets of at most this many bytes (one all-reduce each, like DDP's 25 MiB)
+BUCKET_BYTES = 25 << 20
+
+
+def _buckets(tensors: list[Tensor]) -> Iterable[list[Tensor]]:
+    """Consecutive groups of same-dtype, same-device tensors of at most BUCKET_BYTES (a larger tensor alone)."""
+    bucket: list[Tensor] = []
+    size = 0
+    for tensor in tensors:
+        nbytes = tensor.numel() * tensor.element_size()
+        if bucket and (size + nbytes > BUCKET_BYTES or tensor.dtype != bucket[0].dtype
+                       or tensor.device != bucket[0].device):
+            yield bucket
+            bucket, size = [], 0
+        bucket.append(tensor)
+        size += nbytes
+    if bucket:
+        yield bucket
+
+
+def average_gradients(parameters: Iterable[nn.Parameter], ctx: DistContext) -> None:
+    """Replace every `.grad` with its mean over the ranks (every rank holds the same gradients after)."""
+    if not ctx.active:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    for bucket in _buckets(grads):
+        flat = torch.cat([g.reshape(-1) for g in bucket])
+        torch_dist.all_reduce(flat)
+        flat.div_(ctx.world)
+        offset = 0
+        for grad in bucket:
+            grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
+
+
+def broadcast_module(module: nn.Module, ctx: DistContext) -> None:
+    """Give every rank rank 0's parameters and buffers (identical starting points, whatever each rank's seed)."""
+    if not ctx.active:
+        return
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        torch_dist.broadcast(tensor.data, src=0)
+
+
+def average_buffers(module: nn.Module, ctx: DistContext) -> None:
+    """Average floating-point buffers (batch-norm running statistics) over the ranks."""
+    if not ctx.active:
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    for bucket in _buckets(buffers):
+        flat = torch.cat([b.reshape(-1) for b in bucket])
+        torch_dist.all_reduce(flat)
+        flat.div_(ctx.world)
+        offset = 0
+        for buffer in bucket:
+            buffer.copy_(flat[offset:offset + buffer.numel()].view_as(buffer))
+            offset += buffer.numel()
+
+
+def sum_across(values: Tensor, ctx: DistContext, op: str = "sum") -> Tensor:
+    """`values` summed over the ranks (op "min" or "max": their minimum or maximum)."""
+    if not ctx.active:
+        return values
+    out = values.clone()
+    torch_dist.all_reduce(out, op={"sum": torch_dist.ReduceOp.SUM, "min": torch_dist.ReduceOp.MIN,
+                                   "max": torch_dist.ReduceOp.MAX}[op])
+    return out
+
+
+def gather_objects(value: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's `value`, in rank order (checkpoint pieces that differ by rank: sampler and RNG states)."""
+    if not ctx.active:
+        return [value]
+    out: list[Any] = [None] * ctx.world
+    torch_dist.all_gather_object(out, value)
+    return out
