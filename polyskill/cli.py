@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
                        help="continue RUN (or the run in --out) from its last checkpoint, identically to a run "
                             "that was never stopped")
+    train.add_argument("--nproc", type=int, metavar="N",
+                       help="train on N local processes (the meta-batch is split over them); under torchrun, "
+                            "leave it out")
     train.add_argument("--logger", metavar="NAMES",
                        help="also log to these trackers, comma-separated: tensorboard, mlflow")
     train.add_argument("--no-eval", action="store_true", help="skip the test protocols after training")
@@ -115,9 +118,31 @@ def _positive(name: str, value: int | None) -> None:
         raise PolyskillError(f"{name} must be >= 1, got {value}")
 
 
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line minus `--nproc N` / `--nproc=N`: what every launched rank runs."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
 def _train(args: argparse.Namespace) -> int:
     from .recipes import apply_overrides, load, recipe_from_dict, recipe_to_dict
     from .recipes.run import load_run, train_run
+
+    if args.nproc is not None:
+        _positive("--nproc", args.nproc)
+        if "WORLD_SIZE" in os.environ:
+            raise PolyskillError("--nproc starts its own processes; under torchrun leave it out")
+        if args.nproc > 1:
+            from .distributed.launch import launch
+
+            return launch(_without_nproc(args.argv), args.nproc)
 
     overrides = list(args.overrides)
     if args.logger:
@@ -232,7 +257,9 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.argv = argv
     if getattr(args, "quiet", False):
         from .progress import set_quiet
 

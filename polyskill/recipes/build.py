@@ -17,6 +17,7 @@ from ..data.omniglot_images import omniglot
 from ..data.sinusoid import SinusoidTasks
 from ..data.task_examples import TaskExamples, target_scale
 from ..data.user_images import InputFormat
+from ..distributed.streams import rank_seed
 from ..errors import ConfigError
 from ..meta import ALGORITHMS
 from ..meta.base import FewShotAlgorithm
@@ -74,14 +75,17 @@ def tasks(recipe: Recipe, split: str, way: int, shot: int, query: int, seed: int
     return EpisodeSampler(dataset(recipe, split, root), way, shot, query, seed=seed)
 
 
-def training_tasks(recipe: Recipe, algo: FewShotAlgorithm, root: str | os.PathLike | None = None) -> object:
+def training_tasks(recipe: Recipe, algo: FewShotAlgorithm, root: str | os.PathLike | None = None,
+                   rank: int = 0) -> object:
     """What the algorithm trains on: episodes, or (for learners pretrained as classifiers over all the
-    training classes, `batch_source = 'classes'`) batches of `algo.batch_size` labelled examples."""
+    training classes, `batch_source = 'classes'`) batches of `algo.batch_size` labelled examples; each rank of
+    a distributed run draws from its own seeded stream."""
+    seed = rank_seed(recipe.train.seed, rank)
     if getattr(algo, "batch_source", "episodes") == "classes":
         from ..data.class_batches import ClassBatchSampler
-        return ClassBatchSampler(dataset(recipe, "train", root), algo.batch_size, seed=recipe.train.seed)
+        return ClassBatchSampler(dataset(recipe, "train", root), algo.batch_size, seed=seed)
     spec = recipe.episodes
-    return tasks(recipe, "train", spec.way, spec.shot, spec.query, recipe.train.seed, root)
+    return tasks(recipe, "train", spec.way, spec.shot, spec.query, seed, root)
 
 
 def input_format(recipe: Recipe) -> InputFormat:

@@ -11,16 +11,17 @@ from typing import Any, Callable
 import torch
 import yaml
 
+from ..distributed import SINGLE, DistContext, from_environment
 from ..errors import ConfigError, RunError
 from ..eval.few_shot import FewShotResult, few_shot
 from ..eval.regression import RegressionResult, regression
 from ..eval.task_data import TaskDataResult, adapt_each_task
 from ..meta.base import FewShotAlgorithm
 from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
-from ..train.run_status import end_run, read_status, start_run
 from ..train.episodic import DivergedError, RecordSink, Trainer
-from . import apply_overrides, read_yaml, recipe_from_dict, recipe_to_dict
+from ..train.run_status import end_run, read_status, start_run
 from ..train.transfer import load_backbone
+from . import apply_overrides, read_yaml, recipe_from_dict, recipe_to_dict
 from .build import algorithm, dataset, is_regression, tasks, training_tasks
 from .mtl_build import is_multitask, mtl_data
 from .schema import Recipe
@@ -79,7 +80,21 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
     `sinks` receive every metrics record besides the recipe's loggers (a sweep's pruner, say)."""
     out = Path(out)
     config_path = out / "config.yaml"
-    if resume:
+    ctx = from_environment(recipe.train.device)
+    try:
+        return _train_run(recipe, out, config_path, ctx, resume=resume, root=root, progress=progress,
+                          evaluate=evaluate, echo=echo, sinks=sinks)
+    finally:
+        if ctx.active and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train_run(recipe: Recipe, out: Path, config_path: Path, ctx: DistContext, *, resume: bool, root: str | None,
+               progress: bool, evaluate: bool, echo: Echo, sinks: list[RecordSink] | None) -> dict[str, Any]:
+    """train_run's work, as rank `ctx.rank`: rank 0 checks and writes the run directory, every rank trains."""
+    if not ctx.main:
+        echo = _silent
+    if resume and ctx.main:
         live = read_status(out)
         if live.get("status") == "running" and live.get("host") == socket.gethostname():
             raise RunError(f"{out} is being trained right now by process {live.get('pid')}; stop it first "
@@ -87,9 +102,11 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
         if not (out / "last.pt").is_file():
             raise RunError(f"cannot resume {out}: it has no last.pt checkpoint yet (it stopped before its first); "
                            f"delete it or train into another --out")
-    elif config_path.exists() or (out / "last.pt").exists():
+    elif not resume and ctx.main and (config_path.exists() or (out / "last.pt").exists()):
         raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     if is_multitask(recipe):
+        if ctx.active:
+            raise ConfigError("multi-task training on several processes is not built yet: train it in one process")
         from .mtl_run import train_mtl_run
         return train_mtl_run(recipe, out, resume=resume, root=root, progress=progress, evaluate=evaluate, echo=echo,
                              sinks=sinks)
@@ -100,15 +117,18 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
         loaded = load_backbone(algo.backbone, recipe.model.init)
         echo(f"backbone started from {recipe.model.init} ({len(loaded)} tensors)")
     spec, val = recipe.episodes, recipe.validation
-    train_sampler = training_tasks(recipe, algo, root)
+    train_sampler = training_tasks(recipe, algo, root, rank=ctx.rank)
     val_sampler = None
     if recipe.data.val is not None:
         if is_regression(recipe):
             raise ConfigError("regression runs are not validated by accuracy: set data.val to null")
         val_sampler = tasks(recipe, "val", val.way, val.shot or spec.shot, val.query, recipe.eval.seed, root)
     _, summary = fit_into(out, recipe, lambda sinks: Trainer(algo, train_sampler, recipe.train, out=out,
-                                                             val=val_sampler, progress=progress, sinks=sinks),
-                          resume, echo, sinks)
+                                                             val=val_sampler, progress=progress, sinks=sinks,
+                                                             dist=ctx),
+                          resume, echo, sinks, dist=ctx)
+    if not ctx.main:
+        return summary
     write_json(out / "summary.json", summary)
     if evaluate:
         summary = evaluate_run(out, root=root, echo=echo)
@@ -120,13 +140,23 @@ def _algorithm_label(recipe: Recipe) -> str:
     return f"{recipe.mtl.architecture}+{recipe.mtl.weighting}" if is_multitask(recipe) else recipe.algo["name"]
 
 
+def _silent(_: str) -> None:
+    """Ranks other than 0 say nothing."""
+
+
 def fit_into(out: Path, recipe: Recipe, make_trainer: Callable[[list[RecordSink]], Trainer], resume: bool,
-             echo: Echo, sinks: list[RecordSink] | None = None) -> tuple[Trainer, dict[str, Any]]:
+             echo: Echo, sinks: list[RecordSink] | None = None,
+             dist: DistContext = SINGLE) -> tuple[Trainer, dict[str, Any]]:
     """Write the recipe into `out` (only now that data and model are known to be good), train (continuing
     from the last checkpoint with `resume`) and return the trainer and its summary; run.json records how
     training ended, whatever ended it."""
     from ..track import open_trackers
 
+    if not dist.main:  # the other ranks train beside rank 0 and write nothing
+        trainer = make_trainer([])
+        if resume:
+            trainer.resume()
+        return trainer, trainer.fit()
     config = recipe_to_dict(recipe)
     trackers = open_trackers(recipe.train.loggers, out, config)  # a missing package stops before the run exists
     out.mkdir(parents=True, exist_ok=True)
