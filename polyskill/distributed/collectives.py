@@ -30,19 +30,22 @@ def _buckets(tensors: list[Tensor]) -> Iterable[list[Tensor]]:
         yield bucket
 
 
-def average_gradients(parameters: Iterable[nn.Parameter], ctx: DistContext) -> None:
-    """Replace every `.grad` with its mean over the ranks (every rank holds the same gradients after)."""
-    if not ctx.active:
-        return
-    grads = [p.grad for p in parameters if p.grad is not None]
-    for bucket in _buckets(grads):
-        flat = torch.cat([g.reshape(-1) for g in bucket])
+def _average_in_place(tensors: list[Tensor], ctx: DistContext) -> None:
+    """Replace every tensor with its mean over the ranks, one all-reduce per bucket."""
+    for bucket in _buckets(tensors):
+        flat = torch.cat([t.reshape(-1) for t in bucket])
         torch_dist.all_reduce(flat)
         flat.div_(ctx.world)
         offset = 0
-        for grad in bucket:
-            grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
-            offset += grad.numel()
+        for tensor in bucket:
+            tensor.copy_(flat[offset:offset + tensor.numel()].view_as(tensor))
+            offset += tensor.numel()
+
+
+def average_gradients(parameters: Iterable[nn.Parameter], ctx: DistContext) -> None:
+    """Replace every `.grad` with its mean over the ranks (every rank holds the same gradients after)."""
+    if ctx.active:
+        _average_in_place([p.grad for p in parameters if p.grad is not None], ctx)
 
 
 def broadcast_module(module: nn.Module, ctx: DistContext) -> None:
@@ -55,17 +58,8 @@ def broadcast_module(module: nn.Module, ctx: DistContext) -> None:
 
 def average_buffers(module: nn.Module, ctx: DistContext) -> None:
     """Average floating-point buffers (batch-norm running statistics) over the ranks."""
-    if not ctx.active:
-        return
-    buffers = [b for b in module.buffers() if b.is_floating_point()]
-    for bucket in _buckets(buffers):
-        flat = torch.cat([b.reshape(-1) for b in bucket])
-        torch_dist.all_reduce(flat)
-        flat.div_(ctx.world)
-        offset = 0
-        for buffer in bucket:
-            buffer.copy_(flat[offset:offset + buffer.numel()].view_as(buffer))
-            offset += buffer.numel()
+    if ctx.active:
+        _average_in_place([b for b in module.buffers() if b.is_floating_point()], ctx)
 
 
 def sum_across(values: Tensor, ctx: DistContext, op: str = "sum") -> Tensor:
