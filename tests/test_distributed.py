@@ -13,6 +13,7 @@ import torch
 
 from conftest import tiny_recipe
 from polyskill.distributed import ShardedStream
+from polyskill.distributed.batch_norm import sync_batch_norms
 from polyskill.recipes import load
 from polyskill.recipes.build import algorithm, tasks
 from polyskill.train import FitConfig, Trainer, load_checkpoint
@@ -22,6 +23,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 ALGOS = {  # plain SGD: Adam turns float-summation noise in near-zero gradients into lr-sized steps
     "maml": ["algo.name=maml", "algo.inner_steps=2", "algo.inner_lr=0.4", "episodes.query=3",
              "train.optimizer=sgd", "train.lr=0.1"],
+    "protonet": ["train.optimizer=sgd", "train.lr=0.05", "train.momentum=0.0"],
 }
 
 
@@ -29,6 +31,8 @@ def _single_process(recipe_path: Path, overrides: list[str], world: int) -> dict
     """The reference: one process, the meta-batch drawn from every rank's stream in turn."""
     recipe = load(recipe_path, overrides)
     algo = algorithm(recipe)
+    if not algo.per_task_batch_norm:
+        sync_batch_norms(algo)  # the same arithmetic as the ranks (torch's CPU kernel is off by ~1e-3)
     spec = recipe.episodes
     stream = ShardedStream(lambda seed: tasks(recipe, "train", spec.way, spec.shot, spec.query, seed),
                            recipe.train.seed, list(range(world)))
@@ -50,4 +54,8 @@ def test_two_processes_end_with_the_parameters_of_one_given_the_same_global_batc
     reference = _single_process(recipe, overrides, world=2)
     assert reference
     for key, value in reference.items():
-        assert torch.allclose(distributed[key], value, atol=1e-5, rtol=1e-5), (key, (distributed[key] - value).abs().max())
+        # a convolution's bias right before batch norm has a zero gradient in exact arithmetic: both runs
+        # move it by float noise only, so it is held to that noise's size
+        tolerance = 1e-3 if key.endswith(".0.bias") else 1e-5
+        assert torch.allclose(distributed[key], value, atol=tolerance, rtol=1e-5), \
+            (key, (distributed[key] - value).abs().max())

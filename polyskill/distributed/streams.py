@@ -1,8 +1,12 @@
-"""Each rank draws its own tasks from its own seeded stream; a single process can draw the same global batch."""
+"""Each rank draws its own tasks (or multi-task batches) from its own seeded stream; a single process can draw the
+same global batch."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
+
+import torch
+from torch import Tensor
 
 from ..data.episodes import TaskBatch
 
@@ -37,4 +41,38 @@ class ShardedStream:
             stream.load_state_dict(saved)
 
     def __getattr__(self, name: str) -> Any:  # fixed(), episode(), shot, ...: the first stream's
+        return getattr(self.__dict__["streams"][0], name)
+
+
+class ShardedBatches:
+    """The multi-task batch sources of ranks `ranks` (`make(seed)`, a `MultiTaskBatches`): `sample()` joins one
+    batch of each, in rank order, into the global batch the ranks share. Dense batches are stacked; partitioned
+    ones (task by task, as `multitask_backward` reads them) are joined task by task, so task i's rows are rank
+    0's rows of task i, then rank 1's, and the layout stays partitioned."""
+
+    def __init__(self, make: Callable[[int], Any], seed: int, ranks: list[int]) -> None:
+        self.streams = [make(rank_seed(seed, rank)) for rank in ranks]
+
+    def sample(self) -> tuple[Tensor, Tensor]:
+        batches = [stream.sample() for stream in self.streams]
+        if len(batches) == 1:
+            return batches[0]
+        xs, ys = zip(*batches)
+        if not self.partitioned:
+            return torch.cat(xs), torch.cat(ys)
+        t = len(self.streams[0].data.tasks)
+
+        def join(parts: tuple[Tensor, ...]) -> Tensor:
+            return torch.cat([p.reshape(t, -1, *p.shape[1:]) for p in parts], 1).reshape(-1, *parts[0].shape[1:])
+
+        return join(xs), join(ys)
+
+    def state_dict(self) -> dict:
+        return {"streams": [stream.state_dict() for stream in self.streams]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for stream, saved in zip(self.streams, state["streams"], strict=True):
+            stream.load_state_dict(saved)
+
+    def __getattr__(self, name: str) -> Any:  # partitioned, data, ...: the first stream's
         return getattr(self.__dict__["streams"][0], name)

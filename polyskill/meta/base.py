@@ -20,6 +20,10 @@ class FewShotAlgorithm(nn.Module):
     Subclasses may override `predict` to handle a whole TaskBatch at once (faster evaluation).
     """
 
+    #: whether batch norm sees one task at a time (inner-loop learners); if not, a distributed run computes
+    #: its statistics over the global batch, as one process would
+    per_task_batch_norm = False
+
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """Scalar loss to minimise over the meta-parameters, and detached metrics (loss, acc, ...)."""
         raise NotImplementedError

@@ -45,6 +45,8 @@ class MAML(FewShotAlgorithm):
     """
 
     needs_head = True
+    #: every task's inner loop normalises with its own batch statistics: nothing to synchronise across ranks
+    per_task_batch_norm = True
 
     def __init__(self, backbone: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1,
                  eval_steps: int | None = None, first_order: bool = False, head_only: bool = False,

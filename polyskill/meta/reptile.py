@@ -44,6 +44,8 @@ class Reptile(FewShotAlgorithm):
     """
 
     needs_head = True
+    #: every task's inner loop normalises with its own batch statistics: nothing to synchronise across ranks
+    per_task_batch_norm = True
 
     def __init__(self, backbone: nn.Module, inner_lr: float = 1e-3, inner_steps: int = 5, inner_batch: int = 10,
                  eval_steps: int = 50, eval_batch: int = 5, inner_optimizer: str = "adam",

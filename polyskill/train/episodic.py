@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data.episodes import EpisodeSampler
 from ..distributed import SINGLE, DistContext, average_gradients, broadcast_module, gather_objects, sum_across
+from ..distributed.batch_norm import sync_batch_norms
 from ..distributed.collectives import average_buffers
 from ..errors import ConfigError, RunError
 from ..meta.base import FewShotAlgorithm, episode_accuracies
@@ -121,6 +122,8 @@ class Trainer:
         self.progress = progress and dist.main
         self.device = torch.device(config.device)
         self.precision = resolve(config.precision, self.device)
+        if dist.active and not getattr(algo, "per_task_batch_norm", False):
+            sync_batch_norms(algo)  # statistics over the global batch, as in one process
         algo.to(self.device)
         broadcast_module(algo, dist)
         self.optimizer = _optimizer(algo.parameters(), config)
@@ -137,6 +140,8 @@ class Trainer:
 
     #: the validation figure's name in metrics.jsonl, best.pt and summary.json ("best_" + name)
     val_metric = "val_acc"
+    #: whether train_step leaves gradients averaged over the ranks already (fit then does not average them again)
+    averages_own_gradients = False
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _rank_state(self) -> dict[str, Any]:
@@ -267,7 +272,8 @@ class Trainer:
             while self.step < config.steps:
                 self.optimizer.zero_grad(set_to_none=True)
                 metrics = self.train_step()
-                average_gradients(self.algo.parameters(), self.dist)
+                if not self.averages_own_gradients:
+                    average_gradients(self.algo.parameters(), self.dist)
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(self.algo.parameters(), config.grad_clip)
                 self.optimizer.step()
