@@ -83,6 +83,7 @@ def test_stream_is_the_same_however_it_is_consumed():
     pieces = TaskBatch.cat([sampler.sample(n) for n in (1, 3, 30, 1, 35)])
     assert torch.equal(whole.support_x, pieces.support_x) and torch.equal(whole.query_x, pieces.query_x)
     assert torch.equal(whole.query_y, pieces.query_y)
+    assert torch.equal(whole.task_seeds, pieces.task_seeds) and len(set(whole.task_seeds.tolist())) == 70
 
 
 def test_resume_in_the_middle_of_a_block():
@@ -94,7 +95,9 @@ def test_resume_in_the_middle_of_a_block():
         expected = fresh.sample(40)
         resumed = EpisodeSampler(_tagged(), 5, 1, 2, seed=9)
         resumed.load_state_dict(state)
-        assert torch.equal(resumed.sample(40).support_x, expected.support_x), skipped
+        again = resumed.sample(40)
+        assert torch.equal(again.support_x, expected.support_x), skipped
+        assert torch.equal(again.task_seeds, expected.task_seeds), skipped  # task seeds follow the stream
     assert sampler.sample(1).support_x.shape == (1, 5, 1, 1, 1)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
@@ -38,6 +38,9 @@ class TaskBatch:
     query_x: Tensor
     query_y: Tensor
     way: int
+    #: one seed per task from the training stream (its position in the stream): randomness inside a learner
+    #: (Reptile's mini-batch order) drawn from it is the same however the meta-batch is split over processes
+    task_seeds: Tensor | None = None
 
     def __len__(self) -> int:
         return self.support_x.shape[0]
@@ -52,18 +55,24 @@ class TaskBatch:
 
     def to(self, device: torch.device | str) -> "TaskBatch":
         return TaskBatch(self.support_x.to(device), self.support_y.to(device), self.query_x.to(device),
-                         self.query_y.to(device), self.way)
+                         self.query_y.to(device), self.way, self.task_seeds)
 
     def slice(self, start: int, stop: int) -> "TaskBatch":
         """Tasks start..stop-1 (views, no copy)."""
         return TaskBatch(self.support_x[start:stop], self.support_y[start:stop], self.query_x[start:stop],
-                         self.query_y[start:stop], self.way)
+                         self.query_y[start:stop], self.way,
+                         None if self.task_seeds is None else self.task_seeds[start:stop])
 
     @staticmethod
     def cat(batches: list["TaskBatch"]) -> "TaskBatch":
         """Stack the tasks of several batches of the same way and shot."""
+        seeds = [b.task_seeds for b in batches]
         return TaskBatch(*(torch.cat([getattr(b, f) for b in batches]) for f in
-                           ("support_x", "support_y", "query_x", "query_y")), batches[0].way)
+                           ("support_x", "support_y", "query_x", "query_y")), batches[0].way,
+                         None if any(s is None for s in seeds) else torch.cat(seeds))
+
+
+_TRAINING_SALT = 0x5EED5  # task seeds of the training stream never equal evaluation episode seeds
 
 
 def _episode_seed(seed: int, index: int) -> int:
@@ -100,6 +109,7 @@ class EpisodeSampler:
         self._buffer: TaskBatch | None = None
         self._position = 0
         self._block_state = self.generator.get_state()
+        self._blocks = 0  # blocks drawn so far: with the position, where a task stands in the stream
         self._label_cache: dict[int, tuple[Tensor, Tensor]] = {}
 
     def _labels(self, batch_size: int) -> tuple[Tensor, Tensor]:
@@ -147,7 +157,10 @@ class EpisodeSampler:
 
     def _next_block(self) -> None:
         self._block_state = self.generator.get_state()
-        self._buffer = self._draw(self._block, self.generator)
+        first = self._blocks * self._block
+        self._buffer = replace(self._draw(self._block, self.generator), task_seeds=torch.tensor(
+            [_episode_seed(self.seed ^ _TRAINING_SALT, first + i) for i in range(self._block)]))
+        self._blocks += 1
         self._position = 0
 
     def sample(self, batch_size: int = 1) -> TaskBatch:
@@ -182,12 +195,15 @@ class EpisodeSampler:
     def state_dict(self) -> dict:
         """Where the training stream stands: the generator at the start of the current block, and the position."""
         if self._buffer is None or self._position == self._block:
-            return {"generator": self.generator.get_state(), "position": 0, "seed": self.seed}
-        return {"generator": self._block_state, "position": self._position, "seed": self.seed}
+            return {"generator": self.generator.get_state(), "position": 0, "seed": self.seed,
+                    "blocks": self._blocks}
+        return {"generator": self._block_state, "position": self._position, "seed": self.seed,
+                "blocks": self._blocks - 1}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self._buffer, self._position = None, 0
+        self._blocks = state.get("blocks", 0)
         if state.get("position", 0):
             self._next_block()
             self._position = state["position"]

@@ -17,14 +17,25 @@ from .inner_loop import InnerLoop, SecondMoments, task_loss
 from .maml import adapted_predictor
 
 
-def minibatches(x: Tensor, y: Tensor, size: int, steps: int,
-                generator: torch.Generator | None = None) -> list[tuple[Tensor, Tensor]]:
+def _orders(tasks: int, count: int, epochs: int, generator: torch.Generator | None,
+            seeds: Tensor | None) -> Tensor:
+    """[B, epochs * count]: each task's examples in `epochs` fresh random orders, drawn from `generator`, or
+    from each task's own seed (then independent of the other tasks of the batch)."""
+    if seeds is None:
+        return torch.cat([torch.rand(tasks, count, generator=generator).argsort(1) for _ in range(epochs)], dim=1)
+    keys = [torch.rand(epochs, count, generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]
+    return torch.stack(keys).argsort(2).flatten(1)
+
+
+def minibatches(x: Tensor, y: Tensor, size: int, steps: int, generator: torch.Generator | None = None,
+                seeds: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
     """`steps` mini-batches of `size` examples per task from x [B, S, ...], y [B, S]: each task's examples
-    in a fresh random order, taken in turn and reshuffled once used up (sampling without replacement)."""
+    in a fresh random order, taken in turn and reshuffled once used up (sampling without replacement). The
+    orders come from `seeds` (one per task) when given, else from `generator`."""
     tasks, count = y.shape[:2]
     size = min(size, count)
     epochs = -(-steps * size // count)
-    order = torch.cat([torch.rand(tasks, count, generator=generator).argsort(1) for _ in range(epochs)], dim=1)
+    order = _orders(tasks, count, epochs, generator, seeds)
     batches = []
     for step in range(steps):
         index = order[:, step * size:(step + 1) * size].to(y.device)
@@ -69,7 +80,8 @@ class Reptile(FewShotAlgorithm):
         x = torch.cat([batch.support_x, batch.query_x], dim=1)
         y = torch.cat([batch.support_y, batch.query_y], dim=1)
         steps = self.inner.steps
-        params, _ = self.inner.adapted(minibatches(x, y, self.inner_batch, steps), steps, self.moments)
+        batches = minibatches(x, y, self.inner_batch, steps, seeds=batch.task_seeds)
+        params, _ = self.inner.adapted(batches, steps, self.moments)
         return params, x, y
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
