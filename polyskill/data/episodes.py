@@ -110,6 +110,7 @@ class EpisodeSampler:
         self._position = 0
         self._block_state = self.generator.get_state()
         self._blocks = 0  # blocks drawn so far: with the position, where a task stands in the stream
+        self._stream_seed = seed  # the seed the training stream started from (restored with its state)
         self._label_cache: dict[int, tuple[Tensor, Tensor]] = {}
 
     def _labels(self, batch_size: int) -> tuple[Tensor, Tensor]:
@@ -159,7 +160,7 @@ class EpisodeSampler:
         self._block_state = self.generator.get_state()
         first = self._blocks * self._block
         self._buffer = replace(self._draw(self._block, self.generator), task_seeds=torch.tensor(
-            [_episode_seed(self.seed ^ _TRAINING_SALT, first + i) for i in range(self._block)]))
+            [_episode_seed(self._stream_seed ^ _TRAINING_SALT, first + i) for i in range(self._block)]))
         self._blocks += 1
         self._position = 0
 
@@ -195,15 +196,16 @@ class EpisodeSampler:
     def state_dict(self) -> dict:
         """Where the training stream stands: the generator at the start of the current block, and the position."""
         if self._buffer is None or self._position == self._block:
-            return {"generator": self.generator.get_state(), "position": 0, "seed": self.seed,
+            return {"generator": self.generator.get_state(), "position": 0, "seed": self._stream_seed,
                     "blocks": self._blocks}
-        return {"generator": self._block_state, "position": self._position, "seed": self.seed,
+        return {"generator": self._block_state, "position": self._position, "seed": self._stream_seed,
                 "blocks": self._blocks - 1}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self._buffer, self._position = None, 0
         self._blocks = state.get("blocks", 0)
+        self._stream_seed = state.get("seed", self.seed)
         if state.get("position", 0):
             self._next_block()
             self._position = state["position"]
