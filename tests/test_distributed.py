@@ -61,3 +61,42 @@ def test_two_processes_end_with_the_parameters_of_one_given_the_same_global_batc
         tolerance = 1e-3 if key.endswith(".0.bias") else 1e-5
         assert torch.allclose(distributed[key], value, atol=tolerance, rtol=1e-5), \
             (key, (distributed[key] - value).abs().max())
+
+
+def _rank_pid(parent: int, rank: int) -> int | None:
+    """The pid of the launched process of `rank` (a child of `parent`), read from its environment."""
+    for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        try:
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ:
+            return int(child)
+    return None
+
+
+@pytest.mark.parametrize("fault", ["killed", "hung"])
+def test_a_killed_or_hung_rank_stops_the_others_with_a_clear_error_and_a_non_zero_exit(fault, tmp_path):
+    """SIGKILL (the peer's connection closes) or SIGSTOP (it never answers: the collective timeout, here 5 s)."""
+    import signal
+    import time
+
+    recipe = tiny_recipe(tmp_path, steps=100000, val_every=50, meta_batch=2)
+    run = tmp_path / "run"
+    launcher = subprocess.Popen([sys.executable, "-m", "polyskill.cli", "train", str(recipe), "--set", "data.val=null",
+                                 "--out", str(run), "--nproc", "2", "--quiet", "--no-eval"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**ENV, "POLYSKILL_COLLECTIVE_TIMEOUT": "5"})
+    deadline = time.monotonic() + 120
+    while not (run / "last.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim = _rank_pid(launcher.pid, 1)
+    assert victim is not None and launcher.poll() is None
+    os.kill(victim, signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+    struck = time.monotonic()
+    _, err = launcher.communicate(timeout=120)
+    assert launcher.returncode != 0
+    assert time.monotonic() - struck < 60
+    assert "another process of this 2-process run failed or stopped responding" in err, err
+    assert "Traceback" not in err
+    assert load_checkpoint(run / "last.pt")["step"] % 50 == 0  # the last checkpoint is whole

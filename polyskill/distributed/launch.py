@@ -43,7 +43,7 @@ def launch(argv: list[str], nproc: int) -> int:
             if failed is not None and time.monotonic() > deadline:
                 for p in procs:
                     if p.poll() is None:
-                        p.terminate()
+                        p.kill()  # a hung (or stopped) rank would never act on a gentler signal
             time.sleep(0.1)
     except KeyboardInterrupt:
         for p in procs:
