@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..distributed import SINGLE, DistContext
 from .affinity import AffinityTracker, lookahead_affinity
 from .base import Aggregator, MultiTaskModel
 from .gradients import task_gradients
 from .losses import dense_losses, grouped_losses
-from .step import multitask_backward
+from .step import mean_over_ranks, multitask_backward
 
 PER_TASK_LOG_LIMIT = 16  # log each task's loss and weight when there are at most this many tasks
 
@@ -43,15 +44,19 @@ class MultiTaskLearner(nn.Module):
         """[T] losses of a batch's outputs."""
         return (grouped_losses if self.partitioned else dense_losses)(outputs, y, self.tasks, self.classes)
 
-    def backward(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        """One step's gradients into `.grad`; returns detached metrics (total loss, and per task when few)."""
+    def backward(self, x: Tensor, y: Tensor, dist: DistContext = SINGLE) -> dict[str, Tensor]:
+        """One step's gradients into `.grad`; returns detached metrics (total loss, and per task when few).
+
+        With `dist`, (x, y) is this rank's share of the global batch; the gradients left in `.grad`, the metrics
+        and the affinity measured are the global batch's, identical on every rank (nothing is left to average).
+        """
         measure = self.affinity_every > 0 and int(self.steps) % self.affinity_every == 0
         info = multitask_backward(self.model, self.aggregator, x, y, self.classes, partitioned=self.partitioned,
-                                  rep_grad=self.rep_grad, want_gram=measure)
+                                  rep_grad=self.rep_grad, want_gram=measure, dist=dist)
         if info.gram is not None and not self.rep_grad:
             self.affinity.add_gram(info.gram)
         if measure:
-            self.affinity.add_lookahead(self._lookahead(x, y))
+            self.affinity.add_lookahead(self._lookahead(x, y, dist))
         self.steps += 1
         metrics = {"loss": info.losses.sum()}
         if len(self.tasks) <= PER_TASK_LOG_LIMIT:
@@ -60,15 +65,17 @@ class MultiTaskLearner(nn.Module):
                 metrics[f"weight_{task}"] = info.weights[i].detach().float()
         return metrics
 
-    def _lookahead(self, x: Tensor, y: Tensor) -> Tensor:
+    def _lookahead(self, x: Tensor, y: Tensor, dist: DistContext) -> Tensor:
+        """The lookahead affinity of the global batch: its per-task gradients, and every loss before and after a
+        step, are the ranks' means (one all-reduce of T * (P + 1) values, then T of T values)."""
         shared = [p for p in self.model.shared_parameters() if p.requires_grad]
         if not shared:
             return torch.zeros(len(self.tasks), len(self.tasks))
         with torch.enable_grad():
             losses = self.losses(self.model(x), y)
-            jac = task_gradients(losses, shared, retain_graph=False)
-        return lookahead_affinity(self.model, shared, jac, self.lookahead_lr, lambda out: self.losses(out, y),
-                                  x, losses.detach())
+            jac, mean_losses = mean_over_ranks(dist, task_gradients(losses, shared, retain_graph=False), losses)
+        return lookahead_affinity(self.model, shared, jac, self.lookahead_lr,
+                                  lambda out: mean_over_ranks(dist, self.losses(out, y))[0], x, mean_losses)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.model(x)

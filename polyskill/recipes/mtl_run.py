@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data.mtl_batches import MultiTaskBatches
+from ..data.multitask import MultiTaskData
+from ..distributed import SINGLE, DistContext, rank_seed
 from ..errors import ConfigError, RunError
 from ..eval.multitask import MultiTaskResult, delta_m, evaluate_multitask
 from ..train.checkpoint import read_json, write_json
@@ -19,19 +21,38 @@ from .schema import Recipe
 Echo = Callable[[str], None]
 
 
+def rank_batches(recipe: Recipe, data: MultiTaskData, dist: DistContext = SINGLE) -> MultiTaskBatches:
+    """Rank `dist.rank`'s training batches: its share of every global batch (`mtl.batch_size` examples, or
+    `mtl.task_batch` of every task for partitioned data, split evenly over the ranks), from its own seeded stream
+    (rank 0 keeps `train.seed`, so one process draws what it always drew)."""
+    spec = recipe.mtl
+    name = "task_batch" if data.partitioned else "batch_size"
+    size = getattr(spec, name)
+    if size % dist.world:
+        raise ConfigError(f"mtl.{name} ({size}) is the global batch and must split evenly over {dist.world} "
+                          f"processes")
+    local = {"batch_size": spec.batch_size, "task_batch": spec.task_batch, name: size // dist.world}
+    try:
+        return MultiTaskBatches(data, local["batch_size"], local["task_batch"],
+                                seed=rank_seed(recipe.train.seed, dist.rank))
+    except ValueError as exc:
+        raise ConfigError(f"mtl: {exc}") from None
+
+
 def train_mtl_run(recipe: Recipe, out: Path, *, resume: bool, root: str | None, progress: bool,
-                  evaluate: bool, echo: Echo, sinks: list[RecordSink] | None = None) -> dict[str, Any]:
-    """Train a multi-task recipe into `out` (already checked by the caller) and evaluate it on the test split."""
+                  evaluate: bool, echo: Echo, sinks: list[RecordSink] | None = None,
+                  dist: DistContext = SINGLE) -> dict[str, Any]:
+    """Train a multi-task recipe into `out` (already checked by the caller) and evaluate it on the test split;
+    as rank `dist.rank` of several processes, train beside the others and leave the writing to rank 0."""
     train = mtl_data(recipe, "train", root)
     val = mtl_data(recipe, "val", root) if recipe.data.val is not None else None
     model = learner(recipe, train)
-    try:
-        batches = MultiTaskBatches(train, recipe.mtl.batch_size, recipe.mtl.task_batch, seed=recipe.train.seed)
-    except ValueError as exc:
-        raise ConfigError(f"mtl: {exc}") from None
+    batches = rank_batches(recipe, train, dist)
     _, summary = fit_into(out, recipe, lambda sinks: MultiTaskTrainer(model, batches, recipe.train, out=out, val=val,
-                                                                      progress=progress, sinks=sinks),
-                          resume, echo, sinks)
+                                                                      progress=progress, sinks=sinks, dist=dist),
+                          resume, echo, sinks, dist=dist)
+    if not dist.main:
+        return summary
     report = model.affinity.report(model.tasks)
     if any(report["steps"].values()):
         write_json(out / "affinity.json", report)
@@ -79,4 +100,4 @@ def baseline_result(baseline: str | os.PathLike, split: str) -> dict[str, Any]:
     return result
 
 
-__all__ = ["MultiTaskResult", "baseline_result", "evaluate_mtl_run", "train_mtl_run"]
+__all__ = ["MultiTaskResult", "baseline_result", "evaluate_mtl_run", "rank_batches", "train_mtl_run"]

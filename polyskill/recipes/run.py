@@ -105,11 +105,9 @@ def _train_run(recipe: Recipe, out: Path, config_path: Path, ctx: DistContext, *
     elif not resume and ctx.main and (config_path.exists() or (out / "last.pt").exists()):
         raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     if is_multitask(recipe):
-        if ctx.active:
-            raise ConfigError("multi-task training on several processes is not built yet: train it in one process")
         from .mtl_run import train_mtl_run
         return train_mtl_run(recipe, out, resume=resume, root=root, progress=progress, evaluate=evaluate, echo=echo,
-                             sinks=sinks)
+                             sinks=sinks, dist=ctx)
     algo = algorithm(recipe, root)
     if "num_classes" in inspect.signature(type(algo)).parameters:
         recipe.algo["num_classes"] = algo.num_classes  # recorded, so evaluation rebuilds the same classifier

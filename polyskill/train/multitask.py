@@ -3,12 +3,14 @@ multi-task batches, validated by the mean task score (accuracy, or explained var
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
 from ..data.mtl_batches import MultiTaskBatches
 from ..data.multitask import MultiTaskData
+from ..distributed import SINGLE, DistContext
 from ..mtl.learner import MultiTaskLearner
 from ..mtl.metrics import evaluate_multitask
 from .episodic import FitConfig, RecordSink, Trainer
@@ -20,19 +22,28 @@ def validation_score(overall: dict[str, float]) -> float:
 
 
 class MultiTaskTrainer(Trainer):
-    """Trains a `MultiTaskLearner` on `train` batches; `val` is a held-out `MultiTaskData` split."""
+    """Trains a `MultiTaskLearner` on `train` batches; `val` is a held-out `MultiTaskData` split.
+
+    On several processes `train` is this rank's share of every global batch; the learner's backward leaves the
+    global batch's gradients on every rank (all-reducing what its aggregator needs), so the generic averaging
+    is skipped. Every rank validates on the whole split (the parameters are the same, and so is the score).
+    """
 
     val_metric = "val_score"
+    averages_own_gradients = True
 
     def __init__(self, learner: MultiTaskLearner, train: MultiTaskBatches, config: FitConfig,
                  out: str | Path | None = None, val: MultiTaskData | None = None, progress: bool = True,
-                 sinks: list[RecordSink] | None = None) -> None:
-        super().__init__(learner, train, config, out=out, val=val, progress=progress,  # type: ignore[arg-type]
-                         sinks=sinks)
+                 sinks: list[RecordSink] | None = None, dist: DistContext = SINGLE) -> None:
+        # train.meta_batch counts tasks of a meta-learner's batch and means nothing here; the trainer's check that
+        # it splits over the ranks is passed with a value that does, and the given config is the one kept
+        super().__init__(learner, train, dataclasses.replace(config, meta_batch=dist.world),  # type: ignore[arg-type]
+                         out=out, val=val, progress=progress, sinks=sinks, dist=dist)
+        self.config = config
 
     def train_step(self) -> dict[str, torch.Tensor]:
         x, y = self.train.sample()
-        return self.algo.backward(x.to(self.device), y.to(self.device))
+        return self.algo.backward(x.to(self.device), y.to(self.device), dist=self.dist)
 
     def validate(self) -> float:
         return validation_score(evaluate_multitask(self.algo.model, self.val, "val").overall)
