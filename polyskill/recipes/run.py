@@ -84,9 +84,24 @@ def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, r
     try:
         return _train_run(recipe, out, config_path, ctx, resume=resume, root=root, progress=progress,
                           evaluate=evaluate, echo=echo, sinks=sinks)
+    except RuntimeError as exc:  # a peer died, hung past the timeout, or cannot be reached
+        if not (ctx.active and _peer_failure(exc)):
+            raise
+        raise RunError(f"rank {ctx.rank}: another process of this {ctx.world}-process run failed or stopped "
+                       f"responding ({str(exc).splitlines()[0][:160]}); the last checkpoint in {out} is whole: "
+                       f"continue with polyskill train --resume {out} --nproc {ctx.world}") from None
     finally:
         if ctx.active and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+#: what the collectives say when another rank is gone (gloo and NCCL, a closed connection, a timeout)
+_PEER_FAILURE = ("gloo", "nccl", "connection closed", "connection reset", "timed out", "timeout")
+
+
+def _peer_failure(exc: RuntimeError) -> bool:
+    """Whether an error raised during a distributed run means another rank failed or hangs."""
+    return isinstance(exc, torch.distributed.DistError) or any(m in str(exc).lower() for m in _PEER_FAILURE)
 
 
 def _train_run(recipe: Recipe, out: Path, config_path: Path, ctx: DistContext, *, resume: bool, root: str | None,
