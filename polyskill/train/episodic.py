@@ -113,7 +113,7 @@ class Trainer:
                  out: str | Path | None = None, val: EpisodeSampler | None = None, progress: bool = True,
                  sinks: list[RecordSink] | None = None, dist: DistContext = SINGLE) -> None:
         self.algo, self.train, self.config, self.val, self.dist = algo, train, config, val, dist
-        if config.meta_batch % dist.world:
+        if self.splits_meta_batch and config.meta_batch % dist.world:
             raise ConfigError(f"train.meta_batch ({config.meta_batch}) must split evenly over {dist.world} processes")
         self.local_batch = config.meta_batch // dist.world
         self.sinks = list(sinks or []) if dist.main else []
@@ -122,7 +122,7 @@ class Trainer:
         self.progress = progress and dist.main
         self.device = torch.device(config.device)
         self.precision = resolve(config.precision, self.device)
-        if dist.active and not getattr(algo, "per_task_batch_norm", False):
+        if dist.active and self.syncs_batch_norm and not getattr(algo, "per_task_batch_norm", False):
             sync_batch_norms(algo)  # statistics over the global batch, as in one process
         algo.to(self.device)
         broadcast_module(algo, dist)
@@ -137,6 +137,12 @@ class Trainer:
         self.count = 0
         self.last_metrics: dict[str, float] | None = None
         self.log = MetricsLog(self.out / "metrics.jsonl") if self.writes else None
+
+    #: whether `train.meta_batch` tasks are split over the ranks (a multi-task trainer's batches are sharded
+    #: by their source instead)
+    splits_meta_batch = True
+    #: whether batch norm computes its statistics over the global batch on several processes
+    syncs_batch_norm = True
 
     #: the validation figure's name in metrics.jsonl, best.pt and summary.json ("best_" + name)
     val_metric = "val_acc"

@@ -3,7 +3,6 @@ multi-task batches, validated by the mean task score (accuracy, or explained var
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -31,15 +30,14 @@ class MultiTaskTrainer(Trainer):
 
     val_metric = "val_score"
     averages_own_gradients = True
+    splits_meta_batch = False
+    syncs_batch_norm = False  # per-task gradients run under vmap, where no collective can: statistics per rank
 
     def __init__(self, learner: MultiTaskLearner, train: MultiTaskBatches, config: FitConfig,
                  out: str | Path | None = None, val: MultiTaskData | None = None, progress: bool = True,
                  sinks: list[RecordSink] | None = None, dist: DistContext = SINGLE) -> None:
-        # train.meta_batch counts tasks of a meta-learner's batch and means nothing here; the trainer's check that
-        # it splits over the ranks is passed with a value that does, and the given config is the one kept
-        super().__init__(learner, train, dataclasses.replace(config, meta_batch=dist.world),  # type: ignore[arg-type]
-                         out=out, val=val, progress=progress, sinks=sinks, dist=dist)
-        self.config = config
+        super().__init__(learner, train, config, out=out, val=val, progress=progress,  # type: ignore[arg-type]
+                         sinks=sinks, dist=dist)
 
     def train_step(self) -> dict[str, torch.Tensor]:
         x, y = self.train.sample()
