@@ -100,3 +100,25 @@ def test_a_killed_or_hung_rank_stops_the_others_with_a_clear_error_and_a_non_zer
     assert "another process of this 2-process run failed or stopped responding" in err, err
     assert "Traceback" not in err
     assert load_checkpoint(run / "last.pt")["step"] % 50 == 0  # the last checkpoint is whole
+
+
+def test_a_distributed_run_resumes_to_the_run_it_would_have_been(tmp_path):
+    """Every rank's stream and RNG come back from last.pt: 6 steps, then 6 more, equal 12 in one go."""
+    recipe = tiny_recipe(tmp_path, steps=12, val_every=3, meta_batch=4, log_every=2)
+
+    def train(out: Path, *extra: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", *extra, "--out", str(out), "--nproc",
+                               "2", "--quiet", "--no-eval"], capture_output=True, text=True, env=ENV, timeout=600)
+        assert done.returncode == 0, done.stderr
+
+    train(tmp_path / "straight", str(recipe))
+    train(tmp_path / "split", str(recipe), "--set", "train.steps=6")
+    assert len(load_checkpoint(tmp_path / "split" / "last.pt")["ranks"]) == 2
+    train(tmp_path / "split", "--resume", str(tmp_path / "split"), "--set", "train.steps=12")
+    a, b = (load_checkpoint(tmp_path / name / "last.pt") for name in ("straight", "split"))
+    assert a["step"] == b["step"] == 12
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    one = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", "--resume", str(tmp_path / "split"),
+                          "--quiet"], capture_output=True, text=True, env=ENV, timeout=600)
+    assert one.returncode == 2 and "saved by 2 process(es)" in one.stderr
