@@ -3,6 +3,7 @@ meta-batch (the ranks' task streams, concatenated in rank order)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -122,3 +123,21 @@ def test_a_distributed_run_resumes_to_the_run_it_would_have_been(tmp_path):
     one = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", "--resume", str(tmp_path / "split"),
                           "--quiet"], capture_output=True, text=True, env=ENV, timeout=600)
     assert one.returncode == 2 and "saved by 2 process(es)" in one.stderr
+
+
+def test_test_episodes_are_split_over_the_ranks_and_gathered(tmp_path):
+    """The 2-process run's test protocols give exactly what one process gives on the same weights."""
+    recipe = tiny_recipe(tmp_path, steps=4, val_every=2, meta_batch=2)
+    done = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", str(recipe), "--set", "eval.episodes=25",
+                           "--out", str(tmp_path / "run"), "--nproc", "2", "--quiet"], capture_output=True, text=True,
+                          env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("test 5-way 1-shot") == 1  # rank 0 speaks
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    [distributed] = summary["test"]
+    again = subprocess.run([sys.executable, "-m", "polyskill.cli", "eval", str(tmp_path / "run"), "--episodes", "25"],
+                           capture_output=True, text=True, env=ENV, timeout=600)
+    assert again.returncode == 0, again.stderr
+    [single] = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
+    assert single["episodes"] == distributed["episodes"] == 25
+    assert abs(single["accuracy"] - distributed["accuracy"]) < 1e-9 and abs(single["ci95"] - distributed["ci95"]) < 1e-9

@@ -79,3 +79,20 @@ def gather_objects(value: Any, ctx: DistContext) -> list[Any]:
     out: list[Any] = [None] * ctx.world
     torch_dist.all_gather_object(out, value)
     return out
+
+
+def share(total: int, ctx: DistContext) -> tuple[int, int]:
+    """The items [start, stop) of `total` that this rank takes: contiguous, in rank order, sizes within one."""
+    return total * ctx.rank // ctx.world, total * (ctx.rank + 1) // ctx.world
+
+
+def gather_cat(values: Tensor, ctx: DistContext) -> Tensor:
+    """Every rank's `values` (on the CPU), concatenated in rank order: per-episode results of a split evaluation."""
+    values = values.detach().cpu()
+    return torch.cat(gather_objects(values, ctx)) if ctx.active else values
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait until every rank is here (rank 0 has finished writing what the others read next)."""
+    if ctx.active:
+        torch_dist.barrier()

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..data.classes import ClassDataset
 from ..data.episodes import EpisodeSampler
+from ..distributed import SINGLE, DistContext, gather_cat, share
 from ..meta.base import FewShotAlgorithm, episode_accuracies
 from ..nn.precision import inference
 
@@ -48,10 +49,12 @@ class FewShotResult:
 
 def few_shot(algo: FewShotAlgorithm, dataset: ClassDataset, way: int = 5, shot: int = 1, query: int = 15,
              episodes: int = 1000, seed: int = 0, precision: str = "fp32",
-             device: torch.device | str = "cpu") -> FewShotResult:
-    """Evaluate `algo` on `episodes` fixed N-way K-shot tasks of `dataset` (the same tasks for every algorithm)."""
+             device: torch.device | str = "cpu", dist: DistContext = SINGLE) -> FewShotResult:
+    """Evaluate `algo` on `episodes` fixed N-way K-shot tasks of `dataset` (the same tasks for every algorithm);
+    on several processes each rank takes a share of the episodes and every rank gets the whole result."""
     sampler = EpisodeSampler(dataset, way, shot, query, seed=seed)
-    batches = (b.to(device) for b in sampler.fixed(episodes))
-    acc = episode_accuracies(algo.to(device), batches, lambda: inference(precision, device), total=episodes)
-    mean, ci = confidence_interval(acc)
+    start, stop = share(episodes, dist)
+    batches = (b.to(device) for b in sampler.fixed(stop - start, start=start))
+    acc = episode_accuracies(algo.to(device), batches, lambda: inference(precision, device), total=stop - start)
+    mean, ci = confidence_interval(gather_cat(acc, dist))
     return FewShotResult(way, shot, query, episodes, seed, mean, ci)

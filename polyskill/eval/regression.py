@@ -8,6 +8,7 @@ from typing import Iterable
 from torch import Tensor
 
 from ..data.episodes import TaskBatch
+from ..distributed import SINGLE, DistContext, gather_cat, share
 from ..meta.base import FewShotAlgorithm, episode_scores
 from .few_shot import confidence_interval
 
@@ -44,8 +45,11 @@ def task_mse(algo: FewShotAlgorithm, batches: Iterable[TaskBatch], total: int | 
 
 
 def regression(algo: FewShotAlgorithm, tasks, episodes: int = 600, seed: int = 0,
-               steps: int | None = None) -> RegressionResult:
+               steps: int | None = None, dist: DistContext = SINGLE) -> RegressionResult:
     """Evaluate `algo` on `episodes` fixed tasks of the sampler `tasks` (same tasks for every model); `seed`
-    is the protocol's episode seed as the caller names it (the sampler already carries the seed it draws with)."""
-    mse, ci = confidence_interval(task_mse(algo, tasks.fixed(episodes), total=episodes))
+    is the protocol's episode seed as the caller names it (the sampler already carries the seed it draws with).
+    On several processes each rank takes a share of the tasks."""
+    start, stop = share(episodes, dist)
+    errors = task_mse(algo, tasks.fixed(stop - start, start=start), total=stop - start)
+    mse, ci = confidence_interval(gather_cat(errors, dist))
     return RegressionResult(tasks.shot, tasks.query, episodes, seed, steps, mse, ci)

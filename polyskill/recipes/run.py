@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from ..distributed import SINGLE, DistContext, from_environment
+from ..distributed.collectives import barrier
 from ..errors import ConfigError, RunError
 from ..eval.few_shot import FewShotResult, few_shot
 from ..eval.regression import RegressionResult, regression
@@ -47,7 +48,7 @@ def _protocol_key(result: dict[str, Any]) -> tuple:
 
 def run_protocol(algo: FewShotAlgorithm, recipe: Recipe, split: str, way: int, shot: int, steps: int | None,
                  query: int, episodes: int, seed: int,
-                 root: str | None) -> FewShotResult | RegressionResult | TaskDataResult:
+                 root: str | None, dist: DistContext = SINGLE) -> FewShotResult | RegressionResult | TaskDataResult:
     """One test protocol on fixed tasks of `split`, with `steps` adaptation steps for gradient-based learners;
     a meta-learner over a multi-task data set's tasks learns each task from its training examples instead."""
     if getattr(type(algo), "needs_head", False) and not is_regression(recipe) and way != recipe.episodes.way:
@@ -64,8 +65,8 @@ def run_protocol(algo: FewShotAlgorithm, recipe: Recipe, split: str, way: int, s
             return adapt_each_task(algo, train, mtl_data(recipe, split, root), split, steps)
         if is_regression(recipe):
             sampler = tasks(recipe, split, 1, shot, query, seed, root)
-            return regression(algo, sampler, episodes, seed, steps)
-        result = few_shot(algo, dataset(recipe, split, root), way, shot, query, episodes, seed=seed,
+            return regression(algo, sampler, episodes, seed, steps, dist=dist)
+        result = few_shot(algo, dataset(recipe, split, root), way, shot, query, episodes, seed=seed, dist=dist,
                           precision=recipe.train.precision, device=recipe.train.device)
         return FewShotResult(**{**result.to_dict(), "steps": steps})
     finally:
@@ -140,11 +141,11 @@ def _train_run(recipe: Recipe, out: Path, config_path: Path, ctx: DistContext, *
                                                              val=val_sampler, progress=progress, sinks=sinks,
                                                              dist=ctx),
                           resume, echo, sinks, dist=ctx)
-    if not ctx.main:
-        return summary
-    write_json(out / "summary.json", summary)
+    if ctx.main:
+        write_json(out / "summary.json", summary)
     if evaluate:
-        summary = evaluate_run(out, root=root, echo=echo)
+        barrier(ctx)  # rank 0 has written the weights and summary the others read next
+        summary = evaluate_run(out, root=root, echo=echo, dist=ctx)
     return summary
 
 
@@ -234,9 +235,10 @@ def trained_algorithm(run: str | os.PathLike, root: str | None = None) -> tuple[
 def evaluate_run(run: str | os.PathLike, ways: list[int] | None = None, shots: list[int] | None = None,
                  episodes: int | None = None, query: int | None = None, split: str = "test",
                  seed: int | None = None, root: str | None = None, overrides: list[str] | None = None,
-                 baseline: str | None = None, echo: Echo = print) -> dict[str, Any]:
+                 baseline: str | None = None, echo: Echo = print, dist: DistContext = SINGLE) -> dict[str, Any]:
     """Evaluate a trained run on fixed episodes of `split` (a multi-task run: on the split's examples, with
-    delta-m against `baseline`); results are printed and stored in summary.json."""
+    delta-m against `baseline`); results are printed and stored in summary.json. On several processes the
+    episodes are split over the ranks (a multi-task run is evaluated by rank 0) and rank 0 writes."""
     run = Path(run)
     recipe, weights = load_run(run)
     if overrides:
@@ -246,14 +248,19 @@ def evaluate_run(run: str | os.PathLike, ways: list[int] | None = None, shots: l
             raise ConfigError("--way, --shot, --episodes, --query and --seed are for few-shot runs; a multi-task "
                               "run is evaluated on every example of the split")
         from .mtl_run import evaluate_mtl_run
+        if not dist.main:
+            return {}
         return evaluate_mtl_run(run, recipe, weights, split=split, root=root, baseline=baseline, echo=echo)
     if baseline:
         raise ConfigError("--baseline (delta-m) is for multi-task runs")
     algo = algorithm(recipe, root)
     load_weights(algo, weights, run)
     results = [run_protocol(algo, recipe, split, way, shot, steps, query or recipe.eval.query,
-                            episodes or recipe.eval.episodes, recipe.eval.seed if seed is None else seed, root)
+                            episodes or recipe.eval.episodes, recipe.eval.seed if seed is None else seed, root,
+                            dist)
                for way, shot, steps in _protocols(recipe, ways, shots)]
+    if not dist.main:
+        return {}
     for result in results:
         echo(f"{split} {result}")
     summary = read_json(run / "summary.json") if (run / "summary.json").is_file() else {}

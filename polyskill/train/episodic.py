@@ -14,7 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.episodes import EpisodeSampler
-from ..distributed import SINGLE, DistContext, average_gradients, broadcast_module, gather_objects, sum_across
+from ..distributed import (SINGLE, DistContext, average_gradients, broadcast_module, gather_objects, share,
+                           sum_across)
 from ..distributed.batch_norm import sync_batch_norms
 from ..distributed.collectives import average_buffers
 from ..errors import ConfigError, RunError
@@ -226,8 +227,7 @@ class Trainer:
 
     def validate(self) -> float:
         """Mean query accuracy over the fixed validation episodes (split over the ranks, then summed)."""
-        n, world, rank = self.config.val_episodes, self.dist.world, self.dist.rank
-        start, stop = n * rank // world, n * (rank + 1) // world
+        start, stop = share(self.config.val_episodes, self.dist)
         batches = (b.to(self.device) for b in self.val.fixed(stop - start, start=start))
         with quiet_if(not self.progress):
             acc = episode_accuracies(self.algo, batches, lambda: inference(self.precision, self.device),
