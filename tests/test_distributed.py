@@ -141,3 +141,21 @@ def test_test_episodes_are_split_over_the_ranks_and_gathered(tmp_path):
     [single] = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
     assert single["episodes"] == distributed["episodes"] == 25
     assert abs(single["accuracy"] - distributed["accuracy"]) < 1e-9 and abs(single["ci95"] - distributed["ci95"]) < 1e-9
+
+
+def test_torchrun_runs_the_same_module_the_same_way(tmp_path):
+    """`torchrun -m polyskill.cli train ...` (how several machines are used) trains what `--nproc` trains."""
+    recipe = tiny_recipe(tmp_path, steps=4, val_every=2, meta_batch=2)
+    common = ["train", str(recipe), "--quiet", "--no-eval"]
+    runs = {
+        "nproc": [sys.executable, "-m", "polyskill.cli", *common, "--out", str(tmp_path / "nproc"), "--nproc", "2"],
+        "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                     "-m", "polyskill.cli", *common, "--out", str(tmp_path / "torchrun")],
+    }
+    for args in runs.values():
+        done = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=600)
+        assert done.returncode == 0, done.stderr
+    a, b = (load_checkpoint(tmp_path / name / "last.pt") for name in runs)
+    assert len(b["ranks"]) == 2
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
