@@ -25,6 +25,11 @@ ALGOS = {  # plain SGD: Adam turns float-summation noise in near-zero gradients 
     "maml": ["algo.name=maml", "algo.inner_steps=2", "algo.inner_lr=0.4", "episodes.query=3",
              "train.optimizer=sgd", "train.lr=0.1"],
     "protonet": ["train.optimizer=sgd", "train.lr=0.05", "train.momentum=0.0"],
+    "matching": ["algo.name=matching", "train.optimizer=sgd", "train.lr=0.05", "train.momentum=0.0"],
+    "metaoptnet": ["algo.name=metaoptnet", "algo.head=ridge", "train.optimizer=sgd", "train.lr=0.05",
+                   "train.momentum=0.0"],
+    "task_conditioned": ["algo.name=task_conditioned", "algo.first_order=true", "algo.z_dim=8", "algo.hidden=16",
+                         "algo.slots=4", "train.optimizer=sgd", "train.lr=0.05", "train.momentum=0.0"],
     "reptile": ["algo.name=reptile", "algo.inner_steps=3", "algo.inner_batch=3", "algo.shared_moments=false",
                 "algo.inner_optimizer=sgd", "train.optimizer=sgd", "train.lr=1.0", "train.momentum=0.0"],
 }

@@ -56,6 +56,10 @@ class TaskConditioned(MAML):
     support set.
     """
 
+    #: the task network normalises each task by itself (as MAML's), but the encoder's copy of the backbone
+    #: body embeds a whole meta-batch at once: its batch norm takes global-batch statistics on several processes
+    per_task_batch_norm = False
+
     def __init__(self, backbone: nn.Module, input_shape: Sequence[int] | None = None, classes: int | None = None,
                  inner_lr: float = 0.4, inner_steps: int = 1, eval_steps: int | None = None,
                  first_order: bool = False, transductive: bool = True, encoder: bool = True, memory: bool = True,
@@ -137,7 +141,8 @@ class TaskConditioned(MAML):
         """The decoder's loss on held-out support targets (None when there is no decoder)."""
         if self.decoder is None or self.encoder is None:
             return None
-        return reconstruction_loss(self.encoder, self.decoder, batch.support_x, batch.support_y, self.holdout)
+        return reconstruction_loss(self.encoder, self.decoder, batch.support_x, batch.support_y, self.holdout,
+                                   batch.task_seeds)
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         loss, outputs = self._weighted_query_loss(batch)

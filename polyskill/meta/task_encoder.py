@@ -22,16 +22,26 @@ from torch import Tensor, nn
 from ..nn.mlp import MLP
 
 
-def holdout_mask(labels: Tensor, fraction: float) -> Tensor:
+def _uniform(shape: torch.Size, seeds: Tensor | None, device: torch.device) -> Tensor:
+    """[2, *shape] uniform numbers: from each task's own seed when `seeds` [B] are given (the same however a
+    batch is split over processes), else from torch's global generator."""
+    if seeds is None:
+        return torch.rand(2, *shape, device=device)
+    draws = [torch.rand(2, *shape[1:], generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]
+    return torch.stack(draws, dim=1).to(device)
+
+
+def holdout_mask(labels: Tensor, fraction: float, seeds: Tensor | None = None) -> Tensor:
     """Which support examples [B, S] to hold out of the encoder's context: each with probability `fraction`,
     except one example of every class of every task (labels [B, S]; regression tasks pass one class), which
-    stays in the context so that no class vanishes from it. Drawn from torch's global generator."""
-    scores = torch.rand(labels.shape, device=labels.device)
+    stays in the context so that no class vanishes from it. Drawn from the tasks' `seeds` [B] if given, else
+    from torch's global generator."""
+    scores, coins = _uniform(labels.shape, seeds, labels.device)
     classes = int(labels.max()) + 1 if labels.numel() else 1
     members = F.one_hot(labels, classes).bool()  # [B, S, N]
     first = scores.unsqueeze(-1).masked_fill(~members, float("inf")).amin(1)  # [B, N]
     kept = scores == first.gather(1, labels)
-    return ~kept & (torch.rand(labels.shape, device=labels.device) < fraction)
+    return ~kept & (coins < fraction)
 
 
 class TaskEncoder(nn.Module):
@@ -90,12 +100,12 @@ class TaskDecoder(nn.Module):
 
 
 def reconstruction_loss(encoder: TaskEncoder, decoder: TaskDecoder, x: Tensor, y: Tensor,
-                        fraction: float) -> Tensor:
+                        fraction: float, seeds: Tensor | None = None) -> Tensor:
     """The decoder's loss on held-out support targets given z of the rest of the support set (`holdout_mask`).
     A task with nothing to hold out (one example per class) is encoded whole and its own targets are
     reconstructed."""
     labels = y.long() if encoder.classes is not None else torch.zeros(y.shape[:2], dtype=torch.long, device=y.device)
-    held = holdout_mask(labels, fraction)
+    held = holdout_mask(labels, fraction, seeds)
     some = held.any(1, keepdim=True)
     context, target = torch.where(some, ~held, True), torch.where(some, held, True)
     features, targets = encoder.embed_inputs(x), encoder.encode_targets(y)
