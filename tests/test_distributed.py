@@ -164,3 +164,15 @@ def test_torchrun_runs_the_same_module_the_same_way(tmp_path):
     assert len(b["ranks"]) == 2
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_a_time_budget_stops_every_rank_at_the_same_step(tmp_path):
+    """Each rank has its own clock: they agree on when the budget is spent, or they would wait on each other."""
+    recipe = tiny_recipe(tmp_path, steps=100000, val_every=50, meta_batch=2)
+    done = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", str(recipe), "--set", "train.max_minutes=0.05",
+                           "--out", str(tmp_path / "run"), "--nproc", "2", "--quiet", "--no-eval"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "stopped at the time budget" and 0 < summary["steps"] < 100000
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == summary["steps"]

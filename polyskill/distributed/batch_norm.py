@@ -74,8 +74,10 @@ def sync_batch_norms(module: nn.Module) -> int:
         if isinstance(child, _BatchNorm) and not isinstance(child, SyncedBatchNorm):
             synced = SyncedBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
                                      child.track_running_stats)
-            synced.load_state_dict(child.state_dict())
-            synced.to(next(iter(child.state_dict().values())).device if child.state_dict() else "cpu")
+            state = child.state_dict()
+            synced.load_state_dict(state)
+            if state:
+                synced.to(next(iter(state.values())).device)
             synced.train(child.training)
             setattr(module, name, synced)
             swapped += 1

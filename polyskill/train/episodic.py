@@ -199,6 +199,14 @@ class Trainer:
         totals = sum_across(torch.stack([self.sums[k].detach().double().reshape(()) for k in keys]), self.dist)
         return {k: float(v) / (self.count * self.dist.world) for k, v in zip(keys, totals.tolist())}
 
+    def _past(self, deadline: float) -> bool:
+        """Whether the time budget is spent: on several processes, as soon as any rank's is (so that every
+        rank stops, checkpoints and validates at the same step)."""
+        if deadline == math.inf:
+            return False
+        over = time.monotonic() > deadline
+        return bool(sum_across(torch.tensor([int(over)]), self.dist, "max")) if self.dist.active else over
+
     def _check_parameters(self) -> None:
         """Stop, keeping the last good checkpoint, if an update left a parameter non-finite."""
         if not all(bool(torch.isfinite(p).all()) for p in self.algo.parameters()):
@@ -291,7 +299,7 @@ class Trainer:
                 for key, value in metrics.items():
                     self.sums[key] = self.sums[key] + value.detach() if key in self.sums else value.detach().clone()
                 bar.update(1)
-                last = self.step == config.steps or time.monotonic() > deadline
+                last = self.step == config.steps or self._past(deadline)
                 log_now = self.step % config.log_every == 0 or last
                 checkpoint_now = self.step % config.val_every == 0 or last
                 if log_now or checkpoint_now:
