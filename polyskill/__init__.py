@@ -13,11 +13,10 @@ The public API is these sub-packages and names:
 - `FewShotClassifier`: scikit-learn-style few-shot classification with any trained run.
 """
 
-__version__ = "0.1.0"
-
-from . import data, eval, meta, nn, recipes, train  # noqa: E402  (after __version__, which the CLI reads)
-from .classifier import FewShotClassifier  # noqa: E402
-from .errors import ConfigError, DataError, PolyskillError, RunError  # noqa: E402
+from . import data, eval, meta, nn, recipes, train
+from ._version import __version__
+from .classifier import FewShotClassifier
+from .errors import ConfigError, DataError, PolyskillError, RunError
 
 __all__ = ["ConfigError", "DataError", "FewShotClassifier", "PolyskillError", "RunError", "__version__", "data", "eval", "meta", "nn",
            "recipes", "train"]
