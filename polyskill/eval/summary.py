@@ -1,0 +1,111 @@
+"""summary.json as one typed record for every kind of run: how training ended, what validation selected, and the
+results of every protocol on every split. The runner writes it; `runs`, `compare`, `report`, `sweep` and `eval`
+read it through `RunSummary.from_dict`, which also reads the files of earlier versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .result import Result, result_from_dict
+
+SPLITS = ("test", "val", "train")
+
+
+@dataclass
+class ValidationRecord:
+    """What validation measured and selected: the metric, its direction, the best value and its step."""
+
+    metric: str
+    higher_is_better: bool = True
+    best: float | None = None
+    best_step: int | None = None
+
+    def better(self, value: float) -> bool:
+        """Whether `value` beats the best so far (the first value always does; NaN never does)."""
+        if value != value:
+            return False
+        if self.best is None:
+            return True
+        return value > self.best if self.higher_is_better else value < self.best
+
+    @classmethod
+    def from_dict(cls, values: Any) -> ValidationRecord | None:
+        if not isinstance(values, dict) or not isinstance(values.get("metric"), str):
+            return None
+        best, step = values.get("best"), values.get("best_step")
+        return cls(values["metric"], bool(values.get("higher_is_better", True)),
+                   float(best) if isinstance(best, (int, float)) and not isinstance(best, bool) else None,
+                   step if isinstance(step, int) and not isinstance(step, bool) else None)
+
+
+@dataclass
+class RunSummary:
+    """A run's summary.json. `results` maps a split to its protocol results (a list for every kind of run)."""
+
+    kind: str | None = None
+    recipe: str | None = None
+    status: str | None = None
+    steps: int | None = None
+    train_seconds: float | None = None
+    precision: str | None = None
+    validation: ValidationRecord | None = None
+    results: dict[str, list[Result]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def test(self) -> list[Result]:
+        return self.results.get("test", [])
+
+    def merge(self, split: str, fresh: list[Result]) -> None:
+        """Record `fresh` results of `split`, replacing earlier results of the same protocols."""
+        keys = {r.key() for r in fresh}
+        self.results[split] = [r for r in self.results.get(split, []) if r.key() not in keys] + list(fresh)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "recipe": self.recipe, "status": self.status, "steps": self.steps,
+                               "train_seconds": self.train_seconds, "precision": self.precision,
+                               "validation": None if self.validation is None else vars(self.validation)}
+        for split in SPLITS:
+            if split in self.results:
+                out[split] = [r.to_dict() for r in self.results[split]]
+        out["config"] = self.config
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Any) -> RunSummary:
+        """Read a summary.json mapping (of this version or an earlier one); damaged parts become unknown."""
+        if not isinstance(values, dict):
+            return cls()
+
+        def typed(key: str, kind: type | tuple[type, ...]) -> Any:
+            value = values.get(key)
+            return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+        summary = cls(kind=typed("kind", str), recipe=typed("recipe", str), status=typed("status", str),
+                      steps=typed("steps", int), train_seconds=typed("train_seconds", (int, float)),
+                      precision=typed("precision", str), config=typed("config", dict) or {})
+        summary.validation = ValidationRecord.from_dict(values.get("validation")) or _legacy_validation(values)
+        for split in SPLITS:
+            entries = values.get(split)
+            if isinstance(entries, dict):  # earlier multi-task runs stored one result, with delta-m beside it
+                delta = values.get(f"{split}_delta_m")
+                entries = [{**entries, **({"delta_m": delta.get("value"), "baseline": delta.get("baseline")}
+                                          if isinstance(delta, dict) else {})}]
+            if isinstance(entries, list):
+                results = [result_from_dict(e) for e in entries]
+                summary.results[split] = [r for r in results if r is not None]
+        return summary
+
+
+def _legacy_validation(values: dict[str, Any]) -> ValidationRecord | None:
+    """The validation of a summary written before it had its own record (best_val_acc / best_val_score)."""
+    for key, metric in (("best_val_acc", "accuracy"), ("best_val_score", "score")):
+        if key in values:
+            best, step = values.get(key), values.get("best_step")
+            return ValidationRecord(metric, True, best if isinstance(best, (int, float)) else None,
+                                    step if isinstance(step, int) else None)
+    return None
+
+
+__all__ = ["SPLITS", "RunSummary", "ValidationRecord"]
