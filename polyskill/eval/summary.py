@@ -10,6 +10,32 @@ from typing import Any
 from .result import Result, result_from_dict
 
 SPLITS = ("test", "val", "train")
+LEGACY_VALIDATION_KEYS = {"accuracy": "val_acc", "score": "val_score"}  # metrics.jsonl keys of earlier versions
+
+
+def validation_key(metric: str) -> str:
+    """The metrics.jsonl key of a validation record of `metric` (val_accuracy, val_mse, val_score, ...)."""
+    return f"val_{metric}"
+
+
+def validation_series(records: list[dict[str, Any]], metric: str | None = None) -> tuple[str | None, list[tuple[int, float]]]:
+    """(metric, [(step, value)]) of the validation records in `records`: of `metric` when it is known, else of
+    whichever validation metric the records hold (runs of earlier versions included)."""
+    candidates = [metric] if metric else []
+    candidates += [m for r in records for m in _metrics_in(r) if m not in candidates]
+    for name in candidates:
+        keys = (validation_key(name), LEGACY_VALIDATION_KEYS.get(name))
+        series = [(r["step"], float(r[k])) for r in records for k in keys
+                  if k and isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
+                  and isinstance(r.get("step"), int)]
+        if series:
+            return name, series
+    return metric, []
+
+
+def _metrics_in(record: dict[str, Any]) -> list[str]:
+    legacy = {v: k for k, v in LEGACY_VALIDATION_KEYS.items()}
+    return [legacy.get(k, k[len("val_"):]) for k in record if isinstance(k, str) and k.startswith("val_")]
 
 
 @dataclass
@@ -108,4 +134,4 @@ def _legacy_validation(values: dict[str, Any]) -> ValidationRecord | None:
     return None
 
 
-__all__ = ["SPLITS", "RunSummary", "ValidationRecord"]
+__all__ = ["SPLITS", "RunSummary", "ValidationRecord", "validation_key", "validation_series"]
