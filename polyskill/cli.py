@@ -1,14 +1,25 @@
-"""`polyskill ...`: a thin command-line layer over the library."""
+"""`polyskill ...`: a thin command-line layer over the library.
+
+Every failure the user can act on ends the same way: one `polyskill: error: ...` line on stderr and exit code 2
+(a bad argument, recipe, data file or run directory, a file system that says no, memory that runs out). Anything
+else is a bug in polyskill: one line saying so, exit code 1, and the traceback with $POLYSKILL_DEBUG=1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
-from . import __version__
-from .errors import PolyskillError
+import torch
+
+from ._version import __version__
+from .errors import DataError, PolyskillError, RunError
+
+ENV_DEBUG = "POLYSKILL_DEBUG"
 
 EXAMPLES = """examples:
   polyskill recipes
@@ -31,11 +42,25 @@ TRAIN_EXAMPLES = """examples:
 """
 
 
+class UsageError(PolyskillError):
+    """A command line argparse rejects: reported like every other bad input, in one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one `polyskill: error:` line (with where to find help) instead of a usage
+    block; sub-commands get the same class, including those registered by other modules (add_subparsers passes
+    the parser's own class on)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("polyskill").strip()
+        raise UsageError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="polyskill", description="Meta-learning and multi-task learning.",
+    parser = Parser(prog="polyskill", description="Meta-learning and multi-task learning.",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"polyskill {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
     train = sub.add_parser("train", help="train a recipe into a run directory", epilog=TRAIN_EXAMPLES,
@@ -195,10 +220,41 @@ def _adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+AFFINITY_TITLES = {"cosine": "gradient cosine similarity", "lookahead": "lookahead affinity (step on i, loss of j)"}
+MAX_AFFINITY_TASKS = 200  # a heatmap of more tasks has no readable cells (and a huge image)
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number that can be drawn: int or float, not a bool, not infinite (NaN: a pair never measured)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isinf(value)
+
+
+def _affinity_report(path: Path) -> tuple[list[str], dict[str, list[list[float]]], dict[str, Any]]:
+    """affinity.json's tasks, its matrices by kind and their step counts, or one RunError saying what is wrong."""
+    from .train.checkpoint import read_json
+
+    report = read_json(path)
+    tasks = report.get("tasks")
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        raise RunError(f"{path} is damaged: 'tasks' must be a non-empty list of task names")
+    if len(tasks) > MAX_AFFINITY_TASKS:
+        raise RunError(f"{path} holds {len(tasks)} tasks; polyskill affinity shows at most {MAX_AFFINITY_TASKS}")
+    matrices = {kind: report[kind] for kind in AFFINITY_TITLES if kind in report}
+    if not matrices:
+        raise RunError(f"{path} holds no affinity matrix (expected {' or '.join(AFFINITY_TITLES)})")
+    n = len(tasks)
+    for kind, matrix in matrices.items():
+        if (not isinstance(matrix, list) or len(matrix) != n
+                or not all(isinstance(row, list) and len(row) == n and all(map(_is_number, row)) for row in matrix)):
+            raise RunError(f"{path} is damaged: '{kind}' must be a {n} x {n} matrix of numbers (one row and column "
+                           f"per task)")
+    steps = report.get("steps")
+    return tasks, matrices, steps if isinstance(steps, dict) else {}
+
+
 def _affinity(args: argparse.Namespace) -> int:
     from .eval.heatmap import display_unit, heatmap_png
     from .mtl.affinity import suggest_groups
-    from .train.checkpoint import read_json
 
     _positive("--groups", args.groups)
     path = Path(args.run) / "affinity.json"
@@ -207,26 +263,22 @@ def _affinity(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise PolyskillError(f"{args.run} has no affinity.json: train a multi-task run with a gradient aggregator, "
                              f"or set mtl.affinity_every to measure it under a loss weighting")
-    report = read_json(path)
-    tasks = report.get("tasks")
-    kinds = [k for k in ("cosine", "lookahead") if k in report]
-    if not isinstance(tasks, list) or not kinds:
-        raise PolyskillError(f"{path} holds no affinity matrix")
-    titles = {"cosine": "gradient cosine similarity", "lookahead": "lookahead affinity (step on i, loss of j)"}
+    tasks, matrices, steps = _affinity_report(path)
     out = Path(args.out) if args.out else Path(args.run) / "affinity.png"
+    if out.suffix.lower() not in ("", ".png"):
+        raise PolyskillError(f"--out {out}: the heatmap is a PNG image; give a name ending in .png")
     width = max(len(t) for t in tasks)
-    for kind in kinds:
-        matrix = report[kind]
+    for kind, matrix in matrices.items():
         unit = display_unit(matrix)
-        print(f"{titles[kind]} (mean over {report['steps'][kind]} steps" + (f", in units of {unit:g}):"
-                                                                            if unit != 1 else "):"))
+        print(f"{AFFINITY_TITLES[kind]} (mean over {steps.get(kind, '?')} steps"
+              + (f", in units of {unit:g}):" if unit != 1 else "):"))
         print(" " * (width + 1) + " ".join(f"{t[:7]:>7s}" for t in tasks))
         for task, row in zip(tasks, matrix):
             print(f"{task:>{width}s} " + " ".join(f"{v / unit:7.3f}" for v in row))
         groups = suggest_groups(matrix, tasks, max_groups=args.groups)
         print("suggested groups: " + " | ".join(", ".join(g) for g in groups))
-        target = out if len(kinds) == 1 else out.with_name(f"{out.stem}-{kind}{out.suffix or '.png'}")
-        heatmap_png(matrix, tasks, target, f"{titles[kind]}: {Path(args.run).name}",
+        target = out if len(matrices) == 1 else out.with_name(f"{out.stem}-{kind}{out.suffix or '.png'}")
+        heatmap_png(matrix, tasks, target, f"{AFFINITY_TITLES[kind]}: {Path(args.run).name}",
                     row_label="task i (gradient / step)", col_label="task j")
         print(f"heatmap saved in {target}")
     return 0
@@ -251,36 +303,65 @@ def _data(args: argparse.Namespace) -> int:
         print(f"  {state:8s} {entry.path}")
     bad = [e.path for e, s in rows if s == "corrupt"]
     if bad:
-        print(f"{len(bad)} corrupt file(s): delete and provide them again: {', '.join(bad)}", file=sys.stderr)
-        return 1
+        raise DataError(f"{len(bad)} corrupt file(s) under {root}: delete them and provide them again: "
+                        f"{', '.join(bad)}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+def _one_line(text: str) -> str:
+    """A message on one line: its lines joined with '; ' (a list of bad files stays readable)."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"polyskill: error: {_one_line(message)}", file=sys.stderr)
+    return code
+
+
+HANDLERS = {"train": _train, "eval": _eval, "adapt": _adapt, "affinity": _affinity, "recipes": _recipes,
+            "data": _data}
+
+
+def _run(argv: list[str]) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the sub-command, whose --help lists what it takes
+        parser.prog = f"polyskill {args.command}"
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = argv
     if getattr(args, "quiet", False):
         from .progress import set_quiet
 
         set_quiet(True)
-    handler = getattr(args, "handler", None) or {"train": _train, "eval": _eval, "adapt": _adapt,
-                                                  "affinity": _affinity, "recipes": _recipes,
-                                                  "data": _data}[args.command]
+    handler = getattr(args, "handler", None) or HANDLERS[args.command]
+    return handler(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure is one line on stderr: exit 2 for what the user can fix, 1 for a bug."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return handler(args)
+        return _run(argv)
     except BrokenPipeError:  # the reader went away (`polyskill runs | head`): not an error worth a word
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except PolyskillError as exc:
-        print(f"polyskill: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the file system said no: a path, a permission, a full disk
-        print(f"polyskill: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("polyskill: interrupted (a training run continues with --resume)", file=sys.stderr)
         return 130
+    except PolyskillError as exc:
+        return _fail(str(exc))
+    except OSError as exc:  # the file system said no: a path, a permission, a full disk
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        return _fail(f"{exc.strerror}{where}" if exc.strerror else str(exc) or type(exc).__name__)
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        return _fail(f"out of memory ({_one_line(str(exc))[:200] or 'MemoryError'}): try a smaller batch, model "
+                     f"or image size")
+    except Exception as exc:  # a bug: say so in one line, not a traceback; exit 1 tells it from a bad input
+        if os.environ.get(ENV_DEBUG, "").lower() not in ("", "0", "false", "no"):
+            raise
+        detail = _one_line(str(exc))[:300]
+        return _fail(f"internal error, a bug in polyskill ({type(exc).__name__}{': ' + detail if detail else ''}); "
+                     f"rerun with {ENV_DEBUG}=1 for the traceback and report it", code=1)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") ->
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -74,8 +74,9 @@ def load_checkpoint(path: Path) -> dict:
     except OSError as exc:
         raise RunError(f"cannot read checkpoint {path} ({_first_line(exc)})") from None
     except Exception as exc:  # zip, pickle, storage and size errors of a damaged file alike
-        raise RunError(f"checkpoint {path} is damaged (empty, truncated or not a checkpoint: "
-                       f"{type(exc).__name__}: {_first_line(exc)})") from None
+        detail = _first_line(exc).split(". ")[0]
+        detail = type(exc).__name__ if detail == type(exc).__name__ else f"{type(exc).__name__}: {detail}"
+        raise RunError(f"checkpoint {path} is damaged (empty, truncated or not a checkpoint: {detail})") from None
     if not isinstance(state, dict):
         raise RunError(f"checkpoint {path} is damaged: it holds a {type(state).__name__}, not a checkpoint")
     return state

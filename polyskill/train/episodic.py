@@ -23,6 +23,8 @@ from ..meta.base import FewShotAlgorithm, episode_accuracies
 from ..nn.precision import PRECISIONS, autocast, inference, resolve
 from ..progress import is_quiet, quiet_if
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .checks import one_of, real_number, whole_number
+from .device import check_device
 from .metrics import MetricsLog
 
 OPTIMIZERS = ("adam", "sgd")
@@ -67,22 +69,27 @@ class FitConfig:
     loggers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.loggers if name not in LOGGERS]
-        if unknown:
-            raise ConfigError(f"train.loggers: unknown logger {unknown[0]!r}; known: {', '.join(LOGGERS)}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ConfigError(f"train.grad_clip must be > 0 (or null: no clipping), got {self.grad_clip}")
+        """Refuse a value torch would fail on later (NaN, infinity, a wrong type, a device this machine lacks)."""
         for name in ("steps", "meta_batch", "log_every", "val_every", "val_episodes"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.lr_step < 0 or not 0 < self.lr_gamma <= 1:
-            raise ConfigError("train.lr must be > 0, train.lr_step >= 0 and 0 < train.lr_gamma <= 1")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            whole_number(f"train.{name}", getattr(self, name), low=1)
+        whole_number("train.lr_step", self.lr_step)
+        whole_number("train.seed", self.seed)
+        real_number("train.lr", self.lr, above=0)
+        real_number("train.momentum", self.momentum, at_least=0, below=1)
+        real_number("train.weight_decay", self.weight_decay, at_least=0)
+        real_number("train.lr_gamma", self.lr_gamma, above=0, at_most=1)
+        if self.max_minutes is not None:
+            real_number("train.max_minutes", self.max_minutes, above=0, note=" (or null: no time budget)")
+        if self.grad_clip is not None:
+            real_number("train.grad_clip", self.grad_clip, above=0, note=" (or null: no clipping)")
+        one_of("train.optimizer", self.optimizer, OPTIMIZERS)
+        one_of("train.schedule", self.schedule, SCHEDULES)
+        one_of("train.precision", self.precision, PRECISIONS)
+        if not isinstance(self.loggers, list):
+            raise ConfigError(f"train.loggers must be a list of names ({', '.join(LOGGERS)}), got {self.loggers!r}")
+        for name in self.loggers:
+            one_of("train.loggers", name, LOGGERS)
+        check_device(self.device, "train.device")
 
 
 def _optimizer(params, config: FitConfig) -> torch.optim.Optimizer:

@@ -1,4 +1,8 @@
-"""metrics.jsonl: one JSON object per logged step, the run's source of truth for curves."""
+"""metrics.jsonl: one JSON object per logged step, the run's source of truth for curves.
+
+Reading skips every line that is not a JSON object (a torn last line, bytes that are not UTF-8, a damaged
+record), so a damaged log costs the damaged lines, never the run.
+"""
 
 from __future__ import annotations
 
@@ -20,20 +24,13 @@ class MetricsLog:
         """Drop records logged after `step` (they belong to work a resumed run will redo), and any torn line."""
         if not self.path.exists():
             return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("step", 0) <= step:
-                kept.append(line)
+        kept = [line for line, record in _lines(self.path) if _step(record) <= step]
         write_text(self.path, "".join(k + "\n" for k in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a")
+            self._file = open(self.path, "a", encoding="utf-8")
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
@@ -43,13 +40,27 @@ class MetricsLog:
             self._file = None
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All complete records of a metrics.jsonl file (a torn last line is skipped)."""
-    records = []
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
+def _step(record: dict[str, Any]) -> float:
+    step = record.get("step", 0)
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else 0
+
+
+def _lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, record) for each line of `path` holding a JSON object, in order; the others (torn, not UTF-8, not an
+    object) are skipped."""
+    kept = []
+    with open(path, "rb") as f:
+        for raw in f:
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return records
+                line = raw.decode("utf-8").rstrip("\r\n")
+                record = json.loads(line)
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                continue
+            if isinstance(record, dict):
+                kept.append((line, record))
+    return kept
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """All complete records of a metrics.jsonl file (torn or damaged lines are skipped; no file: none)."""
+    return [record for _, record in _lines(Path(path))] if Path(path).is_file() else []
