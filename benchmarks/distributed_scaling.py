@@ -30,8 +30,12 @@ CASES = {
 
 def steps_per_second(folder: Path, case: str, nproc: int, steps: int, meta_batch: int) -> float:
     """Training steps per second of one fresh run (the trainer's clock: data loading excluded)."""
-    recipe = {**BASE, **CASES[case], "name": f"{case}-{nproc}",
-              "train": {**BASE["train"], "steps": steps, "meta_batch": meta_batch}}
+    recipe = {
+        **BASE,
+        **CASES[case],
+        "name": f"{case}-{nproc}",
+        "train": {**BASE["train"], "steps": steps, "meta_batch": meta_batch},
+    }
     path = folder / f"{case}-{nproc}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     out = folder / f"{case}-{nproc}-run"
@@ -59,8 +63,10 @@ def main() -> None:
     parser.add_argument("--meta-batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    print(f"global meta-batch {args.meta_batch}, {args.steps} steps, median of {args.repeats} runs, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"global meta-batch {args.meta_batch}, {args.steps} steps, median of {args.repeats} runs, "
+        f"{os.cpu_count()} cores"
+    )
     print(f"{'learner':10s} {'1 proc steps/s':>15s} {'2 procs steps/s':>16s} {'speed-up':>9s} {'all-reduce/step':>16s}")
     with tempfile.TemporaryDirectory() as tmp:
         for case in CASES:

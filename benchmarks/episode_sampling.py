@@ -22,9 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any
 
 from machine import machine
 
@@ -62,11 +64,10 @@ def peer_worker(data_dir: Path, configs: list[list[int]], threads: int, seed: in
 
     import random
 
+    import learn2learn as l2l
     import numpy as np
     import torch
-    import learn2learn as l2l
-    from learn2learn.data.transforms import (ConsecutiveLabels, FusedNWaysKShots, KShots, LoadData, NWays,
-                                             RemapLabels)
+    from learn2learn.data.transforms import ConsecutiveLabels, FusedNWaysKShots, KShots, LoadData, NWays, RemapLabels
 
     torch.set_num_threads(threads)
     random.seed(seed)
@@ -79,10 +80,19 @@ def peer_worker(data_dir: Path, configs: list[list[int]], threads: int, seed: in
     shapes: dict[str, list[int]] = {}
     for way, shot, query in configs:
         pipelines = {
-            PEER: [NWays(dataset, n=way), KShots(dataset, k=shot + query), LoadData(dataset),
-                   RemapLabels(dataset), ConsecutiveLabels(dataset)],
-            PEER_FUSED: [FusedNWaysKShots(dataset, n=way, k=shot + query), LoadData(dataset),
-                         RemapLabels(dataset), ConsecutiveLabels(dataset)],
+            PEER: [
+                NWays(dataset, n=way),
+                KShots(dataset, k=shot + query),
+                LoadData(dataset),
+                RemapLabels(dataset),
+                ConsecutiveLabels(dataset),
+            ],
+            PEER_FUSED: [
+                FusedNWaysKShots(dataset, n=way, k=shot + query),
+                LoadData(dataset),
+                RemapLabels(dataset),
+                ConsecutiveLabels(dataset),
+            ],
         }
         for name, transforms in pipelines.items():
             key = f"{way}-{shot}-{query}/{name}"
@@ -94,8 +104,16 @@ def peer_worker(data_dir: Path, configs: list[list[int]], threads: int, seed: in
     def reply(message: dict) -> None:
         channel.write(json.dumps(message) + "\n")
 
-    reply({"ready": True, "learn2learn": l2l.__version__, "torch": torch.__version__,
-           "python": platform.python_version(), "checksum": float(x.sum(dtype=torch.float64)), "shapes": shapes})
+    reply(
+        {
+            "ready": True,
+            "learn2learn": l2l.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "checksum": float(x.sum(dtype=torch.float64)),
+            "shapes": shapes,
+        }
+    )
     for line in sys.stdin:
         request = json.loads(line)
         if request.get("cmd") == "quit":
@@ -114,15 +132,38 @@ class PeerFailed(Exception):
 class Peer:
     """The learn2learn subprocess: started once, asked to time one taskset at a time."""
 
-    def __init__(self, python: str, data_dir: Path, configs: tuple[tuple[int, int, int], ...], threads: int,
-                 seed: int, log: IO[str]) -> None:
+    def __init__(
+        self,
+        python: str,
+        data_dir: Path,
+        configs: tuple[tuple[int, int, int], ...],
+        threads: int,
+        seed: int,
+        log: IO[str],
+    ) -> None:
         self.log = log
-        command = [python, str(Path(__file__).resolve()), "--peer-worker", str(data_dir),
-                   "--peer-configs", json.dumps([list(c) for c in configs]), "--threads", str(threads),
-                   "--seed", str(seed)]
+        command = [
+            python,
+            str(Path(__file__).resolve()),
+            "--peer-worker",
+            str(data_dir),
+            "--peer-configs",
+            json.dumps([list(c) for c in configs]),
+            "--threads",
+            str(threads),
+            "--seed",
+            str(seed),
+        ]
         try:
-            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                            text=True, bufsize=1, cwd=tempfile.gettempdir())
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                bufsize=1,
+                cwd=tempfile.gettempdir(),
+            )
         except OSError as exc:
             raise PeerFailed(f"cannot start the peer {python}: {exc}") from None
         self.info = self._read()
@@ -180,6 +221,7 @@ def save_tensors(data: Any, directory: Path) -> float:
     """Write the dataset as x.npy float32 [C*E, *shape] in [0, 1] and y.npy int64 class labels; return sum(x)."""
     import numpy as np
     import torch
+
     from polyskill.data.classes import to_float
 
     classes, examples = data.shape[:2]
@@ -192,6 +234,7 @@ def save_tensors(data: Any, directory: Path) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load Omniglot, start the peer, time every sampler in turn, and return the results."""
     import torch
+
     import polyskill.data as pdata
 
     torch.set_num_threads(args.threads)
@@ -200,7 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("episode_sampling: expected every Omniglot class to hold all its drawings")
     samplers = {c: pdata.EpisodeSampler(dataset, *c, seed=args.seed) for c in CONFIGS}
     info = machine()
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
 
     with tempfile.TemporaryDirectory(prefix="episode-bench-") as tmp, tempfile.TemporaryFile("w+") as log:
         checksum = save_tensors(dataset.data, Path(tmp))
@@ -218,42 +261,68 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 name = f"{way}-{shot}-{query}"
                 for kind in (PEER, PEER_FUSED):
                     peer_shape = peer.info["shapes"][f"{name}/{kind}"]
-                    if peer_shape[0] != ours_images or peer_shape[-1] != way or \
-                            list(batch.support_x.shape[2:]) != peer_shape[1:-1]:
+                    if (
+                        peer_shape[0] != ours_images
+                        or peer_shape[-1] != way
+                        or list(batch.support_x.shape[2:]) != peer_shape[1:-1]
+                    ):
                         raise PeerFailed(f"{name}/{kind}: peer episode {peer_shape} vs ours {ours_images} images")
                 for _ in range(20):
                     sampler.sample(1)
                 sampler.sample(args.batch)
-                rows = [Row(OURS_1, "polyskill sample(1)"), Row(PEER, "learn2learn TaskDataset.sample()"),
-                        Row(OURS_B, f"polyskill sample({args.batch}), per episode"),
-                        Row(PEER_FUSED, "learn2learn fused TaskDataset.sample()")]
+                rows = [
+                    Row(OURS_1, "polyskill sample(1)"),
+                    Row(PEER, "learn2learn TaskDataset.sample()"),
+                    Row(OURS_B, f"polyskill sample({args.batch}), per episode"),
+                    Row(PEER_FUSED, "learn2learn fused TaskDataset.sample()"),
+                ]
                 for _ in range(args.repeats):
                     for row in rows:
                         if row.key == OURS_1:
-                            episodes, elapsed = timed_loop(lambda: sampler.sample(1), args.seconds)
+                            episodes, elapsed = timed_loop(partial(sampler.sample, 1), args.seconds)
                             row.rates.append(episodes / elapsed)
                         elif row.key == OURS_B:
-                            episodes, elapsed = timed_loop(lambda: sampler.sample(args.batch), args.seconds,
-                                                           args.batch)
+                            episodes, elapsed = timed_loop(
+                                partial(sampler.sample, args.batch), args.seconds, args.batch
+                            )
                             row.rates.append(episodes / elapsed)
                         else:
                             row.rates.append(peer.time(f"{name}/{row.key}", args.seconds))
                 by_key = {row.key: row for row in rows}
                 base = by_key[PEER].median
-                results.append({"way": way, "shot": shot, "query": query, "images_per_episode": ours_images,
-                                "rows": rows, "ratio": by_key[OURS_1].median / base,
-                                "ratio_batch": by_key[OURS_B].median / base,
-                                "ratio_vs_best_peer": by_key[OURS_1].median / max(base, by_key[PEER_FUSED].median)})
+                results.append(
+                    {
+                        "way": way,
+                        "shot": shot,
+                        "query": query,
+                        "images_per_episode": ours_images,
+                        "rows": rows,
+                        "ratio": by_key[OURS_1].median / base,
+                        "ratio_batch": by_key[OURS_B].median / base,
+                        "ratio_vs_best_peer": by_key[OURS_1].median / max(base, by_key[PEER_FUSED].median),
+                    }
+                )
         finally:
             peer.close()
 
     info["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    return {"date": started.isoformat(timespec="seconds"), "machine": info,
-            "peer": {k: peer.info[k] for k in ("learn2learn", "torch", "python")},
-            "settings": {"split": SPLIT, "classes": dataset.num_classes, "examples_per_class": dataset.data.shape[1],
-                         "repeats": args.repeats, "seconds": args.seconds, "threads": args.threads,
-                         "batch": args.batch, "seed": args.seed, "peers": args.peers},
-            "results": results}
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": info,
+        "peer": {k: peer.info[k] for k in ("learn2learn", "torch", "python")},
+        "settings": {
+            "split": SPLIT,
+            "classes": dataset.num_classes,
+            "examples_per_class": dataset.data.shape[1],
+            "repeats": args.repeats,
+            "seconds": args.seconds,
+            "threads": args.threads,
+            "batch": args.batch,
+            "seed": args.seed,
+            "peers": args.peers,
+        },
+        "results": results,
+    }
 
 
 def report(result: dict[str, Any]) -> str:
@@ -262,15 +331,23 @@ def report(result: dict[str, Any]) -> str:
     load = " ".join(f"{v:.2f}" for v in m["load_average"] or [])
     load_end = " ".join(f"{v:.2f}" for v in m["load_average_end"] or [])
     lines = [
-        f"Episode sampling, Omniglot {s['split']} ({s['classes']} classes x {s['examples_per_class']}, 1x28x28 "
-        f"float32 in [0,1], same tensors on both sides)",
+        (
+            f"Episode sampling, Omniglot {s['split']} ({s['classes']} classes x {s['examples_per_class']}, 1x28x28 "
+            f"float32 in [0,1], same tensors on both sides)"
+        ),
         f"date     {result['date']}",
-        f"machine  {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), load average {load} at start, "
-        f"{load_end} at end",
-        f"software python {m['python']}, torch {m['torch']} (polyskill) / torch {p['torch']} + learn2learn "
-        f"{p['learn2learn']} (peer, python {p['python']})",
-        f"method   {s['repeats']} repeats x {s['seconds']:g} s per sampler, alternating polyskill/learn2learn, "
-        f"{s['threads']} torch thread(s) each; median episodes/s (min..max)",
+        (
+            f"machine  {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), load average {load} at start, "
+            f"{load_end} at end"
+        ),
+        (
+            f"software python {m['python']}, torch {m['torch']} (polyskill) / torch {p['torch']} + learn2learn "
+            f"{p['learn2learn']} (peer, python {p['python']})"
+        ),
+        (
+            f"method   {s['repeats']} repeats x {s['seconds']:g} s per sampler, alternating polyskill/learn2learn, "
+            f"{s['threads']} torch thread(s) each; median episodes/s (min..max)"
+        ),
         "",
     ]
     header = f"{'episode':<22}{'sampler':<40}{'episodes/s':>12}  {'min..max':<19}{'vs l2l':>8}"
@@ -281,25 +358,39 @@ def report(result: dict[str, Any]) -> str:
         title = f"{r['way']}-way {r['shot']}-shot {r['query']}-q"
         for i, row in enumerate(r["rows"]):
             span = f"{min(row.rates):,.0f}..{max(row.rates):,.0f}"
-            lines.append(f"{title if i == 0 else '':<22}{row.label:<40}{row.median:>12,.0f}  {span:<19}"
-                         f"{row.median / base:>7.2f}x")
-        summary.append(f"{title}: polyskill sample(1) / learn2learn TaskDataset = {r['ratio']:.2f}x "
-                       f"(vs the faster learn2learn pipeline {r['ratio_vs_best_peer']:.2f}x; "
-                       f"sample({s['batch']}) per episode {r['ratio_batch']:.2f}x), "
-                       f"{r['images_per_episode']} images per episode")
-    legend = ["",
-              "learn2learn TaskDataset: NWays(n), KShots(k+q), LoadData, RemapLabels, ConsecutiveLabels over a",
-              "MetaDataset(TensorDataset(x, y)); fused: FusedNWaysKShots(n, k+q), LoadData, RemapLabels,",
-              "ConsecutiveLabels. Both return way*(shot+query) images per episode, unsplit; polyskill returns",
-              "them split into support and query. vs l2l = median rate / learn2learn TaskDataset median rate."]
+            lines.append(
+                f"{title if i == 0 else '':<22}{row.label:<40}{row.median:>12,.0f}  {span:<19}"
+                f"{row.median / base:>7.2f}x"
+            )
+        summary.append(
+            f"{title}: polyskill sample(1) / learn2learn TaskDataset = {r['ratio']:.2f}x "
+            f"(vs the faster learn2learn pipeline {r['ratio_vs_best_peer']:.2f}x; "
+            f"sample({s['batch']}) per episode {r['ratio_batch']:.2f}x), "
+            f"{r['images_per_episode']} images per episode"
+        )
+    legend = [
+        "",
+        "learn2learn TaskDataset: NWays(n), KShots(k+q), LoadData, RemapLabels, ConsecutiveLabels over a",
+        "MetaDataset(TensorDataset(x, y)); fused: FusedNWaysKShots(n, k+q), LoadData, RemapLabels,",
+        "ConsecutiveLabels. Both return way*(shot+query) images per episode, unsplit; polyskill returns",
+        "them split into support and query. vs l2l = median rate / learn2learn TaskDataset median rate.",
+    ]
     return "\n".join(lines + legend + [""] + summary)
 
 
 def to_json(result: dict[str, Any]) -> dict[str, Any]:
     """The results with each row's rates and median as plain numbers."""
     out = dict(result)
-    out["results"] = [{**r, "rows": [{"key": row.key, "sampler": row.label, "episodes_per_s": row.rates,
-                                      "median": row.median} for row in r["rows"]]} for r in result["results"]]
+    out["results"] = [
+        {
+            **r,
+            "rows": [
+                {"key": row.key, "sampler": row.label, "episodes_per_s": row.rates, "median": row.median}
+                for row in r["rows"]
+            ],
+        }
+        for r in result["results"]
+    ]
     return out
 
 
@@ -308,9 +399,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per sampler (default 5)")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one timed run (default 3)")
-    parser.add_argument("--peers", metavar="PATH", default=default_peers(),
-                        help="python of the peers venv, or the venv folder (default $PEERS/bin/python or "
-                             "/tmp/peers/bin/python)")
+    parser.add_argument(
+        "--peers",
+        metavar="PATH",
+        default=default_peers(),
+        help="python of the peers venv, or the venv folder (default $PEERS/bin/python or /tmp/peers/bin/python)",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--batch", type=int, default=32, help="batch size of the extra sample(B) row (default 32)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on each side (default 1)")
@@ -333,18 +427,24 @@ def main(argv: list[str] | None = None) -> int:
         peer_worker(Path(args.peer_worker), json.loads(args.peer_configs), args.threads, args.seed)
         return 0
     if not (os.path.isfile(args.peers) and os.access(args.peers, os.X_OK)):
-        print(f"episode_sampling: no peer interpreter at {args.peers}.\nBuild the peers venv with:\n  {SETUP_HINT}\n"
-              f"or pass --peers PATH (or set PEERS=DIR).", file=sys.stderr)
+        print(
+            f"episode_sampling: no peer interpreter at {args.peers}.\nBuild the peers venv with:\n  {SETUP_HINT}\n"
+            f"or pass --peers PATH (or set PEERS=DIR).",
+            file=sys.stderr,
+        )
         return 2
     from polyskill.errors import PolyskillError
+
     try:
         result = run(args)
     except PolyskillError as exc:
         print(f"episode_sampling: {exc}", file=sys.stderr)
         return 2
     except PeerFailed as exc:
-        print(f"episode_sampling: {exc}\nIf learn2learn is missing, rebuild the peers venv with:\n  {SETUP_HINT}",
-              file=sys.stderr)
+        print(
+            f"episode_sampling: {exc}\nIf learn2learn is missing, rebuild the peers venv with:\n  {SETUP_HINT}",
+            file=sys.stderr,
+        )
         return 2
     print(report(result))
     if args.json:

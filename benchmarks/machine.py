@@ -20,15 +20,23 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     import torch
-    return {"cpu": model or platform.machine(), "cores": os.cpu_count(),
-            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
+
+    return {
+        "cpu": model or platform.machine(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
 def describe(threads: int) -> str:
     """One line: date, CPU, threads, torch version and the load average when the run ended."""
     info = machine()
     load = ", load {:.1f}".format(info["load_average"][0]) if info["load_average"] else ""
-    return (f"date {datetime.datetime.now().isoformat(timespec='seconds')}, {info['cpu']}, {threads} thread(s), "
-            f"torch {info['torch']}{load}")
+    return (
+        f"date {datetime.datetime.now().isoformat(timespec='seconds')}, {info['cpu']}, {threads} thread(s), "
+        f"torch {info['torch']}{load}"
+    )

@@ -40,11 +40,16 @@ def _reference_conv4(torch):
     nn = torch.nn
 
     def block(a, b):
-        return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b, track_running_stats=False),
-                             nn.ReLU(inplace=True), nn.MaxPool2d(2))
+        return nn.Sequential(
+            nn.Conv2d(a, b, 3, padding=1),
+            nn.BatchNorm2d(b, track_running_stats=False),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
 
-    return nn.Sequential(nn.Sequential(block(1, 64), block(64, 64), block(64, 64), block(64, 64)), nn.Flatten(),
-                         nn.Linear(64, WAY))
+    return nn.Sequential(
+        nn.Sequential(block(1, 64), block(64, 64), block(64, 64), block(64, 64)), nn.Flatten(), nn.Linear(64, WAY)
+    )
 
 
 def _step_function(impl: str, order: str, torch, task_chunk: int = 8):
@@ -56,8 +61,10 @@ def _step_function(impl: str, order: str, torch, task_chunk: int = 8):
         from polyskill.data.episodes import TaskBatch
         from polyskill.meta import MAML
         from polyskill.nn import Conv4, autocast
-        algo = MAML(Conv4(out_features=WAY), inner_lr=INNER_LR, inner_steps=1, first_order=first_order,
-                    task_chunk=task_chunk)
+
+        algo = MAML(
+            Conv4(out_features=WAY), inner_lr=INNER_LR, inner_steps=1, first_order=first_order, task_chunk=task_chunk
+        )
         precision = "bf16" if impl.endswith("bf16") else "fp32"
 
         def step(batch):
@@ -68,6 +75,7 @@ def _step_function(impl: str, order: str, torch, task_chunk: int = 8):
     model = _reference_conv4(torch)
     if impl == "learn2learn":
         import learn2learn as l2l
+
         maml = l2l.algorithms.MAML(model, lr=INNER_LR, first_order=first_order)
 
         def step(batch):
@@ -79,6 +87,7 @@ def _step_function(impl: str, order: str, torch, task_chunk: int = 8):
 
         return maml.parameters(), step
     import higher
+
     inner_opt = torch.optim.SGD(model.parameters(), lr=INNER_LR)
     detach = (lambda grads: [g.detach() for g in grads]) if first_order else None
 
@@ -95,6 +104,7 @@ def _step_function(impl: str, order: str, torch, task_chunk: int = 8):
 def worker(impl: str, order: str, data: str, steps: int, warmup: int, threads: int, task_chunk: int) -> dict:
     """Time `steps` meta-steps (after `warmup`) of one implementation in this process."""
     import torch
+
     torch.set_num_threads(threads)
     batches = torch.load(data, weights_only=True)
     params, step = _step_function(impl, order, torch, task_chunk)
@@ -115,6 +125,7 @@ def prepare(path: Path, meta_batch: int, count: int) -> None:
     import torch
 
     from polyskill.data import EpisodeSampler, omniglot
+
     sampler = EpisodeSampler(omniglot("vinyals/train"), WAY, 1, 15, seed=0)
     batches = []
     for _ in range(count):
@@ -152,19 +163,35 @@ def main() -> None:
             for order in orders:
                 for impl in impls:
                     python = sys.executable if impl.startswith("polyskill") else args.peers
-                    command = [python, __file__, "--worker", impl, order, str(data), "--steps", str(args.steps),
-                               "--warmup", str(args.warmup), "--threads", str(args.threads),
-                               "--task-chunk", str(args.task_chunk)]
+                    command = [
+                        python,
+                        __file__,
+                        "--worker",
+                        impl,
+                        order,
+                        str(data),
+                        "--steps",
+                        str(args.steps),
+                        "--warmup",
+                        str(args.warmup),
+                        "--threads",
+                        str(args.threads),
+                        "--task-chunk",
+                        str(args.task_chunk),
+                    ]
                     done = subprocess.run(command, capture_output=True, text=True, env=env)
                     if done.returncode != 0:
                         sys.exit(f"{impl} ({order} order) failed:\n{done.stderr[-2000:]}")
                     results.setdefault((impl, order), []).append(json.loads(done.stdout.strip().splitlines()[-1]))
-    import torch
-    print(f"MAML meta-step, Conv4, Omniglot {WAY}-way 1-shot 15-query, meta-batch {args.meta_batch}, 1 inner step; "
-          f"{args.repeats} x {args.steps} steps per implementation; polyskill task_chunk {args.task_chunk}")
+    print(
+        f"MAML meta-step, Conv4, Omniglot {WAY}-way 1-shot 15-query, meta-batch {args.meta_batch}, 1 inner step; "
+        f"{args.repeats} x {args.steps} steps per implementation; polyskill task_chunk {args.task_chunk}"
+    )
     print(describe(args.threads))
-    print(f"{'order':7s} {'implementation':15s} {'s/step':>8s} {'steps/s':>8s} {'vs l2l':>7s} "
-          f"{'max RSS MiB':>12s} {'above start':>12s}")
+    print(
+        f"{'order':7s} {'implementation':15s} {'s/step':>8s} {'steps/s':>8s} {'vs l2l':>7s} "
+        f"{'max RSS MiB':>12s} {'above start':>12s}"
+    )
     summary = {}
     for order in orders:
         base = results.get(("learn2learn", order))
@@ -176,8 +203,12 @@ def main() -> None:
             growth = max(r["max_rss_mib"] - r["base_rss_mib"] for r in runs)
             ratio = f"{base_seconds / seconds:6.2f}x" if base_seconds else "   n/a"
             print(f"{order:7s} {impl:15s} {seconds:8.3f} {1 / seconds:8.2f} {ratio} {rss:12.0f} {growth:12.0f}")
-            summary[f"{impl}/{order}"] = {"seconds_per_step": seconds, "max_rss_mib": rss, "rss_growth_mib": growth,
-                                          "runs": runs}
+            summary[f"{impl}/{order}"] = {
+                "seconds_per_step": seconds,
+                "max_rss_mib": rss,
+                "rss_growth_mib": growth,
+                "runs": runs,
+            }
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
 

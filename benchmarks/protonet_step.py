@@ -13,8 +13,8 @@ import statistics
 import time
 
 import torch
-
 from machine import describe
+
 from polyskill.data import EpisodeSampler, omniglot
 from polyskill.meta import PrototypicalNetworks
 from polyskill.nn import Conv4, autocast, native_bf16
@@ -54,8 +54,10 @@ def main() -> None:
     for _ in range(args.repeats):
         for precision in precisions:
             times[precision].append(seconds_per_step(precision, sampler, args.steps, args.warmup))
-    print(f"ProtoNet meta-step, Conv4, Omniglot {args.way}-way {args.shot}-shot {args.query}-query, "
-          f"{args.repeats} x {args.steps} steps")
+    print(
+        f"ProtoNet meta-step, Conv4, Omniglot {args.way}-way {args.shot}-shot {args.query}-query, "
+        f"{args.repeats} x {args.steps} steps"
+    )
     print(describe(args.threads) + f", native bf16: {native_bf16()}")
     base = statistics.median(times["fp32"])
     for precision in precisions:

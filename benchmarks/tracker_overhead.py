@@ -29,14 +29,31 @@ SETTINGS = {"none": [], "tensorboard": ["tensorboard"], "tensorboard+mlflow": ["
 
 def one_run(folder: Path, name: str, steps: int, log_every: int, loggers: list[str]) -> float:
     """Training steps per second of one fresh run (the trainer's own clock: data loading excluded)."""
-    recipe = {**RECIPE, "name": name, "train": {**RECIPE["train"], "steps": steps, "log_every": log_every,
-                                                "loggers": loggers}}
+    recipe = {
+        **RECIPE,
+        "name": name,
+        "train": {**RECIPE["train"], "steps": steps, "log_every": log_every, "loggers": loggers},
+    }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DO_NOT_TRACK": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    subprocess.run([sys.executable, "-m", "polyskill.cli", "train", str(path), "--out", str(folder / name),
-                    "--quiet", "--no-eval"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyskill.cli",
+            "train",
+            str(path),
+            "--out",
+            str(folder / name),
+            "--quiet",
+            "--no-eval",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     summary = json.loads((folder / name / "summary.json").read_text())
     return steps / summary["train_seconds"]
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -18,6 +19,7 @@ def set_quiet(quiet: bool) -> None:
 
 
 def is_quiet() -> bool:
+    """Whether progress bars are off now (a trainer asks before drawing its own)."""
     return _quiet
 
 
@@ -33,9 +35,19 @@ def quiet_if(condition: bool) -> Iterator[None]:
         _quiet = before
 
 
-def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str, unit: str,
-             **options: Any) -> tqdm:
+def progress(
+    iterable: Iterable | None = None, *, total: int | None = None, desc: str, unit: str, **options: Any
+) -> tqdm:
     """A tqdm bar with rate and ETA, on stderr, cleared when done; off in quiet mode and when stderr is not a
     terminal (a log file would fill with carriage returns)."""
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=True if _quiet else None, dynamic_ncols=True,
-                mininterval=0.5, leave=False, **options)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=True if _quiet else None,
+        dynamic_ncols=True,
+        mininterval=0.5,
+        leave=False,
+        **options,
+    )

@@ -46,13 +46,16 @@ def main() -> None:
         split = [f"data.split_seed={seed}", *args.overrides]
         base_run = out / f"{args.baseline}-{seed}"
         base = train(args.baseline, base_run, split)
-        multi = train(args.recipe, out / f"{args.recipe}-{seed}", split + [f"mtl.baseline={base_run}"])
+        multi = train(args.recipe, out / f"{args.recipe}-{seed}", [*split, f"mtl.baseline={base_run}"])
         metric = metric or ("accuracy" if "accuracy" in multi["test"]["overall"] else "explained_variance")
         rows["baseline"].append(100 * base["test"]["overall"][metric])
         rows["multi-task"].append(100 * multi["test"]["overall"][metric])
         rows["delta-m"].append(multi["test_delta_m"]["value"])
-        print(f"split {seed}: baseline {rows['baseline'][-1]:.2f}, multi-task {rows['multi-task'][-1]:.2f}, "
-              f"delta-m {rows['delta-m'][-1]:+.2f}", file=sys.stderr)
+        print(
+            f"split {seed}: baseline {rows['baseline'][-1]:.2f}, multi-task {rows['multi-task'][-1]:.2f}, "
+            f"delta-m {rows['delta-m'][-1]:+.2f}",
+            file=sys.stderr,
+        )
     print(f"| {args.seeds} splits | {args.baseline} {metric} % | {args.recipe} {metric} % | delta-m % |")
     print("|---|---|---|---|")
     print(f"| mean +- sd | {spread(rows['baseline'])} | {spread(rows['multi-task'])} | {spread(rows['delta-m'])} |")

@@ -72,8 +72,9 @@ def main() -> None:
     parser.add_argument("--per-task", action="store_true", help="a column per task (few tasks only)")
     args = parser.parse_args()
     out = Path(args.out) / args.recipe
-    configs = configurations([w for w in args.weightings.split(",") if w],
-                             [a for a in args.architectures.split(",") if a])
+    configs = configurations(
+        [w for w in args.weightings.split(",") if w], [a for a in args.architectures.split(",") if a]
+    )
     summaries = []
     baseline = None
     for label, overrides in configs:

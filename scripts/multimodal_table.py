@@ -30,7 +30,7 @@ def label(config: dict) -> str:
 
 
 def diverged(run: Path) -> str | None:
-    """"diverged (NaN by step N)" when the run's log (RUN.log beside it) says it stopped so."""
+    """ "diverged (NaN by step N)" when the run's log (RUN.log beside it) says it stopped so."""
     log = run.parent / f"{run.name}.log"
     if log.is_file() and "diverged at step" in log.read_text():
         return "diverged (NaN by step " + log.read_text().split("diverged at step ")[1].split()[0] + ")"
@@ -44,7 +44,7 @@ def main() -> int:
     rows: dict[str, dict[int, str]] = {}
     seconds: dict[str, list[float]] = {}
     modes_seen: set[int] = set()
-    for run, config, summary in summaries(args.runs):
+    for _run, config, summary in summaries(args.runs):
         modes = config["data"]["modes"]
         modes_seen.add(modes)
         name = label(config)

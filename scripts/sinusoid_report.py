@@ -32,8 +32,9 @@ def load_model(run: Path):
     return recipe, algo.eval()
 
 
-def curves(algo, support_x: torch.Tensor, support_y: torch.Tensor, grid: torch.Tensor,
-           steps: list[int]) -> dict[int, torch.Tensor]:
+def curves(
+    algo, support_x: torch.Tensor, support_y: torch.Tensor, grid: torch.Tensor, steps: list[int]
+) -> dict[int, torch.Tensor]:
     """Predictions on `grid` after each number of adaptation steps."""
     out = {}
     default = algo.eval_steps
@@ -44,8 +45,15 @@ def curves(algo, support_x: torch.Tensor, support_y: torch.Tensor, grid: torch.T
     return out
 
 
-def draw_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str, series: dict,
-               points: tuple[torch.Tensor, torch.Tensor], grid: torch.Tensor, y_range: tuple[float, float]) -> None:
+def draw_panel(
+    draw: ImageDraw.ImageDraw,
+    box: tuple[int, int, int, int],
+    title: str,
+    series: dict,
+    points: tuple[torch.Tensor, torch.Tensor],
+    grid: torch.Tensor,
+    y_range: tuple[float, float],
+) -> None:
     left, top, right, bottom = box
     draw.rectangle(box, outline=(0, 0, 0))
     draw.text((left + 6, top + 4), title, fill=(0, 0, 0))
@@ -53,14 +61,16 @@ def draw_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title:
     y_lo, y_hi = y_range
 
     def at(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - x_lo) / (x_hi - x_lo) * (right - left),
-                bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top))
+        return (
+            left + (x - x_lo) / (x_hi - x_lo) * (right - left),
+            bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top),
+        )
 
     draw.line([at(x_lo, 0), at(x_hi, 0)], fill=(220, 220, 220))
     for key, values in series.items():
-        coords = [at(float(x), max(y_lo, min(y_hi, float(y)))) for x, y in zip(grid, values)]
+        coords = [at(float(x), max(y_lo, min(y_hi, float(y)))) for x, y in zip(grid, values, strict=True)]
         draw.line(coords, fill=COLOURS[key], width=3 if key == "true" else 2)
-    for x, y in zip(*points):
+    for x, y in zip(*points, strict=True):
         cx, cy = at(float(x), float(y))
         draw.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], fill=COLOURS["points"])
 
@@ -95,10 +105,21 @@ def main() -> None:
         bound = max(5.5, float(amplitude) + 0.5)
         for col, (name, (_, algo)) in enumerate(models.items()):
             predicted = curves(algo, sx, sy, grid, [0, 1, 10])
-            box = (pad + col * (width + pad), pad + t * (height + pad),
-                   pad + col * (width + pad) + width, pad + t * (height + pad) + height)
-            draw_panel(draw, box, f"{name}, task {t + 1}: A={float(amplitude):.2f}, phase={float(phase):.2f}",
-                       {"true": truth, **predicted}, (sx.squeeze(-1), sy), grid.squeeze(-1), (-bound, bound))
+            box = (
+                pad + col * (width + pad),
+                pad + t * (height + pad),
+                pad + col * (width + pad) + width,
+                pad + t * (height + pad) + height,
+            )
+            draw_panel(
+                draw,
+                box,
+                f"{name}, task {t + 1}: A={float(amplitude):.2f}, phase={float(phase):.2f}",
+                {"true": truth, **predicted},
+                (sx.squeeze(-1), sy),
+                grid.squeeze(-1),
+                (-bound, bound),
+            )
     legend = "black: true   grey: before adaptation   blue: 1 step   red: 10 steps   green: the K support points"
     draw.text((pad, image.height - 20), legend, fill=(0, 0, 0))
     args.png.parent.mkdir(parents=True, exist_ok=True)

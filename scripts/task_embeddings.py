@@ -19,15 +19,17 @@ from polyskill.recipes.build import tasks
 from polyskill.recipes.run import trained_algorithm
 
 
-def accuracies(features: torch.Tensor, family: torch.Tensor, test: torch.Tensor, test_family: torch.Tensor,
-               families: int) -> tuple[float, float]:
+def accuracies(
+    features: torch.Tensor, family: torch.Tensor, test: torch.Tensor, test_family: torch.Tensor, families: int
+) -> tuple[float, float]:
     """Nearest-centroid and ridge linear-probe accuracy of predicting the family from the features."""
     centroids = torch.stack([features[family == f].mean(0) for f in range(families)])
     nearest = (torch.cdist(test, centroids).argmin(1) == test_family).double().mean().item()
     design = torch.cat([features, torch.ones(len(features), 1)], 1).double()
     onehot = torch.nn.functional.one_hot(family, families).double()
-    probe = torch.linalg.solve(design.T @ design + 1e-3 * torch.eye(design.shape[1], dtype=design.dtype),
-                               design.T @ onehot)
+    probe = torch.linalg.solve(
+        design.T @ design + 1e-3 * torch.eye(design.shape[1], dtype=design.dtype), design.T @ onehot
+    )
     test_design = torch.cat([test, torch.ones(len(test), 1)], 1).double()
     linear = ((test_design @ probe).argmax(1) == test_family).double().mean().item()
     return nearest, linear
@@ -56,7 +58,10 @@ def main() -> int:
             attention = algo.memory.attention(z) if algo.memory is not None else None
         rows[name] = (z, attention, family)
     families = sampler.modes
-    print(f"{args.run}: {families} families, {args.tasks} tasks to fit, {args.tasks} to test (chance {100 / families:.0f}%)")
+    print(
+        f"{args.run}: {families} families, {args.tasks} tasks to fit, {args.tasks} to test "
+        f"(chance {100 / families:.0f}%)"
+    )
     (z, a, f), (zt, at, ft) = rows["fit"], rows["test"]
     nearest, linear = accuracies(z, f, zt, ft, families)
     print(f"task embedding z: nearest centroid {100 * nearest:.1f}%, linear probe {100 * linear:.1f}%")

@@ -33,8 +33,15 @@ from polyskill.recipes.run import trained_algorithm
 from polyskill.train.task_selection import rank_by_embedding, rank_by_gradient, top_k
 
 
-def fit(x: torch.Tensor, y: torch.Tensor, steps: int, lr: float, widths: list[int],
-        start: torch.nn.Module | None = None, seed: int = 0) -> torch.nn.Module:
+def fit(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    lr: float,
+    widths: list[int],
+    start: torch.nn.Module | None = None,
+    seed: int = 0,
+) -> torch.nn.Module:
     """An MLP with hidden `widths` trained by full-batch Adam on (x, y) from `start` (else a seeded fresh one)."""
     torch.manual_seed(seed)
     model = copy.deepcopy(start) if start is not None else MLP([x.shape[1], *widths, 1])
@@ -55,7 +62,7 @@ def school_problem(recipe, args, g: torch.Generator):
     test = mtl_data(recipe, "test")
     data = [(train.data.x[r], train.targets(r)) for r in train.rows]
     targets, pools = [], []
-    for t in torch.randperm(len(data), generator=g)[:args.targets].tolist():
+    for t in torch.randperm(len(data), generator=g)[: args.targets].tolist():
         rows = torch.nonzero(test.task == t).flatten()
         targets.append((data[t], test.x[rows], test.y[rows].double()))
         pools.append([data[s] for s in range(len(data)) if s != t])
@@ -69,8 +76,10 @@ def multimodal_problem(recipe, args, g: torch.Generator):
     pool_sampler = type(sampler)(20, 0, modes=sampler.modes, seed=sampler.seed + 7)
     pool_batch, pool_family = pool_sampler.labelled(args.candidates, seed=args.seed)
     pool = [(pool_batch.support_x[i], pool_batch.support_y[i]) for i in range(args.candidates)]
-    targets = [((batch.support_x[i], batch.support_y[i]), batch.query_x[i], batch.query_y[i].reshape(-1).double())
-               for i in range(args.targets)]
+    targets = [
+        ((batch.support_x[i], batch.support_y[i]), batch.query_x[i], batch.query_y[i].reshape(-1).double())
+        for i in range(args.targets)
+    ]
     return targets, [pool] * args.targets, (0.0, 1.0), (family, pool_family)
 
 
@@ -107,23 +116,36 @@ def main() -> int:
         (sx, sy), qx, qy = target
         model = None
         if pretrain:
-            model = fit(torch.cat([x for x, _ in pretrain]), torch.cat([y for _, y in pretrain]),
-                        args.pretrain_steps, 3e-3, widths, seed=seed)
-        model = fit(sx, sy, args.finetune_steps if pretrain else args.pretrain_steps, 1e-3 if pretrain else 3e-3,
-                    widths, start=model, seed=seed)
+            model = fit(
+                torch.cat([x for x, _ in pretrain]),
+                torch.cat([y for _, y in pretrain]),
+                args.pretrain_steps,
+                3e-3,
+                widths,
+                seed=seed,
+            )
+        model = fit(
+            sx,
+            sy,
+            args.finetune_steps if pretrain else args.pretrain_steps,
+            1e-3 if pretrain else 3e-3,
+            widths,
+            start=model,
+            seed=seed,
+        )
         with torch.no_grad():
             out = model(qx).reshape(-1).double() * std + mean
         predictions.setdefault(name, []).append(out)
         return F.mse_loss(out, qy)
 
-    for index, (target, pool) in enumerate(zip(targets, pools)):
+    for index, (target, pool) in enumerate(zip(targets, pools, strict=True)):
         by_embedding, _ = rank_by_embedding(algo.embed_tasks, target[0], pool)
         by_gradient, _ = rank_by_gradient(algo.backbone, F.mse_loss, target[0], pool)
         chosen = {"embedding": top_k(by_embedding, args.k), "gradient": top_k(by_gradient, args.k)}
         errors = {name: evaluate(name, [pool[i] for i in picks], target) for name, picks in chosen.items()}
         random_errors = []
         for draw in range(args.random):
-            pick = torch.randperm(len(pool), generator=g)[:args.k].tolist()
+            pick = torch.randperm(len(pool), generator=g)[: args.k].tolist()
             random_errors.append(evaluate(f"random#{draw}", [pool[i] for i in pick], target))
             if families is not None:
                 same_family["random"] += float((families[1][pick] == families[0][index]).double().mean()) / args.random
@@ -134,26 +156,37 @@ def main() -> int:
         evaluate("all candidates", pool, target)
         evaluate("target alone", [], target)
     truth = torch.cat([qy for _, _, qy in targets])
-    print(f"{args.run}: {len(targets)} targets ({truth.numel()} held-out examples), k = {args.k}, "
-          f"{args.random} random draws, {time.perf_counter() - started:.0f} s")
+    print(
+        f"{args.run}: {len(targets)} targets ({truth.numel()} held-out examples), k = {args.k}, "
+        f"{args.random} random draws, {time.perf_counter() - started:.0f} s"
+    )
     family_column = families is not None
-    print("| pre-trained on | explained variance % | RMSE | beats the random draws' mean on |"
-          + (" chosen tasks of the target's family |" if family_column else ""))
+    print(
+        "| pre-trained on | explained variance % | RMSE | beats the random draws' mean on |"
+        + (" chosen tasks of the target's family |" if family_column else "")
+    )
     print("|---|---|---|---|" + ("---|" if family_column else ""))
     labels = {"embedding": f"top {args.k} by task embedding", "gradient": f"top {args.k} by gradient affinity"}
     for name in ("embedding", "gradient", "all candidates", "target alone"):
         metrics = regression_metrics(torch.cat(predictions[name]), truth)
         beats = f"{wins[name]} / {len(targets)} targets" if name in wins else ""
-        share = f" {100 * same_family[name] / len(targets):.0f}% |" if family_column and name in wins else (
-            " |" if family_column else "")
-        print(f"| {labels.get(name, name)} | {100 * metrics['explained_variance']:.2f} | {metrics['rmse']:.3f} | "
-              f"{beats} |{share}")
+        share = (
+            f" {100 * same_family[name] / len(targets):.0f}% |"
+            if family_column and name in wins
+            else (" |" if family_column else "")
+        )
+        print(
+            f"| {labels.get(name, name)} | {100 * metrics['explained_variance']:.2f} | {metrics['rmse']:.3f} | "
+            f"{beats} |{share}"
+        )
     randoms = [regression_metrics(torch.cat(v), truth) for n, v in predictions.items() if n.startswith("random#")]
     ev = torch.tensor([m["explained_variance"] for m in randoms]) * 100
     rmse = torch.tensor([m["rmse"] for m in randoms])
     share = f" {100 * same_family['random'] / len(targets):.0f}% |" if family_column else ""
-    print(f"| {args.k} at random ({len(randoms)} draws: mean +- sd) | {ev.mean():.2f} +- {ev.std():.2f} | "
-          f"{rmse.mean():.3f} +- {rmse.std():.3f} | |{share}")
+    print(
+        f"| {args.k} at random ({len(randoms)} draws: mean +- sd) | {ev.mean():.2f} +- {ev.std():.2f} | "
+        f"{rmse.mean():.3f} +- {rmse.std():.3f} | |{share}"
+    )
     return 0
 
 

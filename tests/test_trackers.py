@@ -16,13 +16,12 @@ pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
 pytestmark = pytest.mark.filterwarnings("ignore:.*noload.*:DeprecationWarning")  # MLflow's SQLite store, on read
 
+from conftest import polyskill_cli, tiny_recipe  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from conftest import polyskill_cli, tiny_recipe  # noqa: E402
 from polyskill.errors import ConfigError  # noqa: E402
 from polyskill.track import open_trackers, scalars  # noqa: E402
-
 
 
 def polyskill(*args: str | Path) -> subprocess.CompletedProcess:
@@ -64,8 +63,10 @@ def mlflow_client(run: Path) -> MlflowClient:
 
 
 def mlflow_curves(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
-    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
-            for key in client.get_run(run_id).data.metrics}
+    return {
+        key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        for key in client.get_run(run_id).data.metrics
+    }
 
 
 def assert_same_curves(got: dict, want: dict) -> None:
@@ -77,8 +78,13 @@ def assert_same_curves(got: dict, want: dict) -> None:
 
 def test_tags_group_training_and_validation_keys():
     record = {"step": 500, "loss": 1.2, "loss_a": 0.5, "weight_a": 1.0, "lr": 1e-3, "val_acc": 0.9, "time": 40.1}
-    assert scalars(record) == {"train/loss": 1.2, "train/loss_a": 0.5, "train/weight_a": 1.0, "train/lr": 1e-3,
-                               "val/acc": 0.9}
+    assert scalars(record) == {
+        "train/loss": 1.2,
+        "train/loss_a": 0.5,
+        "train/weight_a": 1.0,
+        "train/lr": 1e-3,
+        "val/acc": 0.9,
+    }
 
 
 def test_tensorboard_shows_the_metrics_and_the_config(tiny_run):
@@ -105,8 +111,17 @@ def test_mlflow_holds_params_metrics_and_a_finished_run(tiny_run):
 def test_a_resumed_run_continues_the_same_curves(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    more = polyskill("train", tiny_run.parent / "tiny.yaml", "--out", run, "--resume", "--quiet", "--no-eval",
-                     "--set", "train.steps=8")
+    more = polyskill(
+        "train",
+        tiny_run.parent / "tiny.yaml",
+        "--out",
+        run,
+        "--resume",
+        "--quiet",
+        "--no-eval",
+        "--set",
+        "train.steps=8",
+    )
     assert more.returncode == 0, more.stderr
     want = expected_curves(run)
     assert want["train/loss"][-1][0] == 8
@@ -144,11 +159,15 @@ def test_a_run_stopped_by_an_exception_says_how(error, status, tmp_path, monkeyp
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     [sink] = open_trackers(["mlflow"], tmp_path, {"name": "broken"})
     sink.write({"step": 1, "loss": 1.0})
-    with pytest.raises(type(error)):
+
+    def train() -> None:
         try:
             raise error
         finally:
             sink.close()
+
+    with pytest.raises(type(error)):
+        train()
     run = mlflow_client(tmp_path).get_run((tmp_path / "mlflow_run_id").read_text().strip())
     assert run.info.status == status
 
@@ -190,9 +209,10 @@ def test_mlflow_local_store_without_sqlalchemy_says_what_to_install(tmp_path, mo
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "alembic"
-                        else real_find_spec(name, *a))
-    with pytest.raises(ConfigError, match="needs alembic.*pip install alembic.*MLFLOW_TRACKING_URI"):
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "alembic" else real_find_spec(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"needs alembic.*pip install alembic.*MLFLOW_TRACKING_URI"):
         open_trackers(["mlflow"], tmp_path, {"name": "x"})
 
 
@@ -224,4 +244,27 @@ def test_records_a_killed_process_never_sent_reach_mlflow_on_resume(tmp_path, mo
     resumed.close()
     client = mlflow_client(tmp_path)
     want = {"train/loss": [(s, 10.0 - s) for s in range(1, 7)]}
+    assert_same_curves(mlflow_curves(client, (tmp_path / "mlflow_run_id").read_text().strip()), want)
+
+
+def test_a_damaged_metrics_log_does_not_stop_the_resumed_mlflow_run(tmp_path, monkeypatch):
+    """The resumed run's backfill reads metrics.jsonl as it is: a line of bytes that are not UTF-8 and a record
+    without a step are skipped, the good records still reach MLflow, and the training goes on."""
+    import atexit
+
+    from polyskill.track import mlflow_logger
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(mlflow_logger, "FLUSH_SECONDS", 3600.0)
+    [killed] = open_trackers(["mlflow"], tmp_path, {"name": "damaged"})
+    atexit.unregister(killed._abandon)  # killed before sending anything
+    (tmp_path / "metrics.jsonl").write_bytes(
+        b'{"step": 1, "loss": 9.0}\n{"step": 2, "loss": "\xff"}\n{"loss": 7.5}\n{"step": true, "loss": 1.0}\n'
+        b'{"step": 3, "loss": 7.0}\n'
+    )
+    [resumed] = open_trackers(["mlflow"], tmp_path, {"name": "damaged"})
+    resumed.write({"step": 4, "loss": 6.0})
+    resumed.close()
+    client = mlflow_client(tmp_path)
+    want = {"train/loss": [(1, 9.0), (3, 7.0), (4, 6.0)]}
     assert_same_curves(mlflow_curves(client, (tmp_path / "mlflow_run_id").read_text().strip()), want)

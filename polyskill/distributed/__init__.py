@@ -4,5 +4,16 @@ from .collectives import average_gradients, broadcast_module, gather_cat, gather
 from .context import SINGLE, DistContext, from_environment
 from .streams import ShardedStream, rank_seed
 
-__all__ = ["SINGLE", "DistContext", "ShardedStream", "average_gradients", "broadcast_module", "from_environment",
-           "gather_cat", "gather_objects", "rank_seed", "share", "sum_across"]
+__all__ = [
+    "SINGLE",
+    "DistContext",
+    "ShardedStream",
+    "average_gradients",
+    "broadcast_module",
+    "from_environment",
+    "gather_cat",
+    "gather_objects",
+    "rank_seed",
+    "share",
+    "sum_across",
+]

@@ -15,11 +15,11 @@ class _AllReduceSum(torch.autograd.Function):
     output gradients (each rank's loss depends on every rank's statistics)."""
 
     @staticmethod
-    def forward(ctx, tensor: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: Tensor) -> Tensor:
         return _sum_over_ranks(tensor.clone())
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> Tensor:
         return _sum_over_ranks(grad.contiguous().clone())
 
 
@@ -54,12 +54,13 @@ class SyncedBatchNorm(_BatchNorm):
         # a second reduction for the variance: E[x^2] - E[x]^2 loses the small variances of channels whose
         # mean is large, and the normalisation then amplifies the error
         var = _AllReduceSum.apply((centred * centred).sum(dims)) / n
-        if self.track_running_stats and self.running_mean is not None:
+        running_mean, running_var, batches = self.running_mean, self.running_var, self.num_batches_tracked
+        if self.track_running_stats and running_mean is not None and running_var is not None and batches is not None:
             with torch.no_grad():
-                self.num_batches_tracked += 1
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(mean.detach(), momentum)
-                self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), momentum)
+                batches.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(batches)
+                running_mean.lerp_(mean.detach(), momentum)
+                running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), momentum)
         y = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
@@ -72,8 +73,9 @@ def sync_batch_norms(module: nn.Module) -> int:
     swapped = 0
     for name, child in module.named_children():
         if isinstance(child, _BatchNorm) and not isinstance(child, SyncedBatchNorm):
-            synced = SyncedBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                     child.track_running_stats)
+            synced = SyncedBatchNorm(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             state = child.state_dict()
             synced.load_state_dict(state)
             if state:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -20,8 +21,9 @@ def _buckets(tensors: list[Tensor]) -> Iterable[list[Tensor]]:
     size = 0
     for tensor in tensors:
         nbytes = tensor.numel() * tensor.element_size()
-        if bucket and (size + nbytes > BUCKET_BYTES or tensor.dtype != bucket[0].dtype
-                       or tensor.device != bucket[0].device):
+        if bucket and (
+            size + nbytes > BUCKET_BYTES or tensor.dtype != bucket[0].dtype or tensor.device != bucket[0].device
+        ):
             yield bucket
             bucket, size = [], 0
         bucket.append(tensor)
@@ -38,7 +40,7 @@ def _average_in_place(tensors: list[Tensor], ctx: DistContext) -> None:
         flat.div_(ctx.world)
         offset = 0
         for tensor in bucket:
-            tensor.copy_(flat[offset:offset + tensor.numel()].view_as(tensor))
+            tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
             offset += tensor.numel()
 
 
@@ -67,8 +69,9 @@ def sum_across(values: Tensor, ctx: DistContext, op: str = "sum") -> Tensor:
     if not ctx.active:
         return values
     out = values.clone()
-    torch_dist.all_reduce(out, op={"sum": torch_dist.ReduceOp.SUM, "min": torch_dist.ReduceOp.MIN,
-                                   "max": torch_dist.ReduceOp.MAX}[op])
+    torch_dist.all_reduce(
+        out, op={"sum": torch_dist.ReduceOp.SUM, "min": torch_dist.ReduceOp.MIN, "max": torch_dist.ReduceOp.MAX}[op]
+    )
     return out
 
 

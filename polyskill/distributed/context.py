@@ -48,14 +48,16 @@ def from_environment(device: str = "cpu", timeout_s: float | None = None) -> Dis
     variables), or return SINGLE when WORLD_SIZE is unset or 1. A collective that waits longer than
     `timeout_s` (default $POLYSKILL_COLLECTIVE_TIMEOUT, else 120 s) for another rank fails on every rank."""
     try:
-        timeout_s = float(os.environ.get("POLYSKILL_COLLECTIVE_TIMEOUT", DEFAULT_TIMEOUT_S)) \
-            if timeout_s is None else timeout_s
+        timeout_s = (
+            float(os.environ.get("POLYSKILL_COLLECTIVE_TIMEOUT", DEFAULT_TIMEOUT_S)) if timeout_s is None else timeout_s
+        )
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     except ValueError as exc:
-        raise ConfigError(f"bad distributed environment (RANK, WORLD_SIZE, LOCAL_RANK, "
-                          f"POLYSKILL_COLLECTIVE_TIMEOUT): {exc}") from None
+        raise ConfigError(
+            f"bad distributed environment (RANK, WORLD_SIZE, LOCAL_RANK, POLYSKILL_COLLECTIVE_TIMEOUT): {exc}"
+        ) from None
     if world <= 1:
         return SINGLE
     backend = backend_for(device)

@@ -3,7 +3,8 @@ same global batch."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,7 +58,7 @@ class ShardedBatches:
         batches = [stream.sample() for stream in self.streams]
         if len(batches) == 1:
             return batches[0]
-        xs, ys = zip(*batches)
+        xs, ys = zip(*batches, strict=True)
         if not self.partitioned:
             return torch.cat(xs), torch.cat(ys)
         t = len(self.streams[0].data.tasks)

@@ -1,4 +1,7 @@
-"""Optional experiment trackers (TensorBoard, MLflow) fed the same records as metrics.jsonl."""
+"""Optional experiment trackers (TensorBoard, MLflow) fed the same records as metrics.jsonl.
+
+A tracker is a `RecordSink` (polyskill.records); the trainer writes to any sink it is given and never imports this
+package, and this package never imports the trainer: the runner (recipes) connects the two."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..train.episodic import RecordSink
+from ..records import RecordSink
 
 #: logger name -> (the package it needs, the module holding its sink, the sink class)
 TRACKERS = {
@@ -21,7 +24,7 @@ def open_trackers(names: list[str], out: Path, config: dict[str, Any]) -> list[R
     sinks: list[RecordSink] = []
     try:
         for name in dict.fromkeys(names):
-            sinks.append(_sink_class(name)(Path(out), config))
+            sinks.append(_sink_class(name)(Path(out), config))  # noqa: PERF401  (one at a time: close those opened)
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -37,8 +40,9 @@ def _sink_class(name: str) -> type:
     try:
         return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
     except ImportError as exc:
-        raise ConfigError(f"train.loggers: {name} needs the {package} package: "
-                          f"pip install 'polyskill[{name}]' ({exc})") from None
+        raise ConfigError(
+            f"train.loggers: {name} needs the {package} package: pip install 'polyskill[{name}]' ({exc})"
+        ) from None
 
 
 def scalars(record: dict[str, Any]) -> dict[str, float]:
@@ -60,4 +64,3 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-

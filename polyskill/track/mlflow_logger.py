@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..errors import ConfigError
-from ..train.metrics import read_metrics
+from ..records import read_records
 from . import flatten, scalars
 
 #: the limits every MLflow backend accepts (older servers cap param values at 500 characters)
@@ -41,9 +41,11 @@ def tracking_uri(out: Path) -> str:
         return uri
     missing = [name for name in ("sqlalchemy", "alembic") if importlib.util.find_spec(name) is None]
     if missing:
-        raise ConfigError(f"train.loggers: mlflow's local store {out / 'mlflow.db'} needs {' and '.join(missing)} "
-                          f"(mlflow-skinny leaves them out): pip install {' '.join(missing)}, "
-                          f"or set MLFLOW_TRACKING_URI to a tracking server")
+        raise ConfigError(
+            f"train.loggers: mlflow's local store {out / 'mlflow.db'} needs {' and '.join(missing)} "
+            f"(mlflow-skinny leaves them out): pip install {' '.join(missing)}, "
+            f"or set MLFLOW_TRACKING_URI to a tracking server"
+        )
     return "sqlite:///" + (Path(out) / "mlflow.db").resolve().as_posix()
 
 
@@ -59,7 +61,7 @@ def _quiet() -> Iterator[None]:
         try:
             yield
         finally:
-            for logger, level in zip(loggers, levels):
+            for logger, level in zip(loggers, levels, strict=True):
                 logger.setLevel(level)
 
 
@@ -70,6 +72,11 @@ def _key(name: str) -> str:
 
 def _param_value(value: Any) -> str:
     return (value if isinstance(value, str) else json.dumps(value))[:PARAM_VALUE_LENGTH]
+
+
+def _is_step(value: Any) -> bool:
+    """Whether a record's `step` is a step number (a damaged metrics.jsonl may hold records without one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _end_status() -> str:
@@ -101,30 +108,36 @@ class MlflowSink:
         """Continue the run directory's MLflow run, else create one; log the params it does not have yet."""
         run = self._previous_run()
         if run is None:
-            run = self.client.create_run(self._experiment(str(config.get("name") or "polyskill")),
-                                         run_name=self.out.resolve().name)
+            run = self.client.create_run(
+                self._experiment(str(config.get("name") or "polyskill")), run_name=self.out.resolve().name
+            )
             (self.out / RUN_ID_FILE).write_text(run.info.run_id + "\n")
         else:
             self.client.update_run(run.info.run_id, status="RUNNING")
-            self.logged_upto = max((m.step for key in run.data.metrics
-                                    for m in self.client.get_metric_history(run.info.run_id, key)), default=-1)
+            self.logged_upto = max(
+                (m.step for key in run.data.metrics for m in self.client.get_metric_history(run.info.run_id, key)),
+                default=-1,
+            )
             self._backfill(run.info.run_id)
         have = run.data.params
-        params = [Param(key, _param_value(value)) for key, value in
-                  {_key(k): v for k, v in flatten(config).items()}.items() if key not in have]
+        params = [
+            Param(key, _param_value(value))
+            for key, value in {_key(k): v for k, v in flatten(config).items()}.items()
+            if key not in have
+        ]
         for start in range(0, len(params), PARAMS_PER_BATCH):
-            self.client.log_batch(run.info.run_id, params=params[start:start + PARAMS_PER_BATCH])
+            self.client.log_batch(run.info.run_id, params=params[start : start + PARAMS_PER_BATCH])
         return run.info.run_id
 
     def _backfill(self, run_id: str) -> None:
         """Send what metrics.jsonl holds beyond the MLflow run's last step: records a killed process queued but
         never sent (the resumed run does not redo the steps before its checkpoint)."""
         self.run_id = run_id
-        records = read_metrics(self.out / "metrics.jsonl")
+        records = [r for r in read_records(self.out / "metrics.jsonl") if _is_step(r.get("step"))]
         for record in records:
             self.write(record)
         self.flush()
-        self.logged_upto = max([self.logged_upto, *(int(r["step"]) for r in records if "step" in r)])
+        self.logged_upto = max([self.logged_upto, *(int(r["step"]) for r in records)])
 
     def _previous_run(self) -> Run | None:
         """The active MLflow run recorded in OUT/mlflow_run_id, if this tracking store has it."""
@@ -143,7 +156,8 @@ class MlflowSink:
         if experiment is None:
             local = self.uri.startswith("sqlite:///") and "MLFLOW_TRACKING_URI" not in os.environ
             return self.client.create_experiment(
-                name, artifact_location=(self.out / "mlartifacts").resolve().as_uri() if local else None)
+                name, artifact_location=(self.out / "mlartifacts").resolve().as_uri() if local else None
+            )
         if experiment.lifecycle_stage == "deleted":
             self.client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
@@ -166,11 +180,14 @@ class MlflowSink:
             return
         try:
             for start in range(0, len(pending), METRICS_PER_BATCH):
-                self.client.log_batch(self.run_id, metrics=pending[start:start + METRICS_PER_BATCH])
+                self.client.log_batch(self.run_id, metrics=pending[start : start + METRICS_PER_BATCH])
         except Exception as exc:
             self.failed = True
-            warnings.warn(f"MLflow logging stopped ({type(exc).__name__}: {exc}); metrics.jsonl still has every "
-                          f"record", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"MLflow logging stopped ({type(exc).__name__}: {exc}); metrics.jsonl still has every record",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def close(self) -> None:
         """End the MLflow run: FINISHED, or FAILED/KILLED when the trainer is unwinding an exception."""
@@ -189,5 +206,6 @@ class MlflowSink:
         try:
             self.client.set_terminated(run_id, status)
         except Exception as exc:
-            warnings.warn(f"could not end MLflow run {run_id} ({type(exc).__name__}: {exc})", RuntimeWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"could not end MLflow run {run_id} ({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=2
+            )
