@@ -7,30 +7,37 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import DataError
 from ..progress import progress
 from .classes import ClassDataset
+from .image_file import READ_ERRORS, ImageRefused, open_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 def _decode(path: Path, size: tuple[int, int], mode: str) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            image = image.convert(mode)
-            if image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+    """One image file as uint8 [H, W] or [H, W, 3], or one DataError naming it (unreadable, a decompression bomb)."""
+    with open_image(path) as image:
+        try:
+            converted = image.convert(mode)
+            if converted.size != (size[1], size[0]):
+                converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            return np.asarray(converted, dtype=np.uint8)
+        except READ_ERRORS as exc:
+            raise ImageRefused(path, f"unreadable: {str(exc) or type(exc).__name__}") from None
 
 
 def image_files(folder: Path) -> list[Path]:
-    """The image files directly inside `folder`, sorted, hidden files skipped."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The image files directly inside `folder`, sorted, hidden files skipped; a link to nowhere named like an
+    image is refused (it is an image the user meant to give, which cannot be read)."""
+    paths = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    broken = [p for p in paths if p.is_symlink() and not p.exists()]
+    if broken:
+        raise DataError(f"cannot read image {broken[0]}: it is a symbolic link to a file that does not exist"
+                        + (f" (and {len(broken) - 1} more in {folder})" if len(broken) > 1 else ""))
+    return [p for p in paths if p.is_file()]
 
 
 def image_folder(path: str | os.PathLike, image_size: int | tuple[int, int] = 28, channels: int = 1) -> ClassDataset:

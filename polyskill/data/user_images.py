@@ -3,7 +3,8 @@
 Omniglot stores ink as the bright value on a dark background, while a scan or a drawing of a character is
 dark ink on light paper; a model trained on one polarity sees the other as noise. `InputFormat` records the
 convention of a run's training data, and `convert` brings any image to it. All the bad files of a folder are
-gathered and reported together, so a user fixes them in one pass.
+gathered and reported together, so a user fixes them in one pass; nothing in a folder is skipped silently (a
+link to nothing, a folder inside a class folder, a pipe are listed with the unreadable images).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch import Tensor
 
 from ..errors import DataError
 from .folder import IMAGE_SUFFIXES
+from .image_file import MAX_PIXELS, READ_ERRORS, ImageRefused, open_image
 
 INVERT = ("auto", "yes", "no")
 IGNORED_FILES = {"thumbs.db", "desktop.ini"}
@@ -80,6 +82,9 @@ def convert(image: Image.Image, fmt: InputFormat, invert: str = "auto") -> Tenso
     """
     if invert not in INVERT:
         raise DataError(f"invert must be one of {', '.join(INVERT)}, got {invert!r}")
+    if image.width * image.height > MAX_PIXELS or min(image.size) < 1:
+        raise DataError(f"an image of {image.width}x{image.height} pixels cannot be used (at least 1 and at most "
+                        f"{MAX_PIXELS} pixels)")
     image = _flatten_alpha(ImageOps.exif_transpose(image))
     image = image.convert("L" if fmt.channels == 1 else "RGB")
     pixels = np.asarray(image)
@@ -99,9 +104,34 @@ def convert(image: Image.Image, fmt: InputFormat, invert: str = "auto") -> Tenso
     return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
 
 
-def is_candidate(path: Path) -> bool:
-    """A file a user put in a data folder: not hidden, not an operating system's index file."""
-    return path.is_file() and not path.name.startswith(".") and path.name.lower() not in IGNORED_FILES
+def _ignored(path: Path) -> bool:
+    """Hidden files and folders and operating systems' index files: not the user's data."""
+    return path.name.startswith(".") or path.name.lower() in IGNORED_FILES
+
+
+def scan(folder: Path, nested: bool) -> tuple[list[Path], list[str]]:
+    """The files a user put in `folder` (with `nested`, in its sub-folders too), sorted, and 'path (reason)' for
+    every entry that cannot be used: a link to nothing, a folder where only images belong (without `nested`), a
+    link to a folder, a pipe or device (reading one would wait forever)."""
+    files, bad = [], []
+    for path in sorted(folder.iterdir()):
+        if _ignored(path):
+            continue
+        if path.is_symlink() and not path.exists():
+            bad.append(f"{path} (a symbolic link to a file that does not exist)")
+        elif path.is_dir() and not nested:
+            bad.append(f"{path} (a folder inside a class folder: its images would not be used)")
+        elif path.is_dir() and path.is_symlink():
+            bad.append(f"{path} (a link to a folder: give the folder itself)")
+        elif path.is_dir():
+            inner, problems = scan(path, nested)
+            files += inner
+            bad += problems
+        elif path.is_file():
+            files.append(path)
+        else:
+            bad.append(f"{path} (not a regular file)")
+    return sorted(files), bad
 
 
 def load_images(paths: Iterable[Path], fmt: InputFormat, invert: str = "auto") -> tuple[Tensor, list[str]]:
@@ -112,18 +142,22 @@ def load_images(paths: Iterable[Path], fmt: InputFormat, invert: str = "auto") -
             bad.append(f"{path} (not an image file: {path.suffix or 'no extension'})")
             continue
         try:
-            with Image.open(path) as image:
-                image.load()
+            with open_image(path) as image:
                 images.append(convert(image, fmt, invert))
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+        except ImageRefused as exc:
+            bad.append(f"{path} ({exc.reason})")
+        except READ_ERRORS as exc:
             bad.append(f"{path} (unreadable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+        except DataError as exc:
+            bad.append(f"{path} ({exc})")
     shape = (0, fmt.channels, *fmt.size)
     return (torch.stack(images) if images else torch.empty(shape)), bad
 
 
 def _report(bad: list[str], what: str) -> DataError:
-    listed = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
-    return DataError(f"{len(bad)} file(s) in the {what} cannot be used:\n  {listed}")
+    """One error listing every bad file (the first 20, then a count), on one line."""
+    listed = "; ".join(bad[:20]) + (f"; ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+    return DataError(f"{len(bad)} file(s) in the {what} cannot be used: {listed}")
 
 
 def read_support(folder: str | os.PathLike, fmt: InputFormat,
@@ -136,19 +170,24 @@ def read_support(folder: str | os.PathLike, fmt: InputFormat,
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"support folder {root} does not exist or is not a folder")
-    entries = sorted(root.iterdir())
-    classes = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
-    stray = [str(p) for p in entries if is_candidate(p)]
+    entries = [p for p in sorted(root.iterdir()) if not _ignored(p)]
+    classes = [p for p in entries if p.is_dir()]
     if not classes:
         raise DataError(f"support folder {root} has no class sub-folders: put each class's images in "
                         f"{root}/<class name>/")
+    stray = [p for p in entries if not p.is_dir()]
     if stray:
         raise _report([f"{p} (outside the class sub-folders)" for p in stray], f"support folder {root}")
-    files = {c.name: sorted(p for p in c.iterdir() if is_candidate(p)) for c in classes}
+    files, bad = {}, []
+    for folder in classes:
+        files[folder.name], problems = scan(folder, nested=False)
+        bad += problems
+    if bad:
+        raise _report(bad, f"support folder {root}")
     empty = [name for name, paths in files.items() if not paths]
     if empty:
         raise DataError(f"class folder(s) with no images in {root}: {', '.join(empty)}")
-    xs, labels, bad = [], [], []
+    xs, labels = [], []
     for label, (name, paths) in enumerate(files.items()):
         x, problems = load_images(paths, fmt, invert)
         bad += problems
@@ -164,11 +203,11 @@ def read_query(folder: str | os.PathLike, fmt: InputFormat, invert: str = "auto"
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"query folder {root} does not exist or is not a folder")
-    paths = sorted(p for p in root.rglob("*") if is_candidate(p)
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    if not paths:
+    paths, problems = scan(root, nested=True)
+    if not paths and not problems:
         raise DataError(f"query folder {root} holds no images to label")
     x, bad = load_images(paths, fmt, invert)
+    bad = problems + bad
     if bad:
         raise _report(bad, f"query folder {root}")
     return x, [str(p.relative_to(root)) for p in paths]
