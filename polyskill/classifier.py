@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .data.episodes import Support
 from .data.user_images import INVERT, InputFormat, convert, load_images
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .meta.base import FewShotAlgorithm, Predictor
 from .train.device import check_device
 
@@ -75,11 +75,13 @@ class FewShotClassifier:
     def from_run(cls, run: str | os.PathLike, device: str | torch.device = "cpu",
                  invert: str = "auto") -> "FewShotClassifier":
         """The classifier of a trained run directory (its best, else last, weights; loaded weights-only)."""
-        from .recipes.build import input_format, max_way
-        from .recipes.run import trained_algorithm
+        from .recipes.kinds.fewshot import FewShotRecipe, input_format, max_way
+        from .recipes.runner import trained_model
 
-        recipe, algo = trained_algorithm(run)
-        return cls(algo, input_format(recipe), max_way(recipe), device=device, invert=invert)
+        recipe, algo = trained_model(run)
+        if not isinstance(recipe, FewShotRecipe):
+            raise ConfigError(f"{run} is a {recipe.kind} run: classifying images needs a few-shot image run")
+        return cls(algo, input_format(recipe), max_way(recipe), device=device, invert=invert)  # type: ignore[arg-type]
 
     # -- inputs ---------------------------------------------------------------------------------------
     def _images(self, X: Images) -> Tensor:

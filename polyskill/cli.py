@@ -157,8 +157,8 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .recipes import apply_overrides, load, recipe_from_dict, recipe_to_dict
-    from .recipes.run import load_run, train_run
+    from .recipes import apply_overrides, load, load_config, recipe_to_dict
+    from .recipes.runner import load_run_recipe, train_run
 
     if args.nproc is not None:
         _positive("--nproc", args.nproc)
@@ -180,8 +180,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise PolyskillError("--resume needs the run to continue: polyskill train --resume RUN")
     if args.resume and (Path(args.out) / "config.yaml").is_file():
-        recipe, _ = load_run(args.out)
-        recipe = recipe_from_dict(apply_overrides(recipe_to_dict(recipe), overrides))
+        recipe = load_config(apply_overrides(recipe_to_dict(load_run_recipe(args.out)), overrides))
     elif args.recipe is None:
         raise PolyskillError(f"no run to resume at {args.out}" if args.resume else
                              "name a recipe to train (see `polyskill recipes`), or --resume RUN")
@@ -195,14 +194,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .recipes.run import evaluate_run
+    from .recipes import EvalRequest
+    from .recipes.runner import evaluate_run
 
     for name in ("query", "episodes"):
         _positive(f"--{name}", getattr(args, name))
     for value in (args.way or []) + (args.shot or []):
         _positive("--way/--shot", value)
-    evaluate_run(args.run, ways=args.way, shots=args.shot, episodes=args.episodes, query=args.query,
-                 split=args.split, seed=args.seed, root=args.root, baseline=args.baseline)
+    evaluate_run(args.run, EvalRequest(split=args.split, ways=args.way, shots=args.shot, query=args.query,
+                                       episodes=args.episodes, seed=args.seed, baseline=args.baseline),
+                 root=args.root)
     return 0
 
 

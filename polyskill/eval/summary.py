@@ -7,15 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..train.validation import is_better, validation_key
 from .result import Result, result_from_dict
 
 SPLITS = ("test", "val", "train")
 LEGACY_VALIDATION_KEYS = {"accuracy": "val_acc", "score": "val_score"}  # metrics.jsonl keys of earlier versions
-
-
-def validation_key(metric: str) -> str:
-    """The metrics.jsonl key of a validation record of `metric` (val_accuracy, val_mse, val_score, ...)."""
-    return f"val_{metric}"
 
 
 def validation_series(records: list[dict[str, Any]], metric: str | None = None) -> tuple[str | None, list[tuple[int, float]]]:
@@ -49,11 +45,7 @@ class ValidationRecord:
 
     def better(self, value: float) -> bool:
         """Whether `value` beats the best so far (the first value always does; NaN never does)."""
-        if value != value:
-            return False
-        if self.best is None:
-            return True
-        return value > self.best if self.higher_is_better else value < self.best
+        return is_better(value, self.best, self.higher_is_better)
 
     @classmethod
     def from_dict(cls, values: Any) -> ValidationRecord | None:

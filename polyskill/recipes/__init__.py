@@ -1,13 +1,18 @@
-"""Recipes: YAML files, one per published configuration, validated into typed sections."""
+"""Recipes: YAML files, one per published configuration. A recipe is a tagged union on its first key, `kind:`
+(`fewshot`, `regression`, `multitask`): the kind decides which sections exist and validates them."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ..errors import ConfigError
-from .schema import Recipe, apply_overrides, parse_override, recipe_from_dict, recipe_to_dict
+from .kinds import KINDS, EvalRequest, Kind, Recipe, kind_named, kind_of
+from .legacy import guess_kind, upgrade
+from .spec import apply_overrides, parse_override
 
 RECIPE_DIR = Path(__file__).parent
 
@@ -20,19 +25,43 @@ def available() -> dict[str, str]:
     return out
 
 
-def read_yaml(path: Path) -> dict:
+def read_yaml(path: Path, what: str = "recipe") -> dict[str, Any]:
     """A YAML mapping from `path`, or one clear ConfigError naming the file (and the line, if known)."""
     try:
-        values = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start} is not valid UTF-8)") from None
+    try:
+        values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"recipe {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"{what} {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path} is nested too deeply to be a recipe") from None
     if not isinstance(values, dict):
-        raise ConfigError(f"recipe {path} must be a mapping of sections, got {type(values).__name__}")
+        raise ConfigError(f"{what} {path} must be a mapping of sections, got {type(values).__name__}")
     return values
+
+
+def recipe_from_dict(values: dict[str, Any]) -> Recipe:
+    """Validate a recipe mapping into its kind's recipe; the kind must be its first key."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"a recipe must be a mapping of sections, got {type(values).__name__}")
+    if "kind" not in values:
+        raise ConfigError(f"the recipe has no 'kind:'; add `kind: {guess_kind(values)}` as its first line (kinds: "
+                          f"{', '.join(KINDS)})")
+    try:
+        return kind_named(values["kind"]).load(values)
+    except RecursionError:
+        raise ConfigError("the recipe is nested too deeply") from None
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as a plain mapping, `kind` first (what config.yaml holds)."""
+    return dataclasses.asdict(recipe)
 
 
 def load(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -45,11 +74,17 @@ def load(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe
                           f"{', '.join(available())}")
     values = read_yaml(path)
     values.setdefault("name", path.stem)
+    name = values["name"] if isinstance(values["name"], str) else path.stem
     try:
         return recipe_from_dict(apply_overrides(values, overrides or []))
     except ConfigError as exc:
-        raise ConfigError(f"recipe {values['name']}: {exc}") from None
+        raise ConfigError(f"recipe {name}: {exc}") from None
 
 
-__all__ = ["Recipe", "apply_overrides", "available", "load", "parse_override", "read_yaml", "recipe_from_dict",
-           "recipe_to_dict"]
+def load_config(values: dict[str, Any]) -> Recipe:
+    """A run's recorded config.yaml mapping as its recipe (runs written before `kind:` existed included)."""
+    return recipe_from_dict(values if "kind" in values else upgrade(values))
+
+
+__all__ = ["KINDS", "EvalRequest", "Kind", "Recipe", "apply_overrides", "available", "kind_named", "kind_of",
+           "load", "load_config", "parse_override", "read_yaml", "recipe_from_dict", "recipe_to_dict"]

@@ -1,0 +1,179 @@
+"""Typed recipe sections, validated on load: a wrong key, type or value is one clear ConfigError, never a
+traceback. The machinery every kind's sections use: dataclasses checked field by field, constructor options
+checked against a class's signature, and `--set key=value` overrides applied to the raw mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import math
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+def at_least(spec: Any, **minimums: int) -> None:
+    """Raise ValueError('FIELD must be >= N, got V') for the first field (or list element) below its minimum."""
+    for name, low in minimums.items():
+        value = getattr(spec, name)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and item < low:
+                raise ValueError(f"{name} must be >= {low}, got {item}")
+
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is dict:
+        return "a mapping"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0]).split(' ', 1)[-1]}s"
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against annotation `tp`; ints are accepted for floats, and '1e-3' strings too."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            if option is type(None) and value is None:
+                return None
+            if option is not type(None):
+                try:
+                    return _coerce(value, option, key)
+                except ConfigError:
+                    pass
+    elif origin is list:
+        if isinstance(value, list):
+            return [_coerce(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        if not isinstance(value, (dict, bool)) and value is not None:
+            return [_coerce(value, typing.get_args(tp)[0], key)]
+    elif tp is bool and isinstance(value, bool):
+        return value
+    elif tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif tp is float and not isinstance(value, bool):
+        number = None
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
+            return number
+    elif tp is str and isinstance(value, str):
+        return value
+    elif origin is dict and isinstance(value, dict):
+        return dict(value)
+    raise ConfigError(f"{key} must be {_type_name(tp)}, got {_short(value)}")
+
+
+def _unknown(key: str, known: list[str]) -> ConfigError:
+    prefix, _, last = key.rpartition(".")
+    close = difflib.get_close_matches(last, known, n=1)
+    hint = (f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)" if close
+            else f"; known keys here: {', '.join(known)}")
+    return ConfigError(f"unknown key '{key}'{hint}")
+
+
+def choice(default: Any, choices: tuple[str, ...], doc: str = "") -> Any:
+    """A dataclass field whose value must be one of `choices` (checked by `build`)."""
+    return dataclasses.field(default=default, metadata={"choices": choices, "doc": doc})
+
+
+def parsed(factory: Any, parse: Any) -> Any:
+    """A dataclass field whose raw value is validated by `parse(value, key)` instead of by its annotation."""
+    return dataclasses.field(default_factory=factory, metadata={"parse": parse})
+
+
+def build(cls: type, values: Any, prefix: str = "") -> Any:
+    """Validate the mapping `values` into the dataclass `cls`: every key must be a field (else an error naming
+    the key, with the closest field), every value of the field's type (nested dataclasses recursively)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'the recipe'} must be a mapping of keys to values, got "
+                          f"{_short(values)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in fields:
+            raise _unknown(full, list(fields))
+        tp, meta = hints[key], fields[key].metadata
+        if "parse" in meta:
+            kwargs[key] = meta["parse"](value, full)
+        elif dataclasses.is_dataclass(tp) and value is not None:
+            kwargs[key] = build(tp, value, f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, tp, full)
+        if "choices" in meta and kwargs[key] not in meta["choices"]:
+            raise ConfigError(f"{full} must be one of {', '.join(meta['choices'])}, got {_short(kwargs[key])}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix}{exc}" if prefix and not str(exc).startswith(prefix) else str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix}{exc}" if prefix else f"recipe: {exc}") from None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters (a message quotes a value, never a whole document)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def options(cls: type, values: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Keyword options for `cls`'s constructor: every key must be one of its parameters (but `skip`), every
+    value of its annotated type."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix} must be a mapping of option names to values, got {_short(values)}")
+    params = inspect.signature(cls).parameters
+    options = sorted(k for k, p in params.items()
+                     if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    hints = typing.get_type_hints(cls.__init__)
+    out = {}
+    for key, value in values.items():
+        if key not in options:
+            raise _unknown(f"{prefix}.{key}", options or ["(none: it takes no options)"])
+        out[key] = _coerce(value, hints[key], f"{prefix}.{key}") if key in hints else value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.steps=500' -> (['train', 'steps'], 500); the value is read as YAML (numbers, lists, null)."""
+    if "=" not in text:
+        raise ConfigError(f"bad --set {text!r}: expected key=value, for example train.steps=500")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"bad --set {text!r}: the key must be dotted names, for example train.steps")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each key=value override into a copy of the raw recipe mapping (validation happens afterwards)."""
+    result = yaml.safe_load(yaml.safe_dump(values)) or {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for depth, part in enumerate(path[:-1], start=1):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"bad --set {text!r}: {'.'.join(path[:depth])} is not a section")
+            node = child
+        node[path[-1]] = value
+    return result
