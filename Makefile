@@ -1,4 +1,4 @@
-# Two commands: `make demo` (the flagship job) and `make test` (the suite). Both build .venv first.
+# Two commands: `make demo` (the flagship job) and `make test` (the checks, then the suite). Both build .venv first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,10 @@ export POLYSKILL_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(HOME)/
 DEMO_OUT ?= runs/demo
 DEMO_SET ?= --set train.steps=4000 --set train.lr_step=1000
 
-.PHONY: install demo test bench clean
+# What `ruff` lints and formats; `mypy` checks the package (configured in pyproject.toml, as are the import layers).
+LINT_PATHS := polyskill tests benchmarks scripts
+
+.PHONY: install demo lint test bench clean
 
 install: $(VENV)/.installed
 
@@ -23,11 +26,19 @@ demo: install
 	rm -rf $(DEMO_OUT)
 	$(BIN)/polyskill train omniglot-protonet $(DEMO_SET) --out $(DEMO_OUT)
 
-test: install
+# The four checks, in order: import layers, lint, format, types; each stops `make` at its first failure.
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy polyskill
+
+# The checks, then the suite (pytest's exit code 5, no test collected, fails it too).
+test: lint
 	$(BIN)/python -m pytest -q tests
 
 bench: install
 	$(BIN)/python benchmarks/episode_sampling.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build *.egg-info .mypy_cache .ruff_cache .import_linter_cache
