@@ -16,6 +16,15 @@ from .errors import DataError
 from .train.checkpoint import write_text
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one that would start a formula (=, +, -, @, tab, CR; a file or class
+    name comes from the user's folders) gets a leading single quote, as OWASP advises against CSV injection."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 @dataclass
 class Predictions:
     """The label and class probabilities of every query image (paths relative to the query folder)."""
@@ -26,12 +35,14 @@ class Predictions:
     probabilities: np.ndarray
 
     def to_csv(self) -> str:
-        """file, label, confidence, then one probability column per class."""
+        """file, label, confidence, then one probability column per class; names that would start a spreadsheet
+        formula are quoted (see `spreadsheet_safe`)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["file", "label", "confidence", *(f"p_{c}" for c in self.classes)])
+        writer.writerow(["file", "label", "confidence", *(spreadsheet_safe(f"p_{c}") for c in self.classes)])
         for name, label, probs in zip(self.files, self.labels, self.probabilities):
-            writer.writerow([name, label, f"{probs.max():.4f}", *(f"{p:.4f}" for p in probs)])
+            writer.writerow([spreadsheet_safe(name), spreadsheet_safe(label), f"{probs.max():.4f}",
+                             *(f"{p:.4f}" for p in probs)])
         return buffer.getvalue()
 
 

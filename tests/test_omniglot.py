@@ -62,10 +62,12 @@ def test_background_alphabet_row_matches_source(data_root):
     assert torch.equal(background.data[0, 0, 0], torch.from_numpy(small))
 
 
-def test_second_load_uses_the_cache(data_root, monkeypatch, tmp_path):
+def test_the_cache_is_used_and_a_damaged_one_is_rebuilt(data_root, monkeypatch, tmp_path):
     monkeypatch.setenv("POLYSKILL_CACHE", str(tmp_path))
     first = omniglot_module.load_all(data_root)
-    assert len(list(tmp_path.glob("omniglot-28px-*.npy"))) == 1
+    cache = next(tmp_path.glob("omniglot-28px-*.npz"))
+    assert len(list(tmp_path.iterdir())) == 1  # no temporary file left beside it
+    real_resize = omniglot_module._resize
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the cached array should have been used")
@@ -73,13 +75,26 @@ def test_second_load_uses_the_cache(data_root, monkeypatch, tmp_path):
     monkeypatch.setattr(omniglot_module, "_resize", no_decoding)
     assert np.array_equal(omniglot_module.load_all(data_root), first)
 
+    rebuilt = []
+    monkeypatch.setattr(omniglot_module, "_resize", lambda *a, **k: rebuilt.append(1) or real_resize(*a, **k))
+    good = cache.read_bytes()
+    damaged = {
+        "truncated": good[:1000],
+        "one data byte flipped": good[:len(good) // 2] + bytes([good[len(good) // 2] ^ 0xFF]) + good[len(good) // 2 + 1:],
+    }
+    for case, content in damaged.items():
+        cache.write_bytes(content)
+        rebuilt.clear()
+        assert np.array_equal(omniglot_module.load_all(data_root), first), case
+        assert rebuilt and cache.read_bytes() == good, case
 
-def test_damaged_cache_is_rebuilt(data_root, monkeypatch, tmp_path):
-    monkeypatch.setenv("POLYSKILL_CACHE", str(tmp_path))
-    first = omniglot_module.load_all(data_root)
-    cache = next(tmp_path.glob("omniglot-28px-*.npy"))
-    cache.write_bytes(cache.read_bytes()[:1000])
-    assert np.array_equal(omniglot_module.load_all(data_root), first)
+    # a well-formed archive (header, shape, zip checksums intact) whose pixels differ from the digest stored with it
+    tampered = first.copy()
+    tampered[5, 3, 10, 10] ^= 0xFF
+    with open(cache, "wb") as f:
+        np.savez(f, images=tampered, sha256=np.array(omniglot_module._digest(first)))
+    rebuilt.clear()
+    assert np.array_equal(omniglot_module.load_all(data_root), first) and rebuilt
 
 
 def test_unknown_split():

@@ -6,10 +6,13 @@ Class sets: the Vinyals et al. (2016) split with 4 rotations per character ("vin
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -49,32 +52,62 @@ def _read_npz(path: Path) -> np.ndarray:
     return images
 
 
+def _digest(images: np.ndarray) -> str:
+    """SHA-256 of an array's bytes (in C order)."""
+    return hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()
+
+
+def _read_cache(cache: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached array if it is whole: readable, of the expected shape and dtype, and matching the SHA-256 stored
+    beside it in the archive (so a damaged byte behind an intact header is caught); None otherwise."""
+    try:
+        archive = np.load(cache, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        return None
+    try:
+        with archive:
+            images, digest = archive["images"], str(archive["sha256"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if images.dtype != np.uint8 or images.shape != shape or _digest(images) != digest:
+        return None
+    return images
+
+
+def _write_cache(cache: Path, images: np.ndarray) -> None:
+    """Store `images` with their SHA-256, atomically; a cache that cannot be written (full disk) is only slower."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz.part")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, images=images, sha256=np.array(_digest(images)))
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 def load_all(root: str | os.PathLike | None = None, image_size: int = 28) -> np.ndarray:
     """Every character, background then evaluation: uint8 [1623, 20, size, size], ink 255, background 0.
 
-    The resized array is cached (keyed by the source digests and size) so later loads skip decoding.
+    The resized array is cached with its SHA-256 (keyed by the source digests and size) so later loads skip
+    decoding; a cache that does not match its digest is rebuilt.
     """
     paths = [fetch(name, root) for name in SOURCES]
     key = "".join(FILES[name].sha256[:8] for name in SOURCES)
-    cache = cache_dir(data_root(root)) / f"omniglot-{image_size}px-{key}.npy"
-    if cache.is_file():
-        try:
-            cached = np.load(cache, allow_pickle=False, mmap_mode=None)
-            if cached.dtype == np.uint8 and cached.shape == (1623, 20, image_size, image_size):
-                return cached
-        except (OSError, ValueError):
-            pass  # a damaged cache is rebuilt below
+    cache = cache_dir(data_root(root)) / f"omniglot-{image_size}px-{key}.npz"
+    cached = _read_cache(cache, (1623, 20, image_size, image_size)) if cache.is_file() else None
+    if cached is not None:
+        return cached
     resized = np.concatenate([_resize(_read_npz(p).reshape(-1, 105, 105), image_size,
                                       desc=f"preparing Omniglot {image_size}px ({p.name})")
                               .reshape(-1, 20, image_size, image_size) for p in paths])
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npy.part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, resized)
-        os.replace(tmp, cache)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _write_cache(cache, resized)
     return resized
 
 
