@@ -11,17 +11,21 @@ from polyskill.data import EpisodeSampler
 from polyskill.data.episodes import TaskBatch
 from polyskill.eval import few_shot
 from polyskill.meta.relation import RelationModule, RelationNetworks
-from polyskill.nn import Conv4
+from polyskill.nn import MLP, Conv4
 from polyskill.train import fit
 from conftest import predict_and_adapt
 
 
 class MapsAsInputs(nn.Module):
-    """A stub backbone whose feature maps are its inputs."""
+    """A stub backbone (a FeatureMapBackbone) whose feature maps are its inputs."""
 
     def __init__(self, shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.feature_shape = shape
+        self.embedding_dim = shape[0] * shape[1] * shape[2]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(1)
 
     def feature_maps(self, x: Tensor) -> Tensor:
         return x
@@ -122,8 +126,9 @@ def test_scores_and_loss_for_maps_of_any_side(image_size, pools, side):
 
 
 def test_backbone_without_feature_maps_is_refused():
-    with pytest.raises(ValueError, match="feature_maps"):
-        RelationNetworks(nn.Flatten())
+    for backbone in (nn.Flatten(), MLP([4, 3])):  # MLP is a Backbone, but has no feature maps
+        with pytest.raises(ValueError, match="FeatureMapBackbone"):
+            RelationNetworks(backbone)
 
 
 def test_predict_matches_adapt_per_task(omniglot_val):

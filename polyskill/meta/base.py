@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, ClassVar, Iterable
 
 import torch
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
 from ..progress import progress
+from .contract import Contract
 
 Predictor = Callable[[Tensor], Tensor]
 """A learned task: query inputs [M, ...] -> logits [M, N]."""
@@ -17,12 +18,11 @@ Predictor = Callable[[Tensor], Tensor]
 class FewShotAlgorithm(nn.Module):
     """A few-shot learner: `meta_loss` is the outer objective on a batch of tasks, `adapt` learns one task.
 
-    Subclasses may override `predict` to handle a whole TaskBatch at once (faster evaluation).
+    What it needs from its builder and offers to evaluation is its class's `contract`. Subclasses may
+    override `predict` to handle a whole TaskBatch at once (faster evaluation).
     """
 
-    #: whether batch norm sees one task at a time (inner-loop learners); if not, a distributed run computes
-    #: its statistics over the global batch, as one process would
-    per_task_batch_norm = False
+    contract: ClassVar[Contract] = Contract()
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """Scalar loss to minimise over the meta-parameters, and detached metrics (loss, acc, ...)."""
@@ -38,29 +38,34 @@ class FewShotAlgorithm(nn.Module):
         loss.backward()
         return metrics
 
-    def adapt(self, support: Support) -> Predictor:
-        """Learn the task given by `support`; return a function from query inputs to logits."""
+    def adapt(self, support: Support, steps: int | None = None) -> Predictor:
+        """Learn the task given by `support` (with `steps` inner steps where the contract takes adaptation
+        steps; None: the learner's own number); return a function from query inputs to logits."""
         raise NotImplementedError
 
-    def predict(self, batch: TaskBatch) -> Tensor:
+    def predict(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
         """Logits [B, N*Q, N] for every task's query set, by adapting to each support set in turn."""
-        return torch.stack([self.adapt(batch.support(i))(batch.query_x[i]) for i in range(len(batch))])
+        return torch.stack([self.adapt(batch.support(i), steps)(batch.query_x[i]) for i in range(len(batch))])
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """Class probabilities from this algorithm's scores (softmax; learners whose scores are not logits
         override it)."""
         return logits.float().softmax(-1)
 
+    def check_steps(self, steps: int | None) -> None:
+        """ValueError when adaptation steps are given to a learner whose contract takes none."""
+        if steps is not None and not type(self).contract.adaptation_steps:
+            raise ValueError(f"{type(self).__name__} takes no adaptation steps, got steps={steps}")
 
-def embed(backbone: nn.Module, x: Tensor) -> Tensor:
-    """[B, M, ...] -> [B, M, D] embeddings in fp32 (metric learners compare them in full precision)."""
-    return backbone(x.flatten(0, 1)).float().view(x.shape[0], x.shape[1], -1)
-
-
-def embed_episode(backbone: nn.Module, batch: TaskBatch) -> tuple[Tensor, Tensor]:
-    """Support and query embeddings [B, S, D], [B, Q, D] of every task, from one backbone pass."""
-    z = embed(backbone, torch.cat([batch.support_x, batch.query_x], dim=1))
-    return z[:, :batch.support_x.shape[1]], z[:, batch.support_x.shape[1]:]
+    def resolve_steps(self, steps: int | None, default: int) -> int:
+        """The number of adaptation steps to take: `steps`, or `default` when None (see `check_steps`); an
+        integer >= 0."""
+        self.check_steps(steps)
+        if steps is None:
+            return default
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"adaptation steps must be an integer >= 0, got {steps!r}")
+        return steps
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..data.episodes import TaskBatch
 from ..errors import ConfigError
-from .base import accuracy, embed_episode
-from .distances import euclidean_distances, prototypes, squared_distances
+from ..nn.backbone import Backbone
+from .base import accuracy
+from .distances import euclidean_distances, squared_distances
 from .protonet import PrototypicalNetworks
 
 LOSSES = ("pairwise", "triplet")
@@ -77,14 +78,14 @@ def triplet_loss(z: Tensor, labels: Tensor, margin: float = 1.0, mining: str = "
 class ContrastiveEmbedding(PrototypicalNetworks):
     """An embedding trained with a contrastive loss on episodes or class batches; classifies by prototypes.
 
-    `meta_loss` embeds each task's support and query and applies the loss to their pairs within the task (a
+    `meta_loss` embeds each task's support and query and applies the `loss` to their pairs within the task (a
     ClassBatchSampler batch has an empty support and globally labelled queries). `adapt` / `predict` are
     ProtoNet's: negative squared Euclidean distance to the support class means. `margin` and `weight` are the
     pairwise loss's m and lambda (`margin` is also the triplet margin), `squared` its Hadsell et al. form;
     `mining` selects the triplets.
     """
 
-    def __init__(self, backbone: nn.Module, loss: str = "pairwise", margin: float = 1.0, weight: float = 1.0,
+    def __init__(self, backbone: Backbone, loss: str = "pairwise", margin: float = 1.0, weight: float = 1.0,
                  mining: str = "all", squared: bool = False) -> None:
         super().__init__(backbone)
         if loss not in LOSSES:
@@ -93,23 +94,22 @@ class ContrastiveEmbedding(PrototypicalNetworks):
             raise ConfigError(f"triplet mining must be one of {', '.join(MININGS)}, got {mining!r}")
         if margin <= 0 or weight < 0:
             raise ConfigError(f"the margin must be > 0 and the weight >= 0, got {margin} and {weight}")
-        self.loss, self.margin, self.pair_weight, self.mining, self.squared = loss, margin, weight, mining, squared
+        self.loss_kind, self.margin, self.pair_weight, self.mining = loss, margin, weight, mining
+        self.squared = squared
 
     def embedding_loss(self, z: Tensor, labels: Tensor) -> Tensor:
         """The configured loss of embeddings z [B, M, D] with labels [B, M]."""
-        if self.loss == "triplet":
+        if self.loss_kind == "triplet":
             return triplet_loss(z, labels, self.margin, self.mining)
         return pairwise_contrastive_loss(z, labels, self.margin, self.pair_weight, self.squared)
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         n_support = batch.support_x.shape[1]
-        support, query = embed_episode(self.backbone, batch)
-        z = torch.cat([support, query], dim=1)
+        z = self.embed(torch.cat([batch.support_x, batch.query_x], dim=1))
         loss = self.embedding_loss(z, torch.cat([batch.support_y, batch.query_y], dim=1))
         metrics = {"loss": loss.detach()}
         if n_support:
             with torch.no_grad():
-                protos = prototypes(support, batch.support_y, batch.way)
-                logits = -squared_distances(query, protos)
+                logits = self.score(z[:, n_support:], self.fit_support(z[:, :n_support], batch.support_y, batch.way))
             metrics["acc"] = accuracy(logits, batch.query_y).mean()
         return loss, metrics

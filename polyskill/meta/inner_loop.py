@@ -111,7 +111,8 @@ class SecondMoments(nn.Module):
 
     Reptile's reference implementation keeps one inner Adam optimizer for the whole of training, so its
     normalisation is a running average over every task seen; fresh per-task moments would turn each first
-    step into lr * sign(g).
+    step into lr * sign(g). `per_task` copies (see `copy`) hold one set of moments per task instead, each
+    updated with that task's gradients alone.
     """
 
     def __init__(self, params: Params) -> None:
@@ -120,11 +121,17 @@ class SecondMoments(nn.Module):
         for name, tensor in params.items():
             self.values.register_buffer(_key(name), torch.zeros_like(tensor))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.per_task = False
 
-    def copy(self) -> "SecondMoments":
-        """An independent copy, for evaluation that must leave the training state as it was."""
+    def copy(self, tasks: int | None = None) -> "SecondMoments":
+        """An independent copy, for evaluation that must leave the training state as it was; with `tasks`, one
+        copy per task (buffers [tasks, ...]), so that each task adapts from the trained moments by itself."""
         clone = SecondMoments({n: b for n, b in self.values.named_buffers()})
         clone.load_state_dict(self.state_dict())
+        if tasks is not None:
+            for name, buffer in list(clone.values.named_buffers()):
+                setattr(clone.values, name, buffer.expand(tasks, *buffer.shape).clone())
+            clone.per_task = True
         return clone
 
 
@@ -250,9 +257,10 @@ class InnerLoop(nn.Module):
         ones are [B, ...]. With `first_order` the inner gradients carry no graph, so the outer gradient of an
         adapted parameter is the identity (FOMAML); otherwise it flows through the inner steps (MAML).
         With `second_moments`, Adam normalises by those running second moments (updated in place with the
-        mean over tasks) instead of fresh per-task ones. `batched` names the parameters of `params` that
-        already differ by task (a task-conditioned initialisation); `rates`, per adapted parameter, gives
-        per-task learning rates broadcastable to [B, ...] that replace the loop's own.
+        mean over tasks, or each task's own with `per_task` moments) instead of fresh per-task ones. `batched`
+        names the parameters of `params` that already differ by task (a task-conditioned initialisation);
+        `rates`, per adapted parameter, gives per-task learning rates broadcastable to [B, ...] that replace
+        the loop's own.
         """
         if rates is not None and self.optimizer != "sgd":
             raise ValueError("per-task rates go with optimizer 'sgd'")
@@ -336,7 +344,8 @@ class InnerLoop(nn.Module):
         else:
             running = getattr(shared.values, _key(name))
             with torch.no_grad():
-                running.mul_(beta2).add_((1 - beta2) * (g * g).reshape(-1, *running.shape).mean(0))
+                square = g * g if shared.per_task else (g * g).reshape(-1, *running.shape).mean(0)
+                running.mul_(beta2).add_((1 - beta2) * square)
             v_hat = running / (1 - beta2 ** (int(shared.count) + 1))
         moments[name] = (m, v)
         return self.lr * (m / (1 - beta1 ** (step + 1))) / (v_hat.sqrt() + self.eps)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
 from .base import FewShotAlgorithm, Predictor, task_metrics
+from .contract import Contract
 from .inner_loop import LEARN_LR, InnerLoop, Params, SecondMoments, task_loss
 
 QUERY_PASSES = ("auto", "loop", "vmap")
@@ -44,9 +45,8 @@ class MAML(FewShotAlgorithm):
     holds does not grow with the meta-batch.
     """
 
-    needs_head = True
     #: every task's inner loop normalises with its own batch statistics: nothing to synchronise across ranks
-    per_task_batch_norm = True
+    contract = Contract(output_layer=True, regression=True, adaptation_steps=True, per_task_batch_norm=True)
 
     def __init__(self, backbone: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1,
                  eval_steps: int | None = None, first_order: bool = False, head_only: bool = False,
@@ -163,13 +163,16 @@ class MAML(FewShotAlgorithm):
         """Detached parameters of each task after `steps` support steps, and the names that carry a task axis."""
         return self.inner.adapted((support_x, support_y), steps)
 
-    def predict(self, batch: TaskBatch) -> Tensor:
-        params, batched = self.adapted_params(batch.support_x, batch.support_y, self.eval_steps)
+    def predict(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
+        """Query outputs after `steps` support steps (None: `eval_steps`) from the meta-parameters."""
+        steps = self.resolve_steps(steps, self.eval_steps)
+        params, batched = self.adapted_params(batch.support_x, batch.support_y, steps)
         return self.inner.query_outputs(params, batched, batch.support_x, batch.query_x, self.transductive).detach()
 
-    def adapt(self, support: Support) -> Predictor:
+    def adapt(self, support: Support, steps: int | None = None) -> Predictor:
+        steps = self.resolve_steps(steps, self.eval_steps)
         sx, sy = support.x.unsqueeze(0), support.y.unsqueeze(0)
-        params, batched = self.adapted_params(sx, sy, self.eval_steps)
+        params, batched = self.adapted_params(sx, sy, steps)
         return task_predictor(self.inner, params, batched, sx, self.transductive)
 
 

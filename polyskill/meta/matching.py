@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from typing import NamedTuple
 
-from ..data.episodes import Support, TaskBatch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..nn.backbone import Backbone
 from ..nn.fce import AttentionReader, SupportContext
-from .base import FewShotAlgorithm, Predictor, embed_episode, task_metrics
 from .distances import cosine_similarity
+from .metric import MetricLearner
 
 
 def label_mixture_log_probs(scores: Tensor, support_y: Tensor, way: int) -> Tensor:
@@ -23,19 +24,15 @@ def label_mixture_log_probs(scores: Tensor, support_y: Tensor, way: int) -> Tens
     return log_attention.masked_fill(~member, float("-inf")).logsumexp(-1)
 
 
-class MatchingPredictor:
-    """A learned task: the algorithm and the support's (contextual) embeddings and labels."""
+class MatchingSupport(NamedTuple):
+    """A task's encoded support: g [B, S, D] (contextual with fce), its labels [B, S] and the number of classes."""
 
-    def __init__(self, algo: "MatchingNetworks", support_g: Tensor, support_y: Tensor, way: int) -> None:
-        self.algo, self.support_g, self.support_y, self.way = algo, support_g, support_y, way
-
-    def __call__(self, x: Tensor) -> Tensor:
-        with torch.no_grad():
-            query = self.algo.backbone(x).float().unsqueeze(0)
-            return self.algo.log_probs(query, self.support_g, self.support_y, self.way).squeeze(0)
+    g: Tensor
+    y: Tensor
+    way: int
 
 
-class MatchingNetworks(FewShotAlgorithm):
+class MatchingNetworks(MetricLearner[MatchingSupport]):
     """Attention over the support: P(y|x) = sum_i softmax_i(cos(f(x), g(x_i)) / temperature) onehot(y_i).
 
     The "logits" are log P (so their softmax is P) and the loss is -log P(true class). Without `fce`, f and g
@@ -46,7 +43,7 @@ class MatchingNetworks(FewShotAlgorithm):
     paper's plain cosine; a smaller one sharpens the attention.
     """
 
-    def __init__(self, backbone: nn.Module, fce: bool = False, fce_steps: int = 10, temperature: float = 1.0) -> None:
+    def __init__(self, backbone: Backbone, fce: bool = False, fce_steps: int = 10, temperature: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -54,10 +51,10 @@ class MatchingNetworks(FewShotAlgorithm):
         self.support_context: SupportContext | None = None
         self.reader: AttentionReader | None = None
         if fce:
-            dim = getattr(backbone, "embedding_dim", None)
-            if not isinstance(dim, int):
-                raise ValueError("full context embeddings need a backbone with an integer `embedding_dim` attribute "
-                                 f"(the LSTMs' size); {type(backbone).__name__} has none")
+            if not isinstance(backbone, Backbone):
+                raise ValueError("full context embeddings need a Backbone with an integer `embedding_dim` (the LSTMs' "
+                                 f"size); {type(backbone).__name__} has none")
+            dim = backbone.embedding_dim
             self.support_context, self.reader = SupportContext(dim), AttentionReader(dim, fce_steps)
 
     def encode_support(self, support: Tensor) -> Tensor:
@@ -70,19 +67,13 @@ class MatchingNetworks(FewShotAlgorithm):
         scores = cosine_similarity(f.float(), support_g.float()) / self.temperature
         return label_mixture_log_probs(scores, support_y, way)
 
-    def _log_probs(self, batch: TaskBatch) -> Tensor:
-        support, query = embed_episode(self.backbone, batch)
-        return self.log_probs(query, self.encode_support(support), batch.support_y, batch.way)
+    def fit_support(self, z: Tensor, y: Tensor, way: int) -> MatchingSupport:
+        return MatchingSupport(self.encode_support(z), y, way)
 
-    def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        log_p = self._log_probs(batch)
-        loss = F.nll_loss(log_p.flatten(0, 1), batch.query_y.flatten())
-        return loss, task_metrics(loss.detach(), log_p.detach(), batch.query_y)
+    def score(self, zq: Tensor, state: MatchingSupport) -> Tensor:
+        """log P(y | x) [B, M, way]: the log of the attention mass on each class's support examples."""
+        return self.log_probs(zq, state.g, state.y, state.way)
 
-    def predict(self, batch: TaskBatch) -> Tensor:
-        return self._log_probs(batch)
-
-    def adapt(self, support: Support) -> Predictor:
-        with torch.no_grad():
-            g = self.encode_support(self.backbone(support.x).float().unsqueeze(0))
-        return MatchingPredictor(self, g, support.y.unsqueeze(0), support.num_classes)
+    def loss(self, scores: Tensor, query_y: Tensor) -> Tensor:
+        """-log P(true class), the scores being log-probabilities."""
+        return F.nll_loss(scores.flatten(0, 1), query_y.flatten())

@@ -7,25 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, embed_episode, task_metrics
+from ..nn.backbone import Backbone
+from .metric import MetricLearner
 from .ridge import ridge_head
 from .svm import svm_head
 
 HEADS = ("svm", "ridge")
-
-
-class LinearPredictor:
-    """A learned task: the embedding network and the fitted weights [D, N], scaled."""
-
-    def __init__(self, backbone: nn.Module, weights: Tensor, scale: Tensor) -> None:
-        self.backbone, self.weights, self.scale = backbone, weights, scale
-
-    def __call__(self, x: Tensor) -> Tensor:
-        with torch.no_grad():
-            z = self.backbone(x).float()
-            with torch.autocast(z.device.type, enabled=False):
-                return self.scale * (z @ self.weights)
 
 
 def smoothed_cross_entropy(logits: Tensor, labels: Tensor, smoothing: float) -> Tensor:
@@ -39,7 +26,7 @@ def smoothed_cross_entropy(logits: Tensor, labels: Tensor, smoothing: float) -> 
     return F.cross_entropy(logits, targets)
 
 
-class MetaOptNet(FewShotAlgorithm):
+class MetaOptNet(MetricLearner[Tensor]):
     """Embed support and query with one backbone pass; logits are scale * query @ W, W the head fitted to the support.
 
     Options, with the defaults of the paper's code: `head` 'svm' (Crammer-Singer, cost `C` = 0.1) or 'ridge'
@@ -49,7 +36,7 @@ class MetaOptNet(FewShotAlgorithm):
     an optimality gap of `svm_tol` within `svm_iterations` interior-point steps (see `svm.py`; 10 to 20 suffice).
     """
 
-    def __init__(self, backbone: nn.Module, head: str = "svm", C: float = 0.1, lam: float = 50.0,
+    def __init__(self, backbone: Backbone, head: str = "svm", C: float = 0.1, lam: float = 50.0,
                  scale: float = 1.0, learn_scale: bool = True, label_smoothing: float = 0.0,
                  svm_eps: float = 1.0, svm_iterations: int = 50, svm_tol: float = 1e-9) -> None:
         super().__init__()
@@ -77,22 +64,14 @@ class MetaOptNet(FewShotAlgorithm):
                 return ridge_head(support, labels, way, self.lam)
             return svm_head(support, labels, way, self.C, self.svm_eps, self.svm_iterations, self.svm_tol)
 
-    def _logits(self, batch: TaskBatch) -> Tensor:
-        support, query = embed_episode(self.backbone, batch)
-        weights = self.fit_head(support, batch.support_y, batch.way)
-        with torch.autocast(query.device.type, enabled=False):
-            return self.scale * (query @ weights)
+    def fit_support(self, z: Tensor, y: Tensor, way: int) -> Tensor:
+        return self.fit_head(z, y, way)
 
-    def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        logits = self._logits(batch)
-        loss = smoothed_cross_entropy(logits.flatten(0, 1), batch.query_y.flatten(), self.label_smoothing)
-        return loss, task_metrics(loss.detach(), logits.detach(), batch.query_y)
+    def score(self, zq: Tensor, state: Tensor) -> Tensor:
+        """scale * zq @ W [B, M, way], in fp32 whatever the autocast."""
+        with torch.autocast(zq.device.type, enabled=False):
+            return self.scale * (zq @ state)
 
-    def predict(self, batch: TaskBatch) -> Tensor:
-        return self._logits(batch)
-
-    def adapt(self, support: Support) -> Predictor:
-        with torch.no_grad():
-            z = self.backbone(support.x).float().unsqueeze(0)
-            weights = self.fit_head(z, support.y.unsqueeze(0), support.num_classes).squeeze(0)
-        return LinearPredictor(self.backbone, weights, self.scale.detach())
+    def loss(self, scores: Tensor, query_y: Tensor) -> Tensor:
+        """Cross-entropy with the paper's label smoothing."""
+        return smoothed_cross_entropy(scores.flatten(0, 1), query_y.flatten(), self.label_smoothing)

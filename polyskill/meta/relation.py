@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, task_metrics
+from ..nn.backbone import FeatureMapBackbone
+from .contract import Contract
+from .metric import MetricLearner
 
 
 def _pooled_side(side: int) -> int:
@@ -56,35 +57,27 @@ class RelationModule(nn.Module):
         return torch.sigmoid(self.head(z)).view(pairs.shape[:3])
 
 
-class RelationPredictor:
-    """A learned task: the algorithm and the support's class feature maps."""
-
-    def __init__(self, algo: "RelationNetworks", class_maps: Tensor) -> None:
-        self.algo, self.class_maps = algo, class_maps
-
-    def __call__(self, x: Tensor) -> Tensor:
-        with torch.no_grad():
-            query = self.algo.backbone.feature_maps(x).float().unsqueeze(0)
-            return self.algo.relation(self.class_maps, query).float().squeeze(0)
-
-
-class RelationNetworks(FewShotAlgorithm):
+class RelationNetworks(MetricLearner[Tensor]):
     """Class feature map = sum of its support examples' maps; the relation module scores each (class, query)
     pair; the loss is the mean squared error of the scores against the one-hot labels. The "logits" are the
-    scores (argmax = prediction). The backbone must provide `feature_maps(x)` and `feature_shape` (C, H, W),
-    as Conv4 does (the paper's Omniglot setting: Conv4 with pools=2, 64x7x7 maps on 28x28 images).
+    scores (argmax = prediction). The backbone must be a FeatureMapBackbone (`feature_maps(x)` and
+    `feature_shape` (C, H, W)), as Conv4 is (the paper's Omniglot setting: Conv4 with pools=2, 64x7x7 maps on
+    28x28 images).
     """
 
-    def __init__(self, backbone: nn.Module, relation_hidden: int = 64, relation_fc: int = 8) -> None:
-        super().__init__()
-        shape = getattr(backbone, "feature_shape", None)
-        if not callable(getattr(backbone, "feature_maps", None)) or shape is None:
-            raise ValueError(f"Relation Networks compare feature maps: the backbone ({type(backbone).__name__}) "
-                             "needs a `feature_maps(x)` method and a `feature_shape` (C, H, W) attribute, like Conv4")
-        self.backbone = backbone
-        self.relation = RelationModule(tuple(shape), relation_hidden, relation_fc)
+    contract = Contract(feature_maps=True)
+    backbone: FeatureMapBackbone
 
-    def _maps(self, x: Tensor) -> Tensor:
+    def __init__(self, backbone: FeatureMapBackbone, relation_hidden: int = 64, relation_fc: int = 8) -> None:
+        super().__init__()
+        if not isinstance(backbone, FeatureMapBackbone):
+            raise ValueError(f"Relation Networks compare feature maps: the backbone ({type(backbone).__name__}) "
+                             "must be a FeatureMapBackbone, with `feature_maps(x)` and a `feature_shape` (C, H, W), "
+                             "like Conv4")
+        self.backbone = backbone
+        self.relation = RelationModule(tuple(backbone.feature_shape), relation_hidden, relation_fc)
+
+    def embed(self, x: Tensor) -> Tensor:
         """[B, M, ...] images -> [B, M, C, H, W] feature maps in fp32."""
         return self.backbone.feature_maps(x.flatten(0, 1)).float().unflatten(0, x.shape[:2])
 
@@ -94,27 +87,18 @@ class RelationNetworks(FewShotAlgorithm):
         onehot = F.one_hot(labels, way).to(maps.dtype)  # [B, S, N]
         return (onehot.transpose(1, 2) @ maps.flatten(2)).unflatten(2, maps.shape[2:])
 
-    def _scores(self, batch: TaskBatch) -> Tensor:
-        n_support = batch.support_x.shape[1]
-        maps = self._maps(torch.cat([batch.support_x, batch.query_x], dim=1))
-        classes = self.class_maps(maps[:, :n_support], batch.support_y, batch.way)
-        return self.relation(classes, maps[:, n_support:]).float()
+    def fit_support(self, z: Tensor, y: Tensor, way: int) -> Tensor:
+        return self.class_maps(z, y, way)
 
-    def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        scores = self._scores(batch)
-        loss = F.mse_loss(scores, F.one_hot(batch.query_y, batch.way).float())
-        return loss, task_metrics(loss.detach(), scores.detach(), batch.query_y)
+    def score(self, zq: Tensor, state: Tensor) -> Tensor:
+        """Relation scores in (0, 1) [B, M, way] of every (class, query) pair."""
+        return self.relation(state, zq).float()
 
-    def predict(self, batch: TaskBatch) -> Tensor:
-        return self._scores(batch)
+    def loss(self, scores: Tensor, query_y: Tensor) -> Tensor:
+        """Mean squared error of the scores against the one-hot labels (the paper's regression of relations)."""
+        return F.mse_loss(scores, F.one_hot(query_y, scores.shape[-1]).float())
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """Relation scores are independent sigmoids, not logits: normalise them to sum to one per query."""
         scores = logits.float().clamp_min(1e-12)
         return scores / scores.sum(-1, keepdim=True)
-
-    def adapt(self, support: Support) -> Predictor:
-        with torch.no_grad():
-            maps = self.backbone.feature_maps(support.x).float().unsqueeze(0)
-            classes = self.class_maps(maps, support.y.unsqueeze(0), support.num_classes)
-        return RelationPredictor(self, classes)

@@ -13,8 +13,12 @@ from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
 from .base import FewShotAlgorithm, Predictor, task_metrics
+from .contract import Contract
 from .inner_loop import InnerLoop, SecondMoments, task_loss
 from .maml import adapted_predictor
+
+EVAL_SEED = 0
+"""The seed of every evaluation task's mini-batch order."""
 
 
 def _orders(tasks: int, count: int, epochs: int, generator: torch.Generator | None,
@@ -51,12 +55,12 @@ class Reptile(FewShotAlgorithm):
     Evaluation adapts with `eval_steps` steps on mini-batches of `eval_batch` support examples; with
     `transductive` the query set is normalised with its own batch statistics (the paper's "transduction").
     With `shared_moments` (Adam only), the inner Adam's second moments run on across tasks and outer steps, as
-    in the paper's code, and evaluation starts from a copy of them.
+    in the paper's code, and each evaluation task starts from its own copy of them (the paper's code restores
+    the whole trained state, optimiser included, after each evaluation task).
     """
 
-    needs_head = True
     #: every task's inner loop normalises with its own batch statistics: nothing to synchronise across ranks
-    per_task_batch_norm = True
+    contract = Contract(output_layer=True, regression=True, adaptation_steps=True, per_task_batch_norm=True)
 
     def __init__(self, backbone: nn.Module, inner_lr: float = 1e-3, inner_steps: int = 5, inner_batch: int = 10,
                  eval_steps: int = 50, eval_batch: int = 5, inner_optimizer: str = "adam",
@@ -105,23 +109,27 @@ class Reptile(FewShotAlgorithm):
             loss = torch.vmap(task_loss)(outputs, y).mean()
         return task_metrics(loss, outputs, y)
 
-    def _eval_moments(self) -> SecondMoments | None:
-        """A copy of the running moments for one evaluation (made outside inference mode: it is updated)."""
+    def _eval_moments(self, tasks: int) -> SecondMoments | None:
+        """A copy of the running moments for each of `tasks` evaluation tasks (made outside inference mode: they
+        are updated), so that every task adapts alone from the trained state, as in the paper's code."""
         if self.moments is None:
             return None
         with torch.inference_mode(False):
-            return self.moments.copy()
+            return self.moments.copy(tasks)
 
-    def _eval_batches(self, x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """Evaluation mini-batches in an order fixed by a seeded generator, so that a task's result is
-        reproducible and independent of the training stream."""
-        return minibatches(x, y, self.eval_batch, self.eval_steps, torch.Generator().manual_seed(0))
+    def _eval_batches(self, x: Tensor, y: Tensor, steps: int) -> list[tuple[Tensor, Tensor]]:
+        """Evaluation mini-batches, each task's order drawn from one fixed seed: reproducible, independent of
+        the training stream, and the same for a task whatever the other tasks of its batch."""
+        return minibatches(x, y, self.eval_batch, steps, seeds=torch.full((y.shape[0],), EVAL_SEED))
 
-    def predict(self, batch: TaskBatch) -> Tensor:
-        data = self._eval_batches(batch.support_x, batch.support_y)
-        params, batched = self.inner.adapted(data, self.eval_steps, self._eval_moments())
+    def predict(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
+        """Query outputs after `steps` inner steps (None: `eval_steps`), every task adapted by itself."""
+        steps = self.resolve_steps(steps, self.eval_steps)
+        data = self._eval_batches(batch.support_x, batch.support_y, steps)
+        params, batched = self.inner.adapted(data, steps, self._eval_moments(len(batch)))
         return self.inner.query_outputs(params, batched, batch.support_x, batch.query_x, self.transductive).detach()
 
-    def adapt(self, support: Support) -> Predictor:
-        data = self._eval_batches(support.x.unsqueeze(0), support.y.unsqueeze(0))
-        return adapted_predictor(self.inner, support, self.eval_steps, self.transductive, data, self._eval_moments())
+    def adapt(self, support: Support, steps: int | None = None) -> Predictor:
+        steps = self.resolve_steps(steps, self.eval_steps)
+        data = self._eval_batches(support.x.unsqueeze(0), support.y.unsqueeze(0), steps)
+        return adapted_predictor(self.inner, support, steps, self.transductive, data, self._eval_moments(1))

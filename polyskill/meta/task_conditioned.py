@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from ..data.episodes import TaskBatch
 from ..nn.film import film_sites, modulate
 from .base import task_metrics
+from .contract import Contract
 from .inner_loop import Params
 from .maml import MAML, head_names
 from .skill_memory import SkillMemory
@@ -58,7 +59,8 @@ class TaskConditioned(MAML):
 
     #: the task network normalises each task by itself (as MAML's), but the encoder's copy of the backbone
     #: body embeds a whole meta-batch at once: its batch norm takes global-batch statistics on several processes
-    per_task_batch_norm = False
+    contract = Contract(output_layer=True, regression=True, adaptation_steps=True,
+                        builder_args=frozenset({"input_shape", "classes"}))
 
     def __init__(self, backbone: nn.Module, input_shape: Sequence[int] | None = None, classes: int | None = None,
                  inner_lr: float = 0.4, inner_steps: int = 1, eval_steps: int | None = None,

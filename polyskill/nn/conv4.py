@@ -17,9 +17,9 @@ class Conv4(nn.Module):
 
     With `out_features` a linear head follows (for gradient-based learners). `pools` keeps the pooling in the
     first blocks only (Relation Networks: 2 of 4, so 28x28 inputs give 64x7x7 feature maps); `feature_shape`
-    is (C, H, W) of the last block's output. The weights use the channels_last layout, which makes the
-    convolutions run channels_last (faster on CPU and GPU) whatever the input's layout; forward never
-    inspects the layout, so it also runs under `torch.func.vmap`.
+    is (C, H, W) of the last block's output (a FeatureMapBackbone). The weights use the channels_last layout,
+    which makes the convolutions run channels_last (faster on CPU and GPU) whatever the input's layout;
+    forward never inspects the layout, so it also runs under `torch.func.vmap`.
     """
 
     def __init__(self, in_channels: int = 1, hidden: int = 64, out_features: int | None = None,
@@ -36,8 +36,8 @@ class Conv4(nn.Module):
             side //= 2
         if side < 1:
             raise ValueError(f"{image_size}x{image_size} inputs are too small for {pools} pooling layers")
-        self.feature_shape = (widths[-1], side, side)
-        self.embedding_dim = widths[-1] * side * side
+        self.feature_shape: tuple[int, int, int] = (widths[-1], side, side)
+        self.embedding_dim: int = widths[-1] * side * side
         self.head = nn.Linear(self.embedding_dim, out_features) if out_features else None
         self.to(memory_format=torch.channels_last)
 

@@ -6,7 +6,8 @@ from torch import nn
 
 
 class MLP(nn.Sequential):
-    """Linear layers of the given widths with ReLU between them: MLP([1, 40, 40, 1])."""
+    """Linear layers of the given widths with ReLU between them: MLP([1, 40, 40, 1]). Its outputs are its
+    embeddings, so `embedding_dim` is the last width (a Backbone)."""
 
     def __init__(self, widths: list[int]) -> None:
         if len(widths) < 2 or min(widths) < 1:
@@ -17,3 +18,4 @@ class MLP(nn.Sequential):
             if i < len(widths) - 2:
                 layers.append(nn.ReLU())
         super().__init__(*layers)
+        self.embedding_dim: int = widths[-1]
