@@ -48,6 +48,7 @@ def predict_and_adapt(algo, batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 TINY_RECIPE = {  # a real Omniglot run that trains in seconds: the command-line tests' workhorse
+    "kind": "fewshot",
     "data": {"dataset": "omniglot", "train": "vinyals/val", "val": "vinyals/test", "test": "vinyals/test"},
     "model": {"hidden": 8},
     "episodes": {"way": 5, "shot": 1, "query": 2},

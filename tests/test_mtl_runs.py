@@ -16,9 +16,10 @@ import torch
 from polyskill.data import mtl_synthetic, synthetic_groups
 from polyskill.data.mtl_batches import MultiTaskBatches
 from polyskill.data.multitask import MultiTaskData
-from polyskill.eval.multitask import delta_m, evaluate_multitask
+from polyskill.eval.multitask import MultiTaskMetrics, delta_m, evaluate_multitask
 from polyskill.recipes import load
-from polyskill.recipes.mtl_build import learner, mtl_data
+from polyskill.recipes.kinds.datasets import multitask_data
+from polyskill.recipes.kinds.multitask import learner
 from polyskill.train.episodic import FitConfig
 from polyskill.train.multitask import MultiTaskTrainer
 
@@ -49,16 +50,18 @@ def test_training_writes_per_task_results_and_delta_m(runs):
     folder, result = runs
     summary = json.loads((folder / "pcgrad" / "summary.json").read_text())
     baseline = json.loads((folder / "single" / "summary.json").read_text())
-    test = summary["test"]
+    [test] = summary["test"]
+    [base] = baseline["test"]
     assert set(test["per_task"]) == {t for g in synthetic_groups() for t in g}
     assert test["overall"]["explained_variance"] > 0.9  # the planted tasks are linear: learnable
-    by_hand = 100 * np.mean([-(test["per_task"][t]["rmse"] - baseline["test"]["per_task"][t]["rmse"])
-                             / baseline["test"]["per_task"][t]["rmse"] for t in test["per_task"]])
-    assert summary["test_delta_m"]["value"] == pytest.approx(by_hand)
+    by_hand = 100 * np.mean([-(test["per_task"][t]["rmse"] - base["per_task"][t]["rmse"])
+                             / base["per_task"][t]["rmse"] for t in test["per_task"]])
+    assert test["delta_m"] == pytest.approx(by_hand) and test["baseline"] == str(folder / "single")
     assert "delta-m" in result.stdout
     lines = [json.loads(line) for line in (folder / "pcgrad" / "metrics.jsonl").read_text().splitlines()]
     assert any("weight_a1" in r and "loss_c2" in r for r in lines)
-    assert any("val_score" in r for r in lines)
+    assert any("val_score" in r for r in lines)  # the mean task score: explained variance here
+    assert summary["validation"]["metric"] == "score" and summary["validation"]["higher_is_better"]
 
 
 def test_eval_again_with_an_explicit_baseline(runs):
@@ -68,7 +71,8 @@ def test_eval_again_with_an_explicit_baseline(runs):
     polyskill("eval", folder / "single", "--split", "val")
     result = polyskill("eval", folder / "pcgrad", "--split", "val", "--baseline", folder / "single")
     assert result.returncode == 0, result.stderr
-    assert "val_delta_m" in json.loads((folder / "pcgrad" / "summary.json").read_text())
+    [val] = json.loads((folder / "pcgrad" / "summary.json").read_text())["val"]
+    assert val["delta_m"] is not None
 
 
 def test_affinity_command_recovers_the_planted_groups(runs):
@@ -104,10 +108,10 @@ def test_bad_multitask_recipes_are_one_clear_error(tmp_path, args, message):
 
 def _trainer(out: Path, steps: int) -> MultiTaskTrainer:
     recipe = load("mtl-synthetic-affinity", ["mtl.weighting=rlw", "mtl.affinity_every=3"])
-    train = mtl_data(recipe, "train")
+    train = multitask_data(recipe.data, "train")
     config = FitConfig(steps=steps, lr=3e-3, log_every=5, val_every=10)
     return MultiTaskTrainer(learner(recipe, train), MultiTaskBatches(train, 64, seed=0), config, out=out,
-                            val=mtl_data(recipe, "val"), progress=False)
+                            val=MultiTaskMetrics(multitask_data(recipe.data, "val"), "val"), progress=False)
 
 
 def test_resume_continues_identically(tmp_path):

@@ -10,6 +10,7 @@ import torch
 
 from polyskill.data import EpisodeSampler
 from polyskill.errors import RunError
+from polyskill.eval import FewShotAccuracy
 from polyskill.meta import MAML, PrototypicalNetworks, Reptile, TaskConditioned
 from polyskill.nn import Conv4
 from polyskill.train import FitConfig, Trainer, load_checkpoint, read_metrics, save_checkpoint
@@ -31,7 +32,7 @@ def _trainer(classes, out, algo: str = "protonet", **overrides) -> Trainer:
     torch.manual_seed(0)
     algo = ALGORITHMS[algo]()
     train = EpisodeSampler(classes.subset(range(200)), 5, 1, 2, seed=0)
-    val = EpisodeSampler(classes.subset(range(200, 300)), 5, 1, 2, seed=1)
+    val = FewShotAccuracy(EpisodeSampler(classes.subset(range(200, 300)), 5, 1, 2, seed=1), CONFIG["val_episodes"])
     return Trainer(algo, train, FitConfig(**{**CONFIG, **overrides}), out=out, val=val, progress=False)
 
 
@@ -68,17 +69,18 @@ def test_resume_after_a_crash_continues_identically(omniglot_val, tmp_path, algo
         _without_time(read_metrics(tmp_path / "b" / "metrics.jsonl"))
     summary_a = json.loads((tmp_path / "a" / "summary.json").read_text())
     summary_b = json.loads((tmp_path / "b" / "summary.json").read_text())
-    assert summary_a["best_val_acc"] == summary_b["best_val_acc"] and summary_a["best_step"] == summary_b["best_step"]
+    assert summary_a["validation"] == summary_b["validation"] and summary_a["validation"]["best_step"] is not None
 
 
 def test_best_weights_are_kept_and_restored(omniglot_val, tmp_path):
     trainer = _trainer(omniglot_val, tmp_path)
     summary = trainer.fit()
     best = load_checkpoint(tmp_path / "best.pt")
-    assert best["step"] == summary["best_step"] and best["val_acc"] == summary["best_val_acc"]
+    assert summary["validation"]["metric"] == "accuracy" and summary["validation"]["higher_is_better"]
+    assert best["step"] == summary["validation"]["best_step"] and best["val_accuracy"] == summary["validation"]["best"]
     for name, value in trainer.algo.state_dict().items():
         assert torch.equal(value, best["model"][name])
-    val_steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if "val_acc" in r]
+    val_steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if "val_accuracy" in r]
     assert val_steps == [3, 6, 9, 12]
 
 
@@ -119,7 +121,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"w": torch.ones(1000)})
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(RunError, match="unreadable or truncated"):
+    with pytest.raises(RunError, match="is damaged"):
         load_checkpoint(path)
 
 

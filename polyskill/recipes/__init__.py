@@ -60,8 +60,11 @@ def recipe_from_dict(values: dict[str, Any]) -> Recipe:
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
-    """The recipe as a plain mapping, `kind` first (what config.yaml holds)."""
-    return dataclasses.asdict(recipe)
+    """The recipe as a plain mapping, `kind` first, with only the keys its kind reads (what config.yaml holds)."""
+    values = dataclasses.asdict(recipe)
+    unused = kind_of(recipe).unused_train_keys
+    values["train"] = {k: v for k, v in values["train"].items() if k not in unused}
+    return values
 
 
 def load(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
