@@ -223,7 +223,9 @@ def test_cross_stitch_identity_is_independent_networks(setup, per_channel):
     x = batch(setup)
     out = model(x)
     for task, (tower, head) in independent(model, setup).items():
-        assert torch.equal(out[task], head(tower(x)))
+        # the identity mix is exact, but it leaves strided views, and a linear layer on those may round its sums
+        # differently (AVX-512: 3e-8 apart); any real mixing moves the outputs by orders of magnitude more
+        torch.testing.assert_close(out[task], head(tower(x)), rtol=1e-6, atol=1e-6)
 
 
 def test_cross_stitch_mixing_by_hand():

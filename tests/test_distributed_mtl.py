@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from polyskill.data.mtl_batches import MultiTaskBatches
 from polyskill.distributed import DistContext
+from polyskill.distributed.reduction import RankReduction
 from polyskill.distributed.streams import ShardedBatches
 from polyskill.errors import ConfigError
 from polyskill.mtl import aggregator_class
@@ -134,7 +135,7 @@ def _run_cases(rank: int, world: int) -> dict[str, list[dict[str, Tensor]]]:
                 p.grad = None
             x, y = _share(*_batch(call, partitioned), rank, world, partitioned)
             info = multitask_backward(model, aggregator, x, y, classes, partitioned=partitioned, rep_grad=rep_grad,
-                                      want_gram=True, dist=dist)
+                                      want_gram=True, reduction=RankReduction(dist))
             record = {f"grad.{k}": p.grad.clone() for k, p in [*model.named_parameters(),
                                                                *aggregator.named_parameters()] if p.grad is not None}
             record.update(weights=info.weights.clone(), losses=info.losses.clone())

@@ -9,7 +9,8 @@ import torch
 
 from polyskill.errors import ConfigError
 from polyskill.mtl import aggregator_class
-from polyskill.mtl.weighting.mgda import MGDA, min_norm_weights
+from polyskill.mtl.weighting.mgda import MGDA, NORMALIZATIONS, min_norm_weights
+from polyskill.mtl.weighting.mgda_normalized_hull import MGDANormalizedHull
 
 
 def exact_min_norm(grads: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -112,7 +113,37 @@ def test_direction_is_common_descent(seed):
     assert (grads @ out.direction >= sq - 1e-8).all()
 
 
-@pytest.mark.parametrize("normalization", ["none", "l2", "loss", "loss+"])
+def grid_min_norm(grads: torch.Tensor, steps: int = 200_000) -> torch.Tensor:
+    """Brute force for two vectors: the weights (gamma, 1 - gamma) of the smallest of `steps` + 1 points of their
+    segment."""
+    gamma = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
+    points = gamma[:, None] * grads[0] + (1 - gamma[:, None]) * grads[1]
+    best = float(gamma[(points ** 2).sum(1).argmin()])
+    return torch.tensor([best, 1 - best], dtype=torch.float64)
+
+
+def test_mgda_applies_the_normalised_solution_to_the_raw_gradients():
+    """Sener and Koltun's code: solve on g_t / ||g_t||, then scale each raw loss (gradient) by the solution."""
+    grads = torch.tensor([[3.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    unit = grads / grads.norm(dim=1, keepdim=True)
+    v = grid_min_norm(unit)  # by hand: |u1 - u2|^2 = 2 - sqrt(2), gamma = (1 - u1.u2) / |u1 - u2|^2 = 1/2
+    torch.testing.assert_close(v, torch.tensor([0.5, 0.5], dtype=torch.float64), atol=1e-5, rtol=0)
+    out = aggregator_class("mgda")(normalization="l2").aggregate(grads, torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(out.weights, v, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.direction, v @ grads, atol=1e-5, rtol=0)  # (2, 0.5), not the unit hull's point
+
+
+def test_mgda_normalized_hull_moves_to_the_min_norm_point_of_the_normalised_gradients():
+    grads = torch.tensor([[3.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    norms = grads.norm(dim=1)
+    v = grid_min_norm(grads / norms[:, None])
+    out = aggregator_class("mgda_normalized_hull")().aggregate(grads, torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(out.weights, v / norms, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.direction, v @ (grads / norms[:, None]), atol=1e-5, rtol=0)
+    assert isinstance(aggregator_class("mgda_normalized_hull")(), MGDANormalizedHull)
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
 @pytest.mark.parametrize("seed", range(5))
 def test_normalizations_in_original_gradients(normalization, seed):
     grads = random_case(300 + seed)
@@ -122,10 +153,16 @@ def test_normalizations_in_original_gradients(normalization, seed):
     norms = grads.norm(dim=1)
     n = {"none": torch.ones_like(losses), "l2": norms, "loss": losses, "loss+": losses * norms}[normalization]
     v_exact, _ = exact_min_norm(grads / n[:, None])
-    out = MGDA(normalization, max_iter=10_000, tol=1e-13).aggregate(grads, losses)
-    torch.testing.assert_close(out.direction, out.weights @ grads)
-    torch.testing.assert_close(out.direction, (v_exact / n) @ grads, atol=1e-5 * float(norms.max()), rtol=0)
-    assert float((out.weights * n).sum()) == pytest.approx(1, abs=1e-10)
+    paper = MGDA(normalization, max_iter=10_000, tol=1e-13).aggregate(grads, losses)
+    torch.testing.assert_close(paper.direction, paper.weights @ grads)
+    if grads.shape[0] <= grads.shape[1]:  # a positive definite Gram matrix: the weights are unique
+        torch.testing.assert_close(paper.weights, v_exact, atol=1e-5, rtol=0)
+    torch.testing.assert_close(paper.direction, v_exact @ grads, atol=1e-5 * float(norms.max()), rtol=0)
+    assert float(paper.weights.sum()) == pytest.approx(1, abs=1e-10)
+    hull = MGDANormalizedHull(normalization, max_iter=10_000, tol=1e-13).aggregate(grads, losses)
+    torch.testing.assert_close(hull.direction, hull.weights @ grads)
+    torch.testing.assert_close(hull.direction, (v_exact / n) @ grads, atol=1e-5 * float(norms.max()), rtol=0)
+    assert float((hull.weights * n).sum()) == pytest.approx(1, abs=1e-10)
 
 
 def test_l2_normalization_with_a_zero_gradient_and_loss_checks():
@@ -143,10 +180,10 @@ def test_one_task_and_float32_gram():
     torch.testing.assert_close(w, torch.tensor([0.2, 0.4, 0.4]), atol=1e-5, rtol=0)
 
 
-def test_options_are_validated_and_registered():
-    assert aggregator_class("mgda") is MGDA
+@pytest.mark.parametrize("cls", [MGDA, MGDANormalizedHull])
+def test_options_are_validated(cls):
     for kwargs in [{"normalization": "l1"}, {"max_iter": 0}, {"max_iter": 2.5}, {"tol": -1.0}, {"tol": True}]:
-        with pytest.raises(ConfigError, match="mgda: "):
-            MGDA(**kwargs)
+        with pytest.raises(ConfigError, match=f"{cls.name}: "):
+            cls(**kwargs)
     with pytest.raises(ValueError, match="Gram matrix"):
-        MGDA().weights(None, torch.ones(2))
+        cls().weights(torch.eye(3), torch.ones(2))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
-from polyskill.mtl.base import Aggregator, MultiTaskModel
+import polyskill.mtl
+from polyskill.mtl.base import Aggregator, LossWeighting, MultiTaskModel
 from polyskill.mtl.step import multitask_backward
 
 
@@ -50,14 +54,12 @@ class InverseNorm(Aggregator):
         return gram.diagonal().clamp_min(1e-12).rsqrt()
 
 
-class Fixed(Aggregator):
-    uses_gradients = False
-
+class Fixed(LossWeighting):
     def __init__(self, w):
         super().__init__()
         self.w = torch.tensor(w)
 
-    def weights(self, gram, losses):
+    def weights(self, losses):
         return self.w
 
 
@@ -135,3 +137,14 @@ def test_loss_weighting_is_one_weighted_backward_and_can_report_the_gram():
     info = multitask_backward(model, Fixed([0.25, 2.0]).double(), x, y, (0, 0), want_gram=True)
     torch.testing.assert_close(_shared_grad(model), torch.tensor([0.25, 2.0], dtype=torch.float64) @ jac)
     torch.testing.assert_close(info.gram, jac @ jac.T)
+
+
+def test_the_step_does_not_import_distributed():
+    """mtl states what it needs from other processes (`Reduction`); training passes the implementation."""
+    root = Path(polyskill.mtl.__file__).parent
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "distributed" not in (node.module or ""), path
+            elif isinstance(node, ast.Import):
+                assert not any("distributed" in alias.name for alias in node.names), path

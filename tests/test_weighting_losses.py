@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from polyskill.errors import ConfigError
-from polyskill.mtl import aggregator_class
+from polyskill.mtl.base import LossWeighting
 from polyskill.mtl.weighting.dwa import DynamicWeightAverage
 from polyskill.mtl.weighting.ew import EqualWeighting
 from polyskill.mtl.weighting.gradnorm import GradNorm
@@ -26,20 +26,13 @@ def roundtrip(module: torch.nn.Module, fresh: torch.nn.Module) -> torch.nn.Modul
     return fresh
 
 
-def test_registry_names():
-    expected = {"ew": EqualWeighting, "uw": UncertaintyWeighting, "gradnorm": GradNorm,
-                "dwa": DynamicWeightAverage, "rlw": RandomLossWeighting}
-    for name, cls in expected.items():
-        assert aggregator_class(name) is cls
-
-
 # --- EW ---------------------------------------------------------------------------------------------------------
 
 def test_equal_weighting_is_the_sum_of_losses():
     ew = EqualWeighting()
-    assert not ew.uses_gradients
+    assert isinstance(ew, LossWeighting)
     losses = torch.tensor([0.3, 2.0, 5.0], dtype=torch.float64)
-    assert ew.weights(None, losses).tolist() == [1.0, 1.0, 1.0]
+    assert ew.weights(losses).tolist() == [1.0, 1.0, 1.0]
     grads = torch.randn(3, 7, dtype=torch.float64)
     torch.testing.assert_close(ew.aggregate(grads, losses).direction, grads.sum(0))
 
@@ -51,8 +44,8 @@ def test_uncertainty_gradient_matches_closed_form():
     with torch.no_grad():
         uw.log_vars.copy_(torch.tensor([-1.0, 0.0, 0.5, 2.0]))
     losses = torch.tensor([0.2, 1.0, 3.0, 0.7])
-    w = uw.weights(None, losses)
-    assert w.requires_grad and not uw.uses_gradients
+    w = uw.weights(losses)
+    assert w.requires_grad and isinstance(uw, LossWeighting)
     torch.testing.assert_close(w, torch.exp(-uw.log_vars.detach()))
     total = (w * losses).sum() + uw.regularizer()
     (grad,) = torch.autograd.grad(total, uw.log_vars)
@@ -61,15 +54,15 @@ def test_uncertainty_gradient_matches_closed_form():
 
 def test_uncertainty_moves_to_log_loss():
     uw = UncertaintyWeighting(3)
-    assert uw.weights(None, torch.ones(3)).tolist() == [1.0, 1.0, 1.0] and float(uw.regularizer().detach()) == 0
+    assert uw.weights(torch.ones(3)).tolist() == [1.0, 1.0, 1.0] and float(uw.regularizer().detach()) == 0
     losses = torch.tensor([0.5, 2.0, 8.0])
     opt = torch.optim.SGD(uw.parameters(), lr=0.1)
     for _ in range(600):
         opt.zero_grad()
-        ((uw.weights(None, losses) * losses).sum() + uw.regularizer()).backward()
+        ((uw.weights(losses) * losses).sum() + uw.regularizer()).backward()
         opt.step()
     torch.testing.assert_close(uw.log_vars.detach(), losses.log(), atol=1e-4, rtol=0)
-    w = uw.weights(None, losses).detach()
+    w = uw.weights(losses).detach()
     assert w[0] > w[1] > w[2]  # the larger the loss, the smaller the weight (here w_t = 1 / L_t)
 
 
@@ -78,7 +71,7 @@ def test_uncertainty_validation():
         with pytest.raises(ConfigError, match="uw: num_tasks"):
             UncertaintyWeighting(bad)
     with pytest.raises(ValueError, match="2 tasks"):
-        UncertaintyWeighting(2).weights(None, torch.ones(3))
+        UncertaintyWeighting(2).weights(torch.ones(3))
 
 
 # --- GradNorm ---------------------------------------------------------------------------------------------------
@@ -170,8 +163,8 @@ def test_dwa_hand_computed_third_window():
     dwa = DynamicWeightAverage(2, temperature=2.0, period=2)
     fed = [[3.0, 1.0], [1.0, 1.0], [1.0, 0.5], [1.0, 1.5]]  # window means: (2, 1) then (1, 1)
     for losses in fed:
-        assert dwa.weights(None, torch.tensor(losses, dtype=torch.float64)).tolist() == [1.0, 1.0]
-    w = dwa.weights(None, torch.tensor([9.0, 9.0], dtype=torch.float64))
+        assert dwa.weights(torch.tensor(losses, dtype=torch.float64)).tolist() == [1.0, 1.0]
+    w = dwa.weights(torch.tensor([9.0, 9.0], dtype=torch.float64))
     z = math.exp(0.25) + math.exp(0.5)  # r = (1/2, 1/1), divided by the temperature 2
     assert w.tolist() == pytest.approx([2 * math.exp(0.25) / z, 2 * math.exp(0.5) / z], abs=1e-12)
 
@@ -182,7 +175,7 @@ def test_dwa_matches_reference_on_a_sequence():
     history = (torch.rand(20, 3, generator=g, dtype=torch.float64) * 2 + 0.1).tolist()
     dwa = DynamicWeightAverage(3, temperature=temperature, period=period)
     for step, losses in enumerate(history):
-        w = dwa.weights(None, torch.tensor(losses, dtype=torch.float64))
+        w = dwa.weights(torch.tensor(losses, dtype=torch.float64))
         assert w.tolist() == pytest.approx(dwa_reference(history, step, period, temperature), abs=1e-12)
         assert float(w.sum()) == pytest.approx(3, abs=1e-12)
         if step < 2 * period:
@@ -193,13 +186,13 @@ def test_dwa_resumes_mid_window_and_validates():
     g = torch.Generator().manual_seed(4)
     history = torch.rand(17, 2, generator=g, dtype=torch.float64) + 0.2
     straight = DynamicWeightAverage(2, period=4)
-    expected = [straight.weights(None, L) for L in history]
+    expected = [straight.weights(L) for L in history]
     first = DynamicWeightAverage(2, period=4)
     for L in history[:10]:
-        first.weights(None, L)
+        first.weights(L)
     resumed = roundtrip(first, DynamicWeightAverage(2, period=4))
     for L, want in zip(history[10:], expected[10:]):
-        torch.testing.assert_close(resumed.weights(None, L), want, atol=0, rtol=0)
+        torch.testing.assert_close(resumed.weights(L), want, atol=0, rtol=0)
     for kwargs in [{"num_tasks": 1.5}, {"num_tasks": 2, "temperature": 0}, {"num_tasks": 2, "period": 0},
                    {"num_tasks": 2, "period": 2.0}]:
         with pytest.raises(ConfigError, match="dwa: "):
@@ -211,7 +204,7 @@ def test_dwa_resumes_mid_window_and_validates():
 @pytest.mark.parametrize("distribution,variance", [("normal", 1.0), ("uniform", 1 / 12)])
 def test_rlw_weights_are_t_softmax_of_the_named_distribution(distribution, variance):
     rlw = RandomLossWeighting(distribution, seed=5)
-    draws = torch.stack([rlw.weights(None, torch.ones(3, dtype=torch.float64)) for _ in range(4000)])
+    draws = torch.stack([rlw.weights(torch.ones(3, dtype=torch.float64)) for _ in range(4000)])
     assert (draws > 0).all()
     torch.testing.assert_close(draws.sum(1), torch.full((4000,), 3.0, dtype=torch.float64))
     torch.testing.assert_close(draws.mean(0), torch.ones(3, dtype=torch.float64), atol=0.05, rtol=0)
@@ -225,13 +218,13 @@ def test_rlw_weights_are_t_softmax_of_the_named_distribution(distribution, varia
 def test_rlw_reproducible_across_a_checkpoint():
     rlw = RandomLossWeighting(seed=7)
     losses = torch.ones(4)
-    before = [rlw.weights(None, losses) for _ in range(3)]
+    before = [rlw.weights(losses) for _ in range(3)]
     assert not torch.equal(before[0], before[1])
     resumed = roundtrip(rlw, RandomLossWeighting(seed=123))
-    after = [rlw.weights(None, losses) for _ in range(3)]
-    assert all(torch.equal(resumed.weights(None, losses), a) for a in after)
+    after = [rlw.weights(losses) for _ in range(3)]
+    assert all(torch.equal(resumed.weights(losses), a) for a in after)
     again = RandomLossWeighting(seed=7)
-    assert all(torch.equal(again.weights(None, losses), b) for b in before)
+    assert all(torch.equal(again.weights(losses), b) for b in before)
     for kwargs in [{"distribution": "dirichlet"}, {"seed": -1}, {"seed": 1.0}]:
         with pytest.raises(ConfigError, match="rlw: "):
             RandomLossWeighting(**kwargs)

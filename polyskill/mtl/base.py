@@ -1,5 +1,6 @@
-"""The multi-task interfaces: an architecture gives one output per task and says which parameters are shared;
-an aggregator turns per-task gradients (through their Gram matrix) and losses into task weights."""
+"""The multi-task interfaces: an architecture gives one output per task and says which parameters are shared; a
+weighting turns the losses (a loss weighting) or the per-task gradients through their Gram matrix (a gradient
+aggregator) into task weights, and the shared update is always `weights @ G`."""
 
 from __future__ import annotations
 
@@ -51,19 +52,19 @@ class Aggregation:
     weights: Tensor
 
 
-class Aggregator(nn.Module):
-    """Task weights from the per-task gradient Gram matrix `G @ G.T` ([T, T]) and the losses ([T], detached).
+class Weighting(nn.Module):
+    """A rule for task weights, w [T]; the shared parameters then move along sum_t w_t g_t.
 
-    Every method here updates the shared parameters along a combination of the task gradients,
-    `sum_t w_t g_t`, so `weights` is all a method implements: the Gram matrix is what the papers' rules read
-    (inner products, norms, projections), and it is small ([T, T]) whatever the model size.
-    `uses_gradients = False` marks loss-weighting methods (EW, UW, DWA, RLW): they get `gram=None` and the
-    trainer makes one ordinary backward pass of `sum_t w_t L_t`; their weights may carry a graph (UW).
+    Two kinds, each with its own `weights` signature: a `LossWeighting` reads the losses only (and training makes
+    one backward pass of sum_t w_t L_t), an `Aggregator` reads the Gram matrix of the per-task gradients as well.
+    `needs_num_tasks` says that the constructor takes `num_tasks` (stateful rules size their state with it).
     """
 
-    uses_gradients: ClassVar[bool] = True
+    needs_num_tasks: ClassVar[bool] = False
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:  # pragma: no cover - interface
+    def weights_of(self, gram: Tensor | None, losses: Tensor) -> Tensor:  # pragma: no cover - interface
+        """The weights [T] for the global batch's Gram matrix (None when no per-task gradients were computed) and
+        detached losses [T]: where each kind's `weights` is called."""
         raise NotImplementedError
 
     def regularizer(self) -> Tensor | None:
@@ -74,9 +75,47 @@ class Aggregator(nn.Module):
         """The update direction [P] for per-task gradients `grads` [T, P] and `losses` [T], with its weights."""
         if grads.dim() != 2 or losses.shape != grads.shape[:1]:
             raise ValueError(f"expected grads [T, P] and losses [T], got {tuple(grads.shape)} and {tuple(losses.shape)}")
-        gram = grads @ grads.T if self.uses_gradients else None
-        w = self.weights(gram, losses.detach()).detach().to(grads.dtype)
-        return Aggregation(w @ grads, w)
+        weights, _, direction = combine_jacobian(self, grads, losses)
+        return Aggregation(direction, weights.to(grads.dtype))
+
+
+class LossWeighting(Weighting):
+    """Task weights from the losses alone (EW, UW, DWA, RLW): `weights(losses)`. The weights may carry a graph
+    (UW's learnable log-variances), which the weighted loss's backward pass follows."""
+
+    def weights(self, losses: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def weights_of(self, gram: Tensor | None, losses: Tensor) -> Tensor:
+        return self.weights(losses.detach())
+
+
+class Aggregator(Weighting):
+    """Task weights from the per-task gradient Gram matrix `G @ G.T` ([T, T]) and the losses ([T], detached):
+    `weights(gram, losses)`.
+
+    Every method here updates the shared parameters along a combination of the task gradients,
+    `sum_t w_t g_t`, so `weights` is all a method implements: the Gram matrix is what the papers' rules read
+    (inner products, norms, projections), and it is small ([T, T]) whatever the model size.
+    """
+
+    def weights(self, gram: Tensor, losses: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def weights_of(self, gram: Tensor | None, losses: Tensor) -> Tensor:
+        """Detached weights; with no Gram matrix (a model without shared parameters: nothing to aggregate) every
+        task keeps weight 1 and `weights` is not called."""
+        if gram is None:
+            return torch.ones_like(losses).detach()
+        return self.weights(gram, losses.detach()).detach()
+
+
+def combine_jacobian(weighting: Weighting, jac: Tensor, losses: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(weights [T], Gram matrix [T, T], direction [P]) for per-task gradients `jac` [T, P] and `losses` [T]: the
+    one place where weights become `w @ G`, for `Weighting.aggregate` and for the training step alike."""
+    gram = jac @ jac.T
+    weights = weighting.weights_of(gram, losses).detach()
+    return weights, gram, weights.to(jac.dtype) @ jac
 
 
 def project_simplex(v: Tensor) -> Tensor:

@@ -5,24 +5,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..distributed import SINGLE, DistContext
 from .affinity import AffinityTracker, lookahead_affinity
-from .base import Aggregator, MultiTaskModel
+from .base import MultiTaskModel, Weighting
 from .gradients import task_gradients
 from .losses import dense_losses, grouped_losses
-from .step import mean_over_ranks, multitask_backward
+from .reduction import LOCAL, Reduction
+from .step import multitask_backward
 
 PER_TASK_LOG_LIMIT = 16  # log each task's loss and weight when there are at most this many tasks
 
 
 class MultiTaskLearner(nn.Module):
-    """What the trainer optimises: the model's and the aggregator's parameters (UW's log-variances).
+    """What the trainer optimises: the model's and the weighting's parameters (UW's log-variances).
 
     `affinity_every` > 0 measures the lookahead affinity every that many steps (and, for loss weightings, the
     gradient cosines, which gradient aggregators get at every step for free), with an SGD step of `lookahead_lr`.
     """
 
-    def __init__(self, model: MultiTaskModel, aggregator: Aggregator, classes: tuple[int, ...], *,
+    def __init__(self, model: MultiTaskModel, aggregator: Weighting, classes: tuple[int, ...], *,
                  partitioned: bool = False, rep_grad: bool = False, affinity_every: int = 0,
                  lookahead_lr: float = 1e-3) -> None:
         super().__init__()
@@ -44,19 +44,20 @@ class MultiTaskLearner(nn.Module):
         """[T] losses of a batch's outputs."""
         return (grouped_losses if self.partitioned else dense_losses)(outputs, y, self.tasks, self.classes)
 
-    def backward(self, x: Tensor, y: Tensor, dist: DistContext = SINGLE) -> dict[str, Tensor]:
+    def backward(self, x: Tensor, y: Tensor, reduction: Reduction = LOCAL) -> dict[str, Tensor]:
         """One step's gradients into `.grad`; returns detached metrics (total loss, and per task when few).
 
-        With `dist`, (x, y) is this rank's share of the global batch; the gradients left in `.grad`, the metrics
-        and the affinity measured are the global batch's, identical on every rank (nothing is left to average).
+        With a `reduction` over several processes, (x, y) is this process's share of the global batch; the
+        gradients left in `.grad`, the metrics and the affinity measured are the global batch's, identical on
+        every process (nothing is left to average).
         """
         measure = self.affinity_every > 0 and int(self.steps) % self.affinity_every == 0
         info = multitask_backward(self.model, self.aggregator, x, y, self.classes, partitioned=self.partitioned,
-                                  rep_grad=self.rep_grad, want_gram=measure, dist=dist)
+                                  rep_grad=self.rep_grad, want_gram=measure, reduction=reduction)
         if info.gram is not None and not self.rep_grad:
             self.affinity.add_gram(info.gram)
         if measure:
-            self.affinity.add_lookahead(self._lookahead(x, y, dist))
+            self.affinity.add_lookahead(self._lookahead(x, y, reduction))
         self.steps += 1
         metrics = {"loss": info.losses.sum()}
         if len(self.tasks) <= PER_TASK_LOG_LIMIT:
@@ -65,17 +66,17 @@ class MultiTaskLearner(nn.Module):
                 metrics[f"weight_{task}"] = info.weights[i].detach().float()
         return metrics
 
-    def _lookahead(self, x: Tensor, y: Tensor, dist: DistContext) -> Tensor:
+    def _lookahead(self, x: Tensor, y: Tensor, reduction: Reduction) -> Tensor:
         """The lookahead affinity of the global batch: its per-task gradients, and every loss before and after a
-        step, are the ranks' means (one all-reduce of T * (P + 1) values, then T of T values)."""
+        step, are the processes' means (one all-reduce of T * (P + 1) values, then T of T values)."""
         shared = [p for p in self.model.shared_parameters() if p.requires_grad]
         if not shared:
             return torch.zeros(len(self.tasks), len(self.tasks))
         with torch.enable_grad():
             losses = self.losses(self.model(x), y)
-            jac, mean_losses = mean_over_ranks(dist, task_gradients(losses, shared, retain_graph=False), losses)
+            jac, mean_losses = reduction.mean(task_gradients(losses, shared, retain_graph=False), losses)
         return lookahead_affinity(self.model, shared, jac, self.lookahead_lr,
-                                  lambda out: mean_over_ranks(dist, self.losses(out, y))[0], x, mean_losses)
+                                  lambda out: reduction.mean(self.losses(out, y))[0], x, mean_losses)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.model(x)

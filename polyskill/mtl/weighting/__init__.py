@@ -11,6 +11,7 @@ _REGISTRY = LazyRegistry(__name__, {
     "dwa": "dwa:DynamicWeightAverage",
     "rlw": "rlw:RandomLossWeighting",
     "mgda": "mgda:MGDA",
+    "mgda_normalized_hull": "mgda_normalized_hull:MGDANormalizedHull",
     "pcgrad": "pcgrad:PCGrad",
     "cagrad": "cagrad:CAGrad",
     "imtl": "imtl:IMTLG",

@@ -60,9 +60,7 @@ class AlignedMTL(Aggregator):
         self.pre_weights = pre_weights
         self.rtol = None if rtol is None else float(rtol)
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
-        if gram is None:
-            raise ValueError("Aligned-MTL needs the Gram matrix of the task gradients")
+    def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         t = gram.shape[0]
         if self.pre_weights is None:
             omega = torch.ones(t, dtype=gram.dtype, device=gram.device)

@@ -107,9 +107,7 @@ class CAGrad(Aggregator):
                              torch.zeros_like(gw_norm))
         return mean + factor * w
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
-        if gram is None:
-            raise ValueError("CAGrad needs the Gram matrix of the task gradients")
+    def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         divisor = {0: 1.0, 1: 1.0 + self.c ** 2, 2: 1.0 + self.c}[self.rescale]
         return self.unscaled_weights(gram) / divisor
 

@@ -8,25 +8,23 @@ here a window is `period` training steps.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
-
 import torch
 from torch import Tensor
 
 from ...errors import ConfigError
-from ..base import Aggregator
+from ..base import LossWeighting
 
 _TINY = 1e-12
 
 
-class DynamicWeightAverage(Aggregator):
+class DynamicWeightAverage(LossWeighting):
     """DWA task weights from the losses the trainer reports, one call per training step.
 
     The weights of a step use only the windows completed before it; the step's losses then go into the current
     window. State (`window_sum`, `window_means` = the means of windows k-2 and k-1, `steps`) is in buffers.
     """
 
-    uses_gradients: ClassVar[bool] = False
+    needs_num_tasks = True
 
     def __init__(self, num_tasks: int, temperature: float = 2.0, period: int = 100) -> None:
         super().__init__()
@@ -44,7 +42,7 @@ class DynamicWeightAverage(Aggregator):
         self.register_buffer("window_means", torch.ones(2, num_tasks, dtype=torch.float64))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
+    def weights(self, losses: Tensor) -> Tensor:
         """This step's weights [T] (summing to T), then `losses` are added to the current window."""
         if losses.shape != (self.num_tasks,):
             raise ValueError(f"dwa was built for {self.num_tasks} tasks, got losses {tuple(losses.shape)}")

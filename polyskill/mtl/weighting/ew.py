@@ -5,20 +5,16 @@ Rule: w_t = 1 for every task, so the shared parameters move along sum_t g_t (Lib
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import Tensor
 
-from ..base import Aggregator
+from ..base import LossWeighting
 
 
-class EqualWeighting(Aggregator):
+class EqualWeighting(LossWeighting):
     """Weight 1 for every task: the trainer backpropagates sum_t L_t."""
 
-    uses_gradients: ClassVar[bool] = False
-
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
+    def weights(self, losses: Tensor) -> Tensor:
         """Ones, shaped, typed and placed like `losses` [T]."""
         if losses.dim() != 1:
             raise ValueError(f"expected losses [T], got {tuple(losses.shape)}")

@@ -10,8 +10,6 @@ sum to T. Tasks that train more slowly (larger r_t) are pushed towards larger gr
 from __future__ import annotations
 
 import math
-from typing import ClassVar
-
 import torch
 from torch import Tensor
 
@@ -32,7 +30,7 @@ class GradNorm(Aggregator):
     sign(G_t - target_t) ||g_t||; the new weights are clamped positive and rescaled to sum to T, for the next call.
     """
 
-    uses_gradients: ClassVar[bool] = True
+    needs_num_tasks = True
 
     def __init__(self, num_tasks: int, alpha: float = 1.5, lr: float = 0.025) -> None:
         super().__init__()
@@ -58,11 +56,10 @@ class GradNorm(Aggregator):
         target = norms.mean() * inverse_rate ** self.alpha
         return (norms - target).abs().sum(), torch.sign(norms - target) * grad_norms
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
+    def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         """The current weights [T] (summing to T); updates them for the next call as the class docstring says."""
-        if gram is None or gram.shape != (self.num_tasks, self.num_tasks) or losses.shape != (self.num_tasks,):
-            got = None if gram is None else tuple(gram.shape)
-            raise ValueError(f"gradnorm was built for {self.num_tasks} tasks, got gram {got} and losses "
+        if gram.shape != (self.num_tasks, self.num_tasks) or losses.shape != (self.num_tasks,):
+            raise ValueError(f"gradnorm was built for {self.num_tasks} tasks, got gram {tuple(gram.shape)} and losses "
                              f"{tuple(losses.shape)}")
         store = self.task_weights
         losses = losses.detach().to(device=store.device, dtype=store.dtype)

@@ -41,9 +41,7 @@ class IMTLG(Aggregator):
     other tasks are computed without it (equal weights 1/T if every gradient is zero).
     """
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
-        if gram is None:
-            raise ValueError("IMTL-G needs the Gram matrix of the task gradients")
+    def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         t = gram.shape[0]
         diag = gram.diagonal()
         alive = diag > torch.finfo(gram.dtype).tiny

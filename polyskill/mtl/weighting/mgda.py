@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from typing import ClassVar
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -85,25 +84,27 @@ def min_norm_weights(gram: Tensor, max_iter: int = 250, tol: float = 1e-6) -> Te
 
 
 class MGDA(Aggregator):
-    """Min-norm task weights, optionally after normalising the gradients as in the paper's code.
+    """Min-norm task weights, optionally solved on normalised gradients, as Sener and Koltun's code does.
 
     `normalization` divides each g_t by n_t before solving: 1 ("none", the paper's algorithm), ||g_t|| ("l2"),
-    L_t ("loss") or L_t ||g_t|| ("loss+"); on the Gram matrix, M_st / (n_s n_t). The weights returned are
-    w_t = v_t / n_t for the solution v (which sums to 1), so that direction = w @ G with the original gradients.
-    A zero gradient keeps n_t = 1 under "l2" and "loss+" (it is the min-norm point). The loss normalisations
-    need positive losses.
+    L_t ("loss") or L_t ||g_t|| ("loss+"); on the Gram matrix, M_st / (n_s n_t). The weights returned are the
+    solution v itself (it sums to 1) and apply to the raw gradients, direction = sum_t v_t g_t: the paper's code
+    sets each loss's scale to v_t and backpropagates sum_t v_t L_t. (`mgda_normalized_hull` returns v_t / n_t
+    instead, so that the update is the min-norm point of the normalised gradients.) A zero gradient keeps n_t = 1
+    under "l2" and "loss+" (it is the min-norm point). The loss normalisations need positive losses.
     """
 
-    uses_gradients: ClassVar[bool] = True
+    name: ClassVar[str] = "mgda"  # in messages
 
     def __init__(self, normalization: str = "none", max_iter: int = 250, tol: float = 1e-6) -> None:
         super().__init__()
         if normalization not in NORMALIZATIONS:
-            raise ConfigError(f"mgda: normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
+            raise ConfigError(f"{self.name}: normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                              f"got {normalization!r}")
         if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-            raise ConfigError(f"mgda: max_iter must be a positive integer, got {max_iter!r}")
+            raise ConfigError(f"{self.name}: max_iter must be a positive integer, got {max_iter!r}")
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
-            raise ConfigError(f"mgda: tol must be a number >= 0, got {tol!r}")
+            raise ConfigError(f"{self.name}: tol must be a number >= 0, got {tol!r}")
         self.normalization = normalization
         self.max_iter = max_iter
         self.tol = float(tol)
@@ -113,16 +114,23 @@ class MGDA(Aggregator):
         if self.normalization == "none":
             return torch.ones_like(gram.diagonal())
         if self.normalization != "l2" and not bool((losses > 0).all()):
-            raise ValueError(f"mgda normalization {self.normalization!r} needs positive losses, got {losses.tolist()}")
+            raise ValueError(f"{self.name} normalization {self.normalization!r} needs positive losses, "
+                             f"got {losses.tolist()}")
         norms = gram.diagonal().clamp_min(0).sqrt()
         n = {"l2": norms, "loss": losses, "loss+": losses * norms}[self.normalization].to(gram)
         return torch.where(n > 0, n, torch.ones_like(n))
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
-        """Weights [T] of the min-norm point, in terms of the original gradients."""
-        if gram is None or gram.dim() != 2 or gram.shape != (losses.numel(), losses.numel()):
-            got = None if gram is None else tuple(gram.shape)
-            raise ValueError(f"mgda needs a Gram matrix [T, T] matching losses {tuple(losses.shape)}, got {got}")
+    def solve(self, gram: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
+        """(v, n): the min-norm weights v [T] of the gradients divided by the normalisers n [T]."""
+        if gram.dim() != 2 or gram.shape != (losses.numel(), losses.numel()):
+            raise ValueError(f"{self.name} needs a Gram matrix [T, T] matching losses {tuple(losses.shape)}, "
+                             f"got {tuple(gram.shape)}")
         n = self.normalizers(gram, losses.detach())
-        scaled = gram / (n[:, None] * n[None, :])
-        return min_norm_weights(scaled, self.max_iter, self.tol) / n
+        return min_norm_weights(gram / (n[:, None] * n[None, :]), self.max_iter, self.tol), n
+
+    def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
+        """The min-norm weights of the normalised gradients, for the raw ones."""
+        return self.solve(gram, losses)[0]
+
+    def extra_repr(self) -> str:
+        return f"normalization={self.normalization!r}, max_iter={self.max_iter}, tol={self.tol}"

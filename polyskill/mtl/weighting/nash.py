@@ -73,13 +73,15 @@ class NashMTL(Aggregator):
     """Nash bargaining weights. Tasks whose gradient is zero get weight 0 (their 1/alpha would be unbounded).
 
     `update_weights_every` = k solves every k-th call and reuses the last weights in between (the paper's
-    cheaper variant); `max_norm` > 0 scales the weights down so that ||d|| <= max_norm (the paper's code clips
-    the shared gradient's norm at 1.0; 0, the default here, leaves it). The step counter and the last weights
-    are extra state in `state_dict`; the last weights also warm-start the next solve.
+    cheaper variant). `max_norm` > 0 scales the weights down so that ||d|| <= max_norm, as the paper's code clips
+    the shared gradient's norm (at 1.0, the default here too); 0 leaves d alone, and then ||d|| = sqrt(T) at
+    every step, since d . d = sum_t alpha_t (M alpha)_t = T. With `rep_grad` the norm clipped is the representation
+    gradient's. The step counter and the last weights are extra state in `state_dict`; the last weights also
+    warm-start the next solve.
     """
 
     def __init__(self, max_iter: int = 20, tol: float = 1e-9, eps: float = 1e-8, update_weights_every: int = 1,
-                 max_norm: float = 0.0) -> None:
+                 max_norm: float = 1.0) -> None:
         super().__init__()
         for name, value in (("max_iter", max_iter), ("update_weights_every", update_weights_every)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -106,9 +108,7 @@ class NashMTL(Aggregator):
         out[idx] = solve_nash(gram[idx][:, idx], self.max_iter, self.tol, self.eps, start)
         return out
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
-        if gram is None:
-            raise ValueError("Nash-MTL needs the Gram matrix of the task gradients")
+    def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         t = gram.shape[0]
         reuse = self.last is not None and self.last.shape == (t,) and self.step % self.update_weights_every != 0
         if reuse:

@@ -64,9 +64,7 @@ class PCGrad(Aggregator):
         perms = torch.rand(num_tasks, num_tasks - 1, generator=self.generator).argsort(1)
         return others.gather(1, perms)
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
-        if gram is None:
-            raise ValueError("PCGrad needs the Gram matrix of the task gradients")
+    def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         coef = pcgrad_coefficients(gram, self.draw_order(gram.shape[0]))
         return coef.sum(0)
 

@@ -7,22 +7,20 @@ losses by w = T softmax(z). The paper normalises to sum 1; the factor T here mak
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ...errors import ConfigError
-from ..base import Aggregator
+from ..base import LossWeighting
 
 DISTRIBUTIONS = ("normal", "uniform")
 
 
-class RandomLossWeighting(Aggregator):
+class RandomLossWeighting(LossWeighting):
     """Fresh random weights each call, from a seeded CPU generator whose state is saved in `state_dict`
     (extra state), so a resumed run draws the same weights as an uninterrupted one."""
-
-    uses_gradients: ClassVar[bool] = False
 
     def __init__(self, distribution: str = "normal", seed: int = 0) -> None:
         super().__init__()
@@ -34,7 +32,7 @@ class RandomLossWeighting(Aggregator):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
+    def weights(self, losses: Tensor) -> Tensor:
         """T softmax(z) [T] for a fresh draw z, in the dtype and on the device of `losses`."""
         if losses.dim() != 1:
             raise ValueError(f"expected losses [T], got {tuple(losses.shape)}")

@@ -12,23 +12,21 @@ optimum is s_t = log L_t, where the gradient 1 - exp(-s_t) L_t vanishes.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import Tensor, nn
 
 from ...errors import ConfigError
-from ..base import Aggregator
+from ..base import LossWeighting
 
 
-class UncertaintyWeighting(Aggregator):
+class UncertaintyWeighting(LossWeighting):
     """w_t = exp(-s_t) with learnable log-variances `log_vars` [T] and `regularizer()` = sum_t s_t.
 
     The weights keep their autograd graph: the trainer backpropagates sum_t w_t L_t + regularizer(), which
     gives `log_vars` the gradient 1 - exp(-s_t) L_t; `log_vars` must be in the trainer's optimizer.
     """
 
-    uses_gradients: ClassVar[bool] = False
+    needs_num_tasks = True
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()
@@ -36,7 +34,7 @@ class UncertaintyWeighting(Aggregator):
             raise ConfigError(f"uw: num_tasks must be a positive integer, got {num_tasks!r}")
         self.log_vars = nn.Parameter(torch.zeros(num_tasks))
 
-    def weights(self, gram: Tensor | None, losses: Tensor) -> Tensor:
+    def weights(self, losses: Tensor) -> Tensor:
         """exp(-s_t) [T], with its graph to `log_vars`, in the dtype and on the device of `losses`."""
         if losses.shape != self.log_vars.shape:
             raise ValueError(f"uw was built for {self.log_vars.numel()} tasks, got losses {tuple(losses.shape)}")
