@@ -8,11 +8,13 @@ import pytest
 import scipy.optimize
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrizations
 
 from polyskill.data import EpisodeSampler, TaskBatch
 from polyskill.data.class_batches import ClassBatchSampler
 from polyskill.eval import few_shot
-from polyskill.meta.baseline import Baseline, chen_scale
+from polyskill.meta.baseline import Baseline, CosineClassifier, chen_scale
 from polyskill.meta.linear_probe import LinearHead, fit_linear_head
 from polyskill.nn import Conv4
 from polyskill.train import fit
@@ -43,19 +45,75 @@ def convex_optimum(z: np.ndarray, y: np.ndarray, way: int, weight_decay: float) 
     return theta[:way * dim].reshape(way, dim), theta[way * dim:]
 
 
-def test_chen_scale_and_cosine_logits():
+def chens_dist_linear(v: torch.Tensor, g: torch.Tensor, scale: float) -> nn.Module:
+    """Chen et al.'s `distLinear` forward with torch's own weight normalisation (direction v [N, D], norm g [N, 1])."""
+    layer = nn.Linear(v.shape[1], v.shape[0], bias=False)
+    parametrizations.weight_norm(layer, "weight", dim=0)
+    with torch.no_grad():
+        layer.parametrizations.weight.original0.copy_(g)
+        layer.parametrizations.weight.original1.copy_(v)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        x_norm = torch.norm(x, p=2, dim=1).unsqueeze(1).expand_as(x)
+        return scale * layer(x.div(x_norm + 0.00001))
+
+    return forward
+
+
+def test_chen_scale_and_the_weight_normalised_cosine_head():
     assert chen_scale(200) == 2.0 and chen_scale(201) == 10.0
     torch.manual_seed(0)
     algo = Baseline(Conv4(hidden=8), num_classes=7, cosine=True).eval()
-    x = torch.rand(6, 1, 28, 28)
-    z = algo.backbone(x)
-    expected = 2.0 * F.cosine_similarity(z.unsqueeze(1), algo.classifier.weight.unsqueeze(0), dim=-1)
-    assert torch.allclose(algo.classifier(z), expected, atol=1e-5)
+    head = algo.classifier
+    # WeightNorm.apply starts the norms at the initial rows' norms: the effective weight is nn.Linear's init
+    assert torch.allclose(head.weight_g, head.weight_v.norm(dim=1, keepdim=True)) and head.weight_g.shape == (7, 1)
+    with torch.no_grad():
+        head.weight_g.mul_(torch.linspace(0.5, 4.0, 7).unsqueeze(1))  # class norms of their own
+    z = algo.backbone(torch.rand(6, 1, 28, 28))
+    expected = chens_dist_linear(head.weight_v.detach(), head.weight_g.detach(), 2.0)(z)
+    assert torch.allclose(head(z), expected, atol=1e-6)
+    assert float(head(z).detach().abs().max()) > 2.0  # the class norm lifts the logits past the scale, unlike a bare cosine
+    F.cross_entropy(head(z), torch.arange(6)).backward()
+    assert float(head.weight_g.grad.abs().min()) > 0 and float(head.weight_v.grad.abs().max()) > 0
     assert Baseline(Conv4(hidden=8), num_classes=7, cosine=True, scale=5.0).classifier.scale == 5.0
-    head = LinearHead(torch.randn(2, 3, 4), scale=3.0)
-    q = torch.randn(2, 5, 4)
-    assert torch.allclose(head(q), 3 * F.cosine_similarity(q.unsqueeze(2), head.weight.unsqueeze(1), dim=-1),
-                          atol=1e-5)
+
+
+def test_cosine_logits_by_hand():
+    """z = (3, 4): z / (|z| + 1e-5) = (0.6, 0.8) / (1 + 2e-6); class 0 direction (1, 0) with norm 2, class 1
+    direction (0, 2) with norm 0.5: logits = scale * (2 * 0.6, 0.5 * 0.8) / (1 + 2e-6)."""
+    z = torch.tensor([[[3.0, 4.0]]])
+    head = LinearHead(torch.tensor([[[1.0, 0.0], [0.0, 2.0]]]), scale=2.0, norm=torch.tensor([[2.0, 0.5]]))
+    expected = 2.0 * torch.tensor([[[1.2, 0.4]]]) / (1 + 2e-6)
+    assert torch.allclose(head(z), expected, rtol=1e-7, atol=0)
+    classifier = CosineClassifier(2, 2, scale=2.0)
+    with torch.no_grad():
+        classifier.weight_v.copy_(head.weight[0])
+        classifier.weight_g.copy_(head.norm[0].unsqueeze(1))
+    assert torch.allclose(classifier(z[0]), expected[0], rtol=1e-7, atol=0)
+    assert torch.allclose(classifier.weight, torch.tensor([[2.0, 0.0], [0.0, 0.5]]))
+
+
+def test_test_time_cosine_head_learns_its_class_norms():
+    """Chen et al. fit a fresh weight-normalised distLinear per task: the class norms move from their start (1),
+    and the head reproduces torch's weight normalisation on its fitted tensors."""
+    z, y = separable_tasks()
+    head = fit_linear_head(z, y, 3, scale=2.0)
+    assert head.norm is not None and head.norm.shape == (2, 3)
+    assert float((head.norm - 1).abs().min()) > 1e-3
+    assert torch.equal(head(z).argmax(-1), y)
+    for b in range(2):
+        expected = chens_dist_linear(head.weight[b], head.norm[b].unsqueeze(1), 2.0)(z[b])
+        assert torch.allclose(head(z)[b], expected, atol=1e-6)
+
+
+def test_checkpoints_from_before_the_class_norm_still_load():
+    torch.manual_seed(0)
+    old = {"weight": torch.randn(4, 5)}  # the head's state before it had a class-wise norm: logits 2 cos(z, w)
+    head = CosineClassifier(5, 4, scale=2.0)
+    head.load_state_dict(old)
+    z = torch.randn(3, 5)
+    assert torch.allclose(head(z), 2.0 * F.cosine_similarity(z.unsqueeze(1), old["weight"].unsqueeze(0), dim=-1),
+                          atol=1e-4)
 
 
 @pytest.mark.parametrize("scale", [None, 10.0])

@@ -217,6 +217,24 @@ def test_reptile_keeps_adams_second_moments_across_tasks_and_leaves_them_alone_i
     torch.testing.assert_close(reptile.predict(image_batch(tasks=2, seed=1)), first)
 
 
+@pytest.mark.parametrize("shared_moments", [True, False])
+def test_reptile_evaluates_each_task_alone_from_the_trained_state(shared_moments):
+    """As in the paper's code (which restores the whole trained state, inner Adam included, after each
+    evaluation task): a task's prediction depends neither on the other tasks of its batch nor on its size."""
+    torch.manual_seed(5)
+    reptile = Reptile(Conv4(hidden=4, out_features=3, image_size=16), inner_steps=2, inner_batch=4, eval_steps=7,
+                      eval_batch=4, shared_moments=shared_moments)  # 28 draws from 6 examples: several passes
+    reptile.meta_backward(image_batch(tasks=2))  # trained second moments that are not zero
+    batch = image_batch(tasks=4, seed=1)
+    batched = reptile.predict(batch)
+    per_task = torch.stack([reptile.adapt(batch.support(i))(batch.query_x[i]) for i in range(4)])
+    torch.testing.assert_close(batched, per_task, rtol=1e-5, atol=1e-5)  # 0.2 apart when the tasks shared Adam
+    alone = reptile.predict(batch.slice(0, 1))[0]
+    last = reptile.predict(TaskBatch.cat([batch.slice(1, 4), batch.slice(0, 1)]))[-1]
+    torch.testing.assert_close(batched[0], alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(last, alone, rtol=1e-5, atol=1e-5)
+
+
 def test_minibatches_sample_each_example_once_per_pass():
     x = torch.arange(2 * 10, dtype=torch.float32).view(2, 10, 1)
     y = torch.arange(2 * 10).view(2, 10)

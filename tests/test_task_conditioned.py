@@ -237,7 +237,7 @@ def test_gradient_ranking_finds_the_tasks_that_pull_the_same_way():
 def test_school_as_tasks_trains_and_is_scored_like_the_multitask_models(tmp_path, data_root):
     from polyskill.cli import main
     from polyskill.data import school
-    from polyskill.recipes.run import evaluate_run
+    from polyskill.recipes.runner import evaluate_run
 
     out = tmp_path / "school"
     code = main(["train", "school-task-conditioned", "--out", str(out), "--quiet", "--set", "train.steps=40",

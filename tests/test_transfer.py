@@ -11,7 +11,7 @@ from polyskill.errors import RunError
 from polyskill.meta import MAML, PrototypicalNetworks
 from polyskill.nn import Conv4
 from polyskill.recipes import load
-from polyskill.recipes.run import evaluate_run, train_run
+from polyskill.recipes.runner import evaluate_run, train_run
 from polyskill.train.checkpoint import save_checkpoint
 from polyskill.train.transfer import load_backbone
 
