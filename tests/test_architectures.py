@@ -29,8 +29,11 @@ IN = 6
 
 def mlp_encoder() -> nn.Sequential:
     """Three stages of width 16."""
-    return nn.Sequential(nn.Sequential(nn.Linear(IN, 16), nn.ReLU()), nn.Sequential(nn.Linear(16, 16), nn.ReLU()),
-                         nn.Sequential(nn.Linear(16, 16), nn.ReLU()))
+    return nn.Sequential(
+        nn.Sequential(nn.Linear(IN, 16), nn.ReLU()),
+        nn.Sequential(nn.Linear(16, 16), nn.ReLU()),
+        nn.Sequential(nn.Linear(16, 16), nn.ReLU()),
+    )
 
 
 def mlp_head(task: str) -> nn.Module:
@@ -83,6 +86,7 @@ def randomize(params, scale: float = 0.3, seed: int = 2) -> None:
 
 
 # -- every architecture ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("setup", SETUPS)
 @pytest.mark.parametrize("name", ARCHITECTURE_NAMES)
@@ -154,18 +158,21 @@ def test_representation():
             build(name, "mlp").forward_with_representation(x)
 
 
-@pytest.mark.parametrize("name, options, message", [
-    ("soft", {"penalty": -1.0}, "soft: option penalty must be a finite number >= 0"),
-    ("cross_stitch", {"init": "eye"}, "cross_stitch: option init must be one of"),
-    ("cross_stitch", {"alpha_self": 1.5}, "cross_stitch: option alpha_self must be a number in"),
-    ("cross_stitch", {"per_channel": "yes"}, "cross_stitch: option per_channel must be true or false"),
-    ("sluice", {"subspaces": 0}, "sluice: option subspaces must be an integer >= 1"),
-    ("sluice", {"subspaces": 3}, "must divide the channel count of every stage but the last, and stage 0 has 16"),
-    ("sluice", {"beta_init": "first"}, "sluice: option beta_init must be one of"),
-    ("sluice", {"orthogonality": float("nan")}, "sluice: option orthogonality must be a finite number"),
-    ("mmoe", {"experts": 0}, "mmoe: option experts must be an integer >= 1"),
-    ("mtan", {"attention_layers": 3}, "mtan: option attention_layers must be 1 or 2"),
-])
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("soft", {"penalty": -1.0}, "soft: option penalty must be a finite number >= 0"),
+        ("cross_stitch", {"init": "eye"}, "cross_stitch: option init must be one of"),
+        ("cross_stitch", {"alpha_self": 1.5}, "cross_stitch: option alpha_self must be a number in"),
+        ("cross_stitch", {"per_channel": "yes"}, "cross_stitch: option per_channel must be true or false"),
+        ("sluice", {"subspaces": 0}, "sluice: option subspaces must be an integer >= 1"),
+        ("sluice", {"subspaces": 3}, "must divide the channel count of every stage but the last, and stage 0 has 16"),
+        ("sluice", {"beta_init": "first"}, "sluice: option beta_init must be one of"),
+        ("sluice", {"orthogonality": float("nan")}, "sluice: option orthogonality must be a finite number"),
+        ("mmoe", {"experts": 0}, "mmoe: option experts must be an integer >= 1"),
+        ("mtan", {"attention_layers": 3}, "mtan: option attention_layers must be 1 or 2"),
+    ],
+)
 def test_bad_options(name, options, message):
     with pytest.raises(ConfigError, match=message):
         build(name, "mlp", **options)
@@ -182,7 +189,7 @@ def test_bad_construction(name):
         cls(["x.y"], mlp_encoder, mlp_head, (IN,))
     with pytest.raises(ConfigError, match=r"encoder stage 0 \(Sequential\) does not accept inputs of shape \(7,\)"):
         cls(TASKS, mlp_encoder, mlp_head, (7,))
-    with pytest.raises(ConfigError, match="encoder\\(\\) must return an nn.Sequential"):
+    with pytest.raises(ConfigError, match=r"encoder\(\) must return an nn\.Sequential"):
         cls(TASKS, lambda: nn.Linear(IN, 16), mlp_head, (IN,))
     with pytest.raises(ConfigError, match=r"head\('a'\) does not accept inputs of shape \(16,\)"):
         cls(TASKS, mlp_encoder, lambda task: nn.Linear(15, 2), (IN,))
@@ -206,6 +213,7 @@ def test_lenet():
 
 
 # -- each architecture's defining property ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("setup", SETUPS)
 def test_single_task_is_independent_networks(setup):
@@ -233,14 +241,15 @@ def test_cross_stitch_mixing_by_hand():
     assert [tuple(u.shape) for u in model.units] == [(16, 3, 3), (16, 3, 3)]
     randomize(model.units)
     x = batch("mlp")
-    features = {task: x for task in model.tasks}
+    features = dict.fromkeys(model.tasks, x)
     for s in range(3):
         outs = {task: model.towers[task][s](features[task]) for task in model.tasks}
         if s < 2:
             unit = model.units[s]
             for t, task in enumerate(model.tasks):
-                columns = [sum(unit[c, t, u] * outs[other][:, c] for u, other in enumerate(model.tasks))
-                           for c in range(16)]
+                columns = [
+                    sum(unit[c, t, u] * outs[other][:, c] for u, other in enumerate(model.tasks)) for c in range(16)
+                ]
                 features[task] = torch.stack(columns, dim=1)
         else:
             features = outs
@@ -248,8 +257,7 @@ def test_cross_stitch_mixing_by_hand():
     for task in model.tasks:
         torch.testing.assert_close(got[task], model.heads[task](features[task]))
     mixed = build("cross_stitch", "mlp", tasks=("a", "b", "c"), init="mixed", per_channel=False)
-    torch.testing.assert_close(mixed.units[0], torch.tensor([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05],
-                                                             [0.05, 0.05, 0.9]]))
+    torch.testing.assert_close(mixed.units[0], torch.tensor([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]]))
 
 
 @pytest.mark.parametrize("setup", SETUPS)
@@ -268,18 +276,18 @@ def test_sluice_mixing_beta_and_orthogonality_by_hand():
     torch.testing.assert_close(model.betas["a"], torch.full((3,), 1 / 3))
     randomize([*model.alphas, *model.betas.values()])
     x = batch("mlp")
-    features = {task: x for task in TASKS}
+    features = dict.fromkeys(TASKS, x)
     recorded = {task: [] for task in TASKS}
     ortho = torch.zeros(())
     for s in range(3):
         outs = {task: model.towers[task][s](features[task]) for task in TASKS}
         if s < 2:
-            chunks = [outs[task][:, k * 8:(k + 1) * 8] for task in TASKS for k in range(2)]  # index t * K + k
+            chunks = [outs[task][:, k * 8 : (k + 1) * 8] for task in TASKS for k in range(2)]  # index t * K + k
             for task in TASKS:
                 ortho = ortho + (outs[task][:, :8].T @ outs[task][:, 8:]).pow(2).sum()
             alpha = model.alphas[s]
             mixed = [sum(alpha[i, j] * chunks[j] for j in range(4)) for i in range(4)]
-            features = {task: torch.cat(mixed[2 * t:2 * t + 2], dim=1) for t, task in enumerate(TASKS)}
+            features = {task: torch.cat(mixed[2 * t : 2 * t + 2], dim=1) for t, task in enumerate(TASKS)}
         else:
             features = outs
         for task in TASKS:
@@ -306,7 +314,7 @@ def test_mmoe_gates_and_reductions():
     rep, out = model.forward_with_representation(x)
     assert rep.shape == (3, 5, 16)
     for task in TASKS:
-        z = sum(gates[task][:, e:e + 1] * model.experts[e](x) for e in range(3))
+        z = sum(gates[task][:, e : e + 1] * model.experts[e](x) for e in range(3))
         torch.testing.assert_close(out[task], model.heads[task](z))
         torch.testing.assert_close(model(x)[task], out[task])
     single = build("mmoe", "mlp", experts=1)
@@ -322,8 +330,9 @@ def test_mmoe_gates_and_reductions():
 def test_soft_sharing_penalty():
     model = build("soft", "mlp", tasks=("a", "b", "c"), penalty=0.1)
     towers = [dict(model.towers[task].named_parameters()) for task in model.tasks]
-    want = sum((towers[t][n] - towers[u][n]).pow(2).sum()
-               for t, u in itertools.combinations(range(3), 2) for n in towers[0])
+    want = sum(
+        (towers[t][n] - towers[u][n]).pow(2).sum() for t, u in itertools.combinations(range(3), 2) for n in towers[0]
+    )
     torch.testing.assert_close(model.penalty(), 0.1 * want)
     for task in ("b", "c"):
         model.towers[task].load_state_dict(model.towers["a"].state_dict())
@@ -353,6 +362,7 @@ def test_mtan_by_hand():
 
 
 # -- learning ----------------------------------------------------------------------------------------------------
+
 
 def two_tasks(n: int, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Task a: which of three linear scores is largest (3 classes); task b: whether x0 * x1 > 0 (XOR-like)."""

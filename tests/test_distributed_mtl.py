@@ -34,8 +34,15 @@ WORLD = 2
 STEPS = 8
 # plain SGD: Adam turns float-summation noise in near-zero gradients into lr-sized steps; a rate large enough
 # that a wrong gradient shows in the parameters
-COMMON = ["train.optimizer=sgd", "train.momentum=0", "train.lr=0.05", f"train.steps={STEPS}",
-          f"train.val_every={STEPS}", "train.log_every=4", "data.val=null"]
+COMMON = [
+    "train.optimizer=sgd",
+    "train.momentum=0",
+    "train.lr=0.05",
+    f"train.steps={STEPS}",
+    f"train.val_every={STEPS}",
+    "train.log_every=4",
+    "data.val=null",
+]
 WEIGHTINGS = {
     "ew": ["mtl.weighting=ew"],
     "pcgrad": ["mtl.weighting=pcgrad"],
@@ -56,7 +63,7 @@ class Net(MultiTaskModel):
         super().__init__()
         self.tasks = tuple(f"t{i}" for i in range(len(classes)))
         self.trunk = nn.Sequential(nn.Linear(5, 6), nn.Tanh())
-        self.heads = nn.ModuleDict({t: nn.Linear(6, c or 1) for t, c in zip(self.tasks, classes)})
+        self.heads = nn.ModuleDict({t: nn.Linear(6, c or 1) for t, c in zip(self.tasks, classes, strict=True)})
         self.has_trunk, self.has_penalty = trunk, penalty
 
     def forward_with_representation(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -76,7 +83,7 @@ class Net(MultiTaskModel):
         return list(self.heads[task].parameters())
 
     def penalty(self) -> Tensor | None:
-        return sum((h.weight ** 2).sum() for h in self.heads.values()) * 0.1 if self.has_penalty else None
+        return sum((h.weight**2).sum() for h in self.heads.values()) * 0.1 if self.has_penalty else None
 
 
 DENSE_CLASSES = (3, 0, 0, 2)  # classification and regression heads
@@ -103,8 +110,9 @@ def _batch(call: int, partitioned: bool, rows: int = 8) -> tuple[Tensor, Tensor]
         t = len(PARTITIONED_CLASSES)
         return torch.randn(t * rows, 5, generator=g), torch.randn(t * rows, generator=g)
     x = torch.randn(rows, 5, generator=g)
-    labels = [torch.randint(c, (rows,), generator=g).float() if c else torch.randn(rows, generator=g)
-              for c in DENSE_CLASSES]
+    labels = [
+        torch.randint(c, (rows,), generator=g).float() if c else torch.randn(rows, generator=g) for c in DENSE_CLASSES
+    ]
     return x, torch.stack(labels, 1)
 
 
@@ -112,11 +120,11 @@ def _share(x: Tensor, y: Tensor, rank: int, world: int, partitioned: bool) -> tu
     """Rank `rank`'s part of a global batch: a block of rows, or a block of every task's rows."""
     if not partitioned:
         n = len(x) // world
-        return x[rank * n:(rank + 1) * n], y[rank * n:(rank + 1) * n]
+        return x[rank * n : (rank + 1) * n], y[rank * n : (rank + 1) * n]
     t = len(PARTITIONED_CLASSES)
     xs, ys = x.reshape(t, -1, *x.shape[1:]), y.reshape(t, -1)
     n = xs.shape[1] // world
-    return xs[:, rank * n:(rank + 1) * n].reshape(-1, *x.shape[1:]), ys[:, rank * n:(rank + 1) * n].reshape(-1)
+    return xs[:, rank * n : (rank + 1) * n].reshape(-1, *x.shape[1:]), ys[:, rank * n : (rank + 1) * n].reshape(-1)
 
 
 def _run_cases(rank: int, world: int) -> dict[str, list[dict[str, Tensor]]]:
@@ -134,10 +142,22 @@ def _run_cases(rank: int, world: int) -> dict[str, list[dict[str, Tensor]]]:
             for p in params:
                 p.grad = None
             x, y = _share(*_batch(call, partitioned), rank, world, partitioned)
-            info = multitask_backward(model, aggregator, x, y, classes, partitioned=partitioned, rep_grad=rep_grad,
-                                      want_gram=True, reduction=RankReduction(dist))
-            record = {f"grad.{k}": p.grad.clone() for k, p in [*model.named_parameters(),
-                                                               *aggregator.named_parameters()] if p.grad is not None}
+            info = multitask_backward(
+                model,
+                aggregator,
+                x,
+                y,
+                classes,
+                partitioned=partitioned,
+                rep_grad=rep_grad,
+                want_gram=True,
+                reduction=RankReduction(dist),
+            )
+            record = {
+                f"grad.{k}": p.grad.clone()
+                for k, p in [*model.named_parameters(), *aggregator.named_parameters()]
+                if p.grad is not None
+            }
             record.update(weights=info.weights.clone(), losses=info.losses.clone())
             if info.gram is not None:
                 record["gram"] = info.gram.clone()
@@ -165,8 +185,13 @@ def test_every_rank_holds_the_global_batch_gradients_weights_and_state(tmp_path)
                 got = ranks[rank][name][call]
                 assert got.keys() == expected.keys(), (name, call, rank)
                 for key, value in expected.items():
-                    assert torch.allclose(got[key], value, atol=1e-5, rtol=1e-4), \
-                        (name, call, rank, key, (got[key] - value).abs().max())
+                    assert torch.allclose(got[key], value, atol=1e-5, rtol=1e-4), (
+                        name,
+                        call,
+                        rank,
+                        key,
+                        (got[key] - value).abs().max(),
+                    )
                     assert torch.equal(got[key], ranks[0][name][call][key]), (name, call, rank, key)
 
 
@@ -178,9 +203,11 @@ def _reference(overrides: list[str], world: int) -> dict[str, object]:
     recipe = load("mtl-synthetic-affinity", overrides)
     data = mtl_data(recipe, "train")
     model = learner(recipe, data)
-    stream = ShardedBatches(lambda seed: MultiTaskBatches(data, recipe.mtl.batch_size // world,
-                                                          recipe.mtl.task_batch, seed=seed),
-                            recipe.train.seed, list(range(world)))
+    stream = ShardedBatches(
+        lambda seed: MultiTaskBatches(data, recipe.mtl.batch_size // world, recipe.mtl.task_batch, seed=seed),
+        recipe.train.seed,
+        list(range(world)),
+    )
     MultiTaskTrainer(model, stream, FitConfig(**vars(recipe.train)), progress=False).fit()  # type: ignore[arg-type]
     return model.state_dict()
 
@@ -189,9 +216,26 @@ def _reference(overrides: list[str], world: int) -> dict[str, object]:
 def test_two_processes_end_where_one_does_on_the_same_global_batches(name, tmp_path):
     overrides = [*WEIGHTINGS[name], *COMMON]
     sets = [arg for o in overrides for arg in ("--set", o)]
-    done = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", "mtl-synthetic-affinity", *sets,
-                           "--out", str(tmp_path / "run"), "--nproc", str(WORLD), "--quiet", "--no-eval"],
-                          capture_output=True, text=True, env=ENV, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyskill.cli",
+            "train",
+            "mtl-synthetic-affinity",
+            *sets,
+            "--out",
+            str(tmp_path / "run"),
+            "--nproc",
+            str(WORLD),
+            "--quiet",
+            "--no-eval",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     distributed = load_checkpoint(tmp_path / "run" / "last.pt")
     samplers = [r["sampler"]["generator"] for r in distributed["ranks"]]
@@ -204,11 +248,14 @@ def test_two_processes_end_where_one_does_on_the_same_global_batches(name, tmp_p
     moved = 0.0
     for key, value in reference.items():  # parameters, and buffers: affinity sums, DWA's windows, step counts
         if torch.is_tensor(value):
-            assert torch.allclose(model[key].to(value.dtype), value, atol=1e-5, rtol=1e-5), \
-                (key, (model[key] - value).abs().max())
+            assert torch.allclose(model[key].to(value.dtype), value, atol=1e-5, rtol=1e-5), (
+                key,
+                (model[key] - value).abs().max(),
+            )
         else:  # an aggregator's extra state: PCGrad's and RLW's generators
             assert value.keys() == model[key].keys() and all(
-                torch.equal(v, model[key][k]) if torch.is_tensor(v) else v == model[key][k] for k, v in value.items())
+                torch.equal(v, model[key][k]) if torch.is_tensor(v) else v == model[key][k] for k, v in value.items()
+            )
         if key.startswith("model.") and value.is_floating_point():
             moved = max(moved, float((value - start[key]).abs().max()))
     assert moved > 1e-2  # the run moved the parameters well beyond the tolerance
@@ -223,6 +270,6 @@ def _reference_start(overrides: list[str]) -> dict[str, Tensor]:
 def test_the_global_batch_must_split_evenly_over_the_ranks():
     recipe = load("mtl-synthetic-affinity", ["mtl.batch_size=63"])
     data = mtl_data(recipe, "train")
-    with pytest.raises(ConfigError, match="batch_size .*split evenly over 2"):
+    with pytest.raises(ConfigError, match=r"batch_size .*split evenly over 2"):
         rank_batches(recipe, data, DistContext(0, 2))
     assert rank_batches(recipe, data, DistContext(1, 3)).batch_size == 21

@@ -52,12 +52,12 @@ def test_matches_exact_solver(seed):
     grads = random_case(seed)
     losses = torch.ones(grads.shape[0], dtype=torch.float64)
     w_exact, value_exact = exact_min_norm(grads)
-    scale = float((grads ** 2).sum(1).max())
+    scale = float((grads**2).sum(1).max())
 
     precise = MGDA(max_iter=10_000, tol=1e-13).aggregate(grads, losses)
     assert precise.weights.min() >= 0 and precise.weights.sum() == pytest.approx(1, abs=1e-12)
     assert float(precise.direction @ precise.direction) == pytest.approx(value_exact, abs=1e-11 * scale)
-    torch.testing.assert_close(precise.direction, w_exact @ grads, atol=1e-5 * scale ** 0.5, rtol=0)
+    torch.testing.assert_close(precise.direction, w_exact @ grads, atol=1e-5 * scale**0.5, rtol=0)
     if grads.shape[0] <= grads.shape[1]:  # a positive definite Gram matrix: the weights are unique
         torch.testing.assert_close(precise.weights, w_exact, atol=1e-5, rtol=0)
 
@@ -96,7 +96,7 @@ def test_smallest_gradient_inside_hull_is_the_answer(num_tasks):
     extra = torch.randn(num_tasks - 1, 6, generator=g, dtype=torch.float64)
     extra = extra - (extra @ base)[:, None] / (base @ base) * base  # orthogonal to base ...
     extra = extra + torch.rand(num_tasks - 1, 1, generator=g, dtype=torch.float64) * base  # ... plus c_t base, c_t >= 0
-    grads = torch.cat([(base + extra)[: num_tasks // 2], base[None], (base + extra)[num_tasks // 2:]])
+    grads = torch.cat([(base + extra)[: num_tasks // 2], base[None], (base + extra)[num_tasks // 2 :]])
     assert ((grads @ base) >= (base @ base) * (1 - 1e-12)).all()  # <g_t, g_1> >= ||g_1||^2 for every t
     out = MGDA().aggregate(grads, torch.ones(num_tasks, dtype=torch.float64))
     expected = torch.zeros(num_tasks, dtype=torch.float64)
@@ -118,7 +118,7 @@ def grid_min_norm(grads: torch.Tensor, steps: int = 200_000) -> torch.Tensor:
     segment."""
     gamma = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
     points = gamma[:, None] * grads[0] + (1 - gamma[:, None]) * grads[1]
-    best = float(gamma[(points ** 2).sum(1).argmin()])
+    best = float(gamma[(points**2).sum(1).argmin()])
     return torch.tensor([best, 1 - best], dtype=torch.float64)
 
 

@@ -7,7 +7,7 @@ import torch
 
 from polyskill.data import multifashion
 from polyskill.data.mtl_batches import MultiTaskBatches
-from polyskill.mtl import ARCHITECTURE_NAMES, architecture_class, aggregator_class
+from polyskill.mtl import ARCHITECTURE_NAMES, aggregator_class, architecture_class
 from polyskill.mtl.learner import MultiTaskLearner
 from polyskill.mtl.metrics import evaluate_multitask
 from polyskill.nn.lenet import LeNetEncoder, lenet_head

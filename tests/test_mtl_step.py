@@ -86,8 +86,10 @@ def _shared_grad(model):
     return torch.cat([p.grad.reshape(-1) for p in model.shared_parameters()])
 
 
-@pytest.mark.parametrize("partitioned,cls,count", [(False, TwoLayer, 3), (False, TwoLayer, 10), (False, NoTrunk, 3),
-                                                   (True, TwoLayer, 3), (True, NoTrunk, 3)])
+@pytest.mark.parametrize(
+    "partitioned,cls,count",
+    [(False, TwoLayer, 3), (False, TwoLayer, 10), (False, NoTrunk, 3), (True, TwoLayer, 3), (True, NoTrunk, 3)],
+)
 def test_gradient_aggregation_matches_one_pass_per_task(partitioned, cls, count):
     """Every path (trunk or whole model; a backward per task, vmapped, or grouped rows) gives the same."""
     torch.manual_seed(0)
@@ -103,7 +105,7 @@ def test_gradient_aggregation_matches_one_pass_per_task(partitioned, cls, count)
     torch.testing.assert_close(info.weights, w)
     torch.testing.assert_close(_shared_grad(model), w @ jac)
     for name in tasks:  # heads get their own task's plain gradient
-        for p, g in zip(model.task_parameters(name), heads[name]):
+        for p, g in zip(model.task_parameters(name), heads[name], strict=True):
             torch.testing.assert_close(p.grad, g)
 
 
@@ -115,11 +117,16 @@ def test_representation_gradients_weight_the_loss(partitioned):
     y = torch.randn(8, dtype=torch.float64) if partitioned else torch.randn(8, 2, dtype=torch.float64)
     rep = model.trunk(x)
     if partitioned:  # task a owns rows 0-3, task b rows 4-7
-        losses = torch.stack([nn.functional.mse_loss(model.heads[t](rep[4 * i:4 * i + 4]).squeeze(-1),
-                                                     y[4 * i:4 * i + 4]) for i, t in enumerate(model.tasks)])
+        losses = torch.stack(
+            [
+                nn.functional.mse_loss(model.heads[t](rep[4 * i : 4 * i + 4]).squeeze(-1), y[4 * i : 4 * i + 4])
+                for i, t in enumerate(model.tasks)
+            ]
+        )
     else:
-        losses = torch.stack([nn.functional.mse_loss(model.heads[t](rep).squeeze(-1), y[:, i])
-                              for i, t in enumerate(model.tasks)])
+        losses = torch.stack(
+            [nn.functional.mse_loss(model.heads[t](rep).squeeze(-1), y[:, i]) for i, t in enumerate(model.tasks)]
+        )
     jrep = torch.stack([torch.autograd.grad(loss, rep, retain_graph=True)[0].reshape(-1) for loss in losses])
     w = jrep.norm(dim=1).reciprocal().detach()
     expected = torch.autograd.grad((w * losses).sum(), model.shared_parameters())

@@ -75,7 +75,7 @@ def test_pcgrad_matches_the_explicit_algorithm_in_the_same_order(t):
         g = random_grads(gen, t, 6)
         order = twin.draw_order(t)
         assert sorted(order[0].tolist()) == list(range(1, t))
-        assert all(sorted(order[i].tolist() + [i]) == list(range(t)) for i in range(t))
+        assert all(sorted([*order[i].tolist(), i]) == list(range(t)) for i in range(t))
         projected = explicit_pcgrad(g, order)
         direction = agg.aggregate(g, zeros(t)).direction
         torch.testing.assert_close(direction, projected.sum(0), rtol=1e-10, atol=1e-10)
@@ -202,8 +202,9 @@ def test_cagrad_degenerate_gradients_stay_finite():
     torch.testing.assert_close(CAGrad(rescale=0).aggregate(opposite, zeros(2)).direction, torch.zeros(2, dtype=F64))
 
 
-@pytest.mark.parametrize("kwargs", [{"c": 1.0}, {"c": -0.1}, {"c": "0.5"}, {"rescale": 3}, {"rescale": True},
-                                    {"max_iter": 0}, {"tol": 0.0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"c": 1.0}, {"c": -0.1}, {"c": "0.5"}, {"rescale": 3}, {"rescale": True}, {"max_iter": 0}, {"tol": 0.0}]
+)
 def test_cagrad_rejects_bad_options(kwargs):
     with pytest.raises(ConfigError, match="cagrad"):
         CAGrad(**kwargs)
@@ -266,8 +267,7 @@ def test_nash_orthogonal_gradients_have_the_closed_form_and_scale_inversely():
     g = random_grads(gen, 4, 6)
     alpha = NashMTL(max_norm=0).aggregate(g, zeros(4)).weights
     for s in (1e-3, 0.5, 40.0):
-        torch.testing.assert_close(NashMTL(max_norm=0).aggregate(s * g, zeros(4)).weights, alpha / s, rtol=1e-7,
-                                   atol=0)
+        torch.testing.assert_close(NashMTL(max_norm=0).aggregate(s * g, zeros(4)).weights, alpha / s, rtol=1e-7, atol=0)
 
 
 def test_nash_reuses_weights_and_resumes_identically():
@@ -290,8 +290,9 @@ def test_nash_degenerate_gradients_and_max_norm():
     agg = NashMTL(max_norm=0).aggregate(with_zero, zeros(3))
     assert agg.weights[1] == 0 and (agg.weights[[0, 2]] > 0).all()
     live = with_zero[[0, 2]]
-    torch.testing.assert_close(agg.weights[[0, 2]] * (live @ agg.direction), torch.ones(2, dtype=F64), rtol=0,
-                               atol=1e-6)
+    torch.testing.assert_close(
+        agg.weights[[0, 2]] * (live @ agg.direction), torch.ones(2, dtype=F64), rtol=0, atol=1e-6
+    )
     opposite = torch.tensor([[1.0, 2.0], [-1.0, -2.0]], dtype=F64)
     for g in (opposite, torch.zeros(2, 2, dtype=F64)):
         assert torch.isfinite(NashMTL().weights(g @ g.T, zeros(2))).all()
@@ -317,8 +318,18 @@ def test_nash_clips_the_update_at_norm_one_by_default_as_the_paper_does(t):
         torch.testing.assert_close(default, free / math.sqrt(t), rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_iter": 0}, {"tol": -1.0}, {"eps": 0.0}, {"update_weights_every": 0},
-                                    {"max_norm": -1.0}, {"max_norm": float("nan")}, {"max_iter": 2.5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_iter": 0},
+        {"tol": -1.0},
+        {"eps": 0.0},
+        {"update_weights_every": 0},
+        {"max_norm": -1.0},
+        {"max_norm": float("nan")},
+        {"max_iter": 2.5},
+    ],
+)
 def test_nash_rejects_bad_options(kwargs):
     with pytest.raises(ConfigError, match="nash"):
         NashMTL(**kwargs)
@@ -332,8 +343,9 @@ def test_aligned_gradients_are_orthogonal_with_norm_sigma_min(t):
         g = random_grads(gen, t, 9)
         u, s, vh = torch.linalg.svd(g, full_matrices=False)
         aligned = alignment_matrix(g @ g.T) @ g
-        torch.testing.assert_close(aligned @ aligned.T, s.min() ** 2 * torch.eye(t, dtype=F64), rtol=0,
-                                   atol=1e-9 * s.max() ** 2)
+        torch.testing.assert_close(
+            aligned @ aligned.T, s.min() ** 2 * torch.eye(t, dtype=F64), rtol=0, atol=1e-9 * s.max() ** 2
+        )
         torch.testing.assert_close(aligned, s.min() * u @ vh, rtol=1e-7, atol=1e-9 * s.max())
         omega = torch.arange(1, t + 1, dtype=F64)
         direction = AlignedMTL(pre_weights=omega.tolist()).aggregate(g, zeros(t)).direction
@@ -350,8 +362,11 @@ def test_aligned_is_equal_weighting_for_orthogonal_equal_norm_gradients():
 def test_aligned_rank_deficient_gradients():
     gen = torch.Generator().manual_seed(9)
     base = random_grads(gen, 3, 6)
-    for g in (torch.cat([base, base[1:2] + base[2:3]]), torch.cat([base, torch.zeros(1, 6, dtype=F64)]),
-              random_grads(gen, 5, 3)):
+    for g in (
+        torch.cat([base, base[1:2] + base[2:3]]),
+        torch.cat([base, torch.zeros(1, 6, dtype=F64)]),
+        random_grads(gen, 5, 3),
+    ):
         w = AlignedMTL().weights(g @ g.T, zeros(g.shape[0]))
         assert torch.isfinite(w).all()
         s = torch.linalg.svdvals(g)
@@ -359,13 +374,22 @@ def test_aligned_rank_deficient_gradients():
         aligned = alignment_matrix(g @ g.T) @ g
         eig = torch.linalg.eigvalsh(aligned @ aligned.T)
         rank = int((s > 1e-6 * s.max()).sum())
-        torch.testing.assert_close(eig[-rank:], s_min ** 2 * torch.ones(rank, dtype=F64), rtol=1e-7, atol=0)
+        torch.testing.assert_close(eig[-rank:], s_min**2 * torch.ones(rank, dtype=F64), rtol=1e-7, atol=0)
         assert rank < g.shape[0] and eig[:-rank].abs().max() <= 1e-9 * s.max() ** 2
     assert torch.equal(AlignedMTL().weights(torch.zeros(3, 3, dtype=F64), zeros(3)), zeros(3))
 
 
-@pytest.mark.parametrize("kwargs", [{"pre_weights": []}, {"pre_weights": [1.0, -1.0]}, {"pre_weights": "ab"},
-                                    {"pre_weights": [1.0, math.inf]}, {"rtol": 0.0}, {"rtol": 1.5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"pre_weights": []},
+        {"pre_weights": [1.0, -1.0]},
+        {"pre_weights": "ab"},
+        {"pre_weights": [1.0, math.inf]},
+        {"rtol": 0.0},
+        {"rtol": 1.5},
+    ],
+)
 def test_aligned_rejects_bad_options(kwargs):
     with pytest.raises(ConfigError, match="aligned"):
         AlignedMTL(**kwargs)

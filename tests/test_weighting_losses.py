@@ -28,6 +28,7 @@ def roundtrip(module: torch.nn.Module, fresh: torch.nn.Module) -> torch.nn.Modul
 
 # --- EW ---------------------------------------------------------------------------------------------------------
 
+
 def test_equal_weighting_is_the_sum_of_losses():
     ew = EqualWeighting()
     assert isinstance(ew, LossWeighting)
@@ -38,6 +39,7 @@ def test_equal_weighting_is_the_sum_of_losses():
 
 
 # --- UW ---------------------------------------------------------------------------------------------------------
+
 
 def test_uncertainty_gradient_matches_closed_form():
     uw = UncertaintyWeighting(4)
@@ -76,6 +78,7 @@ def test_uncertainty_validation():
 
 # --- GradNorm ---------------------------------------------------------------------------------------------------
 
+
 def gradnorm_loss(w, norms, target):
     return float((w * norms - target).abs().sum())
 
@@ -97,8 +100,13 @@ def test_gradnorm_step_follows_finite_difference_gradient():
     ratio = later / first
     target = (w * norms).mean() * (ratio / ratio.mean()) ** 1.5  # held constant, as in the paper
     eps = 1e-6
-    fd = torch.tensor([(gradnorm_loss(w + eps * e, norms, target) - gradnorm_loss(w - eps * e, norms, target))
-                       / (2 * eps) for e in torch.eye(3, dtype=torch.float64)], dtype=torch.float64)
+    fd = torch.tensor(
+        [
+            (gradnorm_loss(w + eps * e, norms, target) - gradnorm_loss(w - eps * e, norms, target)) / (2 * eps)
+            for e in torch.eye(3, dtype=torch.float64)
+        ],
+        dtype=torch.float64,
+    )
     loss, grad = gn.loss_and_grad(w, norms, later)
     assert float(loss) == pytest.approx(gradnorm_loss(w, norms, target), abs=1e-12)
     torch.testing.assert_close(grad, fd, atol=1e-8, rtol=0)
@@ -111,7 +119,7 @@ def test_gradnorm_raises_the_slower_task():
     gram = torch.eye(2, dtype=torch.float64) * 4.0  # equal gradient norms
     gn = GradNorm(2)
     for step in range(20):
-        w = gn.weights(gram, torch.tensor([1.0, 0.9 ** step], dtype=torch.float64))
+        w = gn.weights(gram, torch.tensor([1.0, 0.9**step], dtype=torch.float64))
     assert w[0] > 1 > w[1]
     assert float(w.sum()) == pytest.approx(2, abs=1e-12)
 
@@ -128,23 +136,31 @@ def test_gradnorm_weights_stay_positive_and_sum_to_t():
 
 def test_gradnorm_resumes_identically_and_validates():
     g = torch.Generator().manual_seed(2)
-    calls = [(torch.randn(3, 4, generator=g, dtype=torch.float64),
-              torch.rand(3, generator=g, dtype=torch.float64) + 0.1) for _ in range(6)]
+    calls = [
+        (torch.randn(3, 4, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64) + 0.1)
+        for _ in range(6)
+    ]
     straight = GradNorm(3)
     expected = [straight.weights(G @ G.T, L) for G, L in calls]
     first = GradNorm(3)
     for G, L in calls[:3]:
         first.weights(G @ G.T, L)
     resumed = roundtrip(first, GradNorm(3))
-    for (G, L), want in zip(calls[3:], expected[3:]):
+    for (G, L), want in zip(calls[3:], expected[3:], strict=True):
         torch.testing.assert_close(resumed.weights(G @ G.T, L), want, atol=0, rtol=0)
-    for kwargs in [{"num_tasks": 0}, {"num_tasks": 2, "alpha": -0.5}, {"num_tasks": 2, "lr": 0.0},
-                   {"num_tasks": 2, "lr": float("nan")}, {"num_tasks": 2, "alpha": "1"}]:
+    for kwargs in [
+        {"num_tasks": 0},
+        {"num_tasks": 2, "alpha": -0.5},
+        {"num_tasks": 2, "lr": 0.0},
+        {"num_tasks": 2, "lr": float("nan")},
+        {"num_tasks": 2, "alpha": "1"},
+    ]:
         with pytest.raises(ConfigError, match="gradnorm: "):
             GradNorm(**kwargs)
 
 
 # --- DWA --------------------------------------------------------------------------------------------------------
+
 
 def dwa_reference(history: list[list[float]], step: int, period: int, temperature: float) -> list[float]:
     """The weights of step `step` from the losses of the steps before it (history[:step]), by the paper's formula."""
@@ -153,7 +169,10 @@ def dwa_reference(history: list[list[float]], step: int, period: int, temperatur
     history = history[:step]
     if k < 2:
         return [1.0] * num_tasks
-    mean = lambda window, t: sum(h[t] for h in history[window * period:(window + 1) * period]) / period
+
+    def mean(window: int, t: int) -> float:
+        return sum(h[t] for h in history[window * period : (window + 1) * period]) / period
+
     r = [mean(k - 1, t) / mean(k - 2, t) for t in range(num_tasks)]
     z = sum(math.exp(x / temperature) for x in r)
     return [num_tasks * math.exp(x / temperature) / z for x in r]
@@ -191,15 +210,20 @@ def test_dwa_resumes_mid_window_and_validates():
     for L in history[:10]:
         first.weights(L)
     resumed = roundtrip(first, DynamicWeightAverage(2, period=4))
-    for L, want in zip(history[10:], expected[10:]):
+    for L, want in zip(history[10:], expected[10:], strict=True):
         torch.testing.assert_close(resumed.weights(L), want, atol=0, rtol=0)
-    for kwargs in [{"num_tasks": 1.5}, {"num_tasks": 2, "temperature": 0}, {"num_tasks": 2, "period": 0},
-                   {"num_tasks": 2, "period": 2.0}]:
+    for kwargs in [
+        {"num_tasks": 1.5},
+        {"num_tasks": 2, "temperature": 0},
+        {"num_tasks": 2, "period": 0},
+        {"num_tasks": 2, "period": 2.0},
+    ]:
         with pytest.raises(ConfigError, match="dwa: "):
             DynamicWeightAverage(**kwargs)
 
 
 # --- RLW --------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("distribution,variance", [("normal", 1.0), ("uniform", 1 / 12)])
 def test_rlw_weights_are_t_softmax_of_the_named_distribution(distribution, variance):

@@ -4,7 +4,7 @@ all-reduce, so a rank's share of the global batch yields the global batch's grad
 from __future__ import annotations
 
 import functools
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ class RankReduction:
         flat = sum_across(flat, self.ctx) / self.ctx.world
         out, offset = [], 0
         for t in tensors:
-            out.append(flat[offset:offset + t.numel()].view(t.shape).to(t.dtype))
+            out.append(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
             offset += t.numel()
         return out
 

@@ -6,5 +6,17 @@ from .base import Aggregation, Aggregator, LossWeighting, MultiTaskModel, Weight
 from .reduction import LOCAL, Reduction
 from .weighting import AGGREGATOR_NAMES, aggregator_class
 
-__all__ = ["AGGREGATOR_NAMES", "ARCHITECTURE_NAMES", "LOCAL", "Aggregation", "Aggregator", "LossWeighting",
-           "MultiTaskModel", "Reduction", "Weighting", "aggregator_class", "architecture_class", "project_simplex"]
+__all__ = [
+    "AGGREGATOR_NAMES",
+    "ARCHITECTURE_NAMES",
+    "LOCAL",
+    "Aggregation",
+    "Aggregator",
+    "LossWeighting",
+    "MultiTaskModel",
+    "Reduction",
+    "Weighting",
+    "aggregator_class",
+    "architecture_class",
+    "project_simplex",
+]

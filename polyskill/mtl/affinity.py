@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,15 +27,22 @@ def cosine_from_gram(gram: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def lookahead_affinity(model: nn.Module, shared: list[Tensor], jac: Tensor, lr: float,
-                       losses_of: Callable[[dict[str, Tensor]], Tensor], x: Tensor, losses: Tensor) -> Tensor:
+def lookahead_affinity(
+    model: nn.Module,
+    shared: list[Tensor],
+    jac: Tensor,
+    lr: float,
+    losses_of: Callable[[dict[str, Tensor]], Tensor],
+    x: Tensor,
+    losses: Tensor,
+) -> Tensor:
     """Z[i, j] = 1 - L_j(theta - lr g_i) / L_j(theta) for per-task gradients `jac` [T, P] of the `shared`
     parameters and the step's `losses` [T]; `losses_of(outputs)` gives the [T] losses of a forward pass."""
     names = {id(p): k for k, p in model.named_parameters()}
     sizes = [p.numel() for p in shared]
     rows = []
     for g in jac:
-        params = {names[id(p)]: p - lr * d.view_as(p) for p, d in zip(shared, g.split(sizes))}
+        params = {names[id(p)]: p - lr * d.view_as(p) for p, d in zip(shared, g.split(sizes), strict=True)}
         rows.append(losses_of(functional_call(model, params, (x,))))
     after = torch.stack(rows)
     return 1 - after / losses.clamp_min(torch.finfo(losses.dtype).tiny)[None, :]
@@ -42,6 +50,11 @@ def lookahead_affinity(model: nn.Module, shared: list[Tensor], jac: Tensor, lr: 
 
 class AffinityTracker(nn.Module):
     """Running means of the gradient-cosine and lookahead matrices, kept in buffers (so runs resume)."""
+
+    cosine_sum: Tensor
+    cosine_count: Tensor
+    lookahead_sum: Tensor
+    lookahead_count: Tensor
 
     def __init__(self, tasks: int) -> None:
         super().__init__()
@@ -69,8 +82,10 @@ class AffinityTracker(nn.Module):
 
     def report(self, tasks: tuple[str, ...]) -> dict[str, Any]:
         """A JSON-ready summary: task names, matrices, step counts and a suggested grouping per matrix."""
-        out: dict[str, Any] = {"tasks": list(tasks), "steps": {"cosine": int(self.cosine_count),
-                                                              "lookahead": int(self.lookahead_count)}}
+        out: dict[str, Any] = {
+            "tasks": list(tasks),
+            "steps": {"cosine": int(self.cosine_count), "lookahead": int(self.lookahead_count)},
+        }
         for name, matrix in self.matrices().items():
             out[name] = matrix.tolist()
             out[f"groups_{name}"] = suggest_groups(matrix, tasks)
@@ -79,12 +94,14 @@ class AffinityTracker(nn.Module):
 
 def _partitions(n: int):
     """Every set partition of range(n) as a restricted growth string (label of the group of each item)."""
+
     def grow(prefix: list[int], top: int):
         if len(prefix) == n:
             yield tuple(prefix)
             return
         for label in range(top + 2):
-            yield from grow(prefix + [label], max(top, label))
+            yield from grow([*prefix, label], max(top, label))
+
     yield from grow([0], 0) if n else iter([()])
 
 
@@ -98,8 +115,9 @@ def partition_scores(labels: np.ndarray, affinity: np.ndarray) -> np.ndarray:
     return np.where(members > 0, received / np.maximum(members, 1), 0.0).sum(-1)
 
 
-def suggest_groups(affinity: Tensor | np.ndarray, tasks: tuple[str, ...] | list[str],
-                   max_groups: int | None = None) -> list[list[str]]:
+def suggest_groups(
+    affinity: Tensor | np.ndarray, tasks: tuple[str, ...] | list[str], max_groups: int | None = None
+) -> list[list[str]]:
     """Which tasks to train together: the best-scoring partition (see `partition_scores`) with at most
     `max_groups` groups; among equal scores, the one with fewer groups."""
     a = np.asarray(affinity, dtype=np.float64)
@@ -115,7 +133,7 @@ def suggest_groups(affinity: Tensor | np.ndarray, tasks: tuple[str, ...] | list[
     else:
         best = _greedy(a, limit)
     out: dict[int, list[str]] = {}
-    for task, label in zip(tasks, best.tolist()):
+    for task, label in zip(tasks, best.tolist(), strict=True):
         out.setdefault(label, []).append(task)
     return list(out.values())
 

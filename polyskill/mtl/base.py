@@ -74,7 +74,9 @@ class Weighting(nn.Module):
     def aggregate(self, grads: Tensor, losses: Tensor) -> Aggregation:
         """The update direction [P] for per-task gradients `grads` [T, P] and `losses` [T], with its weights."""
         if grads.dim() != 2 or losses.shape != grads.shape[:1]:
-            raise ValueError(f"expected grads [T, P] and losses [T], got {tuple(grads.shape)} and {tuple(losses.shape)}")
+            raise ValueError(
+                f"expected grads [T, P] and losses [T], got {tuple(grads.shape)} and {tuple(losses.shape)}"
+            )
         weights, _, direction = combine_jacobian(self, grads, losses)
         return Aggregation(direction, weights.to(grads.dtype))
 

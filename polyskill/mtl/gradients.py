@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -11,8 +11,13 @@ from torch.func import functional_call, grad, grad_and_value, vmap
 
 def flat(tensors: list[Tensor | None], like: list[Tensor], rows: int) -> Tensor:
     """Concatenate per-task gradients ([T, *shape] each, None = zero) into [T, P]."""
-    return torch.cat([(g if g is not None else torch.zeros(rows, *p.shape, dtype=p.dtype, device=p.device))
-                      .reshape(rows, -1) for g, p in zip(tensors, like)], dim=1)
+    return torch.cat(
+        [
+            (g if g is not None else torch.zeros(rows, *p.shape, dtype=p.dtype, device=p.device)).reshape(rows, -1)
+            for g, p in zip(tensors, like, strict=True)
+        ],
+        dim=1,
+    )
 
 
 def task_gradients(losses: Tensor, inputs: list[Tensor], retain_graph: bool = True) -> Tensor:
@@ -20,8 +25,9 @@ def task_gradients(losses: Tensor, inputs: list[Tensor], retain_graph: bool = Tr
     T one-hot cotangents (`is_grads_batched`), instead of T passes."""
     t = losses.shape[0]
     eye = torch.eye(t, dtype=losses.dtype, device=losses.device)
-    grads = torch.autograd.grad(losses, inputs, grad_outputs=eye, is_grads_batched=True,
-                                retain_graph=retain_graph, allow_unused=True)
+    grads = torch.autograd.grad(
+        losses, inputs, grad_outputs=eye, is_grads_batched=True, retain_graph=retain_graph, allow_unused=True
+    )
     return flat(list(grads), inputs, t)
 
 
@@ -31,9 +37,9 @@ def has_batch_coupling(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
 
 
-def grouped_task_gradients(model: nn.Module, x: Tensor, y: Tensor,
-                           loss: Callable[[dict[str, Tensor], Tensor, Tensor], Tensor]
-                           ) -> tuple[dict[str, Tensor], Tensor]:
+def grouped_task_gradients(
+    model: nn.Module, x: Tensor, y: Tensor, loss: Callable[[dict[str, Tensor], Tensor, Tensor], Tensor]
+) -> tuple[dict[str, Tensor], Tensor]:
     """Per-task gradients of every parameter when each task owns its rows: `x` [T, n, ...], `y` [T, n].
 
     `loss(outputs, y_rows, onehot)` is task i's loss on its rows (`onehot` selects task i). Each task's

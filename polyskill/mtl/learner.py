@@ -22,9 +22,19 @@ class MultiTaskLearner(nn.Module):
     gradient cosines, which gradient aggregators get at every step for free), with an SGD step of `lookahead_lr`.
     """
 
-    def __init__(self, model: MultiTaskModel, aggregator: Weighting, classes: tuple[int, ...], *,
-                 partitioned: bool = False, rep_grad: bool = False, affinity_every: int = 0,
-                 lookahead_lr: float = 1e-3) -> None:
+    steps: Tensor
+
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        aggregator: Weighting,
+        classes: tuple[int, ...],
+        *,
+        partitioned: bool = False,
+        rep_grad: bool = False,
+        affinity_every: int = 0,
+        lookahead_lr: float = 1e-3,
+    ) -> None:
         super().__init__()
         if len(classes) != len(model.tasks):
             raise ValueError(f"{len(classes)} class counts for {len(model.tasks)} tasks")
@@ -52,8 +62,17 @@ class MultiTaskLearner(nn.Module):
         every process (nothing is left to average).
         """
         measure = self.affinity_every > 0 and int(self.steps) % self.affinity_every == 0
-        info = multitask_backward(self.model, self.aggregator, x, y, self.classes, partitioned=self.partitioned,
-                                  rep_grad=self.rep_grad, want_gram=measure, reduction=reduction)
+        info = multitask_backward(
+            self.model,
+            self.aggregator,
+            x,
+            y,
+            self.classes,
+            partitioned=self.partitioned,
+            rep_grad=self.rep_grad,
+            want_gram=measure,
+            reduction=reduction,
+        )
         if info.gram is not None and not self.rep_grad:
             self.affinity.add_gram(info.gram)
         if measure:
@@ -69,14 +88,21 @@ class MultiTaskLearner(nn.Module):
     def _lookahead(self, x: Tensor, y: Tensor, reduction: Reduction) -> Tensor:
         """The lookahead affinity of the global batch: its per-task gradients, and every loss before and after a
         step, are the processes' means (one all-reduce of T * (P + 1) values, then T of T values)."""
-        shared = [p for p in self.model.shared_parameters() if p.requires_grad]
+        shared: list[Tensor] = [p for p in self.model.shared_parameters() if p.requires_grad]
         if not shared:
             return torch.zeros(len(self.tasks), len(self.tasks))
         with torch.enable_grad():
             losses = self.losses(self.model(x), y)
             jac, mean_losses = reduction.mean(task_gradients(losses, shared, retain_graph=False), losses)
-        return lookahead_affinity(self.model, shared, jac, self.lookahead_lr,
-                                  lambda out: reduction.mean(self.losses(out, y))[0], x, mean_losses)
+        return lookahead_affinity(
+            self.model,
+            shared,
+            jac,
+            self.lookahead_lr,
+            lambda out: reduction.mean(self.losses(out, y))[0],
+            x,
+            mean_losses,
+        )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.model(x)

@@ -24,5 +24,6 @@ def dense_losses(outputs: dict[str, Tensor], y: Tensor, tasks: tuple[str, ...], 
 def grouped_losses(outputs: dict[str, Tensor], y: Tensor, tasks: tuple[str, ...], classes: tuple[int, ...]) -> Tensor:
     """[T] losses of a partitioned batch laid out task by task: rows [i*n, (i+1)*n) belong to task i."""
     n = len(y) // len(tasks)
-    return torch.stack([task_loss(outputs[t][i * n:(i + 1) * n], y[i * n:(i + 1) * n], classes[i])
-                        for i, t in enumerate(tasks)])
+    return torch.stack(
+        [task_loss(outputs[t][i * n : (i + 1) * n], y[i * n : (i + 1) * n], classes[i]) for i, t in enumerate(tasks)]
+    )

@@ -37,8 +37,9 @@ class StepInfo:
     gram: Tensor | None = None
 
 
-def combine(model: MultiTaskModel, weighting: Weighting, grads: TaskGradients,
-            reduction: Reduction = LOCAL) -> StepInfo:
+def combine(
+    model: MultiTaskModel, weighting: Weighting, grads: TaskGradients, reduction: Reduction = LOCAL
+) -> StepInfo:
     """Weight what a strategy measured and write the step's gradients into `.grad`: the global batch's weights,
     the weighted combination, each task's own gradients, the architecture's penalty and the weighting's
     regulariser; then average over the processes every gradient that is not the global batch's yet."""
@@ -52,9 +53,18 @@ def combine(model: MultiTaskModel, weighting: Weighting, grads: TaskGradients,
     return StepInfo(losses, weights.detach(), gram)
 
 
-def multitask_backward(model: MultiTaskModel, weighting: Weighting, x: Tensor, y: Tensor,
-                       classes: tuple[int, ...], *, partitioned: bool = False, rep_grad: bool = False,
-                       want_gram: bool = False, reduction: Reduction = LOCAL) -> StepInfo:
+def multitask_backward(
+    model: MultiTaskModel,
+    weighting: Weighting,
+    x: Tensor,
+    y: Tensor,
+    classes: tuple[int, ...],
+    *,
+    partitioned: bool = False,
+    rep_grad: bool = False,
+    want_gram: bool = False,
+    reduction: Reduction = LOCAL,
+) -> StepInfo:
     """Compute the step's gradients into `.grad` (which the caller has zeroed).
 
     `partitioned`: the batch is laid out task by task (`len(x) = T * n`, rows [i*n, (i+1)*n) are task i's)
@@ -63,6 +73,7 @@ def multitask_backward(model: MultiTaskModel, weighting: Weighting, x: Tensor, y
     `reduction`: this process's batch is its share of the global one; `.grad`, the losses, the weights and the
     Gram matrix returned are the global batch's, the same on every process (see the module's docstring).
     """
-    grads = task_gradients_of(model, weighting, x, y, classes, partitioned=partitioned, rep_grad=rep_grad,
-                              want_gram=want_gram)
+    grads = task_gradients_of(
+        model, weighting, x, y, classes, partitioned=partitioned, rep_grad=rep_grad, want_gram=want_gram
+    )
     return combine(model, weighting, grads, reduction)

@@ -18,10 +18,19 @@ from .task_gradients import Heads, RepresentationGradients, SharedJacobian, Task
 LOOP_TASKS = 8  # up to this many tasks, one plain backward per task beats a vmapped one through convolutions
 
 
-def task_gradients_of(model: MultiTaskModel, weighting: Weighting, x: Tensor, y: Tensor, classes: tuple[int, ...],
-                      *, partitioned: bool, rep_grad: bool, want_gram: bool) -> TaskGradients:
+def task_gradients_of(
+    model: MultiTaskModel,
+    weighting: Weighting,
+    x: Tensor,
+    y: Tensor,
+    classes: tuple[int, ...],
+    *,
+    partitioned: bool,
+    rep_grad: bool,
+    want_gram: bool,
+) -> TaskGradients:
     """The strategy for this model, weighting and batch layout, run on (x, y)."""
-    shared = [p for p in model.shared_parameters() if p.requires_grad]
+    shared: list[Tensor] = [p for p in model.shared_parameters() if p.requires_grad]
     if isinstance(weighting, LossWeighting) or not shared:
         return weighted_loss(model, x, y, classes, shared, partitioned, want_gram)
     if rep_grad:
@@ -37,8 +46,9 @@ def task_gradients_of(model: MultiTaskModel, weighting: Weighting, x: Tensor, y:
     return whole_model(model, x, y, classes, shared, partitioned)
 
 
-def _losses(model: MultiTaskModel, outputs: dict[str, Tensor], y: Tensor, classes: tuple[int, ...],
-            partitioned: bool) -> Tensor:
+def _losses(
+    model: MultiTaskModel, outputs: dict[str, Tensor], y: Tensor, classes: tuple[int, ...], partitioned: bool
+) -> Tensor:
     return (grouped_losses if partitioned else dense_losses)(outputs, y, model.tasks, classes)
 
 
@@ -50,19 +60,28 @@ def _own_gradients(losses: Tensor, params: list[Tensor]) -> Heads:
     """Each task-specific parameter's gradient: of the summed losses, which is of its own task's loss."""
     if not params:
         return []
-    return list(zip(params, torch.autograd.grad(losses.sum(), params, allow_unused=True, retain_graph=True)))
+    grads = torch.autograd.grad(losses.sum(), params, allow_unused=True, retain_graph=True)
+    return list(zip(params, grads, strict=True))
 
 
-def weighted_loss(model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[int, ...], shared: list[Tensor],
-                  partitioned: bool, want_gram: bool) -> WeightedLoss:
+def weighted_loss(
+    model: MultiTaskModel,
+    x: Tensor,
+    y: Tensor,
+    classes: tuple[int, ...],
+    shared: list[Tensor],
+    partitioned: bool,
+    want_gram: bool,
+) -> WeightedLoss:
     """One forward pass; the shared parameters' Jacobian only when `want_gram` asks for the Gram matrix."""
     losses = _losses(model, model(x), y, classes, partitioned)
     jac = task_gradients(losses, shared) if want_gram and shared else None
     return WeightedLoss(losses, jac)
 
 
-def representation(model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[int, ...], shared: list[Tensor],
-                   partitioned: bool) -> RepresentationGradients:
+def representation(
+    model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[int, ...], shared: list[Tensor], partitioned: bool
+) -> RepresentationGradients:
     """MGDA-UB style: per-task gradients of the shared representation. With a partitioned batch task i's gradient
     lives on its own rows only, so one backward gives them all and the Gram matrix is diagonal."""
     rep, outputs = model.forward_with_representation(x)
@@ -72,15 +91,23 @@ def representation(model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[i
     if partitioned and rep.shape[0] == x.shape[0]:  # rows of the representation are the batch's examples
         grads = torch.autograd.grad(losses.sum(), [rep, *task_params], retain_graph=True, allow_unused=True)
         rows = grads[0].reshape(t, -1)
-        return RepresentationGradients(losses, rep, rows, torch.diag((rows * rows).sum(1)), shared,
-                                       block_diagonal=True, heads=list(zip(task_params, grads[1:])))
+        return RepresentationGradients(
+            losses,
+            rep,
+            rows,
+            torch.diag((rows * rows).sum(1)),
+            shared,
+            block_diagonal=True,
+            heads=list(zip(task_params, grads[1:], strict=True)),
+        )
     heads = _own_gradients(losses, task_params)
     jac = task_gradients(losses, [rep])
     return RepresentationGradients(losses, rep, jac, jac @ jac.T, shared, heads=heads)
 
 
-def dense_trunk(model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[int, ...],
-                shared: list[Tensor]) -> SharedJacobian:
+def dense_trunk(
+    model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[int, ...], shared: list[Tensor]
+) -> SharedJacobian:
     """Every shared parameter in the trunk: each task's cotangent on the representation comes from a cheap pass
     through the heads, then each goes back through the trunk alone (a plain backward per task for few tasks,
     one vmapped backward for many); the heads' own gradients come from one ordinary pass."""
@@ -89,18 +116,30 @@ def dense_trunk(model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[int,
     heads = _own_gradients(losses, _task_params(model))
     cotangents = task_gradients(losses, [rep]).view(len(losses), *rep.shape)
     if len(losses) <= LOOP_TASKS:
-        rows = [flat([g[None] if g is not None else None for g in torch.autograd.grad(
-            rep, shared, c, retain_graph=i < len(losses) - 1, allow_unused=True)], shared, 1)
-            for i, c in enumerate(cotangents)]
+        rows = [
+            flat(
+                [
+                    g[None] if g is not None else None
+                    for g in torch.autograd.grad(rep, shared, c, retain_graph=i < len(losses) - 1, allow_unused=True)
+                ],
+                shared,
+                1,
+            )
+            for i, c in enumerate(cotangents)
+        ]
         jac = torch.cat(rows)
     else:
-        jac = flat(list(torch.autograd.grad(rep, shared, cotangents, is_grads_batched=True, allow_unused=True)),
-                   shared, len(losses))
+        jac = flat(
+            list(torch.autograd.grad(rep, shared, cotangents, is_grads_batched=True, allow_unused=True)),
+            shared,
+            len(losses),
+        )
     return SharedJacobian(losses, jac, shared, heads)
 
 
-def partitioned_trunk(model: MultiTaskModel, trunk: nn.Module, x: Tensor, y: Tensor, classes: tuple[int, ...],
-                      shared: list[Tensor]) -> SharedJacobian:
+def partitioned_trunk(
+    model: MultiTaskModel, trunk: nn.Module, x: Tensor, y: Tensor, classes: tuple[int, ...], shared: list[Tensor]
+) -> SharedJacobian:
     """Partitioned batch, every shared parameter in the trunk: one ordinary backward gives the heads' gradients
     and the loss gradient w.r.t. the representation (whose rows of task i are task i's cotangent, since task i's
     loss reads only its rows); then the trunk alone runs once more, vmapped over the tasks' row groups, for the
@@ -113,11 +152,12 @@ def partitioned_trunk(model: MultiTaskModel, trunk: nn.Module, x: Tensor, y: Ten
     per_task = grouped_vjp(trunk, x.reshape(t, -1, *x.shape[1:]), grads[0].reshape(t, -1, *rep.shape[1:]))
     names = {id(p): k for k, p in trunk.named_parameters()}
     jac = flat([per_task[names[id(p)]] for p in shared], shared, t)
-    return SharedJacobian(losses, jac, shared, list(zip(task_params, grads[1:])))
+    return SharedJacobian(losses, jac, shared, list(zip(task_params, grads[1:], strict=True)))
 
 
-def partitioned_whole_model(model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[int, ...],
-                            shared: list[Tensor]) -> SharedJacobian:
+def partitioned_whole_model(
+    model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[int, ...], shared: list[Tensor]
+) -> SharedJacobian:
     """Partitioned batch without a trunk holding every shared parameter: the whole model vmapped over the tasks'
     row groups, task i's loss selected by a one-hot, gives every parameter's per-task gradient in one pass."""
     tasks = model.tasks
@@ -133,12 +173,13 @@ def partitioned_whole_model(model: MultiTaskModel, x: Tensor, y: Tensor, classes
     shared_ids = {id(p) for p in shared}
     shared_names = [k for k, p in names.items() if id(p) in shared_ids]
     jac = flat([grads[k] for k in shared_names], [names[k] for k in shared_names], t)
-    others = [(p, grads[k].sum(0)) for k, p in names.items() if id(p) not in shared_ids and p.requires_grad]
+    others: Heads = [(p, grads[k].sum(0)) for k, p in names.items() if id(p) not in shared_ids and p.requires_grad]
     return SharedJacobian(losses, jac, [names[k] for k in shared_names], others)
 
 
-def whole_model(model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[int, ...], shared: list[Tensor],
-                partitioned: bool) -> SharedJacobian:
+def whole_model(
+    model: MultiTaskModel, x: Tensor, y: Tensor, classes: tuple[int, ...], shared: list[Tensor], partitioned: bool
+) -> SharedJacobian:
     """Any model and layout: one forward pass, then one backward pass vectorised over the T one-hot cotangents."""
     losses = _losses(model, model(x), y, classes, partitioned)
     jac = task_gradients(losses, shared)

@@ -71,7 +71,7 @@ class SharedJacobian(TaskGradients):
         offset = 0
         for p in self.shared:
             n = p.numel()
-            accumulate([(p, self.direction[offset:offset + n].view_as(p))])
+            accumulate([(p, self.direction[offset : offset + n].view_as(p))])
             offset += n
         return self.shared
 
@@ -120,7 +120,7 @@ class WeightedLoss(TaskGradients):
             jac, losses = reduction.mean(self.jacobian, self.losses)
             gram = jac @ jac.T
         else:
-            losses, = reduction.mean(self.losses)
+            (losses,) = reduction.mean(self.losses)
         return weighting.weights_of(gram, losses), gram, losses
 
     def write(self, weights: Tensor) -> list[Tensor]:

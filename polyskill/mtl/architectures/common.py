@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -34,8 +35,12 @@ def is_int(value: object, minimum: int) -> bool:
 
 def is_real(value: object, low: float, high: float = math.inf) -> bool:
     """Whether `value` is a finite real number in [low, high]."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and low <= value <= high)
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
 
 
 def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
@@ -44,8 +49,10 @@ def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
         raise ConfigError(f"tasks must be a non-empty list of task names, got {tasks!r}")
     for task in tasks:
         if not isinstance(task, str) or not task or "." in task or hasattr(nn.ModuleDict, task):
-            raise ConfigError(f"task name {task!r} is not usable: names are non-empty strings without '.' "
-                              "that are not attributes of nn.ModuleDict")
+            raise ConfigError(
+                f"task name {task!r} is not usable: names are non-empty strings without '.' "
+                "that are not attributes of nn.ModuleDict"
+            )
     if len(set(tasks)) != len(tasks):
         raise ConfigError(f"task names must be distinct, got {list(tasks)}")
     return tuple(tasks)
@@ -130,8 +137,9 @@ class TowerModel(MultiTaskModel):
     `stage_shapes` holds the per-example output shape of every stage of a tower.
     """
 
-    def __init__(self, tasks: Sequence[str], encoder: EncoderFactory, head: HeadFactory,
-                 input_shape: Sequence[int]) -> None:
+    def __init__(
+        self, tasks: Sequence[str], encoder: EncoderFactory, head: HeadFactory, input_shape: Sequence[int]
+    ) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
         shape = check_input_shape(input_shape)
@@ -139,7 +147,7 @@ class TowerModel(MultiTaskModel):
         layouts = {tuple((n, p.shape) for n, p in tower.named_parameters()) for tower in self.towers.values()}
         if len(layouts) != 1:
             raise ConfigError("encoder() must build the same network (same stages and parameter shapes) every call")
-        self.stage_shapes = stage_shapes(self.towers[self.tasks[0]], shape)
+        self.stage_shapes = stage_shapes(cast(nn.Sequential, self.towers[self.tasks[0]]), shape)
         self.heads = build_heads(self.tasks, head, self.stage_shapes[-1])
 
     def run_towers(self, x: Tensor, mix: Mixer | None = None) -> list[list[Tensor]]:
@@ -152,10 +160,12 @@ class TowerModel(MultiTaskModel):
         recorded: list[list[Tensor]] = [[] for _ in self.tasks]
         depth = len(self.stage_shapes)
         for s in range(depth):
-            features = [self.towers[task][s](f) for task, f in zip(self.tasks, features)]
+            features = [
+                cast(nn.Sequential, self.towers[task])[s](f) for task, f in zip(self.tasks, features, strict=True)
+            ]
             if mix is not None and s < depth - 1:
                 features = mix(s, features)
-            for record, f in zip(recorded, features):
+            for record, f in zip(recorded, features, strict=True):
                 record.append(f)
         return recorded
 
@@ -177,8 +187,11 @@ def partition_problems(model: MultiTaskModel) -> list[str]:
     for task in model.tasks:
         for p in model.task_parameters(task):
             owners.setdefault(id(p), []).append(task)
-    problems = [f"{names.get(pid, 'a parameter outside model.parameters()')} is listed as {who}"
-                for pid, who in owners.items() if len(who) != 1 or pid not in names]
+    problems = [
+        f"{names.get(pid, 'a parameter outside model.parameters()')} is listed as {who}"
+        for pid, who in owners.items()
+        if len(who) != 1 or pid not in names
+    ]
     problems += [f"{name} is neither shared nor owned by a task" for pid, name in names.items() if pid not in owners]
     return problems
 

@@ -24,9 +24,17 @@ class CrossStitch(TowerModel):
     parameters; towers and heads belong to their tasks.
     """
 
-    def __init__(self, tasks: Sequence[str], encoder: EncoderFactory, head: HeadFactory,
-                 input_shape: Sequence[int], *, init: str = "identity", alpha_self: float = 0.9,
-                 per_channel: bool = True) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        encoder: EncoderFactory,
+        head: HeadFactory,
+        input_shape: Sequence[int],
+        *,
+        init: str = "identity",
+        alpha_self: float = 0.9,
+        per_channel: bool = True,
+    ) -> None:
         check_option("cross_stitch", "init", init in INITS, f"one of {INITS}", init)
         check_option("cross_stitch", "alpha_self", is_real(alpha_self, 0.0, 1.0), "a number in [0, 1]", alpha_self)
         check_option("cross_stitch", "per_channel", isinstance(per_channel, bool), "true or false", per_channel)
@@ -35,7 +43,8 @@ class CrossStitch(TowerModel):
         base = mixing_matrix(len(self.tasks), init, float(alpha_self))
         self.units = nn.ParameterList(
             nn.Parameter(base.expand(shape[0], -1, -1).clone() if per_channel else base.clone())
-            for shape in self.stage_shapes[:-1])
+            for shape in self.stage_shapes[:-1]
+        )
 
     def mix(self, stage: int, features: list[Tensor]) -> list[Tensor]:
         """x_t <- sum_u A[t, u] x_u with stage `stage`'s unit (A[c] on channel c when per channel)."""
@@ -50,7 +59,7 @@ class CrossStitch(TowerModel):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Each task's head on the last stage of its (cross-stitched) tower."""
         finals = [stages[-1] for stages in self.run_towers(x, self.mix)]
-        return {task: self.heads[task](z) for task, z in zip(self.tasks, finals)}
+        return {task: self.heads[task](z) for task, z in zip(self.tasks, finals, strict=True)}
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """The cross-stitch units."""

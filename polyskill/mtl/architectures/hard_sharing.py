@@ -8,15 +8,23 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ..base import MultiTaskModel
-from .common import (EncoderFactory, HeadFactory, build_encoder, build_heads, check_input_shape, check_tasks,
-                     stage_shapes)
+from .common import (
+    EncoderFactory,
+    HeadFactory,
+    build_encoder,
+    build_heads,
+    check_input_shape,
+    check_tasks,
+    stage_shapes,
+)
 
 
 class HardSharing(MultiTaskModel):
     """`encoder()` shared by all tasks, then `head(task)` per task. No options."""
 
-    def __init__(self, tasks: Sequence[str], encoder: EncoderFactory, head: HeadFactory,
-                 input_shape: Sequence[int]) -> None:
+    def __init__(
+        self, tasks: Sequence[str], encoder: EncoderFactory, head: HeadFactory, input_shape: Sequence[int]
+    ) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
         self.encoder = build_encoder(encoder)

@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from ..base import MultiTaskModel
-from .common import (EncoderFactory, HeadFactory, build_encoder, build_heads, check_input_shape, check_option,
-                     check_tasks, is_int, stage_shapes)
+from .common import (
+    EncoderFactory,
+    HeadFactory,
+    build_encoder,
+    build_heads,
+    check_input_shape,
+    check_option,
+    check_tasks,
+    is_int,
+    stage_shapes,
+)
 
 
 class MMoE(MultiTaskModel):
@@ -21,14 +31,21 @@ class MMoE(MultiTaskModel):
     The experts are shared; each task's gate and head belong to it.
     """
 
-    def __init__(self, tasks: Sequence[str], encoder: EncoderFactory, head: HeadFactory,
-                 input_shape: Sequence[int], *, experts: int = 4) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        encoder: EncoderFactory,
+        head: HeadFactory,
+        input_shape: Sequence[int],
+        *,
+        experts: int = 4,
+    ) -> None:
         check_option("mmoe", "experts", is_int(experts, 1), "an integer >= 1", experts)
         super().__init__()
         self.tasks = check_tasks(tasks)
         shape = check_input_shape(input_shape)
         self.experts = nn.ModuleList(build_encoder(encoder) for _ in range(experts))
-        feature_shape = stage_shapes(self.experts[0], shape)[-1]
+        feature_shape = stage_shapes(cast(nn.Sequential, self.experts[0]), shape)[-1]
         self.gates = nn.ModuleDict({task: nn.Linear(math.prod(shape), experts) for task in self.tasks})
         self.heads = build_heads(self.tasks, head, feature_shape)
 

@@ -17,14 +17,25 @@ than an intermediate layer inside the block.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ..base import MultiTaskModel
-from .common import (EncoderFactory, HeadFactory, build_encoder, build_heads, check_input_shape, check_option,
-                     check_tasks, is_int, parameters_of, stage_shapes)
+from .common import (
+    EncoderFactory,
+    HeadFactory,
+    build_encoder,
+    build_heads,
+    check_input_shape,
+    check_option,
+    check_tasks,
+    is_int,
+    parameters_of,
+    stage_shapes,
+)
 
 POINTWISE: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -40,8 +51,9 @@ def attention_module(in_channels: int, channels: int, spatial_dims: int, layers:
     """g: pointwise(in -> C), or pointwise(in -> C) - ReLU - pointwise(C -> C); the sigmoid is applied after."""
     if layers == 1:
         return nn.Sequential(pointwise(in_channels, channels, spatial_dims))
-    return nn.Sequential(pointwise(in_channels, channels, spatial_dims), nn.ReLU(),
-                         pointwise(channels, channels, spatial_dims))
+    return nn.Sequential(
+        pointwise(in_channels, channels, spatial_dims), nn.ReLU(), pointwise(channels, channels, spatial_dims)
+    )
 
 
 class MTAN(MultiTaskModel):
@@ -52,23 +64,41 @@ class MTAN(MultiTaskModel):
     modules and head belong to it.
     """
 
-    def __init__(self, tasks: Sequence[str], encoder: EncoderFactory, head: HeadFactory,
-                 input_shape: Sequence[int], *, attention_layers: int = 2) -> None:
-        check_option("mtan", "attention_layers", is_int(attention_layers, 1) and attention_layers <= 2, "1 or 2",
-                     attention_layers)
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        encoder: EncoderFactory,
+        head: HeadFactory,
+        input_shape: Sequence[int],
+        *,
+        attention_layers: int = 2,
+    ) -> None:
+        check_option(
+            "mtan",
+            "attention_layers",
+            is_int(attention_layers, 1) and attention_layers <= 2,
+            "1 or 2",
+            attention_layers,
+        )
         super().__init__()
         self.tasks = check_tasks(tasks)
         self.trunk = build_encoder(encoder)
         self.stage_shapes = stage_shapes(self.trunk, check_input_shape(input_shape))
         for s, shape in enumerate(self.stage_shapes):
             if len(shape) - 1 not in (0, *POINTWISE):
-                raise ConfigError(f"mtan: stage {s} outputs features of shape {tuple(shape)}; attention needs "
-                                  "[features] or [channels, 1 to 3 spatial dims]")
-        self.attention = nn.ModuleDict({
-            task: nn.ModuleList(
-                attention_module(shape[0] * (1 if s == 0 else 2), shape[0], len(shape) - 1, attention_layers)
-                for s, shape in enumerate(self.stage_shapes))
-            for task in self.tasks})
+                raise ConfigError(
+                    f"mtan: stage {s} outputs features of shape {tuple(shape)}; attention needs "
+                    "[features] or [channels, 1 to 3 spatial dims]"
+                )
+        self.attention = nn.ModuleDict(
+            {
+                task: nn.ModuleList(
+                    attention_module(shape[0] * (1 if s == 0 else 2), shape[0], len(shape) - 1, attention_layers)
+                    for s, shape in enumerate(self.stage_shapes)
+                )
+                for task in self.tasks
+            }
+        )
         self.heads = build_heads(self.tasks, head, self.stage_shapes[-1])
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -78,8 +108,11 @@ class MTAN(MultiTaskModel):
         for s, stage in enumerate(self.trunk):
             h = stage(h)
             inputs = [h] * len(self.tasks) if s == 0 else [torch.cat([h, stage(f)], dim=1) for f in features]
-            features = [torch.sigmoid(self.attention[task][s](a)) * h for task, a in zip(self.tasks, inputs)]
-        return {task: self.heads[task](f) for task, f in zip(self.tasks, features)}
+            features = [
+                torch.sigmoid(cast(nn.ModuleList, self.attention[task])[s](a)) * h
+                for task, a in zip(self.tasks, inputs, strict=True)
+            ]
+        return {task: self.heads[task](f) for task, f in zip(self.tasks, features, strict=True)}
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """The trunk."""

@@ -51,9 +51,19 @@ class Sluice(TowerModel):
     weight is 0); forward calls made under torch.func transforms (vmap, grad) do not record it.
     """
 
-    def __init__(self, tasks: Sequence[str], encoder: EncoderFactory, head: HeadFactory,
-                 input_shape: Sequence[int], *, subspaces: int = 2, init: str = "identity",
-                 alpha_self: float = 0.9, beta_init: str = "last", orthogonality: float = 0.0) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        encoder: EncoderFactory,
+        head: HeadFactory,
+        input_shape: Sequence[int],
+        *,
+        subspaces: int = 2,
+        init: str = "identity",
+        alpha_self: float = 0.9,
+        beta_init: str = "last",
+        orthogonality: float = 0.0,
+    ) -> None:
         check_option("sluice", "subspaces", is_int(subspaces, 1), "an integer >= 1", subspaces)
         check_option("sluice", "init", init in INITS, f"one of {INITS}", init)
         check_option("sluice", "alpha_self", is_real(alpha_self, 0.0, 1.0), "a number in [0, 1]", alpha_self)
@@ -62,13 +72,16 @@ class Sluice(TowerModel):
         super().__init__(tasks, encoder, head, input_shape)
         for s, shape in enumerate(self.stage_shapes[:-1]):
             if shape[0] % subspaces:
-                raise ConfigError(f"sluice: option subspaces={subspaces} must divide the channel count of every "
-                                  f"stage but the last, and stage {s} has {shape[0]}")
+                raise ConfigError(
+                    f"sluice: option subspaces={subspaces} must divide the channel count of every "
+                    f"stage but the last, and stage {s} has {shape[0]}"
+                )
         self.subspaces = subspaces
         self.orthogonality_weight = float(orthogonality)
         self.alphas = nn.ParameterList(
             nn.Parameter(mixing_matrix(len(self.tasks) * subspaces, init, float(alpha_self)))
-            for _ in self.stage_shapes[:-1])
+            for _ in self.stage_shapes[:-1]
+        )
         self.combined = [s for s, shape in enumerate(self.stage_shapes) if shape == self.stage_shapes[-1]]
         beta = torch.zeros(len(self.combined))
         if beta_init == "last":
@@ -99,7 +112,7 @@ class Sluice(TowerModel):
             wrapped = torch._C._functorch.is_functorch_wrapped_tensor(term)
             self._orthogonality = None if wrapped else term
         result = {}
-        for task, stages in zip(self.tasks, outputs):
+        for task, stages in zip(self.tasks, outputs, strict=True):
             beta = self.betas[task]
             z = sum(beta[i] * stages[s] for i, s in enumerate(self.combined))
             result[task] = self.heads[task](z)

@@ -24,8 +24,15 @@ class SoftSharing(SingleTask):
     `penalty()` is None.
     """
 
-    def __init__(self, tasks: Sequence[str], encoder: EncoderFactory, head: HeadFactory,
-                 input_shape: Sequence[int], *, penalty: float = 1e-3) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        encoder: EncoderFactory,
+        head: HeadFactory,
+        input_shape: Sequence[int],
+        *,
+        penalty: float = 1e-3,
+    ) -> None:
         check_option("soft", "penalty", is_real(penalty, 0.0), "a finite number >= 0", penalty)
         super().__init__(tasks, encoder, head, input_shape)
         self.weight = float(penalty)
@@ -35,7 +42,7 @@ class SoftSharing(SingleTask):
         if self.weight == 0:
             return None
         towers = [dict(self.towers[task].named_parameters()) for task in self.tasks]
-        total = 0
+        total: Tensor | int = 0
         for name in towers[0]:
             stacked = torch.stack([tower[name] for tower in towers])
             total = total + (stacked - stacked.mean(0)).pow(2).sum()

@@ -9,7 +9,7 @@ omega^T G' for pre-weights omega, so the task weights are B omega.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -48,14 +48,20 @@ class AlignedMTL(Aggregator):
     def __init__(self, pre_weights: Sequence[float] | None = None, rtol: float | None = None) -> None:
         super().__init__()
         if pre_weights is not None:
-            if isinstance(pre_weights, (str, bytes)) or not isinstance(pre_weights, Sequence) or not pre_weights \
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-                               for v in pre_weights):
-                raise ConfigError(f"aligned: pre_weights must be a non-empty list of positive numbers, "
-                                  f"got {pre_weights!r}")
+            if (
+                isinstance(pre_weights, (str, bytes))
+                or not isinstance(pre_weights, Sequence)
+                or not pre_weights
+                or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                    for v in pre_weights
+                )
+            ):
+                raise ConfigError(
+                    f"aligned: pre_weights must be a non-empty list of positive numbers, got {pre_weights!r}"
+                )
             pre_weights = tuple(float(v) for v in pre_weights)
-        if rtol is not None and (isinstance(rtol, bool) or not isinstance(rtol, (int, float))
-                                 or not 0 < rtol < 1):
+        if rtol is not None and (isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < 1):
             raise ConfigError(f"aligned: rtol must be a number in (0, 1), got {rtol!r}")
         self.pre_weights = pre_weights
         self.rtol = None if rtol is None else float(rtol)

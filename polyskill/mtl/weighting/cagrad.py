@@ -103,12 +103,13 @@ class CAGrad(Aggregator):
         g0_norm = (gram.sum() / (t * t)).clamp_min(0).sqrt()
         gw_norm = (w @ gram @ w).clamp_min(0).sqrt()
         ok = gw_norm > torch.finfo(gram.dtype).eps * gram.diagonal().max().clamp_min(0).sqrt()
-        factor = torch.where(ok, self.c * g0_norm / torch.where(ok, gw_norm, torch.ones_like(gw_norm)),
-                             torch.zeros_like(gw_norm))
+        factor = torch.where(
+            ok, self.c * g0_norm / torch.where(ok, gw_norm, torch.ones_like(gw_norm)), torch.zeros_like(gw_norm)
+        )
         return mean + factor * w
 
     def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
-        divisor = {0: 1.0, 1: 1.0 + self.c ** 2, 2: 1.0 + self.c}[self.rescale]
+        divisor = {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale]
         return self.unscaled_weights(gram) / divisor
 
     def extra_repr(self) -> str:

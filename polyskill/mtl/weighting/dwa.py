@@ -8,6 +8,7 @@ here a window is `period` training steps.
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor
 
@@ -24,14 +25,22 @@ class DynamicWeightAverage(LossWeighting):
     window. State (`window_sum`, `window_means` = the means of windows k-2 and k-1, `steps`) is in buffers.
     """
 
+    window_sum: Tensor
+    window_means: Tensor
+    steps: Tensor
+
     needs_num_tasks = True
 
     def __init__(self, num_tasks: int, temperature: float = 2.0, period: int = 100) -> None:
         super().__init__()
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
             raise ConfigError(f"dwa: num_tasks must be a positive integer, got {num_tasks!r}")
-        if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-                or not math.isfinite(temperature) or temperature <= 0):
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, (int, float))
+            or not math.isfinite(temperature)
+            or temperature <= 0
+        ):
             raise ConfigError(f"dwa: temperature must be a number > 0, got {temperature!r}")
         if isinstance(period, bool) or not isinstance(period, int) or period < 1:
             raise ConfigError(f"dwa: period must be a positive integer (steps per window), got {period!r}")

@@ -10,6 +10,7 @@ sum to T. Tasks that train more slowly (larger r_t) are pushed towards larger gr
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor
 
@@ -29,6 +30,10 @@ class GradNorm(Aggregator):
     w(t)), and then takes one plain gradient step of rate `lr` on w, using the closed-form gradient
     sign(G_t - target_t) ||g_t||; the new weights are clamped positive and rescaled to sum to T, for the next call.
     """
+
+    task_weights: Tensor
+    initial_losses: Tensor
+    steps: Tensor
 
     needs_num_tasks = True
 
@@ -53,14 +58,16 @@ class GradNorm(Aggregator):
         ratio = losses / self.initial_losses.clamp_min(_TINY)
         inverse_rate = ratio / ratio.mean().clamp_min(_TINY)
         norms = w * grad_norms
-        target = norms.mean() * inverse_rate ** self.alpha
+        target = norms.mean() * inverse_rate**self.alpha
         return (norms - target).abs().sum(), torch.sign(norms - target) * grad_norms
 
     def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         """The current weights [T] (summing to T); updates them for the next call as the class docstring says."""
         if gram.shape != (self.num_tasks, self.num_tasks) or losses.shape != (self.num_tasks,):
-            raise ValueError(f"gradnorm was built for {self.num_tasks} tasks, got gram {tuple(gram.shape)} and losses "
-                             f"{tuple(losses.shape)}")
+            raise ValueError(
+                f"gradnorm was built for {self.num_tasks} tasks, got gram {tuple(gram.shape)} and losses "
+                f"{tuple(losses.shape)}"
+            )
         store = self.task_weights
         losses = losses.detach().to(device=store.device, dtype=store.dtype)
         self.initial_losses.copy_(torch.where(self.steps == 0, losses, self.initial_losses))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -99,8 +100,9 @@ class MGDA(Aggregator):
     def __init__(self, normalization: str = "none", max_iter: int = 250, tol: float = 1e-6) -> None:
         super().__init__()
         if normalization not in NORMALIZATIONS:
-            raise ConfigError(f"{self.name}: normalization must be one of {', '.join(NORMALIZATIONS)}, "
-                              f"got {normalization!r}")
+            raise ConfigError(
+                f"{self.name}: normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}"
+            )
         if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
             raise ConfigError(f"{self.name}: max_iter must be a positive integer, got {max_iter!r}")
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
@@ -114,8 +116,9 @@ class MGDA(Aggregator):
         if self.normalization == "none":
             return torch.ones_like(gram.diagonal())
         if self.normalization != "l2" and not bool((losses > 0).all()):
-            raise ValueError(f"{self.name} normalization {self.normalization!r} needs positive losses, "
-                             f"got {losses.tolist()}")
+            raise ValueError(
+                f"{self.name} normalization {self.normalization!r} needs positive losses, got {losses.tolist()}"
+            )
         norms = gram.diagonal().clamp_min(0).sqrt()
         n = {"l2": norms, "loss": losses, "loss+": losses * norms}[self.normalization].to(gram)
         return torch.where(n > 0, n, torch.ones_like(n))
@@ -123,8 +126,9 @@ class MGDA(Aggregator):
     def solve(self, gram: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
         """(v, n): the min-norm weights v [T] of the gradients divided by the normalisers n [T]."""
         if gram.dim() != 2 or gram.shape != (losses.numel(), losses.numel()):
-            raise ValueError(f"{self.name} needs a Gram matrix [T, T] matching losses {tuple(losses.shape)}, "
-                             f"got {tuple(gram.shape)}")
+            raise ValueError(
+                f"{self.name} needs a Gram matrix [T, T] matching losses {tuple(losses.shape)}, got {tuple(gram.shape)}"
+            )
         n = self.normalizers(gram, losses.detach())
         return min_norm_weights(gram / (n[:, None] * n[None, :]), self.max_iter, self.tol), n
 

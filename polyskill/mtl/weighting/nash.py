@@ -16,8 +16,9 @@ from ...errors import ConfigError
 from ..base import Aggregator
 
 
-def solve_nash(gram: Tensor, max_iter: int = 20, tol: float = 1e-9, eps: float = 1e-8,
-               start: Tensor | None = None) -> Tensor:
+def solve_nash(
+    gram: Tensor, max_iter: int = 20, tol: float = 1e-9, eps: float = 1e-8, start: Tensor | None = None
+) -> Tensor:
     """alpha > 0 with (M alpha)_t = 1 / alpha_t, for a Gram matrix M [T, T] with a positive diagonal.
 
     Solved in the units of the gradient norms n_t = sqrt(M_tt): beta_t = alpha_t n_t satisfies C beta = 1 / beta
@@ -80,17 +81,28 @@ class NashMTL(Aggregator):
     warm-start the next solve.
     """
 
-    def __init__(self, max_iter: int = 20, tol: float = 1e-9, eps: float = 1e-8, update_weights_every: int = 1,
-                 max_norm: float = 1.0) -> None:
+    def __init__(
+        self,
+        max_iter: int = 20,
+        tol: float = 1e-9,
+        eps: float = 1e-8,
+        update_weights_every: int = 1,
+        max_norm: float = 1.0,
+    ) -> None:
         super().__init__()
         for name, value in (("max_iter", max_iter), ("update_weights_every", update_weights_every)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"nash: {name} must be a positive integer, got {value!r}")
-        for name, value, low in (("tol", tol, False), ("eps", eps, False), ("max_norm", max_norm, True)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    value >= 0 if low else value > 0) or value == float("inf"):
-                raise ConfigError(f"nash: {name} must be a {'non-negative' if low else 'positive'} number, "
-                                  f"got {value!r}")
+        for name, number, low in (("tol", tol, False), ("eps", eps, False), ("max_norm", max_norm, True)):
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, (int, float))
+                or not (number >= 0 if low else number > 0)
+                or number == float("inf")
+            ):
+                raise ConfigError(
+                    f"nash: {name} must be a {'non-negative' if low else 'positive'} number, got {number!r}"
+                )
         self.max_iter, self.tol, self.eps = max_iter, float(tol), float(eps)
         self.update_weights_every, self.max_norm = update_weights_every, float(max_norm)
         self.step = 0
@@ -110,9 +122,9 @@ class NashMTL(Aggregator):
 
     def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         t = gram.shape[0]
-        reuse = self.last is not None and self.last.shape == (t,) and self.step % self.update_weights_every != 0
-        if reuse:
-            alpha = self.last.to(device=gram.device, dtype=gram.dtype)
+        last = self.last
+        if last is not None and last.shape == (t,) and self.step % self.update_weights_every != 0:
+            alpha = last.to(device=gram.device, dtype=gram.dtype)
         else:
             alpha = self.solve(gram)
             self.last = alpha.detach().cpu().clone()
@@ -131,5 +143,7 @@ class NashMTL(Aggregator):
         self.last = None if last is None else last.detach().cpu().clone()
 
     def extra_repr(self) -> str:
-        return (f"max_iter={self.max_iter}, tol={self.tol}, eps={self.eps}, "
-                f"update_weights_every={self.update_weights_every}, max_norm={self.max_norm}")
+        return (
+            f"max_iter={self.max_iter}, tol={self.tol}, eps={self.eps}, "
+            f"update_weights_every={self.update_weights_every}, max_norm={self.max_norm}"
+        )

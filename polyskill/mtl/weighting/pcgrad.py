@@ -34,8 +34,9 @@ def pcgrad_coefficients(gram: Tensor, order: Tensor) -> Tensor:
         dots = (coef * gram[:, j].T).sum(1)
         norms = sq_norms[j]
         conflict = (dots < 0) & (norms > 0)
-        step = torch.where(conflict, dots / torch.where(norms > 0, norms, torch.ones_like(norms)),
-                           torch.zeros_like(dots))
+        step = torch.where(
+            conflict, dots / torch.where(norms > 0, norms, torch.ones_like(norms)), torch.zeros_like(dots)
+        )
         coef[rows, j] -= step
     return coef
 
