@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 
 from polyskill.data.episodes import Support
 from polyskill.data.sinusoid import SinusoidTasks
-from polyskill.recipes.build import algorithm
-from polyskill.recipes.run import load_run
+from polyskill.recipes.kinds.regression import algorithm
+from polyskill.recipes.runner import load_run
 from polyskill.train.checkpoint import load_checkpoint, read_json
 
 COLOURS = {"true": (0, 0, 0), 0: (150, 150, 150), 1: (31, 119, 180), 10: (214, 39, 40), "points": (44, 160, 44)}

@@ -15,8 +15,8 @@ import torch
 
 from polyskill.data.multimodal import FAMILIES
 from polyskill.errors import PolyskillError
-from polyskill.recipes.build import tasks
-from polyskill.recipes.run import trained_algorithm
+from polyskill.recipes.kinds.regression import tasks
+from polyskill.recipes.runner import trained_model
 
 
 def accuracies(
@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=2000)
     args = parser.parse_args()
     try:
-        recipe, algo = trained_algorithm(args.run)
+        recipe, algo = trained_model(args.run)
     except PolyskillError as exc:
         print(f"task_embeddings: {exc}", file=sys.stderr)
         return 2

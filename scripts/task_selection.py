@@ -6,7 +6,7 @@ them, and with the target alone.
     python scripts/task_selection.py runs/school-task-conditioned --targets 40 --k 10 --random 5
     python scripts/task_selection.py runs/multimodal/task-conditioned-5 --targets 40 --k 20 --widths 64,64
 
-School (a run with data.as_tasks): targets are schools, candidates the other schools' training students.
+School (a regression run over its schools): targets are schools, candidates the other schools' training students.
 Multimodal regression: targets are test tasks (their K support points, 100 query points), candidates a pool of
 tasks with 20 points each; the table then also says how often the chosen tasks share the target's family.
 Prints explained variance pooled over the targets' held-out examples, and how often each ranking beats the mean
@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from polyskill.errors import PolyskillError
 from polyskill.mtl.metrics import regression_metrics
 from polyskill.nn.mlp import MLP
-from polyskill.recipes.build import tasks
-from polyskill.recipes.mtl_build import mtl_data
-from polyskill.recipes.run import trained_algorithm
+from polyskill.recipes.kinds.regression import RegressionRecipe, tasks
+from polyskill.recipes.kinds.datasets import multitask_data
+from polyskill.recipes.runner import trained_model
 from polyskill.train.task_selection import rank_by_embedding, rank_by_gradient, top_k
 
 
@@ -59,7 +59,7 @@ Task = tuple[torch.Tensor, torch.Tensor]
 def school_problem(recipe, args, g: torch.Generator):
     """Targets (support, test x, test y in raw units), candidate pools, the target scale and no families."""
     train = tasks(recipe, "train", 1, 1, 0, 0)
-    test = mtl_data(recipe, "test")
+    test = multitask_data(recipe.data, "test")
     data = [(train.data.x[r], train.targets(r)) for r in train.rows]
     targets, pools = [], []
     for t in torch.randperm(len(data), generator=g)[: args.targets].tolist():
@@ -97,8 +97,8 @@ def main() -> int:
     args = parser.parse_args()
     widths = [int(w) for w in args.widths.split(",")]
     try:
-        recipe, algo = trained_algorithm(args.run)
-        if getattr(algo, "encoder", None) is None or not (recipe.data.as_tasks or recipe.data.dataset == "multimodal"):
+        recipe, algo = trained_model(args.run)
+        if getattr(algo, "encoder", None) is None or not isinstance(recipe, RegressionRecipe):
             raise PolyskillError("needs a task-conditioned run with an encoder, on School as tasks or multimodal")
     except PolyskillError as exc:
         print(f"task_selection: {exc}", file=sys.stderr)

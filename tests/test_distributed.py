@@ -16,7 +16,8 @@ from conftest import tiny_recipe
 from polyskill.distributed import ShardedStream
 from polyskill.distributed.batch_norm import sync_batch_norms
 from polyskill.recipes import load
-from polyskill.recipes.build import algorithm, tasks
+from polyskill.data import EpisodeSampler
+from polyskill.recipes.kinds.fewshot import algorithm, dataset
 from polyskill.train import FitConfig, Trainer, load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -39,10 +40,11 @@ def _single_process(recipe_path: Path, overrides: list[str], world: int) -> dict
     """The reference: one process, the meta-batch drawn from every rank's stream in turn."""
     recipe = load(recipe_path, overrides)
     algo = algorithm(recipe)
-    if not algo.per_task_batch_norm:
+    if not type(algo).contract.per_task_batch_norm:
         sync_batch_norms(algo)  # the same arithmetic as the ranks (torch's CPU kernel is off by ~1e-3)
     spec = recipe.episodes
-    stream = ShardedStream(lambda seed: tasks(recipe, "train", spec.way, spec.shot, spec.query, seed),
+    classes = dataset(recipe, "train")
+    stream = ShardedStream(lambda seed: EpisodeSampler(classes, spec.way, spec.shot, spec.query, seed=seed),
                            recipe.train.seed, list(range(world)))
     Trainer(algo, stream, FitConfig(**{**vars(recipe.train), "val_every": recipe.train.steps}),
             progress=False).fit()

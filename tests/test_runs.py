@@ -15,10 +15,9 @@ import torch
 
 from conftest import tiny_recipe
 from polyskill.cli import main
-from polyskill.rundir import read_status
-from polyskill.rundir.catalog import find_runs, format_seconds, read_run
-from polyskill.rundir.compare import differing, flatten
+from polyskill.rundir import format_seconds, read_run
 from polyskill.train import load_checkpoint, read_metrics
+from polyskill.train.run_status import read_status
 
 def _cli(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "polyskill.cli", *map(str, args)]
@@ -82,8 +81,7 @@ def _assert_same_run(straight: Path, run: Path, steps: int) -> None:
             assert torch.equal(a["model"][key], b["model"][key]), (name, key)
     assert _without_time(read_metrics(straight / "metrics.jsonl")) == _without_time(read_metrics(run / "metrics.jsonl"))
     summaries = [json.loads((r / "summary.json").read_text()) for r in (straight, run)]
-    metric = "best_val_acc" if "best_val_acc" in summaries[0] else "best_val_score"
-    assert summaries[0][metric] == summaries[1][metric] is not None
+    assert summaries[0]["validation"] == summaries[1]["validation"] and summaries[0]["validation"]["best"] is not None
     status = read_status(run)
     assert status["status"] == "finished" and status["resumed"] == 1
 
@@ -115,7 +113,7 @@ def test_a_run_that_is_training_right_now_is_not_resumed_by_a_second_process(tmp
             time.sleep(0.02)
         second = subprocess.run(_cli("train", "--resume", run, "--quiet"), capture_output=True, text=True, env=ENV,
                                 timeout=300)
-        assert second.returncode == 2 and f"being trained right now by process {child.pid}" in second.stderr
+        assert second.returncode == 2 and "is being trained by another process right now" in second.stderr
         assert child.poll() is None
     finally:
         child.kill()
@@ -137,7 +135,8 @@ def test_runs_lists_and_compare_sets_side_by_side(straight, tmp_path, capsys):
     test = json.loads((other / "summary.json").read_text())["test"][0]
     assert f"5w1s {100 * test['accuracy']:.2f}±{100 * test['ci95']:.2f}%" in rows["lr"]
     assert "protonet" in rows["lr"] and "omniglot" in rows["lr"] and "finished" in rows["lr"]
-    assert f"{100 * record.best_val:.2f}%" in rows["lr"] and format_seconds(record.wall_seconds) in rows["lr"]
+    assert record.validation.metric == "accuracy" and record.validation.higher_is_better
+    assert f"{100 * record.validation.best:.2f}%" in rows["lr"] and format_seconds(record.wall_seconds) in rows["lr"]
     assert "-" in rows["copy"].split()  # evaluated never: no test result
 
     assert main(["compare", str(straight), str(other)]) == 0
@@ -219,20 +218,6 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path, monkeypatch, cap
     assert main(["train", str(_recipe(tmp_path, 100)), "--out", str(run), "--quiet"]) == 2
     assert "non-finite" in capsys.readouterr().err
     assert load_checkpoint(run / "last.pt")["step"] == 20
-
-
-def test_find_runs_and_flatten(tmp_path):
-    for name in ("a/r1", "a/b/r2", "c"):
-        (tmp_path / name).mkdir(parents=True)
-        (tmp_path / name / "config.yaml").write_text("name: x\n")
-    (tmp_path / "c" / "inner").mkdir()
-    (tmp_path / "c" / "inner" / "config.yaml").write_text("name: y\n")  # inside a run: not a run of its own
-    assert [p.relative_to(tmp_path).as_posix() for p in find_runs(tmp_path)] == ["a/b/r2", "a/r1", "c"]
-    assert find_runs(tmp_path / "c") == [tmp_path / "c"]
-    assert flatten({"a": {"b": 1, "c": {"d": [2]}}, "e": {}}) == {"a.b": 1, "a.c.d": [2], "e": {}}
-    assert differing([{"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}}, {"a": {"b": 1}}]) == ["a.c"]
-    record = read_run(tmp_path / "c")
-    assert record.status == "not started" and record.best_val is None
 
 
 @pytest.mark.parametrize("args, needles", [

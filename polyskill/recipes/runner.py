@@ -67,7 +67,7 @@ def _flat(values: Any, prefix: str = "") -> dict[str, Any]:
         return {prefix.rstrip("."): values}
     out: dict[str, Any] = {}
     for key, value in values.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) and key != "algo" else
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else
                    {f"{prefix}{key}": value})
     return out
 

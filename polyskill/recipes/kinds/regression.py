@@ -226,3 +226,8 @@ class RegressionKind(Kind):
             shots = shots[:1]  # each task learns from all its examples: the shot does not apply
         return [source.protocol(recipe, request.split, shot, query, episodes, seed, step, root)
                 for step in list(recipe.eval.steps or [None]) for shot in shots]
+
+
+def tasks(recipe: RegressionRecipe, split: str, shot: int, query: int, seed: int, root: Root = None) -> Any:
+    """A seeded stream of the recipe's tasks of `split` with `shot` support and `query` query examples."""
+    return TASK_SOURCES[recipe.data.dataset].tasks(recipe.data, split, shot, query, seed, root)
