@@ -86,9 +86,11 @@ class LossWeighting(Weighting):
     (UW's learnable log-variances), which the weighted loss's backward pass follows."""
 
     def weights(self, losses: Tensor) -> Tensor:  # pragma: no cover - interface
+        """This step's weights [T] from the global batch's losses [T] (detached); stateful rules advance here."""
         raise NotImplementedError
 
     def weights_of(self, gram: Tensor | None, losses: Tensor) -> Tensor:
+        """`weights(losses)`: a Gram matrix, when one was measured (affinity tracking), is not read."""
         return self.weights(losses.detach())
 
 
@@ -102,6 +104,7 @@ class Aggregator(Weighting):
     """
 
     def weights(self, gram: Tensor, losses: Tensor) -> Tensor:  # pragma: no cover - interface
+        """This step's weights [T] from the global batch's Gram matrix [T, T] and losses [T] (detached)."""
         raise NotImplementedError
 
     def weights_of(self, gram: Tensor | None, losses: Tensor) -> Tensor:

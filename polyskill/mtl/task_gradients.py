@@ -66,6 +66,7 @@ class SharedJacobian(TaskGradients):
         return weights, gram, losses
 
     def write(self, weights: Tensor) -> list[Tensor]:
+        """The shared parameters' `.grad` is the direction `weigh` combined (those weights @ the global Jacobian)."""
         if self.direction is None:
             raise RuntimeError("SharedJacobian.write before weigh")
         offset = 0

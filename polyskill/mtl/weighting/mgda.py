@@ -7,6 +7,10 @@ descent direction for every task. Solved by the paper's Algorithm 2 (Frank-Wolfe
 away steps) and, for two tasks, by its Algorithm 1 in closed form. MGDA-UB, the paper's upper bound, is the same
 rule on the gradients with respect to the shared representation: the trainer provides those gradients instead of
 the parameters' ones; nothing changes here.
+
+The paper's code can first divide each gradient by a normaliser (its norm, its loss, or both: "optional and not
+included in the paper"), then scales each raw loss by the solution. `mgda` does the same; `mgda_normalized_hull`
+instead moves along the min-norm point of the normalised gradients themselves.
 """
 
 from __future__ import annotations
