@@ -50,8 +50,7 @@ def steps_per_second(folder: Path, case: str, nproc: int, steps: int, meta_batch
 
 def parameters(case: str) -> int:
     """How many numbers the meta-gradient all-reduce carries for `case` (its trainable parameters)."""
-    from polyskill.recipes import recipe_from_dict
-    from polyskill.recipes import kind_of
+    from polyskill.recipes import kind_of, recipe_from_dict
 
     recipe = recipe_from_dict({**BASE, **CASES[case]})
     return sum(p.numel() for p in kind_of(recipe).model(recipe).parameters() if p.requires_grad)

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from polyskill.errors import PolyskillError
 from polyskill.mtl.metrics import regression_metrics
 from polyskill.nn.mlp import MLP
-from polyskill.recipes.kinds.regression import RegressionRecipe, tasks
 from polyskill.recipes.kinds.datasets import multitask_data
+from polyskill.recipes.kinds.regression import RegressionRecipe, tasks
 from polyskill.recipes.runner import trained_model
 from polyskill.train.task_selection import rank_by_embedding, rank_by_gradient, top_k
 
