@@ -19,7 +19,8 @@ from ..distributed.collectives import barrier
 from ..errors import ConfigError, PolyskillError, RunError
 from ..eval.summary import RunSummary, ValidationRecord
 from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
-from ..train.episodic import DivergedError, RecordSink, Trainer
+from ..records import RecordSink
+from ..train.episodic import DivergedError, Trainer
 from ..train.run_status import end_run, read_status, start_run
 from . import load_config, read_yaml, recipe_to_dict
 from .kinds import EvalRequest, Recipe, kind_of

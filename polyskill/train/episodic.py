@@ -8,37 +8,30 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from ..data.episodes import EpisodeSampler
-from ..distributed import (SINGLE, DistContext, average_gradients, broadcast_module, gather_objects, share,
-                           sum_across)
+from ..distributed import SINGLE, DistContext, average_gradients, broadcast_module, gather_objects, sum_across
 from ..distributed.batch_norm import sync_batch_norms
 from ..distributed.collectives import average_buffers
 from ..errors import ConfigError, RunError
-from ..meta.base import FewShotAlgorithm, episode_accuracies
-from ..nn.precision import PRECISIONS, autocast, inference, resolve
+from ..meta.base import FewShotAlgorithm
+from ..nn.precision import PRECISIONS, autocast, resolve
 from ..progress import is_quiet, quiet_if
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
 from .checks import one_of, real_number, whole_number
 from .device import check_device
+from ..records import RecordSink
 from .metrics import MetricsLog
+from .validation import Validation, is_better, validation_key
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("step", "linear", "cosine")
 LOGGERS = ("tensorboard", "mlflow")
 NEVER = 2**62  # "no non-finite step yet", for the all-ranks minimum
-
-
-class RecordSink(Protocol):
-    """Receives every record the trainer writes to metrics.jsonl (a tracker, a sweep's pruner)."""
-
-    def write(self, record: dict[str, Any]) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class DivergedError(RunError):
@@ -118,7 +111,7 @@ class Trainer:
     """
 
     def __init__(self, algo: FewShotAlgorithm, train: EpisodeSampler, config: FitConfig,
-                 out: str | Path | None = None, val: EpisodeSampler | None = None, progress: bool = True,
+                 out: str | Path | None = None, val: Validation | None = None, progress: bool = True,
                  sinks: list[RecordSink] | None = None, dist: DistContext = SINGLE) -> None:
         self.algo, self.train, self.config, self.val, self.dist = algo, train, config, val, dist
         if self.splits_meta_batch and config.meta_batch % dist.world:
@@ -130,7 +123,7 @@ class Trainer:
         self.progress = progress and dist.main
         self.device = torch.device(config.device)
         self.precision = resolve(config.precision, self.device)
-        if dist.active and self.syncs_batch_norm and not getattr(algo, "per_task_batch_norm", False):
+        if dist.active and self.syncs_batch_norm and not self.per_task_batch_norm(algo):
             sync_batch_norms(algo)  # statistics over the global batch, as in one process
         algo.to(self.device)
         broadcast_module(algo, dist)
@@ -152,8 +145,6 @@ class Trainer:
     #: whether batch norm computes its statistics over the global batch on several processes
     syncs_batch_norm = True
 
-    #: the validation figure's name in metrics.jsonl, best.pt and summary.json ("best_" + name)
-    val_metric = "val_acc"
     #: whether train_step leaves gradients averaged over the ranks already (fit then does not average them again)
     averages_own_gradients = False
 
@@ -180,6 +171,7 @@ class Trainer:
         self.algo.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._set_base_lr(self.config.lr)
         saved_world = len(state["ranks"]) if "ranks" in state else 1
         if saved_world != self.dist.world:
             raise RunError(f"{self.out / 'last.pt'} was saved by {saved_world} process(es); resume it with "
@@ -197,6 +189,16 @@ class Trainer:
             self.best_state = load_checkpoint(self.out / "best.pt")["model"]
         if self.log is not None:
             self.log.truncate_after(self.step)
+
+    def _set_base_lr(self, lr: float) -> None:
+        """Make `lr` the schedule's base rate (a resume may change train.lr): the current rate keeps its ratio to
+        the base, so the schedule goes on from where it was, scaled."""
+        for i, group in enumerate(self.optimizer.param_groups):
+            old = self.scheduler.base_lrs[i]
+            group["lr"] = group["lr"] * lr / old if old else lr
+            group["initial_lr"] = lr
+        self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]  # type: ignore[attr-defined]
 
     def _means(self) -> dict[str, float]:
         """The metrics since the last record, averaged over the steps and the ranks."""
@@ -240,19 +242,21 @@ class Trainer:
         with autocast(self.precision, self.device):
             return self.algo.meta_backward(batch)
 
-    def validate(self) -> float:
-        """Mean query accuracy over the fixed validation episodes (split over the ranks, then summed)."""
-        start, stop = share(self.config.val_episodes, self.dist)
-        batches = (b.to(self.device) for b in self.val.fixed(stop - start, start=start))
-        with quiet_if(not self.progress):
-            acc = episode_accuracies(self.algo, batches, lambda: inference(self.precision, self.device),
-                                     total=stop - start)
-        total = sum_across(torch.stack([acc.double().sum(), torch.tensor(float(len(acc)), dtype=torch.float64)]),
-                           self.dist)
-        return float(total[0] / total[1])
+    @staticmethod
+    def per_task_batch_norm(algo: torch.nn.Module) -> bool:
+        """Whether the learner's batch norm sees one task at a time (its contract says), so needs no syncing."""
+        return bool(type(algo).contract.per_task_batch_norm)  # type: ignore[attr-defined]
 
-    def format_val(self, value: float) -> str:
-        return f"accuracy {100 * value:.2f}%"
+    def validate(self) -> float:
+        """The validation protocol's figure for the current parameters (split over the ranks by the protocol)."""
+        assert self.val is not None
+        with quiet_if(not self.progress):
+            return float(self.val.evaluate(self.algo, self.dist).value)
+
+    def format_val(self, value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{100 * value:.2f}%" if self.val is not None and self.val.metric == "accuracy" else f"{value:.4f}"
 
     def close_sinks(self) -> None:
         """Close every sink (fit does, however it ends; call it if the trainer never gets to fit)."""
@@ -266,17 +270,18 @@ class Trainer:
             sink.write(record)
 
     def _after_validation(self, bar: tqdm) -> None:
-        acc = self.validate()
-        self._record({"step": self.step, self.val_metric: acc, "time": round(self.train_seconds, 3)})
-        if self.best_val is None or acc > self.best_val:
-            self.best_val, self.best_step = acc, self.step
+        assert self.val is not None
+        value = self.validate()
+        key = validation_key(self.val.metric)
+        self._record({"step": self.step, key: value, "time": round(self.train_seconds, 3)})
+        if is_better(value, self.best_val, self.val.higher_is_better):
+            self.best_val, self.best_step = value, self.step
             self.best_state = {k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
                                for k, v in self.algo.state_dict().items()}
             if self.writes:
-                save_checkpoint(self.out / "best.pt", {"model": self.best_state, "step": self.step,
-                                                          self.val_metric: acc})
+                save_checkpoint(self.out / "best.pt", {"model": self.best_state, "step": self.step, key: value})
         if self.progress:
-            bar.write(f"step {self.step}: validation {self.format_val(acc)} "
+            bar.write(f"step {self.step}: validation {self.val.metric} {self.format_val(value)} "
                       f"(best {self.format_val(self.best_val)} at step {self.best_step})")
 
     def fit(self) -> dict[str, Any]:
@@ -340,16 +345,27 @@ class Trainer:
             self.close_sinks()
         if self.best_state is not None:
             algo.load_state_dict(self.best_state)
+        validation = None if self.val is None else {
+            "metric": self.val.metric, "higher_is_better": self.val.higher_is_better, "best": self.best_val,
+            "best_step": self.best_step}
         summary = {"status": status, "steps": self.step, "train_seconds": round(self.train_seconds, 1),
-                   f"best_{self.val_metric}": self.best_val, "best_step": self.best_step, "precision": self.precision,
-                   "config": asdict(config)}
+                   "precision": self.precision, "validation": validation, "config": asdict(config)}
         if self.writes:
-            write_json(self.out / "summary.json", summary)
+            self._write_summary(summary)
         return summary
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
+        """Write summary.json, keeping what else it holds (test results an evaluation wrote meanwhile)."""
+        path = self.out / "summary.json"
+        try:
+            kept = read_json(path) if path.is_file() else {}
+        except RunError:
+            kept = {}
+        write_json(path, {**kept, **summary})
 
 
 def fit(algo: FewShotAlgorithm, episodes: EpisodeSampler, config: FitConfig | None = None, *,
-        out: str | Path | None = None, val: EpisodeSampler | None = None, resume: bool = False,
+        out: str | Path | None = None, val: Validation | None = None, resume: bool = False,
         progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Meta-train `algo` on `episodes`; keyword overrides set FitConfig fields (e.g. steps=2000, lr=1e-3)."""
     known = {f.name for f in fields(FitConfig)}

@@ -11,7 +11,8 @@ from ..data.mtl_batches import MultiTaskBatches
 from ..distributed import SINGLE, DistContext
 from ..distributed.reduction import RankReduction
 from ..mtl.learner import MultiTaskLearner
-from .episodic import FitConfig, RecordSink, Trainer
+from ..records import RecordSink
+from .episodic import FitConfig, Trainer
 from .validation import Validation
 
 

@@ -18,7 +18,8 @@ from ...errors import ConfigError
 from ...eval.protocol import EvalProtocol
 from ...eval.result import Result
 from ...eval.summary import ValidationRecord
-from ...train.episodic import FitConfig, RecordSink, Trainer
+from ...records import RecordSink
+from ...train.episodic import FitConfig, Trainer
 from ..spec import build
 
 Root = str | None
