@@ -20,8 +20,14 @@ from polyskill.recipes.runner import train_run
 SHAPES = ("circle", "square", "cross", "triangle")
 
 
-def draw(shape: str, size: int, jitter: np.random.Generator, mode: str = "RGB", width: int | None = None,
-         height: int | None = None) -> Image.Image:
+def draw(
+    shape: str,
+    size: int,
+    jitter: np.random.Generator,
+    mode: str = "RGB",
+    width: int | None = None,
+    height: int | None = None,
+) -> Image.Image:
     """A dark shape on a light background, as someone would draw or scan it, slightly moved and resized."""
     w, h = width or size, height or size
     image = Image.new("L", (w, h), 245)
@@ -59,8 +65,14 @@ def make_folders(root, shots: int = 3, queries: int = 3, seed: int = 0):
         for i in range(queries):
             (root / "query").mkdir(exist_ok=True)
             name = f"{shape}_{i}.{'jpg' if i % 2 else 'png'}"
-            image = draw(shape, int(rng.integers(40, 140)), rng, "RGB",
-                         width=None if i != 2 else 120, height=None if i != 2 else 80)
+            image = draw(
+                shape,
+                int(rng.integers(40, 140)),
+                rng,
+                "RGB",
+                width=None if i != 2 else 120,
+                height=None if i != 2 else 80,
+            )
             image.save(root / "query" / name)
             truth[name] = shape
     return root / "support", root / "query", truth
@@ -69,8 +81,18 @@ def make_folders(root, shots: int = 3, queries: int = 3, seed: int = 0):
 @pytest.fixture(scope="module")
 def protonet_run(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("runs") / "protonet"
-    recipe = load("omniglot-protonet", ["train.steps=200", "model.hidden=32", "episodes.way=20", "episodes.query=5",
-                                        "data.train=vinyals/train", "train.lr=0.002", "train.log_every=1000"])
+    recipe = load(
+        "omniglot-protonet",
+        [
+            "train.steps=200",
+            "model.hidden=32",
+            "episodes.way=20",
+            "episodes.query=5",
+            "data.train=vinyals/train",
+            "train.lr=0.002",
+            "train.log_every=1000",
+        ],
+    )
     train_run(recipe, out, progress=False, evaluate=False, echo=lambda _: None)
     return out
 
@@ -78,8 +100,17 @@ def protonet_run(tmp_path_factory, data_root):
 @pytest.fixture(scope="module")
 def maml_run(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("runs") / "maml"
-    recipe = load("omniglot-maml", ["train.steps=1", "model.hidden=8", "episodes.way=3", "data.val=null",
-                                    "data.train=vinyals/val", "train.meta_batch=1"])
+    recipe = load(
+        "omniglot-maml",
+        [
+            "train.steps=1",
+            "model.hidden=8",
+            "episodes.way=3",
+            "data.val=null",
+            "data.train=vinyals/val",
+            "train.meta_batch=1",
+        ],
+    )
     train_run(recipe, out, progress=False, evaluate=False, echo=lambda _: None)
     return out
 
@@ -95,7 +126,7 @@ def test_dark_on_light_images_are_inverted_for_bright_ink_models():
     fmt = InputFormat(1, (28, 28), bright_foreground=True, keep_aspect=True)
     image = draw("circle", 100, np.random.default_rng(0))
     auto, never = convert(image, fmt, "auto"), convert(image, fmt, "no")
-    assert auto.shape == (1, 28, 28) and 0 <= float(auto.min()) and float(auto.max()) <= 1
+    assert auto.shape == (1, 28, 28) and float(auto.min()) >= 0 and float(auto.max()) <= 1
     assert float(auto[0, 0, 0]) < 0.1 and float(never[0, 0, 0]) > 0.9  # background dark after inversion
     assert torch.allclose(auto, 1 - never, atol=1e-6)
     inverted_input = Image.eval(image, lambda v: 255 - v)  # already bright ink on dark: left alone
@@ -171,8 +202,9 @@ def test_adapt_cli_writes_predictions(protonet_run, tmp_path, capsys):
     truth["more/x.bmp"] = "cross"
     (query / ".DS_Store").write_bytes(b"\0\1")
     out = tmp_path / "out" / "predictions.csv"
-    code, stdout, err = run_cli(["adapt", str(protonet_run), "--support", str(support), "--query", str(query),
-                                 "--out", str(out)], capsys)
+    code, stdout, err = run_cli(
+        ["adapt", str(protonet_run), "--support", str(support), "--query", str(query), "--out", str(out)], capsys
+    )
     assert code == 0, err
     assert "labelled 17 image(s) into 4 classes" in stdout
     rows = list(csv.DictReader(out.open()))
@@ -221,13 +253,25 @@ def _bad(tmp_path, case):
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["missing support", "no class folders", "empty class", "bad files", "stray file",
-                                  "one class", "empty query", "bad query"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing support",
+        "no class folders",
+        "empty class",
+        "bad files",
+        "stray file",
+        "one class",
+        "empty query",
+        "bad query",
+    ],
+)
 def test_adapt_cli_bad_input_is_one_clear_error(protonet_run, tmp_path, capsys, case):
     support, query, words = _bad(tmp_path, case)
     out = tmp_path / "predictions.csv"
-    code, stdout, err = run_cli(["adapt", str(protonet_run), "--support", str(support), "--query", str(query),
-                                 "--out", str(out)], capsys)
+    code, _, err = run_cli(
+        ["adapt", str(protonet_run), "--support", str(support), "--query", str(query), "--out", str(out)], capsys
+    )
     assert code == 2 and err.startswith("polyskill: error:") and words in err, err
     assert "Traceback" not in err and not out.exists()
     if case == "bad files":
@@ -240,11 +284,13 @@ def test_adapt_cli_refuses_too_many_classes_bad_runs_and_bad_options(maml_run, p
     assert code == 2 and "4 classes given" in err and "at most 3" in err
     code, _, err = run_cli(["adapt", str(tmp_path), "--support", str(support), "--query", str(query)], capsys)
     assert code == 2 and "not a run directory" in err
-    code, _, err = run_cli(["adapt", str(protonet_run), "--support", str(support), "--query", str(query),
-                            "--out", str(tmp_path)], capsys)
+    code, _, err = run_cli(
+        ["adapt", str(protonet_run), "--support", str(support), "--query", str(query), "--out", str(tmp_path)], capsys
+    )
     assert code == 2 and "is a folder" in err
-    code, _, err = run_cli(["adapt", str(protonet_run), "--support", str(support), "--query", str(query),
-                            "--device", "warp-drive"], capsys)
+    code, _, err = run_cli(
+        ["adapt", str(protonet_run), "--support", str(support), "--query", str(query), "--device", "warp-drive"], capsys
+    )
     assert code == 2 and "not a torch device" in err and "Traceback" not in err
 
 

@@ -25,8 +25,9 @@ def separable_tasks(tasks: int = 2, way: int = 3, per_class: int = 4, dim: int =
     g = torch.Generator().manual_seed(seed)
     centres = 3 * torch.randn(tasks, way, dim, generator=g)
     y = torch.arange(way).repeat_interleave(per_class).expand(tasks, -1).contiguous()
-    z = centres.gather(1, y.unsqueeze(-1).expand(-1, -1, dim)) + 0.3 * torch.randn(tasks, way * per_class, dim,
-                                                                                    generator=g)
+    z = centres.gather(1, y.unsqueeze(-1).expand(-1, -1, dim)) + 0.3 * torch.randn(
+        tasks, way * per_class, dim, generator=g
+    )
     return z, y
 
 
@@ -35,14 +36,14 @@ def convex_optimum(z: np.ndarray, y: np.ndarray, way: int, weight_decay: float) 
     dim = z.shape[1]
 
     def objective(theta: np.ndarray) -> float:
-        w, b = theta[:way * dim].reshape(way, dim), theta[way * dim:]
+        w, b = theta[: way * dim].reshape(way, dim), theta[way * dim :]
         logits = z @ w.T + b
         logits -= logits.max(1, keepdims=True)
         nll = np.log(np.exp(logits).sum(1)) - logits[np.arange(len(y)), y]
-        return nll.mean() + weight_decay / 2 * (theta ** 2).sum()
+        return nll.mean() + weight_decay / 2 * (theta**2).sum()
 
     theta = scipy.optimize.minimize(objective, np.zeros(way * dim + way), method="BFGS", options={"gtol": 1e-9}).x
-    return theta[:way * dim].reshape(way, dim), theta[way * dim:]
+    return theta[: way * dim].reshape(way, dim), theta[way * dim :]
 
 
 def chens_dist_linear(v: torch.Tensor, g: torch.Tensor, scale: float) -> nn.Module:
@@ -72,7 +73,9 @@ def test_chen_scale_and_the_weight_normalised_cosine_head():
     z = algo.backbone(torch.rand(6, 1, 28, 28))
     expected = chens_dist_linear(head.weight_v.detach(), head.weight_g.detach(), 2.0)(z)
     assert torch.allclose(head(z), expected, atol=1e-6)
-    assert float(head(z).detach().abs().max()) > 2.0  # the class norm lifts the logits past the scale, unlike a bare cosine
+    assert (
+        float(head(z).detach().abs().max()) > 2.0
+    )  # the class norm lifts the logits past the scale, unlike a bare cosine
     F.cross_entropy(head(z), torch.arange(6)).backward()
     assert float(head.weight_g.grad.abs().min()) > 0 and float(head.weight_v.grad.abs().max()) > 0
     assert Baseline(Conv4(hidden=8), num_classes=7, cosine=True, scale=5.0).classifier.scale == 5.0
@@ -112,8 +115,9 @@ def test_checkpoints_from_before_the_class_norm_still_load():
     head = CosineClassifier(5, 4, scale=2.0)
     head.load_state_dict(old)
     z = torch.randn(3, 5)
-    assert torch.allclose(head(z), 2.0 * F.cosine_similarity(z.unsqueeze(1), old["weight"].unsqueeze(0), dim=-1),
-                          atol=1e-4)
+    assert torch.allclose(
+        head(z), 2.0 * F.cosine_similarity(z.unsqueeze(1), old["weight"].unsqueeze(0), dim=-1), atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("scale", [None, 10.0])
@@ -138,7 +142,7 @@ def test_tasks_are_fitted_independently():
     z, y = separable_tasks(tasks=3)
     joint = fit_linear_head(z, y, 3, steps=30)
     for b in range(3):
-        alone = fit_linear_head(z[b:b + 1], y[b:b + 1], 3, steps=30)
+        alone = fit_linear_head(z[b : b + 1], y[b : b + 1], 3, steps=30)
         assert torch.allclose(joint.weight[b], alone.weight[0], atol=1e-5)
         assert torch.allclose(joint.bias[b], alone.bias[0], atol=1e-5)
 
@@ -190,8 +194,9 @@ def test_pretraining_learns_omniglot_features(omniglot_train, omniglot_val, cosi
     torch.manual_seed(0)
     subset = omniglot_train.subset(range(0, 800, 4))
     # Chen et al.'s scale for 200 classes (2) bounds the logits to [-2, 2] and learns slowly in a short run
-    algo = Baseline(Conv4(hidden=32), num_classes=subset.num_classes, cosine=cosine, scale=10.0 if cosine else None,
-                    batch_size=64)
+    algo = Baseline(
+        Conv4(hidden=32), num_classes=subset.num_classes, cosine=cosine, scale=10.0 if cosine else None, batch_size=64
+    )
     untrained = few_shot(algo, omniglot_val, way=5, shot=1, episodes=100, seed=0).accuracy
     fit(algo, ClassBatchSampler(subset, algo.batch_size, seed=0), steps=150, lr=2e-3, progress=False)
     trained = few_shot(algo, omniglot_val, way=5, shot=1, episodes=100, seed=0)

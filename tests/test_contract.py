@@ -4,6 +4,7 @@ honours it (adaptation steps given per call, never by mutating the learner), and
 from __future__ import annotations
 
 import copy
+from dataclasses import FrozenInstanceError
 
 import pytest
 import torch
@@ -17,10 +18,13 @@ from polyskill.nn import MLP, Backbone, Conv4, FeatureMapBackbone
 def image_batch(tasks: int = 2, way: int = 3, shot: int = 2, query: int = 2, side: int = 16) -> TaskBatch:
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(way)
-    return TaskBatch(torch.randn(tasks, way * shot, 1, side, side, generator=g),
-                     labels.repeat_interleave(shot).repeat(tasks, 1),
-                     torch.randn(tasks, way * query, 1, side, side, generator=g),
-                     labels.repeat_interleave(query).repeat(tasks, 1), way)
+    return TaskBatch(
+        torch.randn(tasks, way * shot, 1, side, side, generator=g),
+        labels.repeat_interleave(shot).repeat(tasks, 1),
+        torch.randn(tasks, way * query, 1, side, side, generator=g),
+        labels.repeat_interleave(query).repeat(tasks, 1),
+        way,
+    )
 
 
 def build(name: str, way: int = 3, **options) -> FewShotAlgorithm:
@@ -29,8 +33,12 @@ def build(name: str, way: int = 3, **options) -> FewShotAlgorithm:
     contract = cls.contract
     supplied = {"input_shape": (1, 16, 16), "classes": way, "num_classes": 10}
     options = {**{arg: supplied[arg] for arg in contract.builder_args}, **options}
-    backbone = Conv4(hidden=4, image_size=16, out_features=way if contract.output_layer else None,
-                     pools=2 if contract.feature_maps else None)
+    backbone = Conv4(
+        hidden=4,
+        image_size=16,
+        out_features=way if contract.output_layer else None,
+        pools=2 if contract.feature_maps else None,
+    )
     return cls(backbone, **options)
 
 
@@ -51,7 +59,7 @@ def test_contract_refuses_inconsistent_declarations():
         Contract(batches="pairs")
     with pytest.raises(ValueError, match="builder_args"):
         Contract(builder_args=frozenset({"device"}))
-    with pytest.raises(Exception):  # frozen: a class's declaration cannot be changed at run time
+    with pytest.raises(FrozenInstanceError):  # a class's declaration cannot be changed at run time
         ALGORITHMS["protonet"].contract.output_layer = True  # type: ignore[misc]
 
 

@@ -34,7 +34,7 @@ def brute_pairwise(z, labels, margin, weight, squared):
         for i, j in itertools.combinations(range(z.shape[1]), 2):
             d = dist(z[b, i], z[b, j])
             if labels[b, i] == labels[b, j]:
-                same.append(d ** 2 if squared else d)
+                same.append(d**2 if squared else d)
             else:
                 different.append(torch.clamp(margin - d, min=0) ** (2 if squared else 1))
     return sum(same) / len(same) + weight * sum(different) / len(different)
@@ -95,8 +95,11 @@ def test_hard_mining_takes_the_farthest_positive_and_nearest_negative():
 def test_gradients_flow_and_stay_finite_at_zero_distance():
     z = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.5, 0.0], [3.0, 4.0]], requires_grad=True)  # two identical points
     labels = torch.tensor([0, 0, 1, 1])
-    for loss in (pairwise_contrastive_loss(z, labels, 1.0, 1.0), triplet_loss(z, labels, 1.0, "all"),
-                 triplet_loss(z, labels, 1.0, "hard")):
+    for loss in (
+        pairwise_contrastive_loss(z, labels, 1.0, 1.0),
+        triplet_loss(z, labels, 1.0, "all"),
+        triplet_loss(z, labels, 1.0, "hard"),
+    ):
         (grad,) = torch.autograd.grad(loss, z)
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
@@ -116,8 +119,7 @@ def test_meta_loss_applies_the_loss_within_each_task(omniglot_val, loss):
     value, metrics = algo.meta_loss(batch)
     z = torch.stack([algo.backbone(torch.cat([batch.support_x[b], batch.query_x[b]])) for b in range(2)]).double()
     labels = torch.cat([batch.support_y, batch.query_y], dim=1)
-    expected = (brute_pairwise(z, labels, 2.0, 1.0, False) if loss == "pairwise"
-                else brute_triplet_all(z, labels, 2.0))
+    expected = brute_pairwise(z, labels, 2.0, 1.0, False) if loss == "pairwise" else brute_triplet_all(z, labels, 2.0)
     assert torch.allclose(value.double(), expected, atol=1e-4)
     with torch.no_grad():
         proto_acc = (algo.predict(batch).argmax(-1) == batch.query_y).float().mean()

@@ -23,7 +23,7 @@ def _decode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def test_shapes_and_labels(omniglot_train):
     batch = EpisodeSampler(omniglot_train, way=20, shot=5, query=15, seed=0).sample(3)
     assert batch.support_x.shape == (3, 100, 1, 28, 28) and batch.query_x.shape == (3, 300, 1, 28, 28)
-    assert batch.support_x.dtype == torch.float32 and 0 <= batch.support_x.min() and batch.support_x.max() <= 1
+    assert batch.support_x.dtype == torch.float32 and batch.support_x.min() >= 0 and batch.support_x.max() <= 1
     assert torch.equal(batch.support_y[0], torch.arange(20).repeat_interleave(5))
     assert torch.equal(batch.query_y[2], torch.arange(20).repeat_interleave(15))
     assert len(batch) == 3 and batch.way == 20 and batch.shot == 5

@@ -28,17 +28,23 @@ def regression_batch(tasks: int = 3, dim: int = 4, support: int = 6, query: int 
     g = torch.Generator().manual_seed(seed)
     xs, xq = torch.randn(tasks, support, dim, generator=g), torch.randn(tasks, query, dim, generator=g)
     w = torch.randn(tasks, dim, 1, generator=g)
-    return TaskBatch(xs, (xs @ w).squeeze(-1) + 0.1 * torch.randn(tasks, support, generator=g), xq,
-                     (xq @ w).squeeze(-1), way=1)
+    return TaskBatch(
+        xs, (xs @ w).squeeze(-1) + 0.1 * torch.randn(tasks, support, generator=g), xq, (xq @ w).squeeze(-1), way=1
+    )
 
 
-def image_batch(tasks: int = 3, way: int = 3, shot: int = 2, query: int = 2, side: int = 16, seed: int = 0) -> TaskBatch:
+def image_batch(
+    tasks: int = 3, way: int = 3, shot: int = 2, query: int = 2, side: int = 16, seed: int = 0
+) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(way)
-    return TaskBatch(torch.randn(tasks, way * shot, 1, side, side, generator=g),
-                     labels.repeat_interleave(shot).repeat(tasks, 1),
-                     torch.randn(tasks, way * query, 1, side, side, generator=g),
-                     labels.repeat_interleave(query).repeat(tasks, 1), way)
+    return TaskBatch(
+        torch.randn(tasks, way * shot, 1, side, side, generator=g),
+        labels.repeat_interleave(shot).repeat(tasks, 1),
+        torch.randn(tasks, way * query, 1, side, side, generator=g),
+        labels.repeat_interleave(query).repeat(tasks, 1),
+        way,
+    )
 
 
 def gradients(algo: nn.Module, backward) -> dict[str, torch.Tensor]:
@@ -73,12 +79,21 @@ def test_second_order_maml_matches_the_closed_form_for_linear_regression(float64
 
 def smooth_net() -> nn.Module:
     """Convolution, batch norm and tanh: smooth, so finite differences are exact to O(eps^2)."""
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Tanh(), nn.Conv2d(4, 4, 3, stride=2),
-                         nn.BatchNorm2d(4), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 7 * 7, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.Tanh(),
+        nn.Conv2d(4, 4, 3, stride=2),
+        nn.BatchNorm2d(4),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(4 * 7 * 7, 3),
+    )
 
 
-def maml_objective(algo: MAML, batch: TaskBatch, params: dict[str, torch.Tensor], steps: int,
-                   create_graph: bool = False) -> torch.Tensor:
+def maml_objective(
+    algo: MAML, batch: TaskBatch, params: dict[str, torch.Tensor], steps: int, create_graph: bool = False
+) -> torch.Tensor:
     """The MAML objective by a plain per-task loop of autograd.grad calls (no vmap, no torch.func.grad)."""
     total = torch.zeros(())
     model = algo.backbone
@@ -87,7 +102,7 @@ def maml_objective(algo: MAML, batch: TaskBatch, params: dict[str, torch.Tensor]
         for _ in range(steps):
             loss = F.cross_entropy(functional_call(model, current, (batch.support_x[b],)), batch.support_y[b])
             grads = torch.autograd.grad(loss, list(current.values()), create_graph=create_graph)
-            current = {n: t - algo.inner.lr * g for (n, t), g in zip(current.items(), grads)}
+            current = {n: t - algo.inner.lr * g for (n, t), g in zip(current.items(), grads, strict=True)}
         total = total + F.cross_entropy(functional_call(model, current, (batch.query_x[b],)), batch.query_y[b])
     return total / len(batch)
 
@@ -102,8 +117,11 @@ def test_second_order_maml_matches_finite_differences(float64, steps):
     direction = {n: torch.randn_like(t) for n, t in params.items()}
 
     def at(scale: float) -> float:
-        return float(maml_objective(algo, batch, {n: (t + scale * direction[n]).detach().requires_grad_()
-                                                  for n, t in params.items()}, steps).detach())
+        return float(
+            maml_objective(
+                algo, batch, {n: (t + scale * direction[n]).detach().requires_grad_() for n, t in params.items()}, steps
+            ).detach()
+        )
 
     finite = (at(1e-6) - at(-1e-6)) / 2e-6
     for grads in (meta_loss_gradients(algo, batch), meta_backward_gradients(algo, batch)):
@@ -116,8 +134,9 @@ def test_second_order_maml_on_conv4_matches_a_per_task_autograd_loop(float64, st
     torch.manual_seed(0)
     algo = MAML(Conv4(hidden=4, out_features=3, image_size=16), inner_lr=0.1, inner_steps=steps)
     batch = image_batch()
-    reference = gradients(algo, lambda: maml_objective(algo, batch, algo.inner.params(), steps,
-                                                       create_graph=True).backward())
+    reference = gradients(
+        algo, lambda: maml_objective(algo, batch, algo.inner.params(), steps, create_graph=True).backward()
+    )
     for grads in (meta_loss_gradients(algo, batch), meta_backward_gradients(algo, batch)):
         for name in reference:
             torch.testing.assert_close(grads[name], reference[name], rtol=1e-9, atol=1e-12)
@@ -125,9 +144,15 @@ def test_second_order_maml_on_conv4_matches_a_per_task_autograd_loop(float64, st
 
 def test_lean_meta_backward_equals_the_full_graph(float64):
     torch.manual_seed(1)
-    for options in ({}, {"first_order": True}, {"inner_steps": 2, "multi_step_loss": True},
-                    {"learn_lr": "per_step", "inner_steps": 2}):
-        algo = MAML(Conv4(hidden=4, out_features=3, image_size=16), inner_lr=0.1, query_pass="loop", task_chunk=2, **options)
+    for options in (
+        {},
+        {"first_order": True},
+        {"inner_steps": 2, "multi_step_loss": True},
+        {"learn_lr": "per_step", "inner_steps": 2},
+    ):
+        algo = MAML(
+            Conv4(hidden=4, out_features=3, image_size=16), inner_lr=0.1, query_pass="loop", task_chunk=2, **options
+        )
         full, lean = meta_loss_gradients(algo, image_batch()), meta_backward_gradients(algo, image_batch())
         assert full.keys() == lean.keys()
         for name in full:
@@ -156,12 +181,14 @@ def test_first_order_gradient_is_the_query_gradient_at_the_adapted_parameters(fl
     expected = {n: torch.zeros_like(t) for n, t in theta.items()}
     for b in range(len(batch)):
         p = {n: t.clone().requires_grad_() for n, t in theta.items()}
-        grads = torch.autograd.grad(F.cross_entropy(functional_call(model, p, (batch.support_x[b],)),
-                                                    batch.support_y[b]), list(p.values()))
-        phi = {n: (t - 0.1 * g).requires_grad_() for (n, t), g in zip(theta.items(), grads)}
-        outer = torch.autograd.grad(F.cross_entropy(functional_call(model, phi, (batch.query_x[b],)),
-                                                    batch.query_y[b]), list(phi.values()))
-        for n, g in zip(phi, outer):
+        grads = torch.autograd.grad(
+            F.cross_entropy(functional_call(model, p, (batch.support_x[b],)), batch.support_y[b]), list(p.values())
+        )
+        phi = {n: (t - 0.1 * g).requires_grad_() for (n, t), g in zip(theta.items(), grads, strict=True)}
+        outer = torch.autograd.grad(
+            F.cross_entropy(functional_call(model, phi, (batch.query_x[b],)), batch.query_y[b]), list(phi.values())
+        )
+        for n, g in zip(phi, outer, strict=True):
             expected[n] += g / len(batch)
     for grads in (meta_loss_gradients(algo, batch), meta_backward_gradients(algo, batch)):
         for n in theta:
@@ -170,8 +197,13 @@ def test_first_order_gradient_is_the_query_gradient_at_the_adapted_parameters(fl
 
 def test_reptile_with_one_step_and_one_task_is_sgd_on_that_task(float64):
     torch.manual_seed(3)
-    reptile = Reptile(Conv4(hidden=4, out_features=3, image_size=16), inner_lr=0.05, inner_steps=1,
-                      inner_batch=100, inner_optimizer="sgd")
+    reptile = Reptile(
+        Conv4(hidden=4, out_features=3, image_size=16),
+        inner_lr=0.05,
+        inner_steps=1,
+        inner_batch=100,
+        inner_optimizer="sgd",
+    )
     plain = Conv4(hidden=4, out_features=3, image_size=16)
     plain.load_state_dict(reptile.backbone.state_dict(), strict=False)
     batch = image_batch(tasks=1)
@@ -184,14 +216,15 @@ def test_reptile_with_one_step_and_one_task_is_sgd_on_that_task(float64):
     sgd.zero_grad()
     F.cross_entropy(functional_call(plain, dict(plain.named_parameters()), (x,)), y).backward()
     sgd.step()
-    for (name, got), expected in zip(reptile.backbone.named_parameters(), plain.parameters()):
+    for (name, got), expected in zip(reptile.backbone.named_parameters(), plain.parameters(), strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12, msg=name)
 
 
 def test_reptile_direction_is_theta_minus_the_mean_adapted_parameters(float64):
     torch.manual_seed(4)
-    reptile = Reptile(Conv4(hidden=4, out_features=3, image_size=16), inner_steps=3, inner_batch=4,
-                      shared_moments=False)
+    reptile = Reptile(
+        Conv4(hidden=4, out_features=3, image_size=16), inner_steps=3, inner_batch=4, shared_moments=False
+    )
     batch = image_batch(tasks=4)
     torch.manual_seed(9)
     grads = meta_backward_gradients(reptile, batch)
@@ -222,8 +255,14 @@ def test_reptile_evaluates_each_task_alone_from_the_trained_state(shared_moments
     """As in the paper's code (which restores the whole trained state, inner Adam included, after each
     evaluation task): a task's prediction depends neither on the other tasks of its batch nor on its size."""
     torch.manual_seed(5)
-    reptile = Reptile(Conv4(hidden=4, out_features=3, image_size=16), inner_steps=2, inner_batch=4, eval_steps=7,
-                      eval_batch=4, shared_moments=shared_moments)  # 28 draws from 6 examples: several passes
+    reptile = Reptile(
+        Conv4(hidden=4, out_features=3, image_size=16),
+        inner_steps=2,
+        inner_batch=4,
+        eval_steps=7,
+        eval_batch=4,
+        shared_moments=shared_moments,
+    )  # 28 draws from 6 examples: several passes
     reptile.meta_backward(image_batch(tasks=2))  # trained second moments that are not zero
     batch = image_batch(tasks=4, seed=1)
     batched = reptile.predict(batch)
@@ -250,8 +289,9 @@ def test_minibatches_sample_each_example_once_per_pass():
 def test_learned_inner_rates_receive_the_finite_difference_gradient(float64, learn_lr):
     torch.manual_seed(5)
     batch = regression_batch()
-    algo = MAML(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)), inner_lr=0.05, inner_steps=2,
-                learn_lr=learn_lr)
+    algo = MAML(
+        nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)), inner_lr=0.05, inner_steps=2, learn_lr=learn_lr
+    )
     grads = meta_loss_gradients(algo, batch)
     rates = {n: p for n, p in algo.named_parameters() if n.startswith("inner.rates")}
     assert rates and all(float(grads[n].abs().max()) > 0 for n in rates)
@@ -303,9 +343,12 @@ def test_non_transductive_predictions_do_not_depend_on_the_other_queries():
     torch.testing.assert_close(full[:, :2], fewer, rtol=1e-5, atol=1e-5)
     transductive = MAML(Conv4(hidden=8, out_features=3, image_size=16))
     transductive.load_state_dict(algo.state_dict())
-    assert not torch.allclose(transductive.predict(batch)[:, :2],
-                              transductive.predict(TaskBatch(batch.support_x, batch.support_y, batch.query_x[:, :2],
-                                                             batch.query_y[:, :2], 3)))
+    assert not torch.allclose(
+        transductive.predict(batch)[:, :2],
+        transductive.predict(
+            TaskBatch(batch.support_x, batch.support_y, batch.query_x[:, :2], batch.query_y[:, :2], 3)
+        ),
+    )
 
 
 def test_multi_step_loss_weights_anneal_to_the_last_step():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import predict_and_adapt
 from torch import nn
 
 from polyskill.data import EpisodeSampler
@@ -15,7 +16,6 @@ from polyskill.meta.matching import MatchingNetworks
 from polyskill.nn import Conv4
 from polyskill.nn.fce import AttentionReader, SupportContext
 from polyskill.train import fit
-from conftest import predict_and_adapt
 
 
 class Flat(nn.Flatten):
@@ -29,10 +29,13 @@ class Flat(nn.Flatten):
 def vector_batch(tasks: int = 2, way: int = 3, shot: int = 2, query: int = 4, dim: int = 5, seed: int = 0) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(way)
-    return TaskBatch(torch.randn(tasks, way * shot, dim, generator=g),
-                     labels.repeat_interleave(shot).expand(tasks, -1).clone(),
-                     torch.randn(tasks, way * query, dim, generator=g),
-                     labels.repeat_interleave(query).expand(tasks, -1).clone(), way)
+    return TaskBatch(
+        torch.randn(tasks, way * shot, dim, generator=g),
+        labels.repeat_interleave(shot).expand(tasks, -1).clone(),
+        torch.randn(tasks, way * query, dim, generator=g),
+        labels.repeat_interleave(query).expand(tasks, -1).clone(),
+        way,
+    )
 
 
 def hand_mixture(batch: TaskBatch, temperature: float = 1.0) -> torch.Tensor:
@@ -106,7 +109,7 @@ def test_attention_reader_step_matches_the_lstm_equations():
                 x = query[b, m]
                 read = (support[b] @ x).softmax(0) @ support[b]
                 gates = cell.weight_ih @ torch.cat([x, read]) + cell.bias_ih + cell.weight_hh @ x + cell.bias_hh
-                i, f, g, o = gates.chunk(4)
+                i, _, g, o = gates.chunk(4)
                 c = torch.sigmoid(i) * torch.tanh(g)  # f * c_0 vanishes
                 h = torch.sigmoid(o) * torch.tanh(c) + x
                 assert torch.allclose(out[b, m], h, atol=1e-6)
@@ -149,7 +152,7 @@ def test_bf16_autocast_loss_is_finite(omniglot_val, fce):
     algo = MatchingNetworks(Conv4(hidden=8), fce=fce, fce_steps=3)
     batch = EpisodeSampler(omniglot_val, 5, 1, 2, seed=0).sample(2)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, metrics = algo.meta_loss(batch)
+        loss, _ = algo.meta_loss(batch)
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     for name, p in algo.named_parameters():  # every parameter (backbone, and the LSTMs with fce) is trained

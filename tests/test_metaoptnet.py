@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import predict_and_adapt
 from scipy.optimize import minimize
 from torch import Tensor
 
@@ -16,7 +17,6 @@ from polyskill.meta.ridge import ridge_head
 from polyskill.meta.svm import project_rows, svm_dual, svm_head
 from polyskill.nn import Conv4
 from polyskill.train import fit
-from conftest import predict_and_adapt
 
 DOUBLE = torch.float64
 
@@ -42,15 +42,16 @@ def test_ridge_head_gradient_matches_finite_differences(samples, dim):
 
 
 # -- the Crammer-Singer SVM -----------------------------------------------------------------------------------
-def primal_objective(x: np.ndarray, labels: np.ndarray, C: float, eps: float, w: np.ndarray,
-                     extra: np.ndarray) -> float:
+def primal_objective(
+    x: np.ndarray, labels: np.ndarray, C: float, eps: float, w: np.ndarray, extra: np.ndarray
+) -> float:
     """1/2 ||W||^2 + 1/2 ||V||^2 + C sum_i max(0, 1 + max_{m != y_i} s_im - s_iy_i), scores s = x W + sqrt(eps) V:
     the Crammer-Singer SVM on features [x_i, sqrt(eps) e_i] (each point with a private feature)."""
     rows = np.arange(len(labels))
     scores = x @ w + np.sqrt(eps) * extra
     violations = 1 + scores - scores[rows, labels][:, None]
     violations[rows, labels] = 0
-    return 0.5 * (w ** 2).sum() + 0.5 * (extra ** 2).sum() + C * violations.max(1).clip(min=0).sum()
+    return 0.5 * (w**2).sum() + 0.5 * (extra**2).sum() + C * violations.max(1).clip(min=0).sum()
 
 
 def primal_svm(x: np.ndarray, labels: np.ndarray, way: int, C: float, eps: float) -> tuple[np.ndarray, float]:
@@ -59,8 +60,8 @@ def primal_svm(x: np.ndarray, labels: np.ndarray, way: int, C: float, eps: float
     sizes = (dim * way, samples * way, samples)
 
     def split(v):
-        w, rest = v[:sizes[0]].reshape(dim, way), v[sizes[0]:]
-        return w, rest[:sizes[1]].reshape(samples, way), rest[sizes[1]:]
+        w, rest = v[: sizes[0]].reshape(dim, way), v[sizes[0] :]
+        return w, rest[: sizes[1]].reshape(samples, way), rest[sizes[1] :]
 
     def margins(v):
         w, extra, slack = split(v)
@@ -72,25 +73,31 @@ def primal_svm(x: np.ndarray, labels: np.ndarray, way: int, C: float, eps: float
 
     def objective(v):
         w, extra, slack = split(v)
-        return 0.5 * (w ** 2).sum() + 0.5 * (extra ** 2).sum() + C * slack.sum()
+        return 0.5 * (w**2).sum() + 0.5 * (extra**2).sum() + C * slack.sum()
 
     def gradient(v):
-        return np.concatenate([v[:sizes[0] + sizes[1]], np.full(samples, C)])
+        return np.concatenate([v[: sizes[0] + sizes[1]], np.full(samples, C)])
 
     offset = margins(np.zeros(sum(sizes)))
     jacobian = np.stack([margins(e) - offset for e in np.eye(sum(sizes))], 1)  # the constraints are linear
     start = np.concatenate([np.zeros(sizes[0] + sizes[1]), np.ones(samples)])  # W = V = 0, slack 1: feasible
-    result = minimize(objective, start, jac=gradient, method="SLSQP",
-                      constraints=[{"type": "ineq", "fun": margins, "jac": lambda v: jacobian}],
-                      options={"ftol": 1e-12, "maxiter": 2000})
+    result = minimize(
+        objective,
+        start,
+        jac=gradient,
+        method="SLSQP",
+        constraints=[{"type": "ineq", "fun": margins, "jac": lambda v: jacobian}],
+        options={"ftol": 1e-12, "maxiter": 2000},
+    )
     # status 8 ("positive directional derivative") is SLSQP stalling at machine precision near the optimum;
     # accept it when the point is feasible: the comparison with our head then decides
     assert result.success or (result.status == 8 and margins(result.x).min() > -1e-9), result.message
     return split(result.x)[0], result.fun
 
 
-@pytest.mark.parametrize("samples, way, dim, C, eps", [(6, 3, 4, 0.1, 1.0), (6, 3, 8, 1.0, 0.0),
-                                                       (4, 4, 3, 0.5, 0.3), (9, 3, 2, 5.0, 0.5)])
+@pytest.mark.parametrize(
+    "samples, way, dim, C, eps", [(6, 3, 4, 0.1, 1.0), (6, 3, 8, 1.0, 0.0), (4, 4, 3, 0.5, 0.3), (9, 3, 2, 5.0, 0.5)]
+)
 def test_svm_head_matches_an_independent_primal_solver(samples, way, dim, C, eps):
     """The dual solution, mapped to the primal, is at least as good as SLSQP's primal optimum, and close to it."""
     torch.manual_seed(samples + dim)
@@ -101,8 +108,9 @@ def test_svm_head_matches_an_independent_primal_solver(samples, way, dim, C, eps
     assert torch.allclose(weights, x.transpose(1, 2) @ alpha, atol=1e-12)
     for b in range(2):
         expected, optimum = primal_svm(x[b].numpy(), labels[b].numpy(), way, C, eps)
-        value = primal_objective(x[b].numpy(), labels[b].numpy(), C, eps, weights[b].numpy(),
-                                 np.sqrt(eps) * alpha[b].numpy())
+        value = primal_objective(
+            x[b].numpy(), labels[b].numpy(), C, eps, weights[b].numpy(), np.sqrt(eps) * alpha[b].numpy()
+        )
         assert value <= optimum * (1 + 1e-9)  # SLSQP may end a hair infeasible, so a hair below
         assert np.abs(weights[b].numpy() - expected).max() < 1e-6
 
@@ -201,9 +209,15 @@ def test_row_projection_matches_bisection():
 
 # -- the algorithm --------------------------------------------------------------------------------------------
 def test_options_are_validated():
-    for options in ({"head": "lasso"}, {"C": 0.0}, {"lam": -1.0}, {"label_smoothing": 1.0}, {"svm_eps": -1.0},
-                    {"svm_iterations": 0}):
-        with pytest.raises(ValueError):
+    for options in (
+        {"head": "lasso"},
+        {"C": 0.0},
+        {"lam": -1.0},
+        {"label_smoothing": 1.0},
+        {"svm_eps": -1.0},
+        {"svm_iterations": 0},
+    ):
+        with pytest.raises(ValueError, match="must be"):
             MetaOptNet(Conv4(hidden=4), **options)
 
 
@@ -225,8 +239,9 @@ def test_meta_loss_is_cross_entropy_of_the_scaled_ridge_logits(omniglot_val):
     z_s = algo.backbone(batch.support_x.flatten(0, 1)).view(2, 8, -1).double()
     z_q = algo.backbone(batch.query_x.flatten(0, 1)).view(2, 8, -1).double()
     y = F.one_hot(batch.support_y, 4).double()
-    weights = torch.linalg.solve(z_s.transpose(1, 2) @ z_s + 2.0 * torch.eye(z_s.shape[2], dtype=DOUBLE),
-                                 z_s.transpose(1, 2) @ y)
+    weights = torch.linalg.solve(
+        z_s.transpose(1, 2) @ z_s + 2.0 * torch.eye(z_s.shape[2], dtype=DOUBLE), z_s.transpose(1, 2) @ y
+    )
     expected = F.cross_entropy(3.0 * (z_q @ weights).flatten(0, 1), batch.query_y.flatten())
     assert abs(loss.item() - expected.item()) < 1e-4 and 0 <= metrics["acc"] <= 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from conftest import predict_and_adapt
 
 from polyskill.data import EpisodeSampler
 from polyskill.eval import few_shot
@@ -10,7 +11,6 @@ from polyskill.meta import PrototypicalNetworks
 from polyskill.meta.distances import prototypes, squared_distances
 from polyskill.nn import Conv4
 from polyskill.train import fit
-from conftest import predict_and_adapt
 
 
 def test_prototypes_are_class_means():

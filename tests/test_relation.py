@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import predict_and_adapt
 from torch import Tensor, nn
 
 from polyskill.data import EpisodeSampler
@@ -13,7 +14,6 @@ from polyskill.eval import few_shot
 from polyskill.meta.relation import RelationModule, RelationNetworks
 from polyskill.nn import MLP, Conv4
 from polyskill.train import fit
-from conftest import predict_and_adapt
 
 
 class MapsAsInputs(nn.Module):
@@ -39,14 +39,18 @@ class Recorder(nn.Module):
         return torch.zeros(class_maps.shape[0], query_maps.shape[1], class_maps.shape[1])
 
 
-def map_batch(shape: tuple[int, int, int], tasks: int = 2, way: int = 3, shot: int = 2, query: int = 2,
-              seed: int = 0) -> TaskBatch:
+def map_batch(
+    shape: tuple[int, int, int], tasks: int = 2, way: int = 3, shot: int = 2, query: int = 2, seed: int = 0
+) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(way)
-    return TaskBatch(torch.randn(tasks, way * shot, *shape, generator=g),
-                     labels.repeat_interleave(shot).expand(tasks, -1).clone(),
-                     torch.randn(tasks, way * query, *shape, generator=g),
-                     labels.repeat_interleave(query).expand(tasks, -1).clone(), way)
+    return TaskBatch(
+        torch.randn(tasks, way * shot, *shape, generator=g),
+        labels.repeat_interleave(shot).expand(tasks, -1).clone(),
+        torch.randn(tasks, way * query, *shape, generator=g),
+        labels.repeat_interleave(query).expand(tasks, -1).clone(),
+        way,
+    )
 
 
 def test_conv4_pools_keep_the_maps_large():
@@ -91,8 +95,9 @@ def test_relation_module_matches_explicit_pairs(side):
     module = RelationModule((4, side, side), hidden=6, fc=3).eval()
     module.block1[0].running_mean.uniform_(-0.5, 0.5)
     classes, queries = torch.randn(2, 3, 4, side, side), torch.randn(2, 5, 4, side, side)
-    pairs = torch.stack([torch.cat([classes[b, n], queries[b, m]])
-                         for b in range(2) for m in range(5) for n in range(3)])
+    pairs = torch.stack(
+        [torch.cat([classes[b, n], queries[b, m]]) for b in range(2) for m in range(5) for n in range(3)]
+    )
     with torch.no_grad():
         scores = module(classes, queries)
         expected = torch.sigmoid(module.head(module.block2(module.block1(module.conv1(pairs))))).view(2, 5, 3)
@@ -110,14 +115,20 @@ def test_scores_and_loss_for_maps_of_any_side(image_size, pools, side):
     assert backbone.feature_shape == (8, side, side)
     algo = RelationNetworks(backbone, relation_hidden=8, relation_fc=4)
     g, labels, image_shape = torch.Generator().manual_seed(0), torch.arange(4), (1, image_size, image_size)
-    batch = TaskBatch(torch.rand(2, 8, *image_shape, generator=g), labels.repeat_interleave(2).expand(2, -1),
-                      torch.rand(2, 12, *image_shape, generator=g), labels.repeat_interleave(3).expand(2, -1), 4)
+    batch = TaskBatch(
+        torch.rand(2, 8, *image_shape, generator=g),
+        labels.repeat_interleave(2).expand(2, -1),
+        torch.rand(2, 12, *image_shape, generator=g),
+        labels.repeat_interleave(3).expand(2, -1),
+        4,
+    )
     algo.eval()
     scores = algo.predict(batch)
     loss, metrics = algo.meta_loss(batch)
     assert scores.shape == (2, 12, 4) and ((scores > 0) & (scores < 1)).all()
-    squared = [(scores[b, m, n] - float(batch.query_y[b, m] == n)) ** 2
-               for b in range(2) for m in range(12) for n in range(4)]
+    squared = [
+        (scores[b, m, n] - float(batch.query_y[b, m] == n)) ** 2 for b in range(2) for m in range(12) for n in range(4)
+    ]
     assert torch.allclose(loss, torch.stack(squared).mean(), atol=1e-6)
     assert torch.allclose(metrics["acc"], (scores.argmax(-1) == batch.query_y).float().mean())
     algo.train()

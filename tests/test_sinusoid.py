@@ -24,7 +24,7 @@ def test_tasks_follow_the_protocol():
     assert float(y.abs().max()) <= 5
     # every task is one sinusoid: recover A and phase from two points and check the rest
     a_sin, a_cos = torch.linalg.lstsq(torch.cat([torch.sin(x[:5]), -torch.cos(x[:5])], -1), y[:5]).solution.unbind(1)
-    amplitude = torch.sqrt(a_sin ** 2 + a_cos ** 2).squeeze(-1)
+    amplitude = torch.sqrt(a_sin**2 + a_cos**2).squeeze(-1)
     phase = torch.atan2(a_cos, a_sin).squeeze(-1)
     assert float(amplitude.min()) >= 0.1 - 1e-4 and float(amplitude.max()) <= 5 + 1e-4
     assert float(phase.min()) >= -1e-4 and float(phase.max()) <= math.pi + 1e-4
@@ -49,8 +49,8 @@ def test_maml_learns_to_adapt_to_sinusoids():
     fit(algo, SinusoidTasks(10, 10, seed=0), steps=1500, meta_batch=25, lr=1e-3, progress=False, log_every=500)
     test = SinusoidTasks(10, 50, seed=99)
     adapted = regression(algo, test, episodes=200, steps=10)
-    algo.eval_steps = 0
     unadapted = regression(algo, test, episodes=200, steps=0)
+    assert algo.eval_steps == 10  # the steps are the protocol's, the learner is left as it was
     # a sinusoid's variance is A^2/2 (about 4.2 on average): the unadapted model cannot do much better
     assert unadapted.mse > 2.5
     assert adapted.mse < 0.5 * unadapted.mse, (adapted, unadapted)

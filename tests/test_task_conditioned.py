@@ -29,8 +29,13 @@ def _image_batch(tasks: int = 2, way: int = 3, shot: int = 2, query: int = 2) ->
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(way).repeat_interleave(shot).expand(tasks, -1)
     qlabels = torch.arange(way).repeat_interleave(query).expand(tasks, -1)
-    return TaskBatch(torch.rand(tasks, way * shot, 1, 16, 16, generator=g), labels.clone(),
-                     torch.rand(tasks, way * query, 1, 16, 16, generator=g), qlabels.clone(), way)
+    return TaskBatch(
+        torch.rand(tasks, way * shot, 1, 16, 16, generator=g),
+        labels.clone(),
+        torch.rand(tasks, way * query, 1, 16, 16, generator=g),
+        qlabels.clone(),
+        way,
+    )
 
 
 @pytest.mark.parametrize("classes", [None, 4])
@@ -83,8 +88,15 @@ def test_film_on_parameters_equals_film_on_activations():
 
 def _pair(backbone: nn.Module, **options) -> tuple[MAML, TaskConditioned]:
     maml = MAML(copy.deepcopy(backbone), **options)
-    conditioned = TaskConditioned(copy.deepcopy(backbone), input_shape=(1,), film=False, rates="fixed",
-                                  reconstruction=0.0, encoder_input="raw", **options)
+    conditioned = TaskConditioned(
+        copy.deepcopy(backbone),
+        input_shape=(1,),
+        film=False,
+        rates="fixed",
+        reconstruction=0.0,
+        encoder_input="raw",
+        **options,
+    )
     return maml, conditioned
 
 
@@ -113,8 +125,9 @@ def test_identity_film_and_base_rates_also_reduce_to_maml_on_a_convolutional_net
     torch.manual_seed(0)
     backbone = Conv4(hidden=6, out_features=3, image_size=16)
     maml = MAML(copy.deepcopy(backbone), inner_lr=0.3, inner_steps=2)
-    conditioned = TaskConditioned(copy.deepcopy(backbone), input_shape=(1, 16, 16), classes=3, inner_lr=0.3,
-                                  inner_steps=2, reconstruction=0.0)
+    conditioned = TaskConditioned(
+        copy.deepcopy(backbone), input_shape=(1, 16, 16), classes=3, inner_lr=0.3, inner_steps=2, reconstruction=0.0
+    )
     for layer in (conditioned.generator.film, conditioned.generator.rate):
         nn.init.zeros_(layer.weight)  # gamma = 1, beta = 0 and every rate the base rate
     batch = _image_batch()
@@ -127,8 +140,16 @@ def test_identity_film_and_base_rates_also_reduce_to_maml_on_a_convolutional_net
 
 def test_gradients_reach_the_encoder_the_memory_the_generator_and_the_decoder():
     torch.manual_seed(0)
-    algo = TaskConditioned(MLP([1, 16, 16, 1]), input_shape=(1,), inner_lr=0.05, inner_steps=2,
-                           encoder_input="raw", hidden=16, z_dim=8, slots=4)
+    algo = TaskConditioned(
+        MLP([1, 16, 16, 1]),
+        input_shape=(1,),
+        inner_lr=0.05,
+        inner_steps=2,
+        encoder_input="raw",
+        hidden=16,
+        z_dim=8,
+        slots=4,
+    )
     algo.meta_backward(_regression_batch(shot=8))
     for part in (algo.encoder, algo.memory, algo.generator, algo.decoder):
         for name, p in part.named_parameters():
@@ -167,8 +188,17 @@ def trained_on_three_families():
     """A task-conditioned learner trained shortly on 3-family multimodal regression, and its task sampler."""
     torch.manual_seed(0)
     tasks = MultimodalTasks(10, 5, modes=3, seed=0, noise=0.1)
-    algo = TaskConditioned(MLP([1, 32, 32, 1]), input_shape=(1,), inner_lr=0.01, inner_steps=1, first_order=True,
-                           encoder_input="raw", hidden=64, z_dim=32, slots=4)
+    algo = TaskConditioned(
+        MLP([1, 32, 32, 1]),
+        input_shape=(1,),
+        inner_lr=0.01,
+        inner_steps=1,
+        first_order=True,
+        encoder_input="raw",
+        hidden=64,
+        z_dim=32,
+        slots=4,
+    )
     optimizer = torch.optim.Adam(algo.parameters(), 3e-3)
     for _ in range(200):
         optimizer.zero_grad()
@@ -222,7 +252,7 @@ def test_gradient_ranking_finds_the_tasks_that_pull_the_same_way():
     aligned = [task(c * w, n) for c, n in ((0.5, 30), (2.0, 50), (1.3, 40))]
     others = [task(torch.randn(4), 40) for _ in range(6)]
     candidates = others[:3] + aligned + others[3:]
-    order, cosine = rank_by_gradient(model, torch.nn.functional.mse_loss, task(w, 60), candidates)
+    order, _ = rank_by_gradient(model, torch.nn.functional.mse_loss, task(w, 60), candidates)
     assert set(top_k(order, 3)) == {3, 4, 5}
     x, y = candidates[0]  # against the closed form: dL/dW = 2/n (W x + b - y) x^T
     with torch.no_grad():
@@ -240,8 +270,19 @@ def test_school_as_tasks_trains_and_is_scored_like_the_multitask_models(tmp_path
     from polyskill.recipes.runner import evaluate_run
 
     out = tmp_path / "school"
-    code = main(["train", "school-task-conditioned", "--out", str(out), "--quiet", "--set", "train.steps=40",
-                 "--set", "train.log_every=20"])
+    code = main(
+        [
+            "train",
+            "school-task-conditioned",
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            "train.steps=40",
+            "--set",
+            "train.log_every=20",
+        ]
+    )
     assert code == 0
     summary = evaluate_run(out, echo=lambda _: None)
     (result,) = summary["test"]
@@ -255,27 +296,45 @@ def test_multimodal_recipe_runs_end_to_end(tmp_path):
     from polyskill.cli import main
 
     out = tmp_path / "mm"
-    code = main(["train", "multimodal-task-conditioned", "--out", str(out), "--quiet", "--set", "train.steps=4",
-                 "--set", "data.modes=2", "--set", "eval.episodes=20", "--set", "train.log_every=2"])
+    code = main(
+        [
+            "train",
+            "multimodal-task-conditioned",
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            "train.steps=4",
+            "--set",
+            "data.modes=2",
+            "--set",
+            "eval.episodes=20",
+            "--set",
+            "train.log_every=2",
+        ]
+    )
     assert code == 0
     import json
+
     (result,) = json.loads((out / "summary.json").read_text())["test"]
     assert result["episodes"] == 20 and result["mse"] > 0
 
 
-@pytest.mark.parametrize("override, message", [
-    ("data.modes=7", "data.modes must be <= 5"),
-    ("data.as_tasks=true", "as_tasks applies to the multi-task data sets"),
-    ("algo.rates=sometimes", "rates must be one of fixed, per_layer, per_parameter"),
-    ("algo.encoder_input=pixels", "encoder_input must be one of features, raw"),
-    ("train.grad_clip=0", "train.grad_clip must be > 0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.modes=7", "data.modes must be <= 5"),
+        ("data.as_tasks=true", "as_tasks applies to the multi-task data sets"),
+        ("algo.rates=sometimes", "rates must be one of fixed, per_layer, per_parameter"),
+        ("algo.encoder_input=pixels", "encoder_input must be one of features, raw"),
+        ("train.grad_clip=0", "train.grad_clip must be > 0"),
+    ],
+)
 def test_bad_task_conditioned_settings_are_one_line_errors(tmp_path, capsys, override, message):
     from polyskill.cli import main
 
     recipe = "omniglot-task-conditioned" if "as_tasks" in override else "multimodal-task-conditioned"
-    code = main(["train", recipe, "--out", str(tmp_path / "x"), "--quiet", "--set", override,
-                 "--set", "train.steps=1"])
+    code = main(["train", recipe, "--out", str(tmp_path / "x"), "--quiet", "--set", override, "--set", "train.steps=1"])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "x" / "config.yaml").exists()

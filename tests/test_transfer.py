@@ -57,8 +57,18 @@ def test_baseline_pretrains_on_class_batches_and_transfers_to_protonet(tmp_path,
     """A short Baseline pretraining learns features, and a ProtoNet started from them (before any meta-training)
     beats one started from a fresh backbone on the same test episodes."""
     base = tmp_path / "baseline"
-    recipe = load("omniglot-baseline", ["data.train=vinyals/val", "data.val=null", "model.hidden=16", "train.lr=0.003",
-                                        "train.steps=200", "algo.batch_size=64", "algo.finetune_steps=20"])
+    recipe = load(
+        "omniglot-baseline",
+        [
+            "data.train=vinyals/val",
+            "data.val=null",
+            "model.hidden=16",
+            "train.lr=0.003",
+            "train.steps=200",
+            "algo.batch_size=64",
+            "algo.finetune_steps=20",
+        ],
+    )
     train_run(recipe, base, progress=False, evaluate=False, echo=lambda _: None)
     config = yaml.safe_load((base / "config.yaml").read_text())
     assert config["algo"]["num_classes"] == 688  # recorded, so evaluation rebuilds the same classifier
@@ -68,15 +78,35 @@ def test_baseline_pretrains_on_class_batches_and_transfers_to_protonet(tmp_path,
     started = {}
     for init in (base, None):
         out = tmp_path / f"proto-{'transfer' if init else 'fresh'}"
-        transfer = load("omniglot-protonet-transfer", [f"model.init={init}" if init else "model.init=null",
-                                                       "model.hidden=16", "data.val=null", "data.train=vinyals/val",
-                                                       "train.steps=1", "train.lr=1e-6"])
+        transfer = load(
+            "omniglot-protonet-transfer",
+            [
+                f"model.init={init}" if init else "model.init=null",
+                "model.hidden=16",
+                "data.val=null",
+                "data.train=vinyals/val",
+                "train.steps=1",
+                "train.lr=1e-6",
+            ],
+        )
         messages: list[str] = []
         train_run(transfer, out, progress=False, evaluate=False, echo=messages.append)
         assert any("backbone started from" in m for m in messages) == (init is not None)
         started[init is not None] = _accuracy(evaluate_run(out, **protocol))
     assert started[True] > started[False] + 0.1, started  # observed 0.636 against 0.405 on 2026-12-02
-    code = main(["train", "omniglot-protonet-transfer", "--set", f"model.init={tmp_path / 'nowhere'}",
-                 "--set", "model.hidden=8", "--out", str(tmp_path / "bad"), "--no-eval", "--quiet"])
+    code = main(
+        [
+            "train",
+            "omniglot-protonet-transfer",
+            "--set",
+            f"model.init={tmp_path / 'nowhere'}",
+            "--set",
+            "model.hidden=8",
+            "--out",
+            str(tmp_path / "bad"),
+            "--no-eval",
+            "--quiet",
+        ]
+    )
     assert code == 2 and "no run directory or checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "bad" / "config.yaml").exists()

@@ -1,6 +1,6 @@
 """Few-shot algorithms, one module each, all implementing FewShotAlgorithm."""
 
-from .base import FewShotAlgorithm, Predictor, accuracy, episode_accuracies
+from .base import FewShotAlgorithm, Predictor, accuracy
 from .baseline import Baseline
 from .contract import Contract
 from .contrastive import ContrastiveEmbedding
@@ -15,10 +15,33 @@ from .reptile import Reptile
 from .task_conditioned import TaskConditioned
 
 ALGORITHMS: dict[str, type[FewShotAlgorithm]] = {
-    "baseline": Baseline, "contrastive": ContrastiveEmbedding, "maml": MAML, "matching": MatchingNetworks,
-    "metaoptnet": MetaOptNet, "protonet": PrototypicalNetworks, "relation": RelationNetworks, "reptile": Reptile,
-    "task_conditioned": TaskConditioned}
+    "baseline": Baseline,
+    "contrastive": ContrastiveEmbedding,
+    "maml": MAML,
+    "matching": MatchingNetworks,
+    "metaoptnet": MetaOptNet,
+    "protonet": PrototypicalNetworks,
+    "relation": RelationNetworks,
+    "reptile": Reptile,
+    "task_conditioned": TaskConditioned,
+}
 
-__all__ = ["ALGORITHMS", "MAML", "Baseline", "Contract", "ContrastiveEmbedding", "FewShotAlgorithm", "InnerLoop",
-           "MatchingNetworks", "MetaOptNet", "MetricLearner", "MetricPredictor", "Predictor", "PrototypicalNetworks",
-           "RelationNetworks", "Reptile", "TaskConditioned", "accuracy", "episode_accuracies"]
+__all__ = [
+    "ALGORITHMS",
+    "MAML",
+    "Baseline",
+    "Contract",
+    "ContrastiveEmbedding",
+    "FewShotAlgorithm",
+    "InnerLoop",
+    "MatchingNetworks",
+    "MetaOptNet",
+    "MetricLearner",
+    "MetricPredictor",
+    "Predictor",
+    "PrototypicalNetworks",
+    "RelationNetworks",
+    "Reptile",
+    "TaskConditioned",
+    "accuracy",
+]

@@ -1,14 +1,14 @@
-"""The interface every few-shot algorithm implements, and accuracy over episodes written once for all."""
+"""The interface every few-shot algorithm implements, and the training metrics of a batch of tasks."""
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Iterable
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
-from ..progress import progress
 from .contract import Contract
 
 Predictor = Callable[[Tensor], Tensor]
@@ -78,34 +78,3 @@ def task_metrics(loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, Te
     if targets.is_floating_point():
         return {"loss": loss}
     return {"loss": loss, "acc": accuracy(outputs.float(), targets).mean()}
-
-
-def episode_scores(algo: FewShotAlgorithm, batches: Iterable[TaskBatch], score: Callable[[Tensor, Tensor], Tensor],
-                   context: Callable[[], object] | None = None, total: int | None = None) -> Tensor:
-    """score(predictions, query targets) of each task in `batches`, [E], with the algorithm in eval mode
-    (mode restored after) and predictions made under `context` (default: no_grad); a progress bar counts the
-    `total` tasks."""
-    was_training = algo.training
-    algo.eval()
-    results = []
-    running, count = 0.0, 0
-    bar = progress(total=total, desc="evaluate", unit="task")
-    try:
-        for batch in batches:
-            with context() if context else torch.no_grad():
-                outputs = algo.predict(batch)
-            results.append(score(outputs.float(), batch.query_y))
-            if not bar.disable:  # the running mean costs a device sync per batch: only when it is shown
-                running, count = running + float(results[-1].sum()), count + len(results[-1])
-                bar.update(len(results[-1]))
-                bar.set_postfix(mean=f"{running / count:.4f}", refresh=False)
-    finally:
-        bar.close()
-        algo.train(was_training)
-    return torch.cat(results) if results else torch.empty(0)
-
-
-def episode_accuracies(algo: FewShotAlgorithm, batches: Iterable[TaskBatch],
-                       context: Callable[[], object] | None = None, total: int | None = None) -> Tensor:
-    """Query accuracy of each task in `batches`, [E] (see `episode_scores`)."""
-    return episode_scores(algo, batches, accuracy, context, total)

@@ -70,25 +70,40 @@ class Baseline(MetricLearner[LinearHead]):
     contract = Contract(batches="classes", builder_args=frozenset({"num_classes"}))
     batch_size: int
 
-    def __init__(self, backbone: Backbone, num_classes: int, cosine: bool = False, scale: float | None = None,
-                 batch_size: int = 128, finetune_steps: int = 100, finetune_lr: float = 0.01,
-                 finetune_weight_decay: float = 1e-3, finetune_momentum: float = 0.9) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        cosine: bool = False,
+        scale: float | None = None,
+        batch_size: int = 128,
+        finetune_steps: int = 100,
+        finetune_lr: float = 0.01,
+        finetune_weight_decay: float = 1e-3,
+        finetune_momentum: float = 0.9,
+    ) -> None:
         super().__init__()
         if num_classes < 2 or batch_size < 1 or finetune_steps < 0 or finetune_lr <= 0:
-            raise ConfigError("baseline needs num_classes >= 2, batch_size >= 1, finetune_steps >= 0 and "
-                              "finetune_lr > 0")
+            raise ConfigError(
+                "baseline needs num_classes >= 2, batch_size >= 1, finetune_steps >= 0 and finetune_lr > 0"
+            )
         if scale is not None and scale <= 0:
             raise ConfigError(f"the cosine scale must be > 0, got {scale}")
         if not isinstance(backbone, Backbone):
-            raise ConfigError(f"baseline's classifier needs a Backbone with an integer `embedding_dim`; "
-                              f"{type(backbone).__name__} has none")
+            raise ConfigError(
+                f"baseline's classifier needs a Backbone with an integer `embedding_dim`; "
+                f"{type(backbone).__name__} has none"
+            )
         self.backbone, self.num_classes, self.cosine, self.scale = backbone, num_classes, cosine, scale
         self.batch_size = batch_size
         self.finetune_steps, self.finetune_lr = finetune_steps, finetune_lr
         self.finetune_weight_decay, self.finetune_momentum = finetune_weight_decay, finetune_momentum
         dim = backbone.embedding_dim
-        self.classifier = (CosineClassifier(dim, num_classes, chen_scale(num_classes) if scale is None else scale)
-                           if cosine else nn.Linear(dim, num_classes))
+        self.classifier = (
+            CosineClassifier(dim, num_classes, chen_scale(num_classes) if scale is None else scale)
+            if cosine
+            else nn.Linear(dim, num_classes)
+        )
 
     def _scale(self, way: int) -> float | None:
         """The cosine temperature of a head over `way` classes, None for a linear head."""
@@ -99,8 +114,10 @@ class Baseline(MetricLearner[LinearHead]):
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy over all the training classes of a class batch (support empty, global labels)."""
         if batch.support_y.shape[1]:
-            raise ValueError("Baseline pretrains on class batches with global labels (a ClassBatchSampler), "
-                             "not on episodes: this batch has a support set")
+            raise ValueError(
+                "Baseline pretrains on class batches with global labels (a ClassBatchSampler), "
+                "not on episodes: this batch has a support set"
+            )
         if batch.way != self.num_classes:
             raise ValueError(f"the batch has {batch.way} classes but the classifier {self.num_classes}")
         logits = self.classifier(self.embed(batch.query_x).flatten(0, 1)).float()
@@ -110,8 +127,16 @@ class Baseline(MetricLearner[LinearHead]):
 
     def fit_support(self, z: Tensor, y: Tensor, way: int) -> LinearHead:
         """Fresh heads [B tasks] fitted on support embeddings z [B, S, D] (the backbone stays frozen)."""
-        return fit_linear_head(z, y, way, self._scale(way), self.finetune_steps, self.finetune_lr,
-                               self.finetune_weight_decay, self.finetune_momentum)
+        return fit_linear_head(
+            z,
+            y,
+            way,
+            self._scale(way),
+            self.finetune_steps,
+            self.finetune_lr,
+            self.finetune_weight_decay,
+            self.finetune_momentum,
+        )
 
     def score(self, zq: Tensor, state: LinearHead) -> Tensor:
         return state(zq)

@@ -33,8 +33,9 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp_min(1)
 
 
-def pairwise_contrastive_loss(z: Tensor, labels: Tensor, margin: float = 1.0, weight: float = 1.0,
-                              squared: bool = False) -> Tensor:
+def pairwise_contrastive_loss(
+    z: Tensor, labels: Tensor, margin: float = 1.0, weight: float = 1.0, squared: bool = False
+) -> Tensor:
     """mean_{same, i<j} d(z_i, z_j) + weight * mean_{different, i<j} max(0, margin - d(z_i, z_j)).
 
     z [M, D] or [B, M, D] with labels [M] or [B, M]; pairs are formed within each task. d is Euclidean;
@@ -85,8 +86,15 @@ class ContrastiveEmbedding(PrototypicalNetworks):
     `mining` selects the triplets.
     """
 
-    def __init__(self, backbone: Backbone, loss: str = "pairwise", margin: float = 1.0, weight: float = 1.0,
-                 mining: str = "all", squared: bool = False) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        loss: str = "pairwise",
+        margin: float = 1.0,
+        weight: float = 1.0,
+        mining: str = "all",
+        squared: bool = False,
+    ) -> None:
         super().__init__(backbone)
         if loss not in LOSSES:
             raise ConfigError(f"contrastive loss must be one of {', '.join(LOSSES)}, got {loss!r}")

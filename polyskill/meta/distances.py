@@ -18,8 +18,9 @@ def prototypes(z: Tensor, labels: Tensor, way: int) -> Tensor:
 
 def squared_distances(query: Tensor, keys: Tensor) -> Tensor:
     """||q - k||^2 for q [B, M, D], k [B, N, D] -> [B, M, N], by one matmul (clamped at 0 against rounding)."""
-    return (query.pow(2).sum(-1, keepdim=True) - 2 * query @ keys.transpose(1, 2)
-            + keys.pow(2).sum(-1).unsqueeze(1)).clamp_min(0)
+    return (
+        query.pow(2).sum(-1, keepdim=True) - 2 * query @ keys.transpose(1, 2) + keys.pow(2).sum(-1).unsqueeze(1)
+    ).clamp_min(0)
 
 
 def euclidean_distances(query: Tensor, keys: Tensor, eps: float = 1e-12) -> Tensor:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +77,7 @@ class TaskBatchNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not _VMAPPED.get():
             return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
-        dims = [0] + list(range(2, x.dim()))
+        dims = [0, *range(2, x.dim())]
         var, mean = torch.var_mean(x, dim=dims, keepdim=True, correction=0)
         shape = [1, -1] + [1] * (x.dim() - 2)
         out = (x - mean) * torch.rsqrt(var + self.eps)
@@ -115,6 +115,8 @@ class SecondMoments(nn.Module):
     updated with that task's gradients alone.
     """
 
+    count: Tensor
+
     def __init__(self, params: Params) -> None:
         super().__init__()
         self.values = nn.Module()
@@ -123,10 +125,10 @@ class SecondMoments(nn.Module):
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
         self.per_task = False
 
-    def copy(self, tasks: int | None = None) -> "SecondMoments":
+    def copy(self, tasks: int | None = None) -> SecondMoments:
         """An independent copy, for evaluation that must leave the training state as it was; with `tasks`, one
         copy per task (buffers [tasks, ...]), so that each task adapts from the trained moments by itself."""
-        clone = SecondMoments({n: b for n, b in self.values.named_buffers()})
+        clone = SecondMoments(dict(self.values.named_buffers()))
         clone.load_state_dict(self.state_dict())
         if tasks is not None:
             for name, buffer in list(clone.values.named_buffers()):
@@ -146,9 +148,19 @@ class InnerLoop(nn.Module):
     beats vmap's grouped convolutions.
     """
 
-    def __init__(self, model: nn.Module, steps: int = 1, lr: float = 0.4, first_order: bool = False,
-                 adapt_names: Sequence[str] | None = None, learn_lr: str = "none", optimizer: str = "sgd",
-                 betas: tuple[float, float] = (0.0, 0.999), eps: float = 1e-8, vectorize: str = "auto") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        steps: int = 1,
+        lr: float = 0.4,
+        first_order: bool = False,
+        adapt_names: Sequence[str] | None = None,
+        learn_lr: str = "none",
+        optimizer: str = "sgd",
+        betas: tuple[float, float] = (0.0, 0.999),
+        eps: float = 1e-8,
+        vectorize: str = "auto",
+    ) -> None:
         super().__init__()
         if vectorize not in VECTORIZE:
             raise ValueError(f"vectorize must be one of {', '.join(VECTORIZE)}, got {vectorize!r}")
@@ -190,8 +202,12 @@ class InnerLoop(nn.Module):
         """
         batched = set() if batched is None else batched
         if self._loop(bool(batched)):
-            return torch.stack([functional_call(self.model, {n: t[b] if n in batched else t for n, t in params.items()},
-                                                (x[b],)) for b in range(x.shape[0])])
+            return torch.stack(
+                [
+                    functional_call(self.model, {n: t[b] if n in batched else t for n, t in params.items()}, (x[b],))
+                    for b in range(x.shape[0])
+                ]
+            )
         in_dims = {name: 0 if name in batched else None for name in params}
         with _vmapped():
             return vmap(lambda p, xb: functional_call(self.model, p, (xb,)), in_dims=(in_dims, 0))(params, x)
@@ -221,8 +237,12 @@ class InnerLoop(nn.Module):
         def loss(a: Params, s: Params, xb: Tensor, yb: Tensor) -> Tensor:
             return task_loss(functional_call(self.model, {**s, **a}, (xb,)), yb)
 
-        in_dims = ({n: 0 if n in batched else None for n in adapted},
-                   {n: 0 if n in batched else None for n in shared}, 0, 0)
+        in_dims = (
+            {n: 0 if n in batched else None for n in adapted},
+            {n: 0 if n in batched else None for n in shared},
+            0,
+            0,
+        )
         with _vmapped():
             return vmap(grad(loss), in_dims=in_dims)(adapted, shared, x, y)
 
@@ -246,10 +266,16 @@ class InnerLoop(nn.Module):
         return rate if self.learn_lr == "per_parameter" else rate[min(step, rate.numel() - 1)]
 
     # -- adaptation ---------------------------------------------------------------------------------
-    def adapt(self, params: Params, data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]],
-              steps: int | None = None, first_order: bool | None = None,
-              second_moments: SecondMoments | None = None, batched: set[str] | None = None,
-              rates: Params | None = None) -> list[Params]:
+    def adapt(
+        self,
+        params: Params,
+        data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]],
+        steps: int | None = None,
+        first_order: bool | None = None,
+        second_moments: SecondMoments | None = None,
+        batched: set[str] | None = None,
+        rates: Params | None = None,
+    ) -> list[Params]:
         """The trajectory [theta_1, ..., theta_steps] of adapted parameters for a batch of tasks.
 
         `data` is (x [B, S, ...], y [B, S]) used at every step, or a list of such pairs, step j using
@@ -280,17 +306,24 @@ class InnerLoop(nn.Module):
             current = dict(current)
             for name in self.adapt_names:
                 step_size = None if rates is None else rates[name]
-                current[name] = current[name] - self._update(name, step, grads[name], moments, second_moments,
-                                                             step_size)
+                current[name] = current[name] - self._update(
+                    name, step, grads[name], moments, second_moments, step_size
+                )
             if second_moments is not None:
                 second_moments.count += 1
             batched |= set(self.adapt_names)
             trajectory.append(current)
         return trajectory
 
-    def adapted(self, data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]], steps: int,
-                second_moments: SecondMoments | None = None, params: Params | None = None,
-                batched: set[str] | None = None, rates: Params | None = None) -> tuple[Params, set[str]]:
+    def adapted(
+        self,
+        data: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor]],
+        steps: int,
+        second_moments: SecondMoments | None = None,
+        params: Params | None = None,
+        batched: set[str] | None = None,
+        rates: Params | None = None,
+    ) -> tuple[Params, set[str]]:
         """Detached parameters after `steps` first-order steps on `data` (for evaluation; no graph is kept),
         and the names of those that carry a task axis. `params`, `batched` and `rates` as in `adapt`
         (default: the meta-parameters, shared by every task, and the loop's own rates)."""
@@ -301,16 +334,21 @@ class InnerLoop(nn.Module):
             pairs = [tuple(t.clone() if t.is_inference() else t for t in pair) for pair in pairs]
             start = self.params() if params is None else params
             start = {n: (t.clone() if t.is_inference() else t).detach() for n, t in start.items()}
-            rates = None if rates is None else {n: (t.clone() if t.is_inference() else t).detach()
-                                                for n, t in rates.items()}
-            trajectory = self.adapt(start, pairs, steps=steps, first_order=True, second_moments=second_moments,
-                                    batched=batched, rates=rates)
+            rates = (
+                None
+                if rates is None
+                else {n: (t.clone() if t.is_inference() else t).detach() for n, t in rates.items()}
+            )
+            trajectory = self.adapt(
+                start, pairs, steps=steps, first_order=True, second_moments=second_moments, batched=batched, rates=rates
+            )
         if not trajectory:
             return start, batched
         return {n: t.detach() for n, t in trajectory[-1].items()}, batched | set(self.adapt_names)
 
-    def query_outputs(self, params: Params, batched: set[str], support_x: Tensor, query_x: Tensor,
-                      transductive: bool = True) -> Tensor:
+    def query_outputs(
+        self, params: Params, batched: set[str], support_x: Tensor, query_x: Tensor, transductive: bool = True
+    ) -> Tensor:
         """Outputs [B, M, ...] on the queries of adapted tasks.
 
         Transductive (as in MAML's evaluation), batch norm uses the statistics of the whole query set;
@@ -323,14 +361,22 @@ class InnerLoop(nn.Module):
         for b in range(query_x.shape[0]):
             task = {n: t[b] if n in batched else t for n, t in params.items()}
             queries = query_x.shape[1]
-            joint = torch.cat([support_x[b].unsqueeze(0).expand(queries, *support_x.shape[1:]),
-                               query_x[b].unsqueeze(1)], dim=1)  # [M, S+1, ...]: one batch per query
+            joint = torch.cat(
+                [support_x[b].unsqueeze(0).expand(queries, *support_x.shape[1:]), query_x[b].unsqueeze(1)], dim=1
+            )  # [M, S+1, ...]: one batch per query
             with _vmapped():
                 outputs.append(vmap(lambda xj, p=task: functional_call(self.model, p, (xj,))[-1])(joint))
         return torch.stack(outputs)
 
-    def _update(self, name: str, step: int, g: Tensor, moments: dict[str, tuple[Tensor, Tensor]],
-                shared: SecondMoments | None = None, rate: Tensor | None = None) -> Tensor:
+    def _update(
+        self,
+        name: str,
+        step: int,
+        g: Tensor,
+        moments: dict[str, tuple[Tensor, Tensor]],
+        shared: SecondMoments | None = None,
+        rate: Tensor | None = None,
+    ) -> Tensor:
         """The step to subtract: rate * g for SGD (`rate`: per-task rates, else the loop's own), Adam's
         bias-corrected rate * m / (sqrt(v) + eps) for Adam."""
         if self.optimizer == "sgd":
@@ -349,5 +395,3 @@ class InnerLoop(nn.Module):
             v_hat = running / (1 - beta2 ** (int(shared.count) + 1))
         moments[name] = (m, v)
         return self.lr * (m / (1 - beta1 ** (step + 1))) / (v_hat.sqrt() + self.eps)
-
-

@@ -38,20 +38,24 @@ class LinearHead:
         logits = z @ self.weight.transpose(1, 2)
         return logits if self.bias is None else logits + self.bias.unsqueeze(1)
 
-    def task(self, index: int) -> "LinearHead":
+    def task(self, index: int) -> LinearHead:
         """The head of one task, still with a task axis of 1."""
-        bias = None if self.bias is None else self.bias[index:index + 1]
-        norm = None if self.norm is None else self.norm[index:index + 1]
-        return LinearHead(self.weight[index:index + 1], bias, self.scale, norm)
+        bias = None if self.bias is None else self.bias[index : index + 1]
+        norm = None if self.norm is None else self.norm[index : index + 1]
+        return LinearHead(self.weight[index : index + 1], bias, self.scale, norm)
 
     def parameters(self) -> list[Tensor]:
         """The tensors a fit adjusts (weight, then bias or norm)."""
         return [t for t in (self.weight, self.bias, self.norm) if t is not None]
 
-    def detach(self) -> "LinearHead":
+    def detach(self) -> LinearHead:
         """The same head with every tensor detached from the fit's graph."""
-        return LinearHead(self.weight.detach(), None if self.bias is None else self.bias.detach(), self.scale,
-                          None if self.norm is None else self.norm.detach())
+        return LinearHead(
+            self.weight.detach(),
+            None if self.bias is None else self.bias.detach(),
+            self.scale,
+            None if self.norm is None else self.norm.detach(),
+        )
 
 
 def initial_head(z: Tensor, y: Tensor, way: int, scale: float | None) -> LinearHead:
@@ -70,8 +74,16 @@ def head_loss(head: LinearHead, z: Tensor, y: Tensor) -> Tensor:
     return losses.view(y.shape).mean(1).sum()
 
 
-def fit_linear_head(z: Tensor, y: Tensor, way: int, scale: float | None = None, steps: int = 100,
-                    lr: float = 0.01, weight_decay: float = 1e-3, momentum: float = 0.9) -> LinearHead:
+def fit_linear_head(
+    z: Tensor,
+    y: Tensor,
+    way: int,
+    scale: float | None = None,
+    steps: int = 100,
+    lr: float = 0.01,
+    weight_decay: float = 1e-3,
+    momentum: float = 0.9,
+) -> LinearHead:
     """Fit a head per task on embeddings z [B, S, D] with labels y [B, S] by full-batch SGD with momentum.
 
     `scale` None fits a linear head with bias; a number fits Baseline++'s cosine head (logits scale * g_c *

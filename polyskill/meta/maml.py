@@ -7,7 +7,7 @@ as one supervised problem, fine-tuned by `eval_steps` gradient steps on a new ta
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -29,8 +29,7 @@ def head_names(model: nn.Module) -> list[str]:
     if not owners:
         raise ValueError("the model has no parameters")
     prefix = f"{owners[-1]}." if owners[-1] else ""
-    return [name for name, _ in model.named_parameters() if name.startswith(prefix)
-            and "." not in name[len(prefix):]]
+    return [name for name, _ in model.named_parameters() if name.startswith(prefix) and "." not in name[len(prefix) :]]
 
 
 class MAML(FewShotAlgorithm):
@@ -47,22 +46,41 @@ class MAML(FewShotAlgorithm):
 
     #: every task's inner loop normalises with its own batch statistics: nothing to synchronise across ranks
     contract = Contract(output_layer=True, regression=True, adaptation_steps=True, per_task_batch_norm=True)
+    meta_steps: Tensor
 
-    def __init__(self, backbone: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1,
-                 eval_steps: int | None = None, first_order: bool = False, head_only: bool = False,
-                 learn_lr: str = "none", multi_step_loss: bool = False, msl_anneal_steps: int = 0,
-                 transductive: bool = True, vectorize: str = "auto", query_pass: str = "auto",
-                 task_chunk: int = 8) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        inner_lr: float = 0.4,
+        inner_steps: int = 1,
+        eval_steps: int | None = None,
+        first_order: bool = False,
+        head_only: bool = False,
+        learn_lr: str = "none",
+        multi_step_loss: bool = False,
+        msl_anneal_steps: int = 0,
+        transductive: bool = True,
+        vectorize: str = "auto",
+        query_pass: str = "auto",
+        task_chunk: int = 8,
+    ) -> None:
         super().__init__()
         if learn_lr not in LEARN_LR:
             raise ValueError(f"learn_lr must be one of {', '.join(LEARN_LR)}, got {learn_lr!r}")
-        if eval_steps is not None and eval_steps < 0 or msl_anneal_steps < 0 or task_chunk < 1:
+        if (eval_steps is not None and eval_steps < 0) or msl_anneal_steps < 0 or task_chunk < 1:
             raise ValueError("eval_steps and msl_anneal_steps must be >= 0 and task_chunk >= 1")
         if query_pass not in QUERY_PASSES:
             raise ValueError(f"query_pass must be one of {', '.join(QUERY_PASSES)}, got {query_pass!r}")
         adapt = head_names(backbone) if head_only else None
-        self.inner = InnerLoop(backbone, steps=inner_steps, lr=inner_lr, first_order=first_order,
-                               adapt_names=adapt, learn_lr=learn_lr, vectorize=vectorize)
+        self.inner = InnerLoop(
+            backbone,
+            steps=inner_steps,
+            lr=inner_lr,
+            first_order=first_order,
+            adapt_names=adapt,
+            learn_lr=learn_lr,
+            vectorize=vectorize,
+        )
         self.eval_steps = inner_steps if eval_steps is None else eval_steps
         self.multi_step_loss, self.msl_anneal_steps = multi_step_loss, msl_anneal_steps
         self.transductive, self.query_pass, self.task_chunk = transductive, query_pass, task_chunk
@@ -94,7 +112,7 @@ class MAML(FewShotAlgorithm):
         """The step-weighted mean query loss of the batch (one graph) and the final query outputs."""
         trajectory, batched = self._trajectory(batch)
         loss = batch.query_x.new_zeros((), dtype=torch.float32)
-        for weight, params in zip(self.step_weights(), trajectory):
+        for weight, params in zip(self.step_weights(), trajectory, strict=True):
             if weight:
                 outputs = self.inner.forward_tasks(params, batch.query_x, batched)
                 loss = loss + weight * torch.vmap(task_loss)(outputs, batch.query_y).mean()
@@ -137,7 +155,7 @@ class MAML(FewShotAlgorithm):
         """Backward of the chunk's share of the meta-loss (its tasks' losses / `tasks`) by the query loop."""
         trajectory, batched = self._trajectory(chunk)
         surrogate = loss_sum = chunk.query_x.new_zeros((), dtype=torch.float32)
-        for weight, params in zip(self.step_weights(), trajectory):
+        for weight, params in zip(self.step_weights(), trajectory, strict=True):
             if not weight:
                 continue
             names = list(params)
@@ -148,7 +166,7 @@ class MAML(FewShotAlgorithm):
                 out = torch.func.functional_call(self.backbone, leaves, (chunk.query_x[b],))
                 loss = task_loss(out, chunk.query_y[b])
                 grads = torch.autograd.grad(weight * loss / tasks, list(leaves.values()), allow_unused=True)
-                for n, g in zip(names, grads):
+                for n, g in zip(names, grads, strict=True):
                     cotangents[n].append(torch.zeros_like(leaves[n]) if g is None else g)
                 outputs.append(out.detach())
                 loss_sum = loss_sum + weight * loss.detach() / tasks
@@ -176,8 +194,9 @@ class MAML(FewShotAlgorithm):
         return task_predictor(self.inner, params, batched, sx, self.transductive)
 
 
-def task_predictor(inner: InnerLoop, params: Params, batched: set[str], support_x: Tensor,
-                   transductive: bool) -> Predictor:
+def task_predictor(
+    inner: InnerLoop, params: Params, batched: set[str], support_x: Tensor, transductive: bool
+) -> Predictor:
     """The function from one task's query inputs to outputs, given its adapted `params` (a batch of one)."""
 
     def predictor(x: Tensor) -> Tensor:
@@ -186,9 +205,14 @@ def task_predictor(inner: InnerLoop, params: Params, batched: set[str], support_
     return predictor
 
 
-def adapted_predictor(inner: InnerLoop, support: Support, steps: int, transductive: bool,
-                      data: Sequence[tuple[Tensor, Tensor]] | None = None,
-                      second_moments: SecondMoments | None = None) -> Predictor:
+def adapted_predictor(
+    inner: InnerLoop,
+    support: Support,
+    steps: int,
+    transductive: bool,
+    data: Sequence[tuple[Tensor, Tensor]] | None = None,
+    second_moments: SecondMoments | None = None,
+) -> Predictor:
     """Adapt `inner`'s network to one task (on `data`, default the whole support set at every step) and
     return the function from query inputs to outputs."""
     sx, sy = support.x.unsqueeze(0), support.y.unsqueeze(0)

@@ -52,8 +52,10 @@ class MatchingNetworks(MetricLearner[MatchingSupport]):
         self.reader: AttentionReader | None = None
         if fce:
             if not isinstance(backbone, Backbone):
-                raise ValueError("full context embeddings need a Backbone with an integer `embedding_dim` (the LSTMs' "
-                                 f"size); {type(backbone).__name__} has none")
+                raise ValueError(
+                    "full context embeddings need a Backbone with an integer `embedding_dim` (the LSTMs' "
+                    f"size); {type(backbone).__name__} has none"
+                )
             dim = backbone.embedding_dim
             self.support_context, self.reader = SupportContext(dim), AttentionReader(dim, fce_steps)
 

@@ -36,18 +36,31 @@ class MetaOptNet(MetricLearner[Tensor]):
     an optimality gap of `svm_tol` within `svm_iterations` interior-point steps (see `svm.py`; 10 to 20 suffice).
     """
 
-    def __init__(self, backbone: Backbone, head: str = "svm", C: float = 0.1, lam: float = 50.0,
-                 scale: float = 1.0, learn_scale: bool = True, label_smoothing: float = 0.0,
-                 svm_eps: float = 1.0, svm_iterations: int = 50, svm_tol: float = 1e-9) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: str = "svm",
+        C: float = 0.1,
+        lam: float = 50.0,
+        scale: float = 1.0,
+        learn_scale: bool = True,
+        label_smoothing: float = 0.0,
+        svm_eps: float = 1.0,
+        svm_iterations: int = 50,
+        svm_tol: float = 1e-9,
+    ) -> None:
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         if C <= 0 or lam <= 0 or scale <= 0 or svm_tol <= 0:
-            raise ValueError(f"C, lam, scale and svm_tol must be > 0, got C={C}, lam={lam}, scale={scale}, "
-                             f"svm_tol={svm_tol}")
+            raise ValueError(
+                f"C, lam, scale and svm_tol must be > 0, got C={C}, lam={lam}, scale={scale}, svm_tol={svm_tol}"
+            )
         if not 0 <= label_smoothing < 1 or svm_eps < 0 or svm_iterations < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), svm_eps >= 0 and svm_iterations >= 1, got "
-                             f"{label_smoothing}, {svm_eps}, {svm_iterations}")
+            raise ValueError(
+                f"label_smoothing must be in [0, 1), svm_eps >= 0 and svm_iterations >= 1, got "
+                f"{label_smoothing}, {svm_eps}, {svm_iterations}"
+            )
         self.backbone, self.head = backbone, head
         self.C, self.lam, self.label_smoothing = C, lam, label_smoothing
         self.svm_eps, self.svm_iterations, self.svm_tol = svm_eps, svm_iterations, svm_tol

@@ -12,9 +12,10 @@ from typing import Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..data.episodes import Support, TaskBatch
+from ..nn.backbone import Backbone
 from .base import FewShotAlgorithm, Predictor, task_metrics
 
 State = TypeVar("State")
@@ -24,7 +25,7 @@ class MetricLearner(FewShotAlgorithm, Generic[State]):
     """Scores queries against a state fitted to the support set's embeddings; `loss` (cross-entropy on the
     scores by default) against the query labels is the meta-loss."""
 
-    backbone: nn.Module
+    backbone: Backbone
 
     def embed(self, x: Tensor) -> Tensor:
         """[B, M, ...] inputs -> [B, M, D] embeddings in fp32 (metric learners compare them in full precision)."""
@@ -42,26 +43,27 @@ class MetricLearner(FewShotAlgorithm, Generic[State]):
         """The meta-loss of scores [B, M, way] against labels [B, M]: mean cross-entropy of the scores as logits."""
         return F.cross_entropy(scores.flatten(0, 1), query_y.flatten())
 
-    def episode_scores(self, batch: TaskBatch) -> Tensor:
+    def task_scores(self, batch: TaskBatch) -> Tensor:
         """Scores [B, M, way] of every task's queries, support and query embedded in one backbone pass."""
         n_support = batch.support_x.shape[1]
         z = self.embed(torch.cat([batch.support_x, batch.query_x], dim=1))
         return self.score(z[:, n_support:], self.fit_support(z[:, :n_support], batch.support_y, batch.way))
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        scores = self.episode_scores(batch)
+        scores = self.task_scores(batch)
         loss = self.loss(scores, batch.query_y)
         return loss, task_metrics(loss.detach(), scores.detach(), batch.query_y)
 
     def predict(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
         self.check_steps(steps)
-        return self.episode_scores(batch)
+        return self.task_scores(batch)
 
     def adapt(self, support: Support, steps: int | None = None) -> Predictor:
         self.check_steps(steps)
         with torch.no_grad():
-            state = self.fit_support(self.embed(support.x.unsqueeze(0)), support.y.unsqueeze(0),
-                                     int(support.num_classes or 0))
+            state = self.fit_support(
+                self.embed(support.x.unsqueeze(0)), support.y.unsqueeze(0), int(support.num_classes or 0)
+            )
         return MetricPredictor(self, state)
 
 

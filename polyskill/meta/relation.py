@@ -36,8 +36,12 @@ class RelationModule(nn.Module):
         self.channels = channels
         self.conv1 = nn.Conv2d(2 * channels, hidden, 3, padding=1)
         self.block1 = nn.Sequential(nn.BatchNorm2d(hidden), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True))
-        self.block2 = nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.BatchNorm2d(hidden),
-                                    nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True))
+        self.block2 = nn.Sequential(
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, ceil_mode=True),
+        )
         flat = hidden * _pooled_side(_pooled_side(height)) * _pooled_side(_pooled_side(width))
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, fc), nn.ReLU(inplace=True), nn.Linear(fc, 1))
 
@@ -48,7 +52,7 @@ class RelationModule(nn.Module):
         c = F.conv2d(class_maps.flatten(0, 1), w_class, padding=1).unflatten(0, (b, n))
         q = F.conv2d(query_maps.flatten(0, 1), w_query, self.conv1.bias, padding=1).unflatten(0, (b, m))
         step = m if self.training else max(1, self.max_pairs // (b * n))
-        return torch.cat([self._score(q[:, i:i + step], c) for i in range(0, m, step)], dim=1)
+        return torch.cat([self._score(q[:, i : i + step], c) for i in range(0, m, step)], dim=1)
 
     def _score(self, q: Tensor, c: Tensor) -> Tensor:
         """First-convolution outputs of queries [B, M, h, H, W] and classes [B, N, h, H, W] -> scores [B, M, N]."""
@@ -71,11 +75,13 @@ class RelationNetworks(MetricLearner[Tensor]):
     def __init__(self, backbone: FeatureMapBackbone, relation_hidden: int = 64, relation_fc: int = 8) -> None:
         super().__init__()
         if not isinstance(backbone, FeatureMapBackbone):
-            raise ValueError(f"Relation Networks compare feature maps: the backbone ({type(backbone).__name__}) "
-                             "must be a FeatureMapBackbone, with `feature_maps(x)` and a `feature_shape` (C, H, W), "
-                             "like Conv4")
+            raise ValueError(
+                f"Relation Networks compare feature maps: the backbone ({type(backbone).__name__}) "
+                "must be a FeatureMapBackbone, with `feature_maps(x)` and a `feature_shape` (C, H, W), "
+                "like Conv4"
+            )
         self.backbone = backbone
-        self.relation = RelationModule(tuple(backbone.feature_shape), relation_hidden, relation_fc)
+        self.relation = RelationModule(backbone.feature_shape, relation_hidden, relation_fc)
 
     def embed(self, x: Tensor) -> Tensor:
         """[B, M, ...] images -> [B, M, C, H, W] feature maps in fp32."""

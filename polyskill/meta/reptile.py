@@ -21,8 +21,7 @@ EVAL_SEED = 0
 """The seed of every evaluation task's mini-batch order."""
 
 
-def _orders(tasks: int, count: int, epochs: int, generator: torch.Generator | None,
-            seeds: Tensor | None) -> Tensor:
+def _orders(tasks: int, count: int, epochs: int, generator: torch.Generator | None, seeds: Tensor | None) -> Tensor:
     """[B, epochs * count]: each task's examples in `epochs` fresh random orders, drawn from `generator`, or
     from each task's own seed (then independent of the other tasks of the batch)."""
     if seeds is None:
@@ -31,8 +30,9 @@ def _orders(tasks: int, count: int, epochs: int, generator: torch.Generator | No
     return torch.stack(keys).argsort(2).flatten(1)
 
 
-def minibatches(x: Tensor, y: Tensor, size: int, steps: int, generator: torch.Generator | None = None,
-                seeds: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+def minibatches(
+    x: Tensor, y: Tensor, size: int, steps: int, generator: torch.Generator | None = None, seeds: Tensor | None = None
+) -> list[tuple[Tensor, Tensor]]:
     """`steps` mini-batches of `size` examples per task from x [B, S, ...], y [B, S]: each task's examples
     in a fresh random order, taken in turn and reshuffled once used up (sampling without replacement). The
     orders come from `seeds` (one per task) when given, else from `generator`."""
@@ -42,7 +42,7 @@ def minibatches(x: Tensor, y: Tensor, size: int, steps: int, generator: torch.Ge
     order = _orders(tasks, count, epochs, generator, seeds)
     batches = []
     for step in range(steps):
-        index = order[:, step * size:(step + 1) * size].to(y.device)
+        index = order[:, step * size : (step + 1) * size].to(y.device)
         gather = index.view(tasks, size, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
         batches.append((x.gather(1, gather), y.gather(1, index)))
     return batches
@@ -62,14 +62,24 @@ class Reptile(FewShotAlgorithm):
     #: every task's inner loop normalises with its own batch statistics: nothing to synchronise across ranks
     contract = Contract(output_layer=True, regression=True, adaptation_steps=True, per_task_batch_norm=True)
 
-    def __init__(self, backbone: nn.Module, inner_lr: float = 1e-3, inner_steps: int = 5, inner_batch: int = 10,
-                 eval_steps: int = 50, eval_batch: int = 5, inner_optimizer: str = "adam",
-                 transductive: bool = True, shared_moments: bool = True) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        inner_lr: float = 1e-3,
+        inner_steps: int = 5,
+        inner_batch: int = 10,
+        eval_steps: int = 50,
+        eval_batch: int = 5,
+        inner_optimizer: str = "adam",
+        transductive: bool = True,
+        shared_moments: bool = True,
+    ) -> None:
         super().__init__()
         if min(inner_steps, inner_batch, eval_batch) < 1 or eval_steps < 0:
             raise ValueError("Reptile needs inner_steps, inner_batch, eval_batch >= 1 and eval_steps >= 0")
-        self.inner = InnerLoop(backbone, steps=inner_steps, lr=inner_lr, first_order=True,
-                               optimizer=inner_optimizer, betas=(0.0, 0.999))
+        self.inner = InnerLoop(
+            backbone, steps=inner_steps, lr=inner_lr, first_order=True, optimizer=inner_optimizer, betas=(0.0, 0.999)
+        )
         self.inner_batch, self.eval_steps, self.eval_batch = inner_batch, eval_steps, eval_batch
         self.transductive = transductive
         shared = shared_moments and inner_optimizer == "adam"
@@ -92,7 +102,8 @@ class Reptile(FewShotAlgorithm):
         """0.5 * ||theta - mean_b(phi_b)||^2, whose gradient is Reptile's direction theta - mean_b(phi_b)."""
         phi, x, y = self._adapt_batch(batch)
         theta = self.inner.params()
-        loss = sum(0.5 * (theta[n] - phi[n].mean(0)).pow(2).sum() for n in self.inner.adapt_names)
+        start = x.new_zeros((), dtype=torch.float32)
+        loss = sum((0.5 * (theta[n] - phi[n].mean(0)).pow(2).sum() for n in self.inner.adapt_names), start)
         return loss, self._metrics(phi, x, y)
 
     def meta_backward(self, batch: TaskBatch) -> dict[str, Tensor]:

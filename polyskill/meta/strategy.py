@@ -45,8 +45,16 @@ class StrategyGenerator(nn.Module):
     inner loop's rate. Without `sites` there is no FiLM.
     """
 
-    def __init__(self, in_dim: int, sites: list[FilmSite], shapes: dict[str, torch.Size], base_lr: float,
-                 rates: str = "per_layer", rate_range: float = 2.0, init_scale: float = 1e-2) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        sites: list[FilmSite],
+        shapes: dict[str, torch.Size],
+        base_lr: float,
+        rates: str = "per_layer",
+        rate_range: float = 2.0,
+        init_scale: float = 1e-2,
+    ) -> None:
         super().__init__()
         if rates not in RATES:
             raise ValueError(f"rates must be one of {', '.join(RATES)}, got {rates!r}")
@@ -60,8 +68,11 @@ class StrategyGenerator(nn.Module):
             if layer is not None:
                 nn.init.normal_(layer.weight, std=init_scale)
                 nn.init.zeros_(layer.bias)
-        self.scales = nn.ParameterDict({_key(n): nn.Parameter(torch.zeros(shape)) for n, shape in shapes.items()}
-                                       if rates == "per_parameter" else {})
+        self.scales = nn.ParameterDict(
+            {_key(n): nn.Parameter(torch.zeros(shape)) for n, shape in shapes.items()}
+            if rates == "per_parameter"
+            else {}
+        )
 
     def forward(self, read: Tensor) -> Strategy:
         gamma: list[Tensor] = []

@@ -54,8 +54,9 @@ def _cholesky(matrix: Tensor) -> Tensor:
     """Cholesky factor of a batch of matrices that must be positive definite (else a ValueError that says why)."""
     factor, info = torch.linalg.cholesky_ex(matrix)
     if bool((info > 0).any()):
-        raise ValueError("the support kernel is singular (duplicate support points, or more points than "
-                         "dimensions): use eps > 0")
+        raise ValueError(
+            "the support kernel is singular (duplicate support points, or more points than dimensions): use eps > 0"
+        )
     return factor
 
 
@@ -129,11 +130,11 @@ class _Dual:
         row multipliers mu (infeasible start), polishing the active set {z > L s} whenever it holds still.
         A task stops moving once solved, or once s z nears underflow (its steps would then divide by 0); nearly
         degenerate tasks (a coordinate very close to its bound) need s z far below rounding level to be polished."""
-        state = self.start()
+        state: tuple[Tensor, ...] = self.start()
         best, best_gap = state[0], self.gap(state[0])
         previous = None
         for _ in range(iterations):
-            alpha, slack, dual, _ = state
+            _, slack, dual, _ = state
             score = self.lipschitz * slack - dual
             free = (score > 0) | (score == score.amax(-1, keepdim=True))  # at least one free coordinate a row
             steady = (free == previous).flatten(1).all(1) if previous is not None else None
@@ -154,9 +155,9 @@ class _Dual:
     def _advance(self, state: tuple[Tensor, ...], moving: Tensor) -> tuple[Tensor, ...]:
         """An interior-point step for the tasks in `moving` [B]; the others keep their state (their step is taken
         from the start instead, and dropped, so it cannot divide by zero)."""
-        inputs = (torch.where(_expand(moving, now), now, first) for now, first in zip(state, self.start()))
+        inputs = (torch.where(_expand(moving, now), now, first) for now, first in zip(state, self.start(), strict=True))
         stepped = self._interior_step(*inputs)
-        return tuple(torch.where(_expand(moving, now), new, now) for now, new in zip(state, stepped))
+        return tuple(torch.where(_expand(moving, now), new, now) for now, new in zip(state, stepped, strict=True))
 
     def _interior_step(self, alpha: Tensor, slack: Tensor, dual: Tensor, mu: Tensor) -> tuple[Tensor, ...]:
         """One Mehrotra predictor-corrector step on the KKT conditions K alpha - Y + mu + z = 0,
@@ -199,8 +200,9 @@ class _CrammerSingerDual(torch.autograd.Function):
         return -v @ alpha.transpose(1, 2), None, None, None, None
 
 
-def svm_dual(kernel: Tensor, labels: Tensor, way: int, C: float = 0.1, iterations: int = 50,
-             tol: float = 1e-9) -> Tensor:
+def svm_dual(
+    kernel: Tensor, labels: Tensor, way: int, C: float = 0.1, iterations: int = 50, tol: float = 1e-9
+) -> Tensor:
     """Dual variables alpha [B, S, N] of the Crammer-Singer SVM on a positive definite kernel [B, S, S].
 
     At most `iterations` interior-point steps, stopping once every task's polished solution has an optimality
@@ -213,8 +215,9 @@ def svm_dual(kernel: Tensor, labels: Tensor, way: int, C: float = 0.1, iteration
     return _CrammerSingerDual.apply(kernel, onehot, C, iterations, tol)
 
 
-def svm_head(support: Tensor, labels: Tensor, way: int, C: float = 0.1, eps: float = 1.0, iterations: int = 50,
-             tol: float = 1e-9) -> Tensor:
+def svm_head(
+    support: Tensor, labels: Tensor, way: int, C: float = 0.1, eps: float = 1.0, iterations: int = 50, tol: float = 1e-9
+) -> Tensor:
     """Weights W [B, D, N] of the Crammer-Singer SVM on support [B, S, D] with labels [B, S] (logits: query @ W).
 
     Solved in float64 (the active-set decisions need it; S x S work is cheap) and returned in support's dtype.

@@ -18,7 +18,7 @@ generated from z directly) are the other ablations.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -59,16 +59,36 @@ class TaskConditioned(MAML):
 
     #: the task network normalises each task by itself (as MAML's), but the encoder's copy of the backbone
     #: body embeds a whole meta-batch at once: its batch norm takes global-batch statistics on several processes
-    contract = Contract(output_layer=True, regression=True, adaptation_steps=True,
-                        builder_args=frozenset({"input_shape", "classes"}))
+    contract = Contract(
+        output_layer=True, regression=True, adaptation_steps=True, builder_args=frozenset({"input_shape", "classes"})
+    )
 
-    def __init__(self, backbone: nn.Module, input_shape: Sequence[int] | None = None, classes: int | None = None,
-                 inner_lr: float = 0.4, inner_steps: int = 1, eval_steps: int | None = None,
-                 first_order: bool = False, transductive: bool = True, encoder: bool = True, memory: bool = True,
-                 film: bool = True, rates: str = "per_layer", slots: int = 8, z_dim: int = 32, hidden: int = 64,
-                 key_dim: int = 32, value_dim: int = 64, encoder_input: str = "features",
-                 reconstruction: float = 1.0, holdout: float = 0.5, vectorize: str = "auto",
-                 query_pass: str = "auto", task_chunk: int = 8) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        input_shape: Sequence[int] | None = None,
+        classes: int | None = None,
+        inner_lr: float = 0.4,
+        inner_steps: int = 1,
+        eval_steps: int | None = None,
+        first_order: bool = False,
+        transductive: bool = True,
+        encoder: bool = True,
+        memory: bool = True,
+        film: bool = True,
+        rates: str = "per_layer",
+        slots: int = 8,
+        z_dim: int = 32,
+        hidden: int = 64,
+        key_dim: int = 32,
+        value_dim: int = 64,
+        encoder_input: str = "features",
+        reconstruction: float = 1.0,
+        holdout: float = 0.5,
+        vectorize: str = "auto",
+        query_pass: str = "auto",
+        task_chunk: int = 8,
+    ) -> None:
         if rates not in RATES:
             raise ValueError(f"rates must be one of {', '.join(RATES)}, got {rates!r}")
         if encoder_input not in ENCODER_INPUTS:
@@ -78,13 +98,21 @@ class TaskConditioned(MAML):
         if encoder and input_shape is None:
             raise ValueError("the task encoder needs input_shape, the shape of one input")
         features = (body_of(backbone) if encoder_input == "features" else nn.Flatten()) if encoder else None
-        super().__init__(backbone, inner_lr=inner_lr, inner_steps=inner_steps, eval_steps=eval_steps,
-                         first_order=first_order, transductive=transductive, vectorize=vectorize,
-                         query_pass=query_pass, task_chunk=task_chunk)
+        super().__init__(
+            backbone,
+            inner_lr=inner_lr,
+            inner_steps=inner_steps,
+            eval_steps=eval_steps,
+            first_order=first_order,
+            transductive=transductive,
+            vectorize=vectorize,
+            query_pass=query_pass,
+            task_chunk=task_chunk,
+        )
         self.classes, self.reconstruction, self.holdout = classes, reconstruction, holdout
         self.encoder: TaskEncoder | None = None
         self.decoder: TaskDecoder | None = None
-        if features is not None:
+        if features is not None and input_shape is not None:
             feature_dim = self._feature_dim(features, tuple(input_shape))
             self.encoder = TaskEncoder(features, feature_dim, classes, hidden=hidden, z_dim=z_dim)
             if reconstruction > 0:
@@ -133,8 +161,7 @@ class TaskConditioned(MAML):
     def _trajectory(self, batch: TaskBatch) -> tuple[list[Params], set[str]]:
         strategy, _ = self.strategy(batch.support_x, batch.support_y)
         params, batched = self.initial(strategy)
-        trajectory = self.inner.adapt(params, (batch.support_x, batch.support_y), batched=batched,
-                                      rates=strategy.rates)
+        trajectory = self.inner.adapt(params, (batch.support_x, batch.support_y), batched=batched, rates=strategy.rates)
         if not trajectory:
             return [params], batched
         return trajectory, batched | set(self.inner.adapt_names)
@@ -143,8 +170,9 @@ class TaskConditioned(MAML):
         """The decoder's loss on held-out support targets (None when there is no decoder)."""
         if self.decoder is None or self.encoder is None:
             return None
-        return reconstruction_loss(self.encoder, self.decoder, batch.support_x, batch.support_y, self.holdout,
-                                   batch.task_seeds)
+        return reconstruction_loss(
+            self.encoder, self.decoder, batch.support_x, batch.support_y, self.holdout, batch.task_seeds
+        )
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, Tensor]]:
         loss, outputs = self._weighted_query_loss(batch)
@@ -168,5 +196,4 @@ class TaskConditioned(MAML):
         with torch.no_grad():
             strategy, _ = self.strategy(support_x, support_y)
             params, batched = self.initial(strategy)
-        return self.inner.adapted((support_x, support_y), steps, params=params, batched=batched,
-                                  rates=strategy.rates)
+        return self.inner.adapted((support_x, support_y), steps, params=params, batched=batched, rates=strategy.rates)

@@ -49,8 +49,15 @@ class TaskEncoder(nn.Module):
     the set. `features` embeds one input into `feature_dim` values; `classes` is the number of classes of a
     classification task (labels are one-hot encoded), None for regression (targets of `target_dim` values)."""
 
-    def __init__(self, features: nn.Module, feature_dim: int, classes: int | None = None, target_dim: int = 1,
-                 hidden: int = 64, z_dim: int = 32) -> None:
+    def __init__(
+        self,
+        features: nn.Module,
+        feature_dim: int,
+        classes: int | None = None,
+        target_dim: int = 1,
+        hidden: int = 64,
+        z_dim: int = 32,
+    ) -> None:
         super().__init__()
         self.features, self.classes = features, classes
         self.target_dim = classes if classes is not None else target_dim
@@ -99,8 +106,9 @@ class TaskDecoder(nn.Module):
         return self.net(torch.cat([features, z.unsqueeze(1).expand(-1, features.shape[1], -1)], dim=-1))
 
 
-def reconstruction_loss(encoder: TaskEncoder, decoder: TaskDecoder, x: Tensor, y: Tensor,
-                        fraction: float, seeds: Tensor | None = None) -> Tensor:
+def reconstruction_loss(
+    encoder: TaskEncoder, decoder: TaskDecoder, x: Tensor, y: Tensor, fraction: float, seeds: Tensor | None = None
+) -> Tensor:
     """The decoder's loss on held-out support targets given z of the rest of the support set (`holdout_mask`).
     A task with nothing to hold out (one example per class) is encoded whole and its own targets are
     reconstructed."""

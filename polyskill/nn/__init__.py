@@ -6,5 +6,14 @@ from .lenet import LeNetEncoder, lenet_head
 from .mlp import MLP
 from .precision import autocast, native_bf16
 
-__all__ = ["Backbone", "Conv4", "FeatureMapBackbone", "LeNetEncoder", "MLP", "autocast", "conv_block", "lenet_head",
-           "native_bf16"]
+__all__ = [
+    "MLP",
+    "Backbone",
+    "Conv4",
+    "FeatureMapBackbone",
+    "LeNetEncoder",
+    "autocast",
+    "conv_block",
+    "lenet_head",
+    "native_bf16",
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor, nn
 
@@ -22,15 +24,23 @@ class Conv4(nn.Module):
     forward never inspects the layout, so it also runs under `torch.func.vmap`.
     """
 
-    def __init__(self, in_channels: int = 1, hidden: int = 64, out_features: int | None = None,
-                 image_size: int = 28, layers: int = 4, pools: int | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        hidden: int = 64,
+        out_features: int | None = None,
+        image_size: int = 28,
+        layers: int = 4,
+        pools: int | None = None,
+    ) -> None:
         super().__init__()
         pools = layers if pools is None else pools
         if not 0 <= pools <= layers:
             raise ValueError(f"pools must be between 0 and layers ({layers}), got {pools}")
         widths = [in_channels] + [hidden] * layers
-        self.features = nn.Sequential(*(conv_block(a, b, pool=i < pools)
-                                        for i, (a, b) in enumerate(zip(widths, widths[1:]))))
+        self.features = nn.Sequential(
+            *(conv_block(a, b, pool=i < pools) for i, (a, b) in enumerate(itertools.pairwise(widths)))
+        )
         side = image_size
         for _ in range(pools):
             side //= 2
@@ -39,7 +49,7 @@ class Conv4(nn.Module):
         self.feature_shape: tuple[int, int, int] = (widths[-1], side, side)
         self.embedding_dim: int = widths[-1] * side * side
         self.head = nn.Linear(self.embedding_dim, out_features) if out_features else None
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
 
     def feature_maps(self, x: Tensor) -> Tensor:
         """[N, C, H, W] images -> [N, *feature_shape] maps of the last block (for relation modules)."""

@@ -33,8 +33,9 @@ NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def _is_norm(module: nn.Module) -> bool:
-    affine = isinstance(getattr(module, "weight", None), nn.Parameter) and isinstance(getattr(module, "bias", None),
-                                                                                      nn.Parameter)
+    affine = isinstance(getattr(module, "weight", None), nn.Parameter) and isinstance(
+        getattr(module, "bias", None), nn.Parameter
+    )
     return affine and (isinstance(module, NORMS) or getattr(module, "normalises", False))
 
 
@@ -42,8 +43,11 @@ def film_sites(model: nn.Module) -> list[FilmSite]:
     """Where FiLM goes in `model` (see the module docstring); ValueError if there is nowhere to put it."""
     norms = [(name, m) for name, m in model.named_modules() if _is_norm(m)]
     if not norms:
-        layers = [(name, m) for name, m in model.named_modules()
-                  if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+        layers = [
+            (name, m)
+            for name, m in model.named_modules()
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        ]
         norms = layers[:-1]
         if any(m.bias is None for _, m in norms):
             raise ValueError("FiLM needs a bias in every modulated layer")
@@ -56,7 +60,7 @@ def modulate(params: Params, sites: list[FilmSite], gamma: list[Tensor], beta: l
     """Per-task parameters: at each site, weight -> gamma * weight (per output feature), bias -> gamma * bias
     + beta. gamma and beta are [B, features] per site; the modulated tensors gain a task axis [B, ...]."""
     out = dict(params)
-    for site, g, b in zip(sites, gamma, beta):
+    for site, g, b in zip(sites, gamma, beta, strict=True):
         weight = params[site.weight]
         out[site.weight] = g.view(*g.shape, *([1] * (weight.dim() - 1))) * weight
         out[site.bias] = g * params[site.bias] + b

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 
 
@@ -13,7 +15,7 @@ class MLP(nn.Sequential):
         if len(widths) < 2 or min(widths) < 1:
             raise ValueError(f"an MLP needs at least two positive widths (in and out), got {widths}")
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(widths)):
             layers.append(nn.Linear(a, b))
             if i < len(widths) - 2:
                 layers.append(nn.ReLU())

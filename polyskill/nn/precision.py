@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -34,7 +34,7 @@ def inference(precision: str, device: torch.device | str = "cpu") -> Iterator[No
         yield
 
 
-def autocast(precision: str, device: torch.device | str = "cpu") -> ContextManager:
+def autocast(precision: str, device: torch.device | str = "cpu") -> contextlib.AbstractContextManager[None]:
     """A context that runs the forward pass in `precision` (losses and distances stay fp32 by design)."""
     device = torch.device(device)
     if resolve(precision, device) == "bf16":
