@@ -20,7 +20,7 @@ def validation_series(records: list[dict[str, Any]], metric: str | None = None) 
     candidates = [metric] if metric else []
     candidates += [m for r in records for m in _metrics_in(r) if m not in candidates]
     for name in candidates:
-        keys = (validation_key(name), LEGACY_VALIDATION_KEYS.get(name))
+        keys = dict.fromkeys((validation_key(name), LEGACY_VALIDATION_KEYS.get(name)))  # once, when they are equal
         series = [(r["step"], float(r[k])) for r in records for k in keys
                   if k and isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
                   and isinstance(r.get("step"), int)]

@@ -68,8 +68,11 @@ def _block(block: Block, anchors: dict[str, int]) -> str:
 
 def _nav(document: Document) -> str:
     """Links to the level-2 sections, when there are several."""
-    links = [f'<a href="#{html.escape(b.anchor)}">{html.escape(b.text)}</a>'
-             for b in document.blocks if isinstance(b, Heading) and b.level == 2 and b.anchor]
+    links = [
+        f'<a href="#{html.escape(b.anchor)}">{html.escape(b.text)}</a>'
+        for b in document.blocks
+        if isinstance(b, Heading) and b.level == 2 and b.anchor
+    ]
     return f"<nav>{''.join(links)}</nav>" if len(links) > 1 else ""
 
 
@@ -77,7 +80,9 @@ def render_html(document: Document) -> str:
     """The document as a complete HTML page (one file, no external resources)."""
     anchors: dict[str, int] = {}
     body = "\n".join(_block(b, anchors) for b in document.blocks)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(document.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            f"<h1>{html.escape(document.title)}</h1>\n{_nav(document)}\n{body}\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(document.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(document.title)}</h1>\n{_nav(document)}\n{body}\n</body>\n</html>\n"
+    )

@@ -24,8 +24,10 @@ def _cell(text: str) -> str:
 
 def _table(block: Table) -> str:
     """A pipe table, its caption in italics below it."""
-    lines = ["| " + " | ".join(_cell(h) for h in block.header) + " |",
-             "|" + "|".join("---" for _ in block.header) + "|"]
+    lines = [
+        "| " + " | ".join(_cell(h) for h in block.header) + " |",
+        "|" + "|".join("---" for _ in block.header) + "|",
+    ]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in block.rows]
     return "\n".join(lines) + (f"\n\n*{escape(block.caption)}*" if block.caption else "")
 

@@ -3,11 +3,11 @@ diverging colour map (blue: tasks pull apart, red: they help each other), values
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..eval.heatmap import display_unit
-from .collect import RunData
+from ..rundir import RunRecord
+from ..rundir.checked import number
 from .plots import colour, log_if_wide, new_figure
 
 if TYPE_CHECKING:
@@ -16,13 +16,13 @@ if TYPE_CHECKING:
 AFFINITY_TITLES = {"cosine": "gradient cosine similarity", "lookahead": "lookahead affinity (step on i, loss of j)"}
 
 
-def weights_vary(run: RunData) -> bool:
+def weights_vary(run: RunRecord) -> bool:
     """Whether any logged task weight ever differs from the first one logged."""
-    values = [r[k] for r in run.train for k in r if k.startswith("weight_") and isinstance(r[k], (int, float))]
+    values = [v for r in run.train for k in r if k.startswith("weight_") and (v := number(r[k])) is not None]
     return bool(values) and max(values) - min(values) > 1e-9
 
 
-def task_curves_figure(run: RunData) -> Figure | None:
+def task_curves_figure(run: RunRecord) -> Figure | None:
     """Each task's training loss against step, and its weight when the weighting changed it; None when the run
     logged no per-task losses."""
     tasks = run.tasks
@@ -31,13 +31,13 @@ def task_curves_figure(run: RunData) -> Figure | None:
     panels = [("loss_", "training loss", "per-task training loss")]
     panels += [("weight_", "task weight", "task weights")] if weights_vary(run) else []
     figure = new_figure(5.6 * len(panels) + 1.4, 4.4)
-    for axes, (prefix, ylabel, title) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
-        values = []
+    for axes, (prefix, ylabel, title) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        values: list[float] = []
         for index, task in enumerate(tasks):
             key = prefix + task
-            points = [(r["step"], r[key]) for r in run.train if isinstance(r.get(key), (int, float))]
+            points = [(r["step"], v) for r in run.train if (v := number(r.get(key))) is not None]
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 values += ys
                 axes.plot(xs, ys, "-", color=colour(index), linewidth=1.4, label=task)
         axes.set_xlabel("step")
@@ -46,38 +46,29 @@ def task_curves_figure(run: RunData) -> Figure | None:
         axes.grid(alpha=0.3)
         if prefix == "loss_":
             log_if_wide(axes, values)
-    figure.legend(*figure.axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=9,
-                  title="task", frameon=False)
-    figure.suptitle(f"Per-task training: {run.label}", fontsize=12)
+    figure.legend(
+        *figure.axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=9, title="task", frameon=False
+    )
+    figure.suptitle(f"Per-task training: {run.name}", fontsize=12)
     return figure
 
 
-def _matrix(affinity: dict[str, Any], kind: str, n: int) -> list[list[float]] | None:
-    """affinity[kind] when it is an n-by-n matrix of numbers (NaN for missing entries), else None."""
-    matrix = affinity.get(kind)
-    if not isinstance(matrix, list) or len(matrix) != n or any(not isinstance(r, list) or len(r) != n for r in matrix):
-        return None
-    return [[float(v) if isinstance(v, (int, float)) else math.nan for v in row] for row in matrix]
-
-
-def affinity_figure(run: RunData) -> Figure | None:
+def affinity_figure(run: RunRecord) -> Figure | None:
     """The run's task-affinity matrices side by side as annotated heatmaps; None when it measured none."""
     import matplotlib
     import numpy as np
     from matplotlib.ticker import FuncFormatter
 
-    tasks = run.affinity.get("tasks")
-    if not isinstance(tasks, list) or not tasks:
+    if run.affinity is None:
         return None
-    tasks = [str(t) for t in tasks]
-    n = len(tasks)
-    kinds = [(k, m) for k in AFFINITY_TITLES if (m := _matrix(run.affinity, k, n)) is not None]
+    tasks, n = run.affinity.tasks, len(run.affinity.tasks)
+    kinds = [(k, run.affinity.matrices[k]) for k in AFFINITY_TITLES if k in run.affinity.matrices]
     if not kinds:
         return None
     side = min(9.0, max(4.2, 0.55 * n + 2.2))
     figure = new_figure(side * len(kinds) + 1.0, side)
-    steps = run.affinity.get("steps") or {}
-    for axes, (kind, matrix) in zip(figure.subplots(1, len(kinds), squeeze=False)[0], kinds):
+    steps = run.affinity.steps
+    for axes, (kind, matrix) in zip(figure.subplots(1, len(kinds), squeeze=False)[0], kinds, strict=True):
         values = np.array(matrix)
         off = values[~np.eye(n, dtype=bool)]
         off = off[np.isfinite(off)]
@@ -95,16 +86,28 @@ def affinity_figure(run: RunData) -> Figure | None:
                 for j in range(n):
                     if np.isfinite(values[i, j]):
                         strong = i != j and abs(values[i, j]) > 0.6 * scale
-                        axes.text(j, i, f"{values[i, j] / unit:.2f}", ha="center", va="center",
-                                  fontsize=8 if n <= 10 else 6, color="white" if strong else "black")
+                        axes.text(
+                            j,
+                            i,
+                            f"{values[i, j] / unit:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=8 if n <= 10 else 6,
+                            color="white" if strong else "black",
+                        )
         if n <= 40:
             axes.set_xticks(range(n), tasks, rotation=90 if max(map(len, tasks)) > 3 else 0)
             axes.set_yticks(range(n), tasks)
         axes.set_xlabel("task j")
         axes.set_ylabel("task i (gradient / step)")
-        count = steps.get(kind) if isinstance(steps, dict) else None
-        axes.set_title(AFFINITY_TITLES[kind] + (f"\nmean over {count} steps" if count else "")
-                       + (f", in units of {unit:g}" if unit != 1 else ""), fontsize=10)
-    figure.suptitle(f"Task affinity: {run.label} (colour scaled to the largest off-diagonal value; "
-                    f"diagonal in grey)", fontsize=11)
+        count = steps.get(kind)
+        axes.set_title(
+            AFFINITY_TITLES[kind]
+            + (f"\nmean over {count} steps" if count else "")
+            + (f", in units of {unit:g}" if unit != 1 else ""),
+            fontsize=10,
+        )
+    figure.suptitle(
+        f"Task affinity: {run.name} (colour scaled to the largest off-diagonal value; diagonal in grey)", fontsize=11
+    )
     return figure

@@ -1,17 +1,34 @@
-"""Test results as table cells: protocol names, metric values with their 95% confidence intervals."""
+"""Test results as table cells, read through the typed results: each protocol's label, what identifies it, and its
+headline value with its 95% confidence interval in the metric's unit."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
-from .collect import RunData
+from ..eval import MultiTaskResult, Result
+from ..rundir import RunRecord, format_metric, higher_is_better
 
-KEYS = {"split": "split", "way": "way", "shot": "shot", "query": "query / class", "episodes": "episodes",
-        "seed": "seed", "steps": "adaptation steps", "tasks": "tasks", "examples": "examples"}
-METRICS = {"accuracy": "accuracy (%)", "mse": "MSE", "explained_variance": "explained variance",
-           "rmse": "RMSE", "mae": "MAE"}
-LOWER_BETTER = {"mse", "rmse", "mae"}
+FIELD_NAMES = {
+    "split": "split",
+    "way": "way",
+    "shot": "shot",
+    "query": "query / class",
+    "episodes": "episodes",
+    "seed": "seed",
+    "steps": "adaptation steps",
+    "tasks": "tasks",
+    "examples": "examples",
+}
+METRIC_NAMES = {
+    "accuracy": "accuracy",
+    "mse": "MSE",
+    "explained_variance": "explained variance",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "score": "score",
+}
 Rows = tuple[list[str], list[list[str]]]  # a table's header and rows
 
 
@@ -26,88 +43,95 @@ def number(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def metric_cell(result: dict[str, Any], metric: str) -> str:
-    """`metric` of a result, with "± CI" when the result carries ci95 for it (accuracy is shown in %)."""
-    value, ci = result.get(metric), result.get("ci95")
-    if not isinstance(value, (int, float)):
-        return "n/a"
-    if metric == "accuracy":
-        text = f"{100 * value:.2f}"
-        return text + (f" ± {100 * ci:.2f}" if isinstance(ci, (int, float)) else "")
-    return number(value) + (f" ± {ci:.2g}" if metric == "mse" and isinstance(ci, (int, float)) else "")
+def metric_name(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric.replace("_", " "))
 
 
-def metrics_of(results: list[dict[str, Any]]) -> list[str]:
-    """The metrics present in `results`, best known first (accuracy, MSE, explained variance, ...)."""
-    return [m for m in METRICS if any(isinstance(r.get(m), (int, float)) for r in results)]
+def _columns(results: list[Result]) -> tuple[list[str], list[str]]:
+    """(identifying fields, extra measured fields) of results of one type: what tells protocols apart, and the
+    figures measured beside the headline one."""
+    names = [f.name for f in dataclasses.fields(results[0])]  # type: ignore[arg-type]
+    kind = type(results[0])
+    identifying = [
+        n
+        for n in names
+        if n not in kind.measured and n != "weights" and any(getattr(r, n) is not None for r in results)
+    ]
+    extra = [n for n in names if n in kind.measured and n not in (kind.metric, "ci95")]
+    return identifying, extra
 
 
-def protocol_name(result: dict[str, Any]) -> str:
-    """A short name for a test protocol, e.g. "5-way 1-shot", "5-shot", "test, 1 steps"."""
-    parts = []
-    if result.get("way") is not None:
-        parts.append(f"{result['way']}-way")
-    if result.get("shot") is not None:
-        parts.append(f"{result['shot']}-shot")
-    name = " ".join(parts) or str(result.get("split", "test"))
-    if result.get("steps") is not None:
-        name += f", {result['steps']} adaptation steps"
-    return name
-
-
-def headline(result: dict[str, Any]) -> str:
-    """The protocol's main metric as one cell, e.g. "98.60 ± 0.17 %" or "MSE 1.653 ± 0.24"."""
-    metrics = metrics_of([result])
-    if not metrics:
-        return "n/a"
-    metric = metrics[0]
-    cell = metric_cell(result, metric)
-    return f"{cell} %" if metric == "accuracy" else f"{METRICS[metric]} {cell}"
-
-
-def protocol_table(results: list[dict[str, Any]]) -> Rows:
-    """Header and rows of a run's test protocols: what identifies each, then each metric, then the weights used."""
-    keys = [k for k in KEYS if any(r.get(k) is not None for r in results)]
-    metrics = metrics_of(results)
-    header = ["protocol"] + [KEYS[k] for k in keys]
-    header += [METRICS[m] + (" ± 95% CI" if m in ("accuracy", "mse") and any("ci95" in r for r in results) else "")
-               for m in metrics] + ["weights"]
-    rows = [[protocol_name(r)] + [number(r.get(k)) if r.get(k) is not None else "default" for k in keys]
-            + [metric_cell(r, m) for m in metrics] + [str(r.get("weights", "n/a"))] for r in results]
+def protocol_table(results: list[Result]) -> Rows:
+    """Header and rows of results of one protocol type: label, identifying fields, other measured figures, the
+    headline metric (with its 95% CI where measured) and the checkpoint it was measured with."""
+    identifying, extra = _columns(results)
+    metric = results[0].metric
+    ci = " ± 95% CI" if any(r.interval is not None for r in results) else ""
+    header = (
+        ["protocol"]
+        + [FIELD_NAMES.get(n, n) for n in identifying]
+        + [metric_name(n) for n in extra]
+        + [metric_name(metric) + ci, "weights"]
+    )
+    rows = [
+        [r.label]
+        + [number(getattr(r, n)) if getattr(r, n) is not None else "default" for n in identifying]
+        + [number(getattr(r, n)) for n in extra]
+        + [r.formatted(), str(getattr(r, "weights", None) or "n/a")]
+        for r in results
+    ]
     return header, rows
 
 
-def multitask_tables(test: dict[str, Any]) -> tuple[Rows, Rows]:
-    """Overall metrics (metric, value) and the per-task table (task, primary metric, every metric, examples)."""
-    overall = [[METRICS.get(k, k), number(v)] for k, v in (test.get("overall") or {}).items()]
-    per_task: dict[str, dict[str, Any]] = test.get("per_task") or {}
-    primary: dict[str, str] = test.get("primary") or {}
-    names = list(dict.fromkeys(k for m in per_task.values() for k in m if k != "n"))
-    header = ["task", "primary metric"] + [METRICS.get(k, k) for k in names] + ["examples"]
+def protocol_groups(results: list[Result]) -> list[list[Result]]:
+    """`results` grouped by type, in the order each type first appears (multi-task results are not included)."""
+    groups: dict[type, list[Result]] = {}
+    for r in results:
+        if not isinstance(r, MultiTaskResult):
+            groups.setdefault(type(r), []).append(r)
+    return list(groups.values())
+
+
+def multitask_tables(result: MultiTaskResult) -> tuple[Rows, Rows]:
+    """Overall metrics (metric, value, with delta-m when measured) and the per-task table (task, primary metric,
+    every metric, examples)."""
+    overall = [[metric_name(k), number(v)] for k, v in result.overall.items()]
+    if result.delta_m is not None:
+        overall.append(
+            [
+                f"delta-m against {result.baseline or 'the single-task baseline'}",
+                f"{result.delta_m:+.2f} % (positive: better than single-task)",
+            ]
+        )
+    names = list(dict.fromkeys(k for m in result.per_task.values() for k in m if k != "n"))
+    header = ["task", "primary metric"] + [metric_name(k) for k in names] + ["examples"]
     rows = []
-    for task, metrics in per_task.items():
-        first = primary.get(task, "")
-        rows.append([task, f"{METRICS.get(first, first)} ({'lower' if first in LOWER_BETTER else 'higher'} is better)"
-                     if first else "n/a"]
-                    + [number(100 * metrics[k], 4) + " %" if k == "accuracy" and isinstance(metrics.get(k), float)
-                       else number(metrics.get(k)) for k in names] + [number(metrics.get("n"))])
+    for task, metrics in result.per_task.items():
+        first = result.primary.get(task, "")
+        direction = "higher" if higher_is_better(first) else "lower"
+        rows.append(
+            [task, f"{metric_name(first)} ({direction} is better)" if first else "n/a"]
+            + [
+                number(100 * metrics[k], 4) + " %" if k == "accuracy" and k in metrics else number(metrics.get(k))
+                for k in names
+            ]
+            + [number(metrics.get("n"))]
+        )
     return (["metric", "value"], overall), (header, rows)
 
 
-def headline_columns(run: RunData) -> dict[str, str]:
+def headline_columns(run: RunRecord) -> dict[str, str]:
     """The run's test results as {column name: cell} for a comparison table across runs."""
-    if run.protocols:
-        return {protocol_name(p): headline(p) for p in run.protocols}
-    overall = run.multitask_test.get("overall") or {}
-    return {f"overall {METRICS.get(k, k)}": number(v) for k, v in overall.items()}
+    return {r.label: r.formatted() for r in run.test}
 
 
-def best_validation(run: RunData) -> str:
-    """The best validation value and its step, e.g. "80.12 % at step 345", or "n/a"."""
-    for key, percent in (("best_val_acc", True), ("best_val_score", False)):
-        value = run.summary.get(key)
-        if isinstance(value, (int, float)):
-            shown = f"{100 * value:.2f} %" if percent else number(value)
-            step = run.summary.get("best_step")
-            return shown + (f" at step {step}" if step is not None else "")
-    return "n/a"
+def best_validation(run: RunRecord) -> str:
+    """The best validation value, its step and direction, e.g. "80.12% at step 345 (higher is better)", or "n/a"."""
+    v = run.validation
+    if v is None or v.best is None:
+        return "n/a"
+    step = f" at step {v.best_step}" if v.best_step is not None else ""
+    return (
+        f"{format_metric(v.metric, v.best)}{step} ({metric_name(v.metric)}, "
+        f"{'higher' if v.higher_is_better else 'lower'} is better)"
+    )

@@ -1,7 +1,24 @@
-"""Run directories as records: finding runs, reading each into one record, comparing them side by side."""
+"""Run directories as records: finding runs, reading each into one typed record, comparing them side by side."""
 
-from ..train.run_status import read_status
-from .catalog import RunRecord, find_runs, read_run
-from .compare import compare_table, differing, runs_table
+from .compare import compare_table, differing, flatten, runs_table
+from .format import format_metric, format_results, format_seconds, format_validation
+from .reader import Affinity, RunRecord, find_runs, higher_is_better, is_run, read_run, read_runs, short_names
 
-__all__ = ["RunRecord", "compare_table", "differing", "find_runs", "read_run", "read_status", "runs_table"]
+__all__ = [
+    "Affinity",
+    "RunRecord",
+    "compare_table",
+    "differing",
+    "find_runs",
+    "flatten",
+    "format_metric",
+    "format_results",
+    "format_seconds",
+    "format_validation",
+    "higher_is_better",
+    "is_run",
+    "read_run",
+    "read_runs",
+    "runs_table",
+    "short_names",
+]

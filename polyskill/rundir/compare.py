@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog import RunRecord, format_best, format_result, format_seconds, format_test, protocol_label
+from .format import format_results, format_seconds, format_validation
+from .reader import RunRecord
 
 _MISSING = object()
+UNKNOWN = "?"
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -31,17 +33,30 @@ def differing(configs: list[dict[str, Any]]) -> list[str]:
 def table(header: list[str], rows: list[list[str]]) -> str:
     """A plain text table, columns padded to their widest cell."""
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(header, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = [
+        "  ".join(str(cell).ljust(w) for cell, w in zip(header, widths, strict=True)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
 def runs_table(records: list[RunRecord]) -> str:
-    """`polyskill runs`: one line per run."""
+    """`polyskill runs`: one line per run; what could not be read shows as '?'."""
     header = ["run", "recipe", "algorithm", "data", "status", "best val", "test (95% CI)", "wall time"]
-    rows = [[r.name, r.recipe, r.algorithm, r.dataset, r.status, format_best(r), format_test(r),
-             format_seconds(r.wall_seconds)] for r in records]
+    rows = [
+        [
+            r.name,
+            r.recipe or UNKNOWN,
+            r.algorithm or UNKNOWN,
+            r.dataset or UNKNOWN,
+            r.status,
+            format_validation(r.validation),
+            format_results(r.test),
+            format_seconds(r.wall_seconds),
+        ]
+        for r in records
+    ]
     return table(header, rows)
 
 
@@ -50,24 +65,7 @@ def _value(value: Any, width: int = 40) -> str:
     if value is _MISSING:
         return "(absent)"
     text = f"{value:g}" if isinstance(value, float) else str(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def _results(record: RunRecord) -> dict[str, str]:
-    """Each test figure of a run under a label that lines up with the same protocol in other runs."""
-    out: dict[str, str] = {}
-    if isinstance(record.test, list):
-        for result in record.test:
-            if isinstance(result, dict):
-                out[f"test {protocol_label(result)}"] = format_result(result)
-    elif isinstance(record.test, dict):
-        for key, value in (record.test.get("overall") or {}).items():
-            if isinstance(value, (int, float)):
-                out[f"test {key}"] = f"{value:.4f}"
-        delta = record.summary.get("test_delta_m")
-        if isinstance(delta, dict):
-            out["test delta-m"] = f"{delta['value']:+.2f}%"
-    return out
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def compare_table(records: list[RunRecord]) -> str:
@@ -78,11 +76,19 @@ def compare_table(records: list[RunRecord]) -> str:
     if not keys:
         rows.append(["(configs)", *["identical"] * len(records)])
     rows.append(["status", *(r.status for r in records)])
-    rows.append(["best val", *(format_best(r) for r in records)])
-    results = [_results(r) for r in records]
+    rows.append(["best val", *(format_validation(r.validation) for r in records)])
+    results = [{f"test {result.label}": result.formatted() for result in r.test} for r in records]
     labels = list(dict.fromkeys(label for res in results for label in res))
     rows += [[label, *(res.get(label, "-") for res in results)] for label in labels]
-    rows.append(["wall time", *(format_seconds(r.wall_seconds) for r in records)])
-    if not labels and not any(r.test for r in records):
+    if not labels:
         rows.append(["test", *["-"] * len(records)])
+    rows.append(["wall time", *(format_seconds(r.wall_seconds) for r in records)])
     return table(["", *(r.name for r in records)], rows)
+
+
+def problem_lines(records: list[RunRecord]) -> list[str]:
+    """One line per thing that could not be read, naming its run."""
+    return [f"{r.name}: {problem}" for r in records for problem in r.problems]
+
+
+__all__ = ["compare_table", "differing", "flatten", "problem_lines", "runs_table", "table"]

@@ -1,31 +1,41 @@
-"""Optuna's side of a trial: the sink that reports validation to the pruner, and the samplers and pruners a
-sweep can use."""
+"""Optuna's side of a sweep: its logging, the sink that reports validation to the pruner, and the samplers and
+pruners a sweep can use. The study and its workers both import this module (and not each other)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..errors import ConfigError
+from ..eval.summary import validation_key
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 
 
+def quiet_optuna(verbose: bool = False) -> None:
+    """Optuna logs every trial at INFO and a traceback for every caught failure; the sweep prints its own
+    one line per trial instead, so Optuna speaks only on errors unless `verbose`."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
+
+
 class PruningSink:
-    """A record sink for `train_run`: reports each validation figure to the trial and stops the run
+    """A record sink for `train_run`: reports each validation figure of `metric` to the trial and stops the run
     (optuna.TrialPruned, so run.json says "pruned") when the pruner says so, except at the last step, where
-    stopping saves nothing."""
+    stopping saves nothing. The pruner compares values in the study's direction."""
 
     def __init__(self, trial: Any, metric: str, last_step: int) -> None:
         self.trial, self.metric, self.last_step = trial, metric, last_step
+        self.key = validation_key(metric)
 
     def write(self, record: dict[str, Any]) -> None:
         """Report a validation record; raise optuna.TrialPruned if the trial should stop here."""
-        if self.metric not in record:
+        if self.key not in record:
             return
         import optuna
 
-        step, value = int(record["step"]), float(record[self.metric])
+        step, value = int(record["step"]), float(record[self.key])
         self.trial.report(value, step)
         if step < self.last_step and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step} ({self.metric} {value:.4g})")

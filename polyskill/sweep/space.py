@@ -12,8 +12,10 @@ import yaml
 
 from ..errors import ConfigError
 
-FORMS = ("KEY=loguniform(LOW,HIGH), KEY=uniform(LOW,HIGH), KEY=int(LOW,HIGH), KEY=int(LOW,HIGH,log), "
-         "KEY=intlog(LOW,HIGH), KEY=choice(A,B,...), KEY=VALUE (fixed)")
+FORMS = (
+    "KEY=loguniform(LOW,HIGH), KEY=uniform(LOW,HIGH), KEY=int(LOW,HIGH), KEY=int(LOW,HIGH,log), "
+    "KEY=intlog(LOW,HIGH), KEY=choice(A,B,...), KEY=VALUE (fixed)"
+)
 KINDS = ("loguniform", "uniform", "int", "intlog", "choice")
 SCALARS = (type(None), bool, int, float, str)
 
@@ -54,18 +56,26 @@ class Param:
 
         if self.kind == "choice":
             return CategoricalDistribution(self.labels())
+        low, high = self.bounds()
         if self.kind == "int":
-            return IntDistribution(int(self.low), int(self.high), log=self.log)
-        return FloatDistribution(float(self.low), float(self.high), log=self.log)
+            return IntDistribution(int(low), int(high), log=self.log)
+        return FloatDistribution(float(low), float(high), log=self.log)
 
     def suggest(self, trial: Any) -> Any:
         """Ask `trial` for a value of this parameter and return it as the recipe should read it."""
         if self.kind == "choice":
             label = trial.suggest_categorical(self.key, self.labels())
             return self.choices[self.labels().index(label)]
+        low, high = self.bounds()
         if self.kind == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.key, float(self.low), float(self.high), log=self.log)
+            return trial.suggest_int(self.key, int(low), int(high), log=self.log)
+        return trial.suggest_float(self.key, float(low), float(high), log=self.log)
+
+    def bounds(self) -> tuple[float | int, float | int]:
+        """(LOW, HIGH) of a range parameter."""
+        if self.low is None or self.high is None:
+            raise ConfigError(f"--param {self.spec!r} is a choice of values, not a range")
+        return self.low, self.high
 
     def override(self, value: Any) -> str:
         """The `key=value` recipe override that sets this parameter to `value`."""
@@ -186,13 +196,13 @@ def check_space(space: Space, recipe: str, overrides: list[str]) -> None:
     load(recipe, overrides)
     for text in space.fixed:
         try:
-            load(recipe, list(overrides) + [text])
+            load(recipe, [*overrides, text])
         except ConfigError as exc:
             raise ConfigError(f"bad --param {text!r}: {exc}") from None
     base = list(overrides) + list(space.fixed)
     for param in space.params:
         for value in param.extremes():
             try:
-                load(recipe, base + [param.override(value)])
+                load(recipe, [*base, param.override(value)])
             except ConfigError as exc:
                 raise ConfigError(f"bad --param {param.spec!r}: {exc}") from None

@@ -12,14 +12,32 @@ def cell(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
-def sweep_table(rows: list[dict[str, Any]], metric: str) -> list[str]:
-    """Lines of a table of `rows` (number, state, value, params, run): completed trials by value, best first,
-    then the pruned, failed and unfinished ones by number."""
+def sweep_table(rows: list[dict[str, Any]], metric: str, higher_is_better: bool = True) -> list[str]:
+    """Lines of a table of `rows` (number, state, value, params, run): completed trials by value, best first in
+    the metric's direction, then the pruned, failed and unfinished ones by number."""
     keys = sorted({k for row in rows for k in row["params"]})
-    order = sorted(rows, key=lambda r: (r["state"] != "COMPLETE", -(r["value"] or 0) if r["state"] == "COMPLETE"
-                                        else 0, r["number"]))
+    sign = -1 if higher_is_better else 1
+    order = sorted(
+        rows,
+        key=lambda r: (
+            r["state"] != "COMPLETE",
+            sign * (r["value"] or 0) if r["state"] == "COMPLETE" else 0,
+            r["number"],
+        ),
+    )
     header = ["trial", "state", metric, *keys, "run"]
-    body = [[str(r["number"]), r["state"].lower(), "-" if r["value"] is None else f"{r['value']:.4f}",
-             *(cell(r["params"][k]) if k in r["params"] else "-" for k in keys), r["run"] or "-"] for r in order]
+    body = [
+        [
+            str(r["number"]),
+            r["state"].lower(),
+            "-" if r["value"] is None else f"{r['value']:.4f}",
+            *(cell(r["params"][k]) if k in r["params"] else "-" for k in keys),
+            r["run"] or "-",
+        ]
+        for r in order
+    ]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *body]]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *body]
+    ]

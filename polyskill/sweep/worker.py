@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import PolyskillError
-from .pruning import PruningSink, make_pruner, make_sampler
+from .pruning import PruningSink, make_pruner, make_sampler, quiet_optuna
 from .space import Space, parse_space
 from .storage import open_storage
 from .table import cell
@@ -33,12 +34,19 @@ class SweepConfig:
     pruner: str
     seed: int | None
     metric: str
+    higher_is_better: bool
     val_every: int
     steps: int
     verbose: bool = False
 
     def space(self) -> Space:
+        """The searched parameters and fixed overrides, parsed from `params`."""
         return parse_space(list(self.params))
+
+    @property
+    def direction(self) -> str:
+        """The study's direction: "maximize" or "minimize" the validation metric."""
+        return "maximize" if self.higher_is_better else "minimize"
 
 
 def trial_dir(out: str | Path, number: int) -> Path:
@@ -47,10 +55,12 @@ def trial_dir(out: str | Path, number: int) -> Path:
 
 
 def objective(config: SweepConfig, space: Space) -> Callable[[Any], float]:
-    """The function Optuna maximises: train one trial's recipe, report validation to the pruner, and return
-    the best validation figure (never a test figure: trials are selected on validation only)."""
+    """The function Optuna optimises: train one trial's recipe, report validation to the pruner, and return the
+    best validation figure as the run directory records it (never a test figure: trials are selected on
+    validation only)."""
     from ..recipes import load
-    from ..recipes.run import train_run
+    from ..recipes.runner import train_run
+    from ..rundir import read_run
 
     def train_trial(trial: Any) -> float:
         values = {param.key: param.suggest(trial) for param in space.params}
@@ -58,16 +68,23 @@ def objective(config: SweepConfig, space: Space) -> Callable[[Any], float]:
         trial.set_user_attr("run", str(run))
         try:
             recipe = load(config.recipe, list(config.overrides) + space.overrides(values))
-            summary = train_run(recipe, run, root=config.root, progress=False, evaluate=False, echo=lambda _: None,
-                                sinks=[PruningSink(trial, config.metric, recipe.train.steps)])
+            train_run(
+                recipe,
+                run,
+                root=config.root,
+                progress=False,
+                evaluate=False,
+                echo=lambda _: None,
+                sinks=[PruningSink(trial, config.metric, recipe.train.steps)],
+            )
         except PolyskillError as exc:
             trial.set_user_attr("error", str(exc))
             raise
-        value = summary.get(f"best_{config.metric}")
-        if value is None:
-            trial.set_user_attr("error", f"{run} recorded no {config.metric}")
-            raise PolyskillError(f"{run} recorded no {config.metric}")
-        return float(value)
+        validation = read_run(run).validation
+        if validation is None or validation.best is None or validation.metric != config.metric:
+            trial.set_user_attr("error", f"{run} recorded no validation {config.metric}")
+            raise PolyskillError(f"{run} recorded no validation {config.metric}")
+        return validation.best
 
     return train_trial
 
@@ -106,8 +123,10 @@ def trial_line(trial: Any, metric: str) -> str:
     value = "-" if trial.value is None else f"{trial.value:.4f}"
     params = format_params(trial.params)
     seconds = f" {trial.duration.total_seconds():.1f} s" if trial.duration else ""
-    line = (f"trial {trial.number} {trial.state.name.lower()} {metric} {value} {params}{seconds} "
-            f"-> {trial.user_attrs.get('run', '-')}")
+    line = (
+        f"trial {trial.number} {trial.state.name.lower()} {metric} {value} {params}{seconds} "
+        f"-> {trial.user_attrs.get('run', '-')}"
+    )
     error = trial.user_attrs.get("error")
     return f"{line} ({error})" if error and trial.state.name == "FAIL" else line
 
@@ -118,7 +137,7 @@ def work(config: SweepConfig, lock: Any = None, index: int = 0, echo: Echo | Non
     on."""
     import optuna
 
-    echo = echo or (lambda line: print(line, flush=True))
+    echo = echo or (lambda line: print(line, flush=True))  # noqa: T201 (a worker's one line per trial)
     storage = open_storage(config.storage)
     study = optuna.load_study(study_name=config.study, storage=storage)
     study.sampler = make_sampler(config.sampler, worker_seed(config.seed, index, len(study.trials)))
@@ -149,14 +168,12 @@ def spawned(config: SweepConfig, lock: Any, index: int) -> None:
     process reports it; the running trial is recorded as FAIL, its run as interrupted)."""
     import torch
 
-    from .study import quiet_optuna
-
     torch.set_num_threads(1)
     quiet_optuna(config.verbose)
     try:
         work(config, lock, index)
     except PolyskillError as exc:
-        print(f"polyskill sweep: worker {index}: {exc}", file=sys.stderr, flush=True)
+        print(f"polyskill sweep: worker {index}: {exc}", file=sys.stderr, flush=True)  # noqa: T201
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
