@@ -15,7 +15,6 @@ from .data.user_images import read_query, read_support
 from .errors import DataError
 from .train.checkpoint import write_text
 
-
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -40,22 +39,28 @@ class Predictions:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["file", "label", "confidence", *(spreadsheet_safe(f"p_{c}") for c in self.classes)])
-        for name, label, probs in zip(self.files, self.labels, self.probabilities):
-            writer.writerow([spreadsheet_safe(name), spreadsheet_safe(label), f"{probs.max():.4f}",
-                             *(f"{p:.4f}" for p in probs)])
+        for name, label, probs in zip(self.files, self.labels, self.probabilities, strict=True):
+            writer.writerow(
+                [spreadsheet_safe(name), spreadsheet_safe(label), f"{probs.max():.4f}", *(f"{p:.4f}" for p in probs)]
+            )
         return buffer.getvalue()
 
 
-def adapt_folders(run: str | os.PathLike, support: str | os.PathLike, query: str | os.PathLike,
-                  invert: str = "auto", device: str = "cpu") -> Predictions:
+def adapt_folders(
+    run: str | os.PathLike,
+    support: str | os.PathLike,
+    query: str | os.PathLike,
+    invert: str = "auto",
+    device: str = "cpu",
+) -> Predictions:
     """Adapt `run`'s model to SUPPORT/<class>/<image> and label every image under QUERY."""
     clf = FewShotClassifier.from_run(run, device=device, invert=invert)
     x, y, classes = read_support(support, clf.input_format, invert)
     clf.fit(x, np.asarray(classes, dtype=object)[y.numpy()])  # before reading the query: bad class counts fail fast
     queries, files = read_query(query, clf.input_format, invert)
     probabilities = clf.predict_proba(queries)
-    labels = [str(clf.classes_[i]) for i in probabilities.argmax(-1)]
-    return Predictions(files, [str(c) for c in clf.classes_], labels, probabilities)
+    classes = [str(c) for c in clf.fitted_classes]
+    return Predictions(files, classes, [classes[i] for i in probabilities.argmax(-1)], probabilities)
 
 
 def write_predictions(predictions: Predictions, out: str | os.PathLike) -> None:

@@ -10,8 +10,9 @@ adaptation (prototypes, a ridge or SVM head, inner-loop steps, a fitted linear h
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,8 +60,15 @@ class FewShotClassifier:
     paths, which are converted like `polyskill adapt` converts files (mode, size, polarity).
     """
 
-    def __init__(self, algo: FewShotAlgorithm, input_format: InputFormat, max_way: int | None = None,
-                 device: str | torch.device = "cpu", invert: str = "auto", batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        algo: FewShotAlgorithm,
+        input_format: InputFormat,
+        max_way: int | None = None,
+        device: str | torch.device = "cpu",
+        invert: str = "auto",
+        batch_size: int = 256,
+    ) -> None:
         if invert not in INVERT:
             raise ClassifierError(f"invert must be one of {', '.join(INVERT)}, got {invert!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -72,8 +80,9 @@ class FewShotClassifier:
         self._predictor: Predictor | None = None
 
     @classmethod
-    def from_run(cls, run: str | os.PathLike, device: str | torch.device = "cpu",
-                 invert: str = "auto") -> "FewShotClassifier":
+    def from_run(
+        cls, run: str | os.PathLike, device: str | torch.device = "cpu", invert: str = "auto"
+    ) -> FewShotClassifier:
         """The classifier of a trained run directory (its best, else last, weights; loaded weights-only)."""
         from .recipes.kinds.fewshot import FewShotRecipe, input_format, max_way
         from .recipes.runner import trained_model
@@ -100,8 +109,10 @@ class FewShotClassifier:
             if x.dim() == 3 and fmt.channels == 1:
                 x = x.unsqueeze(1)
             if x.dim() != 4 or x.shape[1] != fmt.channels or 0 in x.shape[2:]:
-                raise ClassifierError(f"expected images [n, {fmt.channels}, H, W]"
-                                      f"{' or [n, H, W]' if fmt.channels == 1 else ''}, got shape {tuple(x.shape)}")
+                raise ClassifierError(
+                    f"expected images [n, {fmt.channels}, H, W]"
+                    f"{' or [n, H, W]' if fmt.channels == 1 else ''}, got shape {tuple(x.shape)}"
+                )
             if not torch.isfinite(x).all():
                 raise ClassifierError("X holds NaN or infinite pixel values")
             if tuple(x.shape[2:]) != fmt.size:
@@ -112,8 +123,9 @@ class FewShotClassifier:
             except TypeError:
                 items = None
             if items is None:
-                raise ClassifierError(f"X must be an image tensor or array, or a list of PIL images or paths; got "
-                                      f"{type(X).__name__}")
+                raise ClassifierError(
+                    f"X must be an image tensor or array, or a list of PIL images or paths; got {type(X).__name__}"
+                )
             paths = [Path(i) for i in items if isinstance(i, (str, os.PathLike))]
             if paths and len(paths) != len(items):
                 raise ClassifierError("give either image paths or PIL images, not a mix")
@@ -130,7 +142,7 @@ class FewShotClassifier:
         return x.to(self.device)
 
     # -- the estimator ------------------------------------------------------------------------------
-    def fit(self, X: Images, y: Sequence[Any] | np.ndarray | Tensor) -> "FewShotClassifier":
+    def fit(self, X: Images, y: Sequence[Any] | np.ndarray | Tensor) -> FewShotClassifier:
         """Adapt to the labelled support examples X, y (every class needs at least one example)."""
         labels = _labels(y)
         x = self._images(X)
@@ -139,25 +151,39 @@ class FewShotClassifier:
         try:
             classes, index = np.unique(labels, return_inverse=True)
         except TypeError:
-            raise ClassifierError("the labels in y cannot be compared with each other: give labels of one type") \
-                from None
+            raise ClassifierError(
+                "the labels in y cannot be compared with each other: give labels of one type"
+            ) from None
         way = len(classes)
         if way < 2:
             raise ClassifierError(f"few-shot classification needs at least 2 classes, got {way}")
         if self.max_way is not None and way > self.max_way:
-            raise ClassifierError(f"{way} classes given, but this model has a {self.max_way}-way output layer and "
-                                  f"can tell apart at most {self.max_way}")
+            raise ClassifierError(
+                f"{way} classes given, but this model has a {self.max_way}-way output layer and "
+                f"can tell apart at most {self.max_way}"
+            )
         support = Support(x, torch.as_tensor(index, dtype=torch.long, device=self.device), way)
         self._predictor, self.classes_ = self.algo.adapt(support), classes
         return self
 
-    def _scores(self, X: Images) -> Tensor:
+    def _fitted(self) -> tuple[Predictor, np.ndarray]:
+        """The adapted predictor and the class labels, or ClassifierError before `fit`."""
         if self._predictor is None or self.classes_ is None:
             raise ClassifierError("call fit(support_x, support_y) before predict")
-        x, way = self._images(X), len(self.classes_)
+        return self._predictor, self.classes_
+
+    @property
+    def fitted_classes(self) -> np.ndarray:
+        """`classes_` of a fitted classifier (ClassifierError before `fit`)."""
+        return self._fitted()[1]
+
+    def _scores(self, X: Images) -> Tensor:
+        predictor, classes = self._fitted()
+        x, way = self._images(X), len(classes)
         with torch.no_grad():
-            scores = torch.cat([self._predictor(x[i:i + self.batch_size])[:, :way]
-                                for i in range(0, len(x), self.batch_size)])
+            scores = torch.cat(
+                [predictor(x[i : i + self.batch_size])[:, :way] for i in range(0, len(x), self.batch_size)]
+            )
         return self.algo.probabilities(scores)
 
     def predict_proba(self, X: Images) -> np.ndarray:
@@ -166,7 +192,7 @@ class FewShotClassifier:
 
     def predict(self, X: Images) -> np.ndarray:
         """The most probable class label of each example."""
-        return self.classes_[self._scores(X).argmax(-1).cpu().numpy()]
+        return self.fitted_classes[self._scores(X).argmax(-1).cpu().numpy()]
 
     def score(self, X: Images, y: Sequence[Any] | np.ndarray) -> float:
         """Accuracy of `predict(X)` against the labels y."""

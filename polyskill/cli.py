@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import torch
 
 from ._version import __version__
@@ -57,34 +58,62 @@ class Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="polyskill", description="Meta-learning and multi-task learning.",
-                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="polyskill",
+        description="Meta-learning and multi-task learning.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"polyskill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
-    train = sub.add_parser("train", help="train a recipe into a run directory", epilog=TRAIN_EXAMPLES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("recipe", nargs="?",
-                       help="a shipped recipe name (see `polyskill recipes`) or a YAML file (not needed with "
-                            "--resume RUN)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a recipe value, e.g. --set episodes.shot=5 (repeatable)")
+    train = sub.add_parser(
+        "train",
+        help="train a recipe into a run directory",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "recipe",
+        nargs="?",
+        help="a shipped recipe name (see `polyskill recipes`) or a YAML file (not needed with --resume RUN)",
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set episodes.shot=5 (repeatable)",
+    )
     train.add_argument("--out", help="run directory (default runs/RECIPE)")
-    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
-                       help="continue RUN (or the run in --out) from its last checkpoint, identically to a run "
-                            "that was never stopped")
-    train.add_argument("--nproc", type=int, metavar="N",
-                       help="train on N local processes (the meta-batch is split over them); under torchrun, "
-                            "leave it out")
-    train.add_argument("--logger", metavar="NAMES",
-                       help="also log to these trackers, comma-separated: tensorboard, mlflow")
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN",
+        help="continue RUN (or the run in --out) from its last checkpoint, identically to a run that was never stopped",
+    )
+    train.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train on N local processes (the meta-batch is split over them); under torchrun, leave it out",
+    )
+    train.add_argument(
+        "--logger", metavar="NAMES", help="also log to these trackers, comma-separated: tensorboard, mlflow"
+    )
     train.add_argument("--no-eval", action="store_true", help="skip the test protocols after training")
     train.add_argument("--root", help="data root (default $POLYSKILL_DATA, else ~/.cache/polyskill)")
     train.add_argument("--quiet", action="store_true", help="no progress bars: for logs and batch jobs")
 
-    ev = sub.add_parser("eval", help="evaluate a trained run on fixed test episodes",
-                        epilog="example: polyskill eval runs/p --way 20 --shot 1 --episodes 1000")
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a trained run on fixed test episodes",
+        epilog="example: polyskill eval runs/p --way 20 --shot 1 --episodes 1000",
+    )
     ev.add_argument("run", help="run directory")
     ev.add_argument("--way", type=int, action="append", help="classes per episode (repeatable)")
     ev.add_argument("--shot", type=int, action="append", help="support examples per class (repeatable)")
@@ -96,32 +125,51 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--baseline", metavar="RUN", help="multi-task runs: single-task baseline run for delta-m")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    aff = sub.add_parser("affinity", help="print a multi-task run's task-affinity matrices and save heatmaps",
-                         epilog="example: polyskill affinity runs/synthetic --out affinity.png --groups 3")
+    aff = sub.add_parser(
+        "affinity",
+        help="print a multi-task run's task-affinity matrices and save heatmaps",
+        epilog="example: polyskill affinity runs/synthetic --out affinity.png --groups 3",
+    )
     aff.add_argument("run", help="run directory of a multi-task run")
     aff.add_argument("--out", help="heatmap PNG (default RUN/affinity.png; one file per matrix)")
     aff.add_argument("--groups", type=int, help="suggest at most this many task groups")
 
-    adapt = sub.add_parser("adapt", help="label your own images: adapt a trained run to a folder of examples",
-                           epilog="example: polyskill adapt runs/protonet --support shapes/ --query new/ "
-                                  "--out predictions.csv")
+    adapt = sub.add_parser(
+        "adapt",
+        help="label your own images: adapt a trained run to a folder of examples",
+        epilog="example: polyskill adapt runs/protonet --support shapes/ --query new/ --out predictions.csv",
+    )
     adapt.add_argument("run", help="run directory of a trained few-shot run")
-    adapt.add_argument("--support", required=True, metavar="DIR",
-                       help="labelled examples: one sub-folder of images per class (the folder name is the label)")
+    adapt.add_argument(
+        "--support",
+        required=True,
+        metavar="DIR",
+        help="labelled examples: one sub-folder of images per class (the folder name is the label)",
+    )
     adapt.add_argument("--query", required=True, metavar="DIR", help="images to label (sub-folders included)")
     adapt.add_argument("--out", metavar="CSV", help="write predictions here (default: print them)")
-    adapt.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
-                       help="turn dark-on-light images into the bright-on-dark ones an Omniglot model saw "
-                            "(auto: judged per image by its border)")
+    adapt.add_argument(
+        "--invert",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="turn dark-on-light images into the bright-on-dark ones an Omniglot model saw "
+        "(auto: judged per image by its border)",
+    )
     adapt.add_argument("--device", default="cpu", help="torch device (default cpu)")
     adapt.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    sub.add_parser("recipes", help="list the shipped recipes",
-                   epilog="example: polyskill recipes   (then: polyskill train NAME, or copy its YAML from "
-                          "polyskill/recipes/ and train the file)")
+    sub.add_parser(
+        "recipes",
+        help="list the shipped recipes",
+        epilog="example: polyskill recipes   (then: polyskill train NAME, or copy its YAML from "
+        "polyskill/recipes/ and train the file)",
+    )
 
-    data = sub.add_parser("data", help="show or check the data files",
-                          epilog="examples: polyskill data list; polyskill data verify --root /data/polyskill")
+    data = sub.add_parser(
+        "data",
+        help="show or check the data files",
+        epilog="examples: polyskill data list; polyskill data verify --root /data/polyskill",
+    )
     data.add_argument("action", choices=["list", "verify"], help="list: what is present; verify: check SHA-256s")
     data.add_argument("--root", help="data root")
     for register in _registrars():
@@ -182,13 +230,17 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and (Path(args.out) / "config.yaml").is_file():
         recipe = load_config(apply_overrides(recipe_to_dict(load_run_recipe(args.out)), overrides))
     elif args.recipe is None:
-        raise PolyskillError(f"no run to resume at {args.out}" if args.resume else
-                             "name a recipe to train (see `polyskill recipes`), or --resume RUN")
+        raise PolyskillError(
+            f"no run to resume at {args.out}"
+            if args.resume
+            else "name a recipe to train (see `polyskill recipes`), or --resume RUN"
+        )
     else:
         recipe = load(args.recipe, overrides)
     out = args.out or f"runs/{recipe.name}"
-    summary = train_run(recipe, out, resume=bool(args.resume), root=args.root, progress=not args.quiet,
-                        evaluate=not args.no_eval)
+    summary = train_run(
+        recipe, out, resume=bool(args.resume), root=args.root, progress=not args.quiet, evaluate=not args.no_eval
+    )
     print(f"run saved in {out} ({summary.get('status', 'finished')}, {summary.get('train_seconds')} s)")
     return 0
 
@@ -201,9 +253,19 @@ def _eval(args: argparse.Namespace) -> int:
         _positive(f"--{name}", getattr(args, name))
     for value in (args.way or []) + (args.shot or []):
         _positive("--way/--shot", value)
-    evaluate_run(args.run, EvalRequest(split=args.split, ways=args.way, shots=args.shot, query=args.query,
-                                       episodes=args.episodes, seed=args.seed, baseline=args.baseline),
-                 root=args.root)
+    evaluate_run(
+        args.run,
+        EvalRequest(
+            split=args.split,
+            ways=args.way,
+            shots=args.shot,
+            query=args.query,
+            episodes=args.episodes,
+            seed=args.seed,
+            baseline=args.baseline,
+        ),
+        root=args.root,
+    )
     return 0
 
 
@@ -214,8 +276,10 @@ def _adapt(args: argparse.Namespace) -> int:
     if args.out:
         write_predictions(predictions, args.out)
         counts = {c: predictions.labels.count(c) for c in predictions.classes}
-        print(f"labelled {len(predictions.files)} image(s) into {len(predictions.classes)} classes "
-              f"({', '.join(f'{c}: {n}' for c, n in counts.items())}); predictions in {args.out}")
+        print(
+            f"labelled {len(predictions.files)} image(s) into {len(predictions.classes)} classes "
+            f"({', '.join(f'{c}: {n}' for c, n in counts.items())}); predictions in {args.out}"
+        )
     else:
         sys.stdout.write(predictions.to_csv())
     return 0
@@ -245,10 +309,14 @@ def _affinity_report(path: Path) -> tuple[list[str], dict[str, list[list[float]]
         raise RunError(f"{path} holds no affinity matrix (expected {' or '.join(AFFINITY_TITLES)})")
     n = len(tasks)
     for kind, matrix in matrices.items():
-        if (not isinstance(matrix, list) or len(matrix) != n
-                or not all(isinstance(row, list) and len(row) == n and all(map(_is_number, row)) for row in matrix)):
-            raise RunError(f"{path} is damaged: '{kind}' must be a {n} x {n} matrix of numbers (one row and column "
-                           f"per task)")
+        if (
+            not isinstance(matrix, list)
+            or len(matrix) != n
+            or not all(isinstance(row, list) and len(row) == n and all(map(_is_number, row)) for row in matrix)
+        ):
+            raise RunError(
+                f"{path} is damaged: '{kind}' must be a {n} x {n} matrix of numbers (one row and column per task)"
+            )
     steps = report.get("steps")
     return tasks, matrices, steps if isinstance(steps, dict) else {}
 
@@ -262,8 +330,10 @@ def _affinity(args: argparse.Namespace) -> int:
     if not Path(args.run).is_dir():
         raise PolyskillError(f"no run directory at {args.run}")
     if not path.is_file():
-        raise PolyskillError(f"{args.run} has no affinity.json: train a multi-task run with a gradient aggregator, "
-                             f"or set mtl.affinity_every to measure it under a loss weighting")
+        raise PolyskillError(
+            f"{args.run} has no affinity.json: train a multi-task run with a gradient aggregator, "
+            f"or set mtl.affinity_every to measure it under a loss weighting"
+        )
     tasks, matrices, steps = _affinity_report(path)
     out = Path(args.out) if args.out else Path(args.run) / "affinity.png"
     if out.suffix.lower() not in ("", ".png"):
@@ -271,16 +341,24 @@ def _affinity(args: argparse.Namespace) -> int:
     width = max(len(t) for t in tasks)
     for kind, matrix in matrices.items():
         unit = display_unit(matrix)
-        print(f"{AFFINITY_TITLES[kind]} (mean over {steps.get(kind, '?')} steps"
-              + (f", in units of {unit:g}):" if unit != 1 else "):"))
+        print(
+            f"{AFFINITY_TITLES[kind]} (mean over {steps.get(kind, '?')} steps"
+            + (f", in units of {unit:g}):" if unit != 1 else "):")
+        )
         print(" " * (width + 1) + " ".join(f"{t[:7]:>7s}" for t in tasks))
-        for task, row in zip(tasks, matrix):
+        for task, row in zip(tasks, matrix, strict=True):
             print(f"{task:>{width}s} " + " ".join(f"{v / unit:7.3f}" for v in row))
-        groups = suggest_groups(matrix, tasks, max_groups=args.groups)
+        groups = suggest_groups(np.asarray(matrix, dtype=np.float64), tasks, max_groups=args.groups)
         print("suggested groups: " + " | ".join(", ".join(g) for g in groups))
         target = out if len(matrices) == 1 else out.with_name(f"{out.stem}-{kind}{out.suffix or '.png'}")
-        heatmap_png(matrix, tasks, target, f"{AFFINITY_TITLES[kind]}: {Path(args.run).name}",
-                    row_label="task i (gradient / step)", col_label="task j")
+        heatmap_png(
+            matrix,
+            tasks,
+            target,
+            f"{AFFINITY_TITLES[kind]}: {Path(args.run).name}",
+            row_label="task i (gradient / step)",
+            col_label="task j",
+        )
         print(f"heatmap saved in {target}")
     return 0
 
@@ -304,8 +382,9 @@ def _data(args: argparse.Namespace) -> int:
         print(f"  {state:8s} {entry.path}")
     bad = [e.path for e, s in rows if s == "corrupt"]
     if bad:
-        raise DataError(f"{len(bad)} corrupt file(s) under {root}: delete them and provide them again: "
-                        f"{', '.join(bad)}")
+        raise DataError(
+            f"{len(bad)} corrupt file(s) under {root}: delete them and provide them again: {', '.join(bad)}"
+        )
     return 0
 
 
@@ -319,8 +398,7 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-HANDLERS = {"train": _train, "eval": _eval, "adapt": _adapt, "affinity": _affinity, "recipes": _recipes,
-            "data": _data}
+HANDLERS = {"train": _train, "eval": _eval, "adapt": _adapt, "affinity": _affinity, "recipes": _recipes, "data": _data}
 
 
 def _run(argv: list[str]) -> int:
@@ -355,14 +433,18 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename is not None else ""
         return _fail(f"{exc.strerror}{where}" if exc.strerror else str(exc) or type(exc).__name__)
     except (MemoryError, torch.OutOfMemoryError) as exc:
-        return _fail(f"out of memory ({_one_line(str(exc))[:200] or 'MemoryError'}): try a smaller batch, model "
-                     f"or image size")
+        return _fail(
+            f"out of memory ({_one_line(str(exc))[:200] or 'MemoryError'}): try a smaller batch, model or image size"
+        )
     except Exception as exc:  # a bug: say so in one line, not a traceback; exit 1 tells it from a bad input
         if os.environ.get(ENV_DEBUG, "").lower() not in ("", "0", "false", "no"):
             raise
         detail = _one_line(str(exc))[:300]
-        return _fail(f"internal error, a bug in polyskill ({type(exc).__name__}{': ' + detail if detail else ''}); "
-                     f"rerun with {ENV_DEBUG}=1 for the traceback and report it", code=1)
+        return _fail(
+            f"internal error, a bug in polyskill ({type(exc).__name__}{': ' + detail if detail else ''}); "
+            f"rerun with {ENV_DEBUG}=1 for the traceback and report it",
+            code=1,
+        )
 
 
 if __name__ == "__main__":

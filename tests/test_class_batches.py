@@ -25,7 +25,7 @@ def coded_dataset(counts: list[int], per_class: int = 6) -> ClassDataset:
 def decode(batch) -> list[tuple[int, int, int]]:
     """(class pixel, slot pixel, label) of every query example, tasks in order."""
     codes = (batch.query_x * 255).round().long().flatten(0, 1).view(-1, 2)
-    return [(c, e, y) for (c, e), y in zip(codes.tolist(), batch.query_y.flatten().tolist())]
+    return [(c, e, y) for (c, e), y in zip(codes.tolist(), batch.query_y.flatten().tolist(), strict=True)]
 
 
 def stream(sampler: ClassBatchSampler, calls: list[int]) -> list[tuple[int, int, int]]:
@@ -49,7 +49,7 @@ def test_every_real_example_once_per_epoch_and_padding_never():
     drawn = stream(sampler, [1] * 12)  # 36 draws: one epoch of 18, then a second, across batch boundaries
     real = sorted((c, e) for c, n in enumerate(counts) for e in range(n))
     for start in (0, epoch):
-        assert sorted((c, e) for c, e, _ in drawn[start:start + epoch]) == real
+        assert sorted((c, e) for c, e, _ in drawn[start : start + epoch]) == real
     assert all(c == y and c != PAD for c, _, y in drawn)
     assert drawn[:epoch] != drawn[epoch:]  # reshuffled each epoch
 
@@ -82,7 +82,7 @@ def test_bad_batch_size_is_a_config_error():
 def test_omniglot_class_batches(omniglot_val):
     batch = ClassBatchSampler(omniglot_val, batch_size=16, seed=0).sample(2)
     assert batch.query_x.shape == (2, 16, 1, 28, 28) and batch.way == omniglot_val.num_classes
-    assert 0.0 <= float(batch.query_x.min()) and float(batch.query_x.max()) <= 1.0
+    assert float(batch.query_x.min()) >= 0.0 and float(batch.query_x.max()) <= 1.0
     y, x = batch.query_y[0, 0], batch.query_x[0, 0]
     assert any(torch.allclose(x, image.float() / 255) for image in omniglot_val.data[y])
 
@@ -98,8 +98,7 @@ def test_trainer_resumes_a_class_batch_run_exactly(omniglot_val, tmp_path):
     def run(out, steps, resume=False):
         torch.manual_seed(0)
         algo = Baseline(Conv4(hidden=8), num_classes=10, batch_size=8)
-        fit(algo, ClassBatchSampler(data, 8, seed=0), out=out, steps=steps, val_every=3, resume=resume,
-            progress=False)
+        fit(algo, ClassBatchSampler(data, 8, seed=0), out=out, steps=steps, val_every=3, resume=resume, progress=False)
         return algo.state_dict()
 
     straight = run(tmp_path / "straight", 6)

@@ -65,7 +65,7 @@ def test_unknown_file_name():
         fetch("omniglot/nothing.npz")
 
 
-@pytest.fixture()
+@pytest.fixture
 def http_server(tmp_path):
     """A static file server on the loopback interface, serving tmp_path/served."""
     served = tmp_path / "served"

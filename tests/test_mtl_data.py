@@ -17,8 +17,18 @@ import scipy.io
 import torch
 from PIL import Image
 
-from polyskill.data import (FILES, FileEntry, fashion_mnist, mtl_synthetic, multifashion, parkinsons, school,
-                            synthetic_groups, synthetic_relations, synthetic_weights)
+from polyskill.data import (
+    FILES,
+    FileEntry,
+    fashion_mnist,
+    mtl_synthetic,
+    multifashion,
+    parkinsons,
+    school,
+    synthetic_groups,
+    synthetic_relations,
+    synthetic_weights,
+)
 from polyskill.data.fashion_mnist import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from polyskill.data.mtl_synthetic import TASKS
 from polyskill.data.multifashion import _build as build_multifashion
@@ -44,6 +54,7 @@ def _idx(magic: int, shape: tuple[int, ...], payload: bytes) -> bytes:
 
 # Fashion-MNIST -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def fm_train(data_root):
     return fashion_mnist("train", data_root)
@@ -65,19 +76,22 @@ def test_fashion_mnist_shapes_and_counts(fm_train, fm_test):
 def test_fashion_mnist_matches_raw_bytes(fm_test, data_root):
     raw = gzip.decompress((data_root / "fashion-mnist/t10k-images-idx3-ubyte.gz").read_bytes())
     assert struct.unpack(">4I", raw[:16]) == (0x803, 10000, 28, 28)
-    last = np.frombuffer(raw[16 + 9999 * 784:], dtype=np.uint8).reshape(28, 28)
+    last = np.frombuffer(raw[16 + 9999 * 784 :], dtype=np.uint8).reshape(28, 28)
     assert np.array_equal(fm_test[0][9999].numpy(), last)
     labels = gzip.decompress((data_root / "fashion-mnist/t10k-labels-idx1-ubyte.gz").read_bytes())
     assert fm_test[1][:20].tolist() == list(labels[8:28])
 
 
-@pytest.mark.parametrize("content, words", [
-    (_idx(0x802, (2, 28, 28), bytes(2 * 784)), "magic number"),
-    (_idx(IMAGES_MAGIC, (2, 28, 28), bytes(784)), "needs"),
-    (_idx(IMAGES_MAGIC, (2, 28, 28), bytes(3 * 784)), "needs"),
-    (b"not a gzip file at all", "decompress"),
-    (gzip.compress(b"\x00\x00"), "too short"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (_idx(0x802, (2, 28, 28), bytes(2 * 784)), "magic number"),
+        (_idx(IMAGES_MAGIC, (2, 28, 28), bytes(784)), "needs"),
+        (_idx(IMAGES_MAGIC, (2, 28, 28), bytes(3 * 784)), "needs"),
+        (b"not a gzip file at all", "decompress"),
+        (gzip.compress(b"\x00\x00"), "too short"),
+    ],
+)
 def test_bad_idx_is_a_data_error_naming_the_file(tmp_path, content, words):
     path = tmp_path / "bad-idx3-ubyte.gz"
     path.write_bytes(content)
@@ -90,11 +104,12 @@ def test_idx_of_wrong_size_through_the_loader(tmp_path, monkeypatch, data_root):
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         _install(monkeypatch, tmp_path, f"fashion-mnist/{name}", (data_root / "fashion-mnist" / name).read_bytes())
     _install(monkeypatch, tmp_path, "fashion-mnist/t10k-labels-idx1-ubyte.gz", _idx(LABELS_MAGIC, (3,), bytes(3)))
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz"):
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz"):
         fashion_mnist("test", tmp_path)
 
 
 # MultiFashion --------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def mf(data_root):
@@ -130,7 +145,7 @@ def test_multifashion_composites_and_labels_are_their_sources(mf, fm_train, fm_t
 
 def test_multifashion_pairs(mf):
     pairs = {s: multifashion_pairs(s) for s in SPLITS}
-    for split, (left, right) in pairs.items():
+    for left, right in pairs.values():
         assert (left != right).all()
         assert set(right.tolist()) <= set(left.tolist())  # partners come from the split's own pool
         assert len(set(left.tolist())) == len(left)  # each source image is a left item once
@@ -158,6 +173,7 @@ def test_multifashion_bad_options():
 
 # School --------------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def school_raw(data_root):
     mat = scipy.io.loadmat(data_root / "school/school.mat")
@@ -168,7 +184,7 @@ def school_raw(data_root):
 
 
 def test_school_splits(data_root, school_raw):
-    x_raw, y_raw, sizes = school_raw
+    _, y_raw, sizes = school_raw
     assert len(sizes) == 139 and sizes.sum() == 15362
     owner = np.repeat(np.arange(139), sizes)
     rows = {s: school_rows(s, data_root).numpy() for s in SPLITS}
@@ -228,6 +244,7 @@ def test_bad_school_files(tmp_path, monkeypatch):
 
 # Parkinsons ----------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def updrs_raw(data_root):
     with open(data_root / "parkinsons/parkinsons_updrs.data", newline="") as f:
@@ -239,7 +256,7 @@ def updrs_raw(data_root):
 
 
 def test_parkinsons_file(data_root, updrs_raw):
-    subject, features, targets = read_updrs(data_root / "parkinsons/parkinsons_updrs.data")
+    subject, features, _ = read_updrs(data_root / "parkinsons/parkinsons_updrs.data")
     assert len(subject) == 5875 and set(subject.tolist()) == set(range(1, 43))
     assert features.shape == (5875, 18) and FEATURES[:2] == ("age", "sex") and FEATURES[-1] == "PPE"
     assert np.array_equal(subject, updrs_raw[0]) and np.array_equal(features, updrs_raw[1])
@@ -286,12 +303,15 @@ def test_parkinsons_per_subject_tasks(data_root, updrs_raw):
         parkinsons("train", data_root, tasks="recordings")
 
 
-@pytest.mark.parametrize("edit, words", [
-    (lambda lines: [lines[0].replace("total_UPDRS", "total")] + lines[1:], "total_UPDRS"),
-    (lambda lines: lines[:3] + [lines[3].replace(",72,", ",seventy-two,", 1)] + lines[4:], "line 4"),
-    (lambda lines: lines[:5] + [lines[5].rsplit(",", 1)[0]] + lines[6:], "line 6"),
-    (lambda lines: lines[:1], "no recordings"),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda lines: [lines[0].replace("total_UPDRS", "total"), *lines[1:]], "total_UPDRS"),
+        (lambda lines: [*lines[:3], lines[3].replace(",72,", ",seventy-two,", 1), *lines[4:]], "line 4"),
+        (lambda lines: [*lines[:5], lines[5].rsplit(",", 1)[0], *lines[6:]], "line 6"),
+        (lambda lines: lines[:1], "no recordings"),
+    ],
+)
 def test_malformed_parkinsons_csv(tmp_path, monkeypatch, data_root, edit, words):
     lines = (data_root / "parkinsons/parkinsons_updrs.data").read_text().splitlines()[:50]
     assert ",72," in lines[3]
@@ -301,6 +321,7 @@ def test_malformed_parkinsons_csv(tmp_path, monkeypatch, data_root, edit, words)
 
 
 # Synthetic -----------------------------------------------------------------------------------------------------
+
 
 def _cosines(w: torch.Tensor) -> torch.Tensor:
     unit = w / w.norm(dim=1, keepdim=True)

@@ -18,13 +18,21 @@ def _character(name: str) -> str:
 
 def test_split_sizes(data_root):
     sizes = {s: len(omniglot(s, root=data_root)) for s in omniglot_module.SPLITS}
-    assert sizes == {"vinyals/train": 4112, "vinyals/val": 688, "vinyals/test": 1692, "vinyals/trainval": 4800,
-                     "background": 964, "evaluation": 659}
+    assert sizes == {
+        "vinyals/train": 4112,
+        "vinyals/val": 688,
+        "vinyals/test": 1692,
+        "vinyals/trainval": 4800,
+        "background": 964,
+        "evaluation": 659,
+    }
 
 
 def test_vinyals_splits_share_no_character(omniglot_train, omniglot_val, data_root):
     test = omniglot("vinyals/test", root=data_root)
-    train_chars, val_chars, test_chars = ({_character(n) for n in d.names} for d in (omniglot_train, omniglot_val, test))
+    train_chars, val_chars, test_chars = (
+        {_character(n) for n in d.names} for d in (omniglot_train, omniglot_val, test)
+    )
     assert len(train_chars) == 1028 and len(val_chars) == 172 and len(test_chars) == 423
     assert not train_chars & val_chars and not train_chars & test_chars and not val_chars & test_chars
 
@@ -47,7 +55,7 @@ def test_resize_matches_an_independent_antialiased_resize(data_root):
     with np.load(data_root / "omniglot/images_background.npz") as archive:
         raw = archive["images"][0, :3]
     ours = omniglot_module._resize(raw, 28).astype(float)
-    for image, small in zip(raw, ours):
+    for image, small in zip(raw, ours, strict=True):
         ink = Image.fromarray((~image).astype(np.float32), mode="F")
         reference = np.asarray(ink.resize((28, 28), Image.Resampling.BILINEAR)) * 255
         assert np.abs(reference - small).mean() < 4 and np.abs(reference - small).max() < 64
@@ -75,26 +83,27 @@ def test_the_cache_is_used_and_a_damaged_one_is_rebuilt(data_root, monkeypatch, 
     monkeypatch.setattr(omniglot_module, "_resize", no_decoding)
     assert np.array_equal(omniglot_module.load_all(data_root), first)
 
-    rebuilt = []
-    monkeypatch.setattr(omniglot_module, "_resize", lambda *a, **k: rebuilt.append(1) or real_resize(*a, **k))
-    good = cache.read_bytes()
-    damaged = {
+    good, shape = cache.read_bytes(), first.shape
+    middle = len(good) // 2
+    for case, content in {
         "truncated": good[:1000],
-        "one data byte flipped": good[:len(good) // 2] + bytes([good[len(good) // 2] ^ 0xFF]) + good[len(good) // 2 + 1:],
-    }
-    for case, content in damaged.items():
+        "empty": b"",
+        "not an archive": b"\x93NUMPY" + good[6:2000],
+        "one data byte flipped": good[:middle] + bytes([good[middle] ^ 0xFF]) + good[middle + 1 :],
+    }.items():
         cache.write_bytes(content)
-        rebuilt.clear()
-        assert np.array_equal(omniglot_module.load_all(data_root), first), case
-        assert rebuilt and cache.read_bytes() == good, case
+        assert omniglot_module._read_cache(cache, shape) is None, case
 
     # a well-formed archive (header, shape, zip checksums intact) whose pixels differ from the digest stored with it
     tampered = first.copy()
     tampered[5, 3, 10, 10] ^= 0xFF
     with open(cache, "wb") as f:
         np.savez(f, images=tampered, sha256=np.array(omniglot_module._digest(first)))
-    rebuilt.clear()
+    assert omniglot_module._read_cache(cache, shape) is None
+    rebuilt = []
+    monkeypatch.setattr(omniglot_module, "_resize", lambda *a, **k: rebuilt.append(1) or real_resize(*a, **k))
     assert np.array_equal(omniglot_module.load_all(data_root), first) and rebuilt
+    assert np.array_equal(omniglot_module._read_cache(cache, shape), first)  # rewritten whole
 
 
 def test_unknown_split():

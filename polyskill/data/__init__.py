@@ -1,5 +1,6 @@
 """Data: the data root, checked files, Omniglot, user image folders, seeded episode sampling, sinusoid and
-multimodal regression tasks, tasks made from a multi-task data set's examples, and the multi-task data sets (MultiFashion, School, Parkinsons, a planted-relations synthetic regression)."""
+multimodal regression tasks, tasks made from a multi-task data set's examples, and the multi-task data sets
+(MultiFashion, School, Parkinsons, a planted-relations synthetic regression)."""
 
 from .classes import ClassDataset
 from .episodes import EpisodeSampler, Support, TaskBatch, episodes
@@ -8,16 +9,40 @@ from .files import fetch, status, verify
 from .folder import image_folder
 from .mtl_synthetic import SYNTHETIC_GROUPS, mtl_synthetic, synthetic_groups, synthetic_relations, synthetic_weights
 from .multifashion import multifashion
+from .multimodal import MultimodalTasks
 from .omniglot_images import omniglot
 from .parkinsons import parkinsons
 from .registry import FILES, FileEntry
 from .root import cache_dir, data_root
 from .school import school
-from .multimodal import MultimodalTasks
 from .sinusoid import SinusoidTasks
 from .task_examples import TaskExamples
 
-__all__ = ["ClassDataset", "EpisodeSampler", "FILES", "FileEntry", "MultimodalTasks", "SYNTHETIC_GROUPS",
-           "SinusoidTasks", "Support", "TaskBatch", "TaskExamples", "cache_dir", "data_root", "episodes", "fashion_mnist", "fetch", "image_folder",
-           "mtl_synthetic", "multifashion", "omniglot", "parkinsons", "school", "status", "synthetic_groups",
-           "synthetic_relations", "synthetic_weights", "verify"]
+__all__ = [
+    "FILES",
+    "SYNTHETIC_GROUPS",
+    "ClassDataset",
+    "EpisodeSampler",
+    "FileEntry",
+    "MultimodalTasks",
+    "SinusoidTasks",
+    "Support",
+    "TaskBatch",
+    "TaskExamples",
+    "cache_dir",
+    "data_root",
+    "episodes",
+    "fashion_mnist",
+    "fetch",
+    "image_folder",
+    "mtl_synthetic",
+    "multifashion",
+    "omniglot",
+    "parkinsons",
+    "school",
+    "status",
+    "synthetic_groups",
+    "synthetic_relations",
+    "synthetic_weights",
+    "verify",
+]

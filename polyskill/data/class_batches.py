@@ -3,7 +3,7 @@ episodic trainer can pretrain a classifier (Baseline, Baseline++, contrastive em
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -54,7 +54,7 @@ class ClassBatchSampler:
             if self._position == len(self._order):
                 self._order, self._position = self._shuffle(), 0
             take = min(count, len(self._order) - self._position)
-            pieces.append(self._order[self._position:self._position + take])
+            pieces.append(self._order[self._position : self._position + take])
             self._position += take
             count -= take
         return torch.cat(pieces)
@@ -65,8 +65,13 @@ class ClassBatchSampler:
         shape = self.dataset.example_shape
         x = to_float(self.dataset.data.view(-1, *shape).index_select(0, rows))
         y = (rows // self.dataset.data.shape[1]).view(batch_size, self.batch_size)
-        return TaskBatch(x.new_empty(batch_size, 0, *shape), y.new_empty(batch_size, 0),
-                         x.view(batch_size, self.batch_size, *shape), y, self.way)
+        return TaskBatch(
+            x.new_empty(batch_size, 0, *shape),
+            y.new_empty(batch_size, 0),
+            x.view(batch_size, self.batch_size, *shape),
+            y,
+            self.way,
+        )
 
     def state_dict(self) -> dict:
         """Where the stream stands: the generator before the current epoch's shuffle, and the position in it."""

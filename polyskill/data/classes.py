@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -25,7 +25,9 @@ class ClassDataset:
 
     def __post_init__(self) -> None:
         if self.data.dim() < 2:
-            raise DataError(f"a class dataset needs a [classes, examples, ...] tensor, got shape {tuple(self.data.shape)}")
+            raise DataError(
+                f"a class dataset needs a [classes, examples, ...] tensor, got shape {tuple(self.data.shape)}"
+            )
         if len(self.names) != self.data.shape[0]:
             raise DataError(f"{len(self.names)} class names for {self.data.shape[0]} classes")
         if self.counts is None:
@@ -49,14 +51,16 @@ class ClassDataset:
     def num_examples(self) -> int:
         return int(self.counts.sum())
 
-    def subset(self, classes: Sequence[int] | Tensor) -> "ClassDataset":
+    def subset(self, classes: Sequence[int] | Tensor) -> ClassDataset:
         """The dataset restricted to the given class indices, in that order."""
         index = torch.as_tensor(classes, dtype=torch.long)
         return ClassDataset(self.data[index], [self.names[i] for i in index.tolist()], self.counts[index])
 
     def __repr__(self) -> str:
-        return (f"ClassDataset({self.num_classes} classes, {self.num_examples} examples, "
-                f"shape {self.example_shape}, {self.data.dtype})")
+        return (
+            f"ClassDataset({self.num_classes} classes, {self.num_examples} examples, "
+            f"shape {self.example_shape}, {self.data.dtype})"
+        )
 
 
 def to_float(x: Tensor) -> Tensor:

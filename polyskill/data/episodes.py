@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -53,23 +53,39 @@ class TaskBatch:
         """The support set of task i."""
         return Support(self.support_x[i], self.support_y[i], self.way)
 
-    def to(self, device: torch.device | str) -> "TaskBatch":
-        return TaskBatch(self.support_x.to(device), self.support_y.to(device), self.query_x.to(device),
-                         self.query_y.to(device), self.way, self.task_seeds)
+    def to(self, device: torch.device | str) -> TaskBatch:
+        return TaskBatch(
+            self.support_x.to(device),
+            self.support_y.to(device),
+            self.query_x.to(device),
+            self.query_y.to(device),
+            self.way,
+            self.task_seeds,
+        )
 
-    def slice(self, start: int, stop: int) -> "TaskBatch":
+    def slice(self, start: int, stop: int) -> TaskBatch:
         """Tasks start..stop-1 (views, no copy)."""
-        return TaskBatch(self.support_x[start:stop], self.support_y[start:stop], self.query_x[start:stop],
-                         self.query_y[start:stop], self.way,
-                         None if self.task_seeds is None else self.task_seeds[start:stop])
+        return TaskBatch(
+            self.support_x[start:stop],
+            self.support_y[start:stop],
+            self.query_x[start:stop],
+            self.query_y[start:stop],
+            self.way,
+            None if self.task_seeds is None else self.task_seeds[start:stop],
+        )
 
     @staticmethod
-    def cat(batches: list["TaskBatch"]) -> "TaskBatch":
+    def cat(batches: list[TaskBatch]) -> TaskBatch:
         """Stack the tasks of several batches of the same way and shot."""
-        seeds = [b.task_seeds for b in batches]
-        return TaskBatch(*(torch.cat([getattr(b, f) for b in batches]) for f in
-                           ("support_x", "support_y", "query_x", "query_y")), batches[0].way,
-                         None if any(s is None for s in seeds) else torch.cat(seeds))
+        seeds = [b.task_seeds for b in batches if b.task_seeds is not None]
+        return TaskBatch(
+            torch.cat([b.support_x for b in batches]),
+            torch.cat([b.support_y for b in batches]),
+            torch.cat([b.query_x for b in batches]),
+            torch.cat([b.query_y for b in batches]),
+            batches[0].way,
+            torch.cat(seeds) if len(seeds) == len(batches) else None,
+        )
 
 
 _TRAINING_SALT = 0x5EED5  # task seeds of the training stream never equal evaluation episode seeds
@@ -99,7 +115,8 @@ class EpisodeSampler:
             raise ConfigError(
                 f"a {way}-way episode with {shot} shot(s) and {query} quer(ies) needs {way} classes with at least "
                 f"{need} examples each; this dataset has {len(self.eligible)} such classes "
-                f"(of {dataset.num_classes})")
+                f"(of {dataset.num_classes})"
+            )
         self._all_eligible = len(self.eligible) == dataset.num_classes
         self._ragged = bool((dataset.counts[self.eligible] < dataset.data.shape[1]).any())
         self.generator = torch.Generator().manual_seed(seed)
@@ -119,7 +136,8 @@ class EpisodeSampler:
             labels = torch.arange(self.way)
             self._label_cache[batch_size] = (
                 labels.repeat_interleave(self.shot).expand(batch_size, -1).contiguous(),
-                labels.repeat_interleave(self.query).expand(batch_size, -1).contiguous())
+                labels.repeat_interleave(self.query).expand(batch_size, -1).contiguous(),
+            )
         support, query = self._label_cache[batch_size]
         return support.clone(), query.clone()
 
@@ -153,16 +171,26 @@ class EpisodeSampler:
         x = to_float(data.view(-1, *self._shape).index_select(0, index))
         split = batch_size * way * shot
         support_y, query_y = self._labels(batch_size)
-        return TaskBatch(x[:split].view(batch_size, way * shot, *self._shape), support_y,
-                         x[split:].view(batch_size, way * self.query, *self._shape), query_y, way)
+        return TaskBatch(
+            x[:split].view(batch_size, way * shot, *self._shape),
+            support_y,
+            x[split:].view(batch_size, way * self.query, *self._shape),
+            query_y,
+            way,
+        )
 
-    def _next_block(self) -> None:
+    def _next_block(self) -> TaskBatch:
+        """Draw the next block of training tasks into the buffer, and return it."""
         self._block_state = self.generator.get_state()
         first = self._blocks * self._block
-        self._buffer = replace(self._draw(self._block, self.generator), task_seeds=torch.tensor(
-            [_episode_seed(self._stream_seed ^ _TRAINING_SALT, first + i) for i in range(self._block)]))
-        self._blocks += 1
-        self._position = 0
+        buffer = replace(
+            self._draw(self._block, self.generator),
+            task_seeds=torch.tensor(
+                [_episode_seed(self._stream_seed ^ _TRAINING_SALT, first + i) for i in range(self._block)]
+            ),
+        )
+        self._buffer, self._blocks, self._position = buffer, self._blocks + 1, 0
+        return buffer
 
     def sample(self, batch_size: int = 1) -> TaskBatch:
         """The next `batch_size` tasks of the training stream.
@@ -173,10 +201,11 @@ class EpisodeSampler:
         """
         pieces = []
         while batch_size > 0:
-            if self._buffer is None or self._position == self._block:
-                self._next_block()
+            buffer = self._buffer
+            if buffer is None or self._position == self._block:
+                buffer = self._next_block()
             take = min(batch_size, self._block - self._position)
-            pieces.append(self._buffer.slice(self._position, self._position + take))
+            pieces.append(buffer.slice(self._position, self._position + take))
             self._position += take
             batch_size -= take
         return pieces[0] if len(pieces) == 1 else TaskBatch.cat(pieces)
@@ -196,10 +225,18 @@ class EpisodeSampler:
     def state_dict(self) -> dict:
         """Where the training stream stands: the generator at the start of the current block, and the position."""
         if self._buffer is None or self._position == self._block:
-            return {"generator": self.generator.get_state(), "position": 0, "seed": self._stream_seed,
-                    "blocks": self._blocks}
-        return {"generator": self._block_state, "position": self._position, "seed": self._stream_seed,
-                "blocks": self._blocks - 1}
+            return {
+                "generator": self.generator.get_state(),
+                "position": 0,
+                "seed": self._stream_seed,
+                "blocks": self._blocks,
+            }
+        return {
+            "generator": self._block_state,
+            "position": self._position,
+            "seed": self._stream_seed,
+            "blocks": self._blocks - 1,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])

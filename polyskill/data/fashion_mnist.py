@@ -47,7 +47,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"IDX file {path} ends inside its header ({len(raw)} bytes, header needs {header})")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape, dtype=np.int64))
     if len(raw) != expected:
         raise DataError(f"IDX file {path} holds {len(raw)} bytes but its header {shape} needs {expected}")
@@ -64,8 +64,9 @@ def load_split(split: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
     label_path = fetch(f"fashion-mnist/{prefix}-labels-idx1-ubyte.gz", root)
     images, labels = read_idx(image_path, IMAGES_MAGIC), read_idx(label_path, LABELS_MAGIC)
     if images.shape != (SIZES[split], 28, 28):
-        raise DataError(f"IDX file {image_path} holds images of shape {images.shape}, "
-                        f"expected ({SIZES[split]}, 28, 28)")
+        raise DataError(
+            f"IDX file {image_path} holds images of shape {images.shape}, expected ({SIZES[split]}, 28, 28)"
+        )
     if labels.shape != (SIZES[split],):
         raise DataError(f"IDX file {label_path} holds {labels.shape} labels, expected ({SIZES[split]},)")
     if labels.max() >= CLASSES:

@@ -34,8 +34,8 @@ def verify(path: Path, entry: FileEntry) -> None:
     if actual != entry.sha256:
         raise DataError(
             f"data file {path} is corrupt or not the expected version: SHA-256 expected {entry.sha256}, "
-            f"got {actual}. Delete it and provide a fresh copy"
-            + (f" from {entry.url}" if entry.url else "") + ".")
+            f"got {actual}. Delete it and provide a fresh copy" + (f" from {entry.url}" if entry.url else "") + "."
+        )
     _verified[key] = actual
 
 
@@ -46,6 +46,8 @@ def downloads_allowed() -> bool:
 
 def _download(entry: FileEntry, target: Path, timeout: float = 30.0) -> None:
     """Download to a temporary file beside `target`, check the digest, then rename into place."""
+    if not entry.url:
+        raise DataError(f"data file '{entry.path}' has no download address")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
@@ -62,12 +64,13 @@ def _download(entry: FileEntry, target: Path, timeout: float = 30.0) -> None:
 def _missing_message(entry: FileEntry, path: Path, root_arg, reason: str) -> str:
     where = f"{path} (data root {data_root(root_arg)}, {root_origin(root_arg)})"
     how = f"download it from {entry.url}" if entry.url else (entry.hint or "copy it from another data root")
-    return (f"data file '{entry.path}' is missing: looked for {where}; {reason}. "
-            f"To provide it, {how} and place it at {path}, or point $POLYSKILL_DATA at a folder that has it.")
+    return (
+        f"data file '{entry.path}' is missing: looked for {where}; {reason}. "
+        f"To provide it, {how} and place it at {path}, or point $POLYSKILL_DATA at a folder that has it."
+    )
 
 
-def fetch(name: str, root: str | os.PathLike | None = None, *,
-          registry: dict[str, FileEntry] | None = None) -> Path:
+def fetch(name: str, root: str | os.PathLike | None = None, *, registry: dict[str, FileEntry] | None = None) -> Path:
     """Path of registered file `name` under the data root, downloaded if missing and allowed, always verified."""
     entry = (registry or FILES).get(name)
     if entry is None:

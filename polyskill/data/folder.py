@@ -35,9 +35,19 @@ def image_files(folder: Path) -> list[Path]:
     paths = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
     broken = [p for p in paths if p.is_symlink() and not p.exists()]
     if broken:
-        raise DataError(f"cannot read image {broken[0]}: it is a symbolic link to a file that does not exist"
-                        + (f" (and {len(broken) - 1} more in {folder})" if len(broken) > 1 else ""))
+        raise DataError(
+            f"cannot read image {broken[0]}: it is a symbolic link to a file that does not exist"
+            + (f" (and {len(broken) - 1} more in {folder})" if len(broken) > 1 else "")
+        )
     return [p for p in paths if p.is_file()]
+
+
+def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    """(H, W) from one side or a pair, each a whole number of pixels >= 1 (DataError otherwise)."""
+    pair = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
+        raise DataError(f"image_size must be a number of pixels >= 1 or a pair (H, W) of them, got {image_size!r}")
+    return pair[0], pair[1]
 
 
 def image_folder(path: str | os.PathLike, image_size: int | tuple[int, int] = 28, channels: int = 1) -> ClassDataset:
@@ -51,13 +61,15 @@ def image_folder(path: str | os.PathLike, image_size: int | tuple[int, int] = 28
         raise DataError(f"image folder {root} does not exist or is not a folder")
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    size = _size(image_size)
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = {c.name: image_files(c) for c in classes}
     files = {name: f for name, f in files.items() if f}
     if not files:
-        raise DataError(f"image folder {root} has no class sub-folders with images "
-                        f"(expected {root}/<class>/<image>{'|'.join(sorted(IMAGE_SUFFIXES))})")
+        raise DataError(
+            f"image folder {root} has no class sub-folders with images "
+            f"(expected {root}/<class>/<image>{'|'.join(sorted(IMAGE_SUFFIXES))})"
+        )
     mode = "L" if channels == 1 else "RGB"
     longest = max(len(f) for f in files.values())
     data = np.zeros((len(files), longest, size[0], size[1], channels), dtype=np.uint8)

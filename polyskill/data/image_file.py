@@ -6,17 +6,26 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 
 MAX_PIXELS = 89_478_485  # Pillow's default bomb limit (~0.25 GB as RGB), kept whatever Image.MAX_IMAGE_PIXELS is
-READ_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError,
-               Image.DecompressionBombError, Image.DecompressionBombWarning)
+READ_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    IndexError,
+    TypeError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 
 class ImageRefused(DataError):
@@ -47,8 +56,9 @@ def open_image(path: str | os.PathLike) -> Iterator[Image.Image]:
     with image:
         width, height = image.size
         if width * height > MAX_PIXELS:
-            raise ImageRefused(path, f"it declares {width}x{height} pixels, more than the {MAX_PIXELS} allowed "
-                                     f"(a decompression bomb?)")
+            raise ImageRefused(
+                path, f"it declares {width}x{height} pixels, more than the {MAX_PIXELS} allowed (a decompression bomb?)"
+            )
         try:
             image.load()
         except READ_ERRORS as exc:

@@ -31,7 +31,7 @@ class MultiTaskBatches:
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch, self.position = 0, 0
         self._perm: Tensor | None = None
-        if data.partitioned:
+        if data.task is not None:  # partitioned: each example belongs to one task
             self._order = torch.argsort(data.task, stable=True)
             self._counts = counts
             self._starts = torch.cumsum(counts, 0) - counts
@@ -50,7 +50,7 @@ class MultiTaskBatches:
                 self.epoch += 1
             self._perm = torch.randperm(len(self.data), generator=self.generator)
             self.position = 0
-        index = self._perm[self.position:self.position + self.batch_size]
+        index = self._perm[self.position : self.position + self.batch_size]
         self.position += self.batch_size
         return index
 
@@ -60,8 +60,12 @@ class MultiTaskBatches:
         return self.data.x[index], self.data.y[index]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "epoch": self.epoch, "position": self.position,
-                "perm": self._perm}
+        return {
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "position": self.position,
+            "perm": self._perm,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])

@@ -68,12 +68,20 @@ def synthetic_weights(seed: int = 0, dim: int = 16, spread: float = 0.2) -> Tens
     u_b = u_b / u_b.norm()
     centre = {"A": u_a, "B": u_b, "C": -u_a}
     centres = torch.stack([centre[name] for name, tasks in SYNTHETIC_GROUPS.items() for _ in tasks])
-    perturbation = torch.randn(len(TASKS), dim, generator=g, dtype=torch.float64) / dim ** 0.5
+    perturbation = torch.randn(len(TASKS), dim, generator=g, dtype=torch.float64) / dim**0.5
     return (centres + spread * perturbation).float()
 
 
-def mtl_synthetic(split: str, seed: int = 0, n_train: int = 2000, n_val: int = 500, n_test: int = 1000,
-                  dim: int = 16, noise: float = 0.1, spread: float = 0.2) -> MultiTaskData:
+def mtl_synthetic(
+    split: str,
+    seed: int = 0,
+    n_train: int = 2000,
+    n_val: int = 500,
+    n_test: int = 1000,
+    dim: int = 16,
+    noise: float = 0.1,
+    spread: float = 0.2,
+) -> MultiTaskData:
     """Split `split` of the planted-relations regression: x float32 [N, dim], dense y float32 [N, 8], tasks TASKS.
 
     The ground truth is `synthetic_weights(seed, dim, spread)`, `synthetic_relations()` and `synthetic_groups()`.

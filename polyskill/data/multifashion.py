@@ -78,13 +78,14 @@ def compose(left: Tensor, right: Tensor) -> Tensor:
     """Composites uint8 [N, 28, 28] of uint8 items `left` and `right` [N, 28, 28], built in chunks."""
     out = torch.empty((len(left), SIZE, SIZE), dtype=torch.uint8)
     for start in range(0, len(left), _CHUNK):
-        a, b = left[start:start + _CHUNK], right[start:start + _CHUNK]
+        a, b = left[start : start + _CHUNK], right[start : start + _CHUNK]
         canvas = torch.zeros((len(a), CANVAS, CANVAS), dtype=torch.uint8)
         canvas[:, :SIZE, :SIZE] = a
         canvas[:, OFFSET:, OFFSET:] = torch.maximum(canvas[:, OFFSET:, OFFSET:], b)
-        small = F.interpolate(canvas.unsqueeze(1).float(), size=(SIZE, SIZE), mode="bilinear", antialias=True,
-                              align_corners=False)
-        out[start:start + _CHUNK] = small.squeeze(1).round().clamp(0, 255).to(torch.uint8)
+        small = F.interpolate(
+            canvas.unsqueeze(1).float(), size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False
+        )
+        out[start : start + _CHUNK] = small.squeeze(1).round().clamp(0, 255).to(torch.uint8)
     return out
 
 
@@ -97,8 +98,9 @@ def _build(split: str, root: Path, seed: int, val_size: int) -> tuple[Tensor, Te
     return compose(torch.from_numpy(images[left]), torch.from_numpy(images[right])), y
 
 
-def multifashion(split: str, root: str | os.PathLike | None = None, seed: int = 0,
-                 val_size: int = 10000) -> MultiTaskData:
+def multifashion(
+    split: str, root: str | os.PathLike | None = None, seed: int = 0, val_size: int = 10000
+) -> MultiTaskData:
     """MultiFashion `split` ("train" | "val" | "test"): x float32 [N, 1, 28, 28] in [0, 1], dense y int64 [N, 2].
 
     Sizes: train 60000 - val_size, val val_size, test 10000. Deterministic for a given `seed`.

@@ -42,16 +42,28 @@ def family_values(family: int, x: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Te
     return a * torch.tanh(x - c) + b
 
 
-SCALES = {"sinusoid": (0.1, 5.0), "linear": (-3.0, 3.0), "quadratic": (-0.15, 0.15), "l1": (-1.0, 1.0),
-          "tanh": (-3.0, 3.0)}
+SCALES = {
+    "sinusoid": (0.1, 5.0),
+    "linear": (-3.0, 3.0),
+    "quadratic": (-0.15, 0.15),
+    "l1": (-1.0, 1.0),
+    "tanh": (-3.0, 3.0),
+}
 CENTRES = {"sinusoid": (0.0, math.pi)}
 
 
 class MultimodalTasks(SinusoidTasks):
     """K-shot Q-query regression tasks drawn from the first `modes` families: x [B, K, 1], y [B, K, 1]."""
 
-    def __init__(self, shot: int, query: int, modes: int = 5, seed: int = 0, noise: float = 0.3,
-                 x_range: tuple[float, float] = (-5.0, 5.0)) -> None:
+    def __init__(
+        self,
+        shot: int,
+        query: int,
+        modes: int = 5,
+        seed: int = 0,
+        noise: float = 0.3,
+        x_range: tuple[float, float] = (-5.0, 5.0),
+    ) -> None:
         super().__init__(shot, query, seed=seed, x_range=x_range)
         if not 1 <= modes <= len(FAMILIES):
             raise ConfigError(f"multimodal regression has 1 to {len(FAMILIES)} modes, got {modes}")

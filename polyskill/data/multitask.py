@@ -43,10 +43,11 @@ class MultiTaskData:
     def partitioned(self) -> bool:
         return self.task is not None
 
-    def subset(self, index: Tensor) -> "MultiTaskData":
+    def subset(self, index: Tensor) -> MultiTaskData:
         """The examples at `index` (a LongTensor), same tasks."""
-        return MultiTaskData(self.tasks, self.x[index], self.y[index], self.classes,
-                             None if self.task is None else self.task[index])
+        return MultiTaskData(
+            self.tasks, self.x[index], self.y[index], self.classes, None if self.task is None else self.task[index]
+        )
 
     def counts(self) -> Tensor:
         """Examples per task ([T]); every task has all N examples when dense."""

@@ -35,9 +35,9 @@ def _resize(images: np.ndarray, size: int, chunk: int = 2048, desc: str = "resiz
     """[N, 105, 105] bool (True = background) -> [N, size, size] uint8 with ink = 255, antialiased."""
     out = np.empty((len(images), size, size), dtype=np.uint8)
     for start in progress(range(0, len(images), chunk), desc=desc, unit="chunk"):
-        ink = 1.0 - torch.from_numpy(images[start:start + chunk]).float().unsqueeze(1)
+        ink = 1.0 - torch.from_numpy(images[start : start + chunk]).float().unsqueeze(1)
         small = F.interpolate(ink, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[start:start + chunk] = small.squeeze(1).mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
+        out[start : start + chunk] = small.squeeze(1).mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
     return out
 
 
@@ -104,9 +104,14 @@ def load_all(root: str | os.PathLike | None = None, image_size: int = 28) -> np.
     cached = _read_cache(cache, (1623, 20, image_size, image_size)) if cache.is_file() else None
     if cached is not None:
         return cached
-    resized = np.concatenate([_resize(_read_npz(p).reshape(-1, 105, 105), image_size,
-                                      desc=f"preparing Omniglot {image_size}px ({p.name})")
-                              .reshape(-1, 20, image_size, image_size) for p in paths])
+    resized = np.concatenate(
+        [
+            _resize(
+                _read_npz(p).reshape(-1, 105, 105), image_size, desc=f"preparing Omniglot {image_size}px ({p.name})"
+            ).reshape(-1, 20, image_size, image_size)
+            for p in paths
+        ]
+    )
     _write_cache(cache, resized)
     return resized
 
@@ -135,8 +140,7 @@ def _parse_split(path: Path, first_id: dict[str, tuple[int, int]]) -> tuple[list
     return rows, turns, names
 
 
-def omniglot(split: str = "vinyals/train", root: str | os.PathLike | None = None,
-             image_size: int = 28) -> ClassDataset:
+def omniglot(split: str = "vinyals/train", root: str | os.PathLike | None = None, image_size: int = 28) -> ClassDataset:
     """Omniglot classes of a split as a ClassDataset [classes, 20, 1, size, size] uint8."""
     if split not in SPLITS:
         raise DataError(f"unknown Omniglot split {split!r}; choose one of {', '.join(SPLITS)}")

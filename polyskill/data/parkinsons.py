@@ -17,6 +17,7 @@ import functools
 import math
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,9 +32,25 @@ from .school import SPLITS, standardise, within_task_split
 NAME = "parkinsons/parkinsons_updrs.data"
 SUBJECT, TIME = "subject#", "test_time"
 TARGETS = ("motor_UPDRS", "total_UPDRS")
-VOICE = ("Jitter(%)", "Jitter(Abs)", "Jitter:RAP", "Jitter:PPQ5", "Jitter:DDP", "Shimmer", "Shimmer(dB)",
-         "Shimmer:APQ3", "Shimmer:APQ5", "Shimmer:APQ11", "Shimmer:DDA", "NHR", "HNR", "RPDE", "DFA", "PPE")
-FEATURES = ("age", "sex") + VOICE
+VOICE = (
+    "Jitter(%)",
+    "Jitter(Abs)",
+    "Jitter:RAP",
+    "Jitter:PPQ5",
+    "Jitter:DDP",
+    "Shimmer",
+    "Shimmer(dB)",
+    "Shimmer:APQ3",
+    "Shimmer:APQ5",
+    "Shimmer:APQ11",
+    "Shimmer:DDA",
+    "NHR",
+    "HNR",
+    "RPDE",
+    "DFA",
+    "PPE",
+)
+FEATURES = ("age", "sex", *VOICE)
 MODES = ("targets", "subjects")
 TEST_SUBJECTS, VAL_SUBJECTS = 8, 4
 TEST_FRACTION, VAL_FRACTION = 0.25, 0.1
@@ -50,7 +67,7 @@ def read_updrs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not rows:
         raise DataError(f"Parkinsons file {path} is empty")
     header = [name.strip() for name in rows[0]]
-    missing = [name for name in (SUBJECT,) + FEATURES + TARGETS if name not in header]
+    missing = [name for name in (SUBJECT, *FEATURES, *TARGETS) if name not in header]
     if missing:
         raise DataError(f"Parkinsons file {path} lacks the column(s) {', '.join(missing)} in its header")
     body = [(number, row) for number, row in enumerate(rows[1:], start=2) if row]
@@ -70,46 +87,68 @@ def read_updrs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     subjects = values[:, column[SUBJECT]]
     if (subjects != np.round(subjects)).any() or subjects.min() < 1:
         raise DataError(f"Parkinsons file {path}: {SUBJECT} must hold positive integers")
-    return (subjects.astype(np.int64), values[:, [column[n] for n in FEATURES]],
-            values[:, [column[n] for n in TARGETS]])
+    return (
+        subjects.astype(np.int64),
+        values[:, [column[n] for n in FEATURES]],
+        values[:, [column[n] for n in TARGETS]],
+    )
 
 
 def _subject_split(n_subjects: int, generator: torch.Generator) -> dict[str, Tensor]:
     """Sorted subject positions of each split: 8 test, 4 validation, the rest train."""
     order = torch.randperm(n_subjects, generator=generator)
     test, val = TEST_SUBJECTS, TEST_SUBJECTS + VAL_SUBJECTS
-    return {"test": order[:test].sort().values, "val": order[test:val].sort().values,
-            "train": order[val:].sort().values}
+    return {
+        "test": order[:test].sort().values,
+        "val": order[test:val].sort().values,
+        "train": order[val:].sort().values,
+    }
+
+
+class _SplitRows(NamedTuple):
+    """One split: row indices into the file, standardised x, y, and the task index of each row (None: dense)."""
+
+    rows: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    task: np.ndarray | None
 
 
 @functools.lru_cache(maxsize=8)
-def _build(root: Path, split_seed: int, tasks: str) -> tuple[tuple[str, ...], dict[str, tuple[np.ndarray, ...]]]:
-    """Task names and per split (row indices into the file, standardised x, y, task index or None)."""
+def _build(root: Path, split_seed: int, tasks: str) -> tuple[tuple[str, ...], dict[str, _SplitRows]]:
+    """Task names and each split's rows."""
     path = fetch(NAME, root)
     subjects, features, targets = read_updrs(path)
     ids, position = np.unique(subjects, return_inverse=True)
     generator = torch.Generator().manual_seed(split_seed)
     if tasks == "targets":
         if len(ids) < TEST_SUBJECTS + VAL_SUBJECTS + 1:
-            raise DataError(f"Parkinsons file {path} has {len(ids)} subjects; the subject split needs at least "
-                            f"{TEST_SUBJECTS + VAL_SUBJECTS + 1}")
+            raise DataError(
+                f"Parkinsons file {path} has {len(ids)} subjects; the subject split needs at least "
+                f"{TEST_SUBJECTS + VAL_SUBJECTS + 1}"
+            )
         chosen = _subject_split(len(ids), generator)
         rows = {s: np.flatnonzero(np.isin(position, chosen[s].numpy())) for s in SPLITS}
-        names, y, task = TARGETS, targets, None
+        names: tuple[str, ...] = TARGETS
+        y = targets
+        task: np.ndarray | None = None  # dense: every recording has both targets
     else:
         members = [np.flatnonzero(position == k) for k in range(len(ids))]
         if min(len(m) for m in members) < 3:
             raise DataError(f"Parkinsons file {path} has a subject with fewer than 3 recordings (one per split)")
         parts = within_task_split([len(m) for m in members], TEST_FRACTION, VAL_FRACTION, generator)
-        rows = {s: np.sort(np.concatenate([m[p.numpy()] for m, p in zip(members, parts[s])])) for s in SPLITS}
+        rows = {
+            s: np.sort(np.concatenate([m[p.numpy()] for m, p in zip(members, parts[s], strict=True)])) for s in SPLITS
+        }
         width = max(2, int(math.log10(ids.max())) + 1)
         names, y, task = tuple(f"subject{i:0{width}d}" for i in ids), targets[:, 1], position
     x = standardise(features, features[rows["train"]])
-    return names, {s: (r, x[r], y[r], None if task is None else task[r]) for s, r in rows.items()}
+    return names, {s: _SplitRows(r, x[r], y[r], None if task is None else task[r]) for s, r in rows.items()}
 
 
-def _split(split: str, root: str | os.PathLike | None, split_seed: int,
-           tasks: str) -> tuple[tuple[str, ...], tuple[np.ndarray, ...]]:
+def _split(
+    split: str, root: str | os.PathLike | None, split_seed: int, tasks: str
+) -> tuple[tuple[str, ...], _SplitRows]:
     if split not in SPLITS:
         raise ConfigError(f"unknown Parkinsons split {split!r}; choose one of {', '.join(SPLITS)}")
     if tasks not in MODES:
@@ -120,16 +159,23 @@ def _split(split: str, root: str | os.PathLike | None, split_seed: int,
     return names, splits[split]
 
 
-def parkinsons_rows(split: str, root: str | os.PathLike | None = None, split_seed: int = 0,
-                    tasks: str = "targets") -> Tensor:
+def parkinsons_rows(
+    split: str, root: str | os.PathLike | None = None, split_seed: int = 0, tasks: str = "targets"
+) -> Tensor:
     """Indices (int64, 0-based, header excluded) of `split`'s recordings among the file's rows."""
-    return torch.from_numpy(_split(split, root, split_seed, tasks)[1][0].copy())
+    return torch.from_numpy(_split(split, root, split_seed, tasks)[1].rows.copy())
 
 
-def parkinsons(split: str, root: str | os.PathLike | None = None, split_seed: int = 0,
-               tasks: str = "targets") -> MultiTaskData:
+def parkinsons(
+    split: str, root: str | os.PathLike | None = None, split_seed: int = 0, tasks: str = "targets"
+) -> MultiTaskData:
     """Parkinsons `split`, x float32 [N, 18]. tasks="targets": dense y float32 [N, 2] (motor, total UPDRS),
     split by subject; tasks="subjects": partitioned total_UPDRS y [N], task [N] = subject, split per subject."""
     names, (_, x, y, task) = _split(split, root, split_seed, tasks)
-    return MultiTaskData(names, torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.float32)),
-                         (0,) * len(names), None if task is None else torch.from_numpy(task.astype(np.int64)))
+    return MultiTaskData(
+        names,
+        torch.from_numpy(x.astype(np.float32)),
+        torch.from_numpy(y.astype(np.float32)),
+        (0,) * len(names),
+        None if task is None else torch.from_numpy(task.astype(np.int64)),
+    )

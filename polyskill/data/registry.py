@@ -20,61 +20,96 @@ _GH = "https://github.com"
 FILES: dict[str, FileEntry] = {
     e.path: e
     for e in [
-        FileEntry("omniglot/images_background.npz",
-                  "8bf84167413cd00beacdce3fe582f780ab538d8dbef043a6d688f2527bbce199",
-                  f"{_GH}/bitsandscraps/omniglot/raw/HEAD/images_background.npz"),
-        FileEntry("omniglot/images_evaluation.npz",
-                  "0b84c7ffd94c4841c0040e529c86a82eaaccb986d8eadad5673f7991b7475276",
-                  f"{_GH}/bitsandscraps/omniglot/raw/HEAD/images_evaluation.npz"),
-        FileEntry("omniglot/alphabets.json",
-                  "e0f12afb6029ac71aa4db3d2d527b39d6b5764e3dfcf30727e42dc1e02db5f00",
-                  None, "derived from the folder layout of the original Omniglot release; copy it from a "
-                        "polyskill data root that has it"),
-        *[FileEntry(f"omniglot/splits/vinyals/{name}.txt", digest,
-                    f"{_GH}/jakesnell/prototypical-networks/raw/HEAD/data/omniglot/splits/vinyals/{name}.txt")
-          for name, digest in [
-              ("train", "984522c194c30fb678ce53304a160a42faf5403ad4f9a67010f32dd3a35738e0"),
-              ("val", "11f99e54faee3e26f53d3231c1cceac5bf7b8730e9be31cb6dab256551dc0c1a"),
-              ("test", "845264cc5c156180828ccf17915668b17ee21424d0170df6e7d81676aa5d1204"),
-              ("trainval", "5276ae50c755596d0bff7f2284e85625695549a85ee6e36b6491ad1e5d1cc26a"),
-          ]],
-        *[FileEntry(f"fashion-mnist/{name}", digest, None,
-                    "these are the recompressed files of Debian's dataset-fashion-mnist package "
-                    "(upstream .gz bytes differ); copy them from that package")
-          for name, digest in [
-              ("train-images-idx3-ubyte.gz", "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7"),
-              ("train-labels-idx1-ubyte.gz", "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056"),
-              ("t10k-images-idx3-ubyte.gz", "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"),
-              ("t10k-labels-idx1-ubyte.gz", "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"),
-          ]],
-        FileEntry("school/school.mat",
-                  "57fb3238fdd03a9aa17276e2ce18d9bbb5d128c3261e794fe6233b58b6909068",
-                  f"{_GH}/jiayuzhou/MALSAR/raw/HEAD/data/school.mat"),
-        FileEntry("parkinsons/parkinsons_updrs.data",
-                  "f2c7d5025dec4e92e7feae367a5f7ccf58789a10ac6b54bdf15976c599f9dd39",
-                  "https://archive.ics.uci.edu/ml/machine-learning-databases/parkinsons/telemonitoring/"
-                  "parkinsons_updrs.data"),
-        FileEntry("text/huffpost.json",
-                  "2485569669dd7ec5bf1e2f7468568a1d019faeb9941205bc9fb7edae93c488d6",
-                  f"{_GH}/ws-jiang/MetaPrompter_public/raw/HEAD/data/huffpost.json"),
-        FileEntry("text/clinc150_data_full.json",
-                  "36923c3705a59e08fe9c3883d8bc2dd966ef93e22cb78ac41171782a698d56e0",
-                  f"{_GH}/clinc/oos-eval/raw/HEAD/data/data_full.json"),
-        FileEntry("text/banking77_train.csv",
-                  "b06e26ac675513959a63135f11b94ea7786ed02da65db93a5650d8838cbc664b",
-                  f"{_GH}/PolyAI-LDN/task-specific-datasets/raw/HEAD/banking_data/train.csv"),
-        FileEntry("text/banking77_test.csv",
-                  "d12d6e3bc4c3103966ae786dc435913c0c563dfa328f5a3646d0e62cfeeb474d",
-                  f"{_GH}/PolyAI-LDN/task-specific-datasets/raw/HEAD/banking_data/test.csv"),
-        FileEntry("text/banking77_categories.json",
-                  "53261da888122daf2d120d925458631d9619e15d82e56052e7a42e535ce32b63",
-                  f"{_GH}/PolyAI-LDN/task-specific-datasets/raw/HEAD/banking_data/categories.json"),
-        FileEntry("text/fewrel_val_wiki.json",
-                  "76bb44c2485b6faed358a3ce040eadafcc8a8835245cd7e6afc1bef672d4a0bf",
-                  f"{_GH}/thunlp/FewRel/raw/HEAD/data/val_wiki.json"),
-        FileEntry("text/fewrel_pid2name.json",
-                  "eeedd25512a8e4c2bc06b78009836d27de81807bcba6ed929debd5cd713c07ea",
-                  f"{_GH}/thunlp/FewRel/raw/HEAD/data/pid2name.json"),
+        FileEntry(
+            "omniglot/images_background.npz",
+            "8bf84167413cd00beacdce3fe582f780ab538d8dbef043a6d688f2527bbce199",
+            f"{_GH}/bitsandscraps/omniglot/raw/HEAD/images_background.npz",
+        ),
+        FileEntry(
+            "omniglot/images_evaluation.npz",
+            "0b84c7ffd94c4841c0040e529c86a82eaaccb986d8eadad5673f7991b7475276",
+            f"{_GH}/bitsandscraps/omniglot/raw/HEAD/images_evaluation.npz",
+        ),
+        FileEntry(
+            "omniglot/alphabets.json",
+            "e0f12afb6029ac71aa4db3d2d527b39d6b5764e3dfcf30727e42dc1e02db5f00",
+            None,
+            "derived from the folder layout of the original Omniglot release; copy it from a "
+            "polyskill data root that has it",
+        ),
+        *[
+            FileEntry(
+                f"omniglot/splits/vinyals/{name}.txt",
+                digest,
+                f"{_GH}/jakesnell/prototypical-networks/raw/HEAD/data/omniglot/splits/vinyals/{name}.txt",
+            )
+            for name, digest in [
+                ("train", "984522c194c30fb678ce53304a160a42faf5403ad4f9a67010f32dd3a35738e0"),
+                ("val", "11f99e54faee3e26f53d3231c1cceac5bf7b8730e9be31cb6dab256551dc0c1a"),
+                ("test", "845264cc5c156180828ccf17915668b17ee21424d0170df6e7d81676aa5d1204"),
+                ("trainval", "5276ae50c755596d0bff7f2284e85625695549a85ee6e36b6491ad1e5d1cc26a"),
+            ]
+        ],
+        *[
+            FileEntry(
+                f"fashion-mnist/{name}",
+                digest,
+                None,
+                "these are the recompressed files of Debian's dataset-fashion-mnist package "
+                "(upstream .gz bytes differ); copy them from that package",
+            )
+            for name, digest in [
+                ("train-images-idx3-ubyte.gz", "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7"),
+                ("train-labels-idx1-ubyte.gz", "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056"),
+                ("t10k-images-idx3-ubyte.gz", "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"),
+                ("t10k-labels-idx1-ubyte.gz", "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"),
+            ]
+        ],
+        FileEntry(
+            "school/school.mat",
+            "57fb3238fdd03a9aa17276e2ce18d9bbb5d128c3261e794fe6233b58b6909068",
+            f"{_GH}/jiayuzhou/MALSAR/raw/HEAD/data/school.mat",
+        ),
+        FileEntry(
+            "parkinsons/parkinsons_updrs.data",
+            "f2c7d5025dec4e92e7feae367a5f7ccf58789a10ac6b54bdf15976c599f9dd39",
+            "https://archive.ics.uci.edu/ml/machine-learning-databases/parkinsons/telemonitoring/parkinsons_updrs.data",
+        ),
+        FileEntry(
+            "text/huffpost.json",
+            "2485569669dd7ec5bf1e2f7468568a1d019faeb9941205bc9fb7edae93c488d6",
+            f"{_GH}/ws-jiang/MetaPrompter_public/raw/HEAD/data/huffpost.json",
+        ),
+        FileEntry(
+            "text/clinc150_data_full.json",
+            "36923c3705a59e08fe9c3883d8bc2dd966ef93e22cb78ac41171782a698d56e0",
+            f"{_GH}/clinc/oos-eval/raw/HEAD/data/data_full.json",
+        ),
+        FileEntry(
+            "text/banking77_train.csv",
+            "b06e26ac675513959a63135f11b94ea7786ed02da65db93a5650d8838cbc664b",
+            f"{_GH}/PolyAI-LDN/task-specific-datasets/raw/HEAD/banking_data/train.csv",
+        ),
+        FileEntry(
+            "text/banking77_test.csv",
+            "d12d6e3bc4c3103966ae786dc435913c0c563dfa328f5a3646d0e62cfeeb474d",
+            f"{_GH}/PolyAI-LDN/task-specific-datasets/raw/HEAD/banking_data/test.csv",
+        ),
+        FileEntry(
+            "text/banking77_categories.json",
+            "53261da888122daf2d120d925458631d9619e15d82e56052e7a42e535ce32b63",
+            f"{_GH}/PolyAI-LDN/task-specific-datasets/raw/HEAD/banking_data/categories.json",
+        ),
+        FileEntry(
+            "text/fewrel_val_wiki.json",
+            "76bb44c2485b6faed358a3ce040eadafcc8a8835245cd7e6afc1bef672d4a0bf",
+            f"{_GH}/thunlp/FewRel/raw/HEAD/data/val_wiki.json",
+        ),
+        FileEntry(
+            "text/fewrel_pid2name.json",
+            "eeedd25512a8e4c2bc06b78009836d27de81807bcba6ed929debd5cd713c07ea",
+            f"{_GH}/thunlp/FewRel/raw/HEAD/data/pid2name.json",
+        ),
     ]
 }
 

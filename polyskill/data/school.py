@@ -44,19 +44,29 @@ def read_school(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     if cells[0].shape != cells[1].shape:
         raise DataError(f"School file {path}: X has {cells[0].shape[1]} schools but Y has {cells[1].shape[1]}")
     features, scores = [], []
-    for i, (x, y) in enumerate(zip(cells[0][0], cells[1][0]), start=1):
-        if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.dtype.kind in "uif"
-                and y.dtype.kind in "uif" and x.ndim == 2 and x.shape[1] == FEATURES
-                and y.size == x.shape[0] and y.ndim in (1, 2)):
-            raise DataError(f"School file {path}, school {i}: expected numeric X [n, {FEATURES}] and Y [n, 1], got "
-                            f"X {getattr(x, 'shape', None)} and Y {getattr(y, 'shape', None)}")
+    for i, (x, y) in enumerate(zip(cells[0][0], cells[1][0], strict=True), start=1):
+        if not (
+            isinstance(x, np.ndarray)
+            and isinstance(y, np.ndarray)
+            and x.dtype.kind in "uif"
+            and y.dtype.kind in "uif"
+            and x.ndim == 2
+            and x.shape[1] == FEATURES
+            and y.size == x.shape[0]
+            and y.ndim in (1, 2)
+        ):
+            raise DataError(
+                f"School file {path}, school {i}: expected numeric X [n, {FEATURES}] and Y [n, 1], got "
+                f"X {getattr(x, 'shape', None)} and Y {getattr(y, 'shape', None)}"
+            )
         features.append(x.astype(np.float64))
         scores.append(y.reshape(-1).astype(np.float64))
     return features, scores
 
 
-def within_task_split(sizes: list[int], test_fraction: float, val_fraction: float,
-                      generator: torch.Generator) -> dict[str, list[Tensor]]:
+def within_task_split(
+    sizes: list[int], test_fraction: float, val_fraction: float, generator: torch.Generator
+) -> dict[str, list[Tensor]]:
     """Per task, the sorted indices (into that task's examples) of its train, val and test examples.
 
     A task of n examples gets round(test_fraction * n) test examples and round(val_fraction * rest) validation
@@ -70,8 +80,8 @@ def within_task_split(sizes: list[int], test_fraction: float, val_fraction: floa
         n_test = min(max(math.floor(test_fraction * n + 0.5), 1), n - 2)
         n_val = min(max(math.floor(val_fraction * (n - n_test) + 0.5), 1), n - n_test - 1)
         out["test"].append(order[:n_test].sort().values)
-        out["val"].append(order[n_test:n_test + n_val].sort().values)
-        out["train"].append(order[n_test + n_val:].sort().values)
+        out["val"].append(order[n_test : n_test + n_val].sort().values)
+        out["train"].append(order[n_test + n_val :].sort().values)
     return out
 
 
@@ -89,28 +99,31 @@ def standardise(x: np.ndarray, train: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _build(root: Path, split_seed: int, test_fraction: float,
-           val_fraction: float) -> tuple[int, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
+def _build(
+    root: Path, split_seed: int, test_fraction: float, val_fraction: float
+) -> tuple[int, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
     """The number of schools and per split (row indices into the concatenated file, standardised x, scores,
     school index)."""
     path = fetch(NAME, root)
     features, scores = read_school(path)
     sizes = [len(y) for y in scores]
     if min(sizes) < 3:
-        raise DataError(f"School file {path} has a school with {min(sizes)} students; every school "
-                        "needs at least 3 (one per split)")
+        raise DataError(
+            f"School file {path} has a school with {min(sizes)} students; every school needs at least 3 (one per split)"
+        )
     generator = torch.Generator().manual_seed(split_seed)
     parts = within_task_split(sizes, test_fraction, val_fraction, generator)
-    offsets = np.cumsum([0] + sizes[:-1])
+    offsets = np.cumsum([0, *sizes[:-1]])
     x_all, y_all = np.concatenate(features), np.concatenate(scores)
     school_all = np.repeat(np.arange(len(sizes)), sizes)
-    rows = {s: np.concatenate([o + p.numpy() for o, p in zip(offsets, parts[s])]) for s in SPLITS}
+    rows = {s: np.concatenate([o + p.numpy() for o, p in zip(offsets, parts[s], strict=True)]) for s in SPLITS}
     x_std = standardise(x_all, x_all[rows["train"]])
     return len(sizes), {s: (r, x_std[r], y_all[r], school_all[r]) for s, r in rows.items()}
 
 
-def _split(split: str, root: str | os.PathLike | None, split_seed: int, test_fraction: float,
-           val_fraction: float) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def _split(
+    split: str, root: str | os.PathLike | None, split_seed: int, test_fraction: float, val_fraction: float
+) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     if split not in SPLITS:
         raise ConfigError(f"unknown School split {split!r}; choose one of {', '.join(SPLITS)}")
     if not isinstance(split_seed, int):
@@ -120,19 +133,34 @@ def _split(split: str, root: str | os.PathLike | None, split_seed: int, test_fra
     return n_schools, splits[split]
 
 
-def school_rows(split: str, root: str | os.PathLike | None = None, split_seed: int = 0,
-                test_fraction: float = 0.25, val_fraction: float = 0.1) -> Tensor:
+def school_rows(
+    split: str,
+    root: str | os.PathLike | None = None,
+    split_seed: int = 0,
+    test_fraction: float = 0.25,
+    val_fraction: float = 0.1,
+) -> Tensor:
     """Indices (int64) of `split`'s students among all 15362, in the file's order (school 1 first)."""
     return torch.from_numpy(_split(split, root, split_seed, test_fraction, val_fraction)[1][0].copy())
 
 
-def school(split: str, root: str | os.PathLike | None = None, split_seed: int = 0,
-           test_fraction: float = 0.25, val_fraction: float = 0.1) -> MultiTaskData:
+def school(
+    split: str,
+    root: str | os.PathLike | None = None,
+    split_seed: int = 0,
+    test_fraction: float = 0.25,
+    val_fraction: float = 0.1,
+) -> MultiTaskData:
     """School `split`: partitioned regression, x float32 [N, 28], y float32 [N] exam scores, task [N] (school).
 
     Tasks "school001".."school139". The usual protocol repeats the experiment for split_seed 0..9.
     """
     n_schools, (_, x, y, task) = _split(split, root, split_seed, test_fraction, val_fraction)
     names = tuple(f"school{i:03d}" for i in range(1, n_schools + 1))
-    return MultiTaskData(names, torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.float32)),
-                         (0,) * len(names), torch.from_numpy(task.astype(np.int64)))
+    return MultiTaskData(
+        names,
+        torch.from_numpy(x.astype(np.float32)),
+        torch.from_numpy(y.astype(np.float32)),
+        (0,) * len(names),
+        torch.from_numpy(task.astype(np.int64)),
+    )

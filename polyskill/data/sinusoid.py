@@ -19,8 +19,15 @@ from .task_stream import TaskStream
 class SinusoidTasks(TaskStream):
     """K-shot Q-query sinusoid regression tasks as TaskBatches: x [B, K, 1], float targets y [B, K, 1]."""
 
-    def __init__(self, shot: int, query: int, seed: int = 0, amplitude: tuple[float, float] = (0.1, 5.0),
-                 phase: tuple[float, float] = (0.0, math.pi), x_range: tuple[float, float] = (-5.0, 5.0)) -> None:
+    def __init__(
+        self,
+        shot: int,
+        query: int,
+        seed: int = 0,
+        amplitude: tuple[float, float] = (0.1, 5.0),
+        phase: tuple[float, float] = (0.0, math.pi),
+        x_range: tuple[float, float] = (-5.0, 5.0),
+    ) -> None:
         super().__init__(shot, query, seed)
         self.amplitude, self.phase, self.x_range = amplitude, phase, x_range
 

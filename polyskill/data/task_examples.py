@@ -26,12 +26,15 @@ def target_scale(data: MultiTaskData) -> tuple[float, float]:
 class TaskExamples(TaskStream):
     """Few-shot regression tasks from the tasks of `data`: x [B, K, ...], standardised targets y [B, K, 1]."""
 
-    def __init__(self, data: MultiTaskData, shot: int, query: int, seed: int = 0,
-                 scale: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self, data: MultiTaskData, shot: int, query: int, seed: int = 0, scale: tuple[float, float] | None = None
+    ) -> None:
         super().__init__(shot, query, seed)
-        if not data.partitioned:
-            raise ConfigError("meta-learning over tasks needs a data set whose examples each belong to one task "
-                              "(School; Parkinsons with data.tasks: subjects)")
+        if data.task is None:  # not partitioned
+            raise ConfigError(
+                "meta-learning over tasks needs a data set whose examples each belong to one task "
+                "(School; Parkinsons with data.tasks: subjects)"
+            )
         if any(data.classes):
             raise ConfigError("meta-learning over a multi-task data set's tasks supports regression tasks only")
         self.data = data
@@ -49,8 +52,14 @@ class TaskExamples(TaskStream):
     def _draw(self, tasks: int, generator: torch.Generator) -> TaskBatch:
         picks = torch.randint(len(self.eligible), (tasks,), generator=generator).tolist()
         need = self.shot + self.query
-        index = torch.stack([self.rows[self.eligible[p]][torch.randperm(len(self.rows[self.eligible[p]]),
-                                                                        generator=generator)[:need]] for p in picks])
+        index = torch.stack(
+            [
+                self.rows[self.eligible[p]][
+                    torch.randperm(len(self.rows[self.eligible[p]]), generator=generator)[:need]
+                ]
+                for p in picks
+            ]
+        )
         x, y = self.data.x[index], self.targets(index.flatten()).view(tasks, need, 1)
         s = self.shot
         return TaskBatch(x[:, :s], y[:, :s], x[:, s:], y[:, s:], way=1)

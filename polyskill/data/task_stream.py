@@ -7,7 +7,7 @@ Subclasses say how to draw tasks (`_draw`).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

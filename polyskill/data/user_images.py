@@ -10,9 +10,9 @@ link to nothing, a folder inside a class folder, a pipe are listed with the unre
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -77,22 +77,29 @@ def convert(image: Image.Image, fmt: InputFormat, invert: str = "auto") -> Tenso
     """One PIL image -> float [channels, H, W] in [0, 1], in the model's mode, size and polarity.
 
     With `fmt.keep_aspect`, images are padded to the model's aspect ratio with their border colour before
-    resizing (no distortion); otherwise stretched, as the folder loader does. EXIF rotation is applied; `invert` is 'auto' (invert when the model saw bright foregrounds and this
-    image has a light background), 'yes' or 'no'.
+    resizing (no distortion); otherwise stretched, as the folder loader does. EXIF rotation is applied; `invert`
+    is 'auto' (invert when the model saw bright foregrounds and this image has a light background), 'yes' or 'no'.
     """
     if invert not in INVERT:
         raise DataError(f"invert must be one of {', '.join(INVERT)}, got {invert!r}")
     if image.width * image.height > MAX_PIXELS or min(image.size) < 1:
-        raise DataError(f"an image of {image.width}x{image.height} pixels cannot be used (at least 1 and at most "
-                        f"{MAX_PIXELS} pixels)")
+        raise DataError(
+            f"an image of {image.width}x{image.height} pixels cannot be used (at least 1 and at most "
+            f"{MAX_PIXELS} pixels)"
+        )
     image = _flatten_alpha(ImageOps.exif_transpose(image))
     image = image.convert("L" if fmt.channels == 1 else "RGB")
     pixels = np.asarray(image)
     grey = pixels if pixels.ndim == 2 else pixels.mean(-1)
     flip = _should_invert(grey, fmt, invert)
-    level = int(round(_border_level(grey))) if fmt.channels == 1 else tuple(
-        int(np.median(np.concatenate([pixels[0, :, c], pixels[-1, :, c], pixels[:, 0, c], pixels[:, -1, c]])))
-        for c in range(3))
+    level = (
+        round(_border_level(grey))
+        if fmt.channels == 1
+        else tuple(
+            int(np.median(np.concatenate([pixels[0, :, c], pixels[-1, :, c], pixels[:, 0, c], pixels[:, -1, c]])))
+            for c in range(3)
+        )
+    )
     if fmt.keep_aspect:
         image = _pad_to(image, fmt.size[1] / fmt.size[0], level)
     if image.size != (fmt.size[1], fmt.size[0]):
@@ -160,8 +167,7 @@ def _report(bad: list[str], what: str) -> DataError:
     return DataError(f"{len(bad)} file(s) in the {what} cannot be used: {listed}")
 
 
-def read_support(folder: str | os.PathLike, fmt: InputFormat,
-                 invert: str = "auto") -> tuple[Tensor, Tensor, list[str]]:
+def read_support(folder: str | os.PathLike, fmt: InputFormat, invert: str = "auto") -> tuple[Tensor, Tensor, list[str]]:
     """FOLDER/<class>/<image> -> (x [S, C, H, W], labels [S] in 0..N-1, class names sorted).
 
     Refused with one message: a missing folder, no class folders, empty class folders, files outside
@@ -173,8 +179,9 @@ def read_support(folder: str | os.PathLike, fmt: InputFormat,
     entries = [p for p in sorted(root.iterdir()) if not _ignored(p)]
     classes = [p for p in entries if p.is_dir()]
     if not classes:
-        raise DataError(f"support folder {root} has no class sub-folders: put each class's images in "
-                        f"{root}/<class name>/")
+        raise DataError(
+            f"support folder {root} has no class sub-folders: put each class's images in {root}/<class name>/"
+        )
     stray = [p for p in entries if not p.is_dir()]
     if stray:
         raise _report([f"{p} (outside the class sub-folders)" for p in stray], f"support folder {root}")
@@ -188,7 +195,7 @@ def read_support(folder: str | os.PathLike, fmt: InputFormat,
     if empty:
         raise DataError(f"class folder(s) with no images in {root}: {', '.join(empty)}")
     xs, labels = [], []
-    for label, (name, paths) in enumerate(files.items()):
+    for label, paths in enumerate(files.values()):
         x, problems = load_images(paths, fmt, invert)
         bad += problems
         xs.append(x)

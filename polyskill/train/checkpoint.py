@@ -9,8 +9,9 @@ import os
 import pickle
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -37,8 +38,9 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") ->
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise RunError(f"could not write {path} ({_first_line(exc)}); the previous version, if any, is intact") \
-            from None
+        raise RunError(
+            f"could not write {path} ({_first_line(exc)}); the previous version, if any, is intact"
+        ) from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             with contextlib.suppress(OSError):
@@ -50,7 +52,7 @@ def _torch_save(state: dict, file: Any) -> None:
     try:
         torch.save(state, file)
     except RuntimeError as exc:  # "PytorchStreamWriter failed writing file ...": torch reports I/O as RuntimeError
-        raise OSError(_first_line(exc)) from exc
+        raise OSError(f"the checkpoint writer failed; is the disk full? ({_first_line(exc)})") from exc
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -69,8 +71,10 @@ def load_checkpoint(path: Path) -> dict:
             warnings.simplefilter("ignore")  # torch's notes on foreign pickles; the refusal below says it all
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise RunError(f"refusing to load {path}: it is damaged or not a weights-only checkpoint (a file that needs "
-                       f"code to load is never loaded)") from None
+        raise RunError(
+            f"refusing to load {path}: it is damaged or not a weights-only checkpoint (a file that needs "
+            f"code to load is never loaded)"
+        ) from None
     except OSError as exc:
         raise RunError(f"cannot read checkpoint {path} ({_first_line(exc)})") from None
     except Exception as exc:  # zip, pickle, storage and size errors of a damaged file alike

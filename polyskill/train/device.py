@@ -28,6 +28,8 @@ def check_device(name: object, what: str = "device") -> torch.device:
         if count == 0:
             raise ConfigError(f"{what} {str(name)!r}: this machine has no CUDA GPU; use cpu")
         if device.index is not None and device.index >= count:
-            raise ConfigError(f"{what} {str(name)!r}: this machine has {count} CUDA GPU(s), "
-                              f"cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}")
+            raise ConfigError(
+                f"{what} {str(name)!r}: this machine has {count} CUDA GPU(s), "
+                f"cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}"
+            )
     return device

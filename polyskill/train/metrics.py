@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .checkpoint import write_text
 
@@ -18,7 +18,7 @@ class MetricsLog:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._file = None
+        self._file: TextIO | None = None
 
     def truncate_after(self, step: int) -> None:
         """Drop records logged after `step` (they belong to work a resumed run will redo), and any torn line."""
@@ -28,19 +28,22 @@ class MetricsLog:
         write_text(self.path, "".join(k + "\n" for k in kept))
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append `record` as one line and flush it."""
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  kept open across writes, closed by close()
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
     def close(self) -> None:
+        """Close the file (a later write opens it again)."""
         if self._file is not None:
             self._file.close()
             self._file = None
 
 
 def _step(record: dict[str, Any]) -> float:
+    """A record's step (0 when it has none, or one that is not a number)."""
     step = record.get("step", 0)
     return step if isinstance(step, (int, float)) and not isinstance(step, bool) else 0
 

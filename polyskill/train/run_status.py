@@ -27,7 +27,7 @@ RUNNING, FINISHED, INTERRUPTED = "running", "finished", "interrupted"
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _cpu_name() -> str:
@@ -45,9 +45,15 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     import numpy
 
     env: dict[str, Any] = {
-        "polyskill": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": numpy.__version__, "platform": platform.platform(), "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": device,
+        "polyskill": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": device,
     }
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(torch.device(device) if device.startswith("cuda") else 0)
@@ -60,13 +66,24 @@ def start_run(out: Path, recipe: str, algorithm: str, dataset: str, device: str)
     path = Path(out) / STATUS_FILE
     old = read_json(path) if path.is_file() else {}
     resumed = old.get("resumed")
-    write_json(path, {
-        "recipe": recipe, "algorithm": algorithm, "dataset": dataset, "status": RUNNING, "message": None,
-        "started": old.get("started", _now()), "resumed": resumed + 1 if type(resumed) is int else 0,
-        "ended": None, "pid": os.getpid(), "pid_start": process_start(os.getpid()), "host": socket.gethostname(),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
-        "environment": environment(device),
-    })
+    write_json(
+        path,
+        {
+            "recipe": recipe,
+            "algorithm": algorithm,
+            "dataset": dataset,
+            "status": RUNNING,
+            "message": None,
+            "started": old.get("started", _now()),
+            "resumed": resumed + 1 if type(resumed) is int else 0,
+            "ended": None,
+            "pid": os.getpid(),
+            "pid_start": process_start(os.getpid()),
+            "host": socket.gethostname(),
+            "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "environment": environment(device),
+        },
+    )
 
 
 def end_run(out: Path, status: str, message: str | None = None) -> None:
@@ -86,7 +103,7 @@ def process_start(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
-    fields = stat[stat.rfind(b")") + 2:].split()  # after "PID (COMMAND) ": the command may hold spaces and ")"
+    fields = stat[stat.rfind(b")") + 2 :].split()  # after "PID (COMMAND) ": the command may hold spaces and ")"
     try:
         return int(fields[19])  # fields[0] is field 3 (the state), so field 22 is fields[19]
     except (IndexError, ValueError):
@@ -120,8 +137,12 @@ def read_status(run: Path) -> dict[str, Any]:
     except RunError:
         return {"status": "unreadable run.json"}
     pid, started = record.get("pid"), record.get("pid_start")
-    if (record.get("status") == RUNNING and record.get("host") == socket.gethostname()
-            and isinstance(pid, int) and not isinstance(pid, bool)
-            and not _alive(pid, started if isinstance(started, int) else None)):
+    if (
+        record.get("status") == RUNNING
+        and record.get("host") == socket.gethostname()
+        and isinstance(pid, int)
+        and not isinstance(pid, bool)
+        and not _alive(pid, started if isinstance(started, int) else None)
+    ):
         record["status"] = INTERRUPTED
     return record
