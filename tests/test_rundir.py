@@ -16,7 +16,7 @@ from conftest import TINY_RECIPE
 from polyskill.cli import main
 from polyskill.eval import FewShotResult, MultiTaskResult, RegressionResult, RunSummary, ValidationRecord
 from polyskill.recipes import load, recipe_to_dict
-from polyskill.report.plots import curves_figure
+from polyskill.report.plots import curves_figure, protocol_figure
 from polyskill.rundir import differing, find_runs, flatten, read_run, read_runs
 from polyskill.rundir.checked import TooComplex, conforms, plain
 
@@ -411,3 +411,46 @@ def test_checked_values():
     assert not conforms({"a": {"rmse": True}}, dict[str, dict[str, float]])
     assert conforms(None, int | None) and not conforms(1.5, int | None) and not conforms(True, int)
     assert not conforms(10**400, float)
+
+
+def test_links_that_loop_and_a_huge_config_end_quickly(tmp_path, capsys):
+    """Two links back to the folder would make 2^depth paths to walk; a 3 MiB config.yaml is not parsed."""
+    fewshot_run(tmp_path / "runs" / "a")
+    for name in ("up", "again"):
+        (tmp_path / "runs" / name).symlink_to(tmp_path / "runs", target_is_directory=True)
+    (tmp_path / "runs" / "self").symlink_to(tmp_path / "runs" / "self")
+    assert find_runs(tmp_path / "runs") == [tmp_path / "runs" / "a"]
+    (tmp_path / "runs" / "a" / "config.yaml").write_bytes(b"name: x\n" + b"#" * 3 * 2**20)
+    assert read_run(tmp_path / "runs" / "a").problems == ["config.yaml is not read: it holds more than 1 MiB."]
+
+
+def test_values_no_figure_can_show_leave_the_report_whole(tmp_path, capsys):
+    """NaN, infinite and near-overflow metrics, a `$` in run and task names (matplotlib's math mode), an
+    infinite affinity: the report is written, the figures drawn without them."""
+    run = fewshot_run(tmp_path / "r$\\frac{a$")
+    records = [
+        {"step": 1, "loss": float("nan"), "acc": float("inf"), "time": 1.0},
+        {"step": 2, "loss": 1e308, "acc": -1e308, "time": float("nan")},
+        {"step": 3, "loss": 0.5, "acc": 0.5, "time": 3.0},
+        {"step": [3], "val_accuracy": 0.5},
+        {"step": 3, "val_accuracy": float("nan"), "time": 3.0},
+        {"step": 4, "val_accuracy": float("inf")},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = json.loads((run / "summary.json").read_text())
+    summary["test"] += [
+        {**summary["test"][0], "way": 3, "accuracy": float("inf"), "ci95": float("nan")},
+        {**summary["test"][0], "way": 10, "accuracy": 1e308},
+        {**summary["test"][0], "way": 20, "accuracy": 0.4},
+    ]
+    summary["validation"]["best"] = float("nan")
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "affinity.json").write_text(json.dumps({"tasks": ["$\\x$", "b"], "cosine": [[1, float("inf")], [1e300, 1]]}))
+    page = tmp_path / "r.html"
+    code, _, err = _cli(capsys, "report", run, "--out", page)
+    assert code == 0 and err == [] and page.read_text().count("<img") == 3  # curves, protocols, affinity
+    records = read_runs([run])
+    assert [list(line.get_ydata()) for line in curves_figure(records).axes[0].get_lines()] == [[0.5]]
+    ways = protocol_figure(records).axes[0]
+    assert [list(bar.lines[0].get_xdata()) for bar in ways.containers] == [[5, 20]]  # 3, 10 ways: not finite
+    assert _cli(capsys, "runs", tmp_path)[1].splitlines()[2].split()[5] == "nan%"

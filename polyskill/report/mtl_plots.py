@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from ..eval.heatmap import display_unit
 from ..rundir import RunRecord
-from ..rundir.checked import number
-from .plots import colour, log_if_wide, new_figure
+from ..rundir.checked import finite
+from .plots import colour, literal, log_if_wide, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -18,7 +18,7 @@ AFFINITY_TITLES = {"cosine": "gradient cosine similarity", "lookahead": "lookahe
 
 def weights_vary(run: RunRecord) -> bool:
     """Whether any logged task weight ever differs from the first one logged."""
-    values = [v for r in run.train for k in r if k.startswith("weight_") and (v := number(r[k])) is not None]
+    values = [v for r in run.train for k in r if k.startswith("weight_") and (v := finite(r[k])) is not None]
     return bool(values) and max(values) - min(values) > 1e-9
 
 
@@ -35,11 +35,11 @@ def task_curves_figure(run: RunRecord) -> Figure | None:
         values: list[float] = []
         for index, task in enumerate(tasks):
             key = prefix + task
-            points = [(r["step"], v) for r in run.train if (v := number(r.get(key))) is not None]
+            points = [(r["step"], v) for r in run.train if (v := finite(r.get(key))) is not None]
             if points:
                 xs, ys = zip(*points, strict=True)
                 values += ys
-                axes.plot(xs, ys, "-", color=colour(index), linewidth=1.4, label=task)
+                axes.plot(xs, ys, "-", color=colour(index), linewidth=1.4, label=literal(task))
         axes.set_xlabel("step")
         axes.set_ylabel(ylabel)
         axes.set_title(f"{title} against step", fontsize=10)
@@ -49,7 +49,7 @@ def task_curves_figure(run: RunRecord) -> Figure | None:
     figure.legend(
         *figure.axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=9, title="task", frameon=False
     )
-    figure.suptitle(f"Per-task training: {run.name}", fontsize=12)
+    figure.suptitle(f"Per-task training: {literal(run.name)}", fontsize=12)
     return figure
 
 
@@ -61,7 +61,7 @@ def affinity_figure(run: RunRecord) -> Figure | None:
 
     if run.affinity is None:
         return None
-    tasks, n = run.affinity.tasks, len(run.affinity.tasks)
+    tasks, n = [literal(t) for t in run.affinity.tasks], len(run.affinity.tasks)
     kinds = [(k, run.affinity.matrices[k]) for k in AFFINITY_TITLES if k in run.affinity.matrices]
     if not kinds:
         return None
@@ -89,7 +89,7 @@ def affinity_figure(run: RunRecord) -> Figure | None:
                         axes.text(
                             j,
                             i,
-                            f"{values[i, j] / unit:.2f}",
+                            f"{values[i, j] / unit:.2f}" if abs(values[i, j] / unit) < 1e4 else f"{values[i, j]:.1e}",
                             ha="center",
                             va="center",
                             fontsize=8 if n <= 10 else 6,
@@ -108,6 +108,7 @@ def affinity_figure(run: RunRecord) -> Figure | None:
             fontsize=10,
         )
     figure.suptitle(
-        f"Task affinity: {run.name} (colour scaled to the largest off-diagonal value; diagonal in grey)", fontsize=11
+        f"Task affinity: {literal(run.name)}\n(colour scaled to the largest off-diagonal value; diagonal in grey)",
+        fontsize=11,
     )
     return figure

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..eval import Result
 from ..rundir import RunRecord, higher_is_better
-from ..rundir.checked import number
+from ..rundir.checked import finite
 from ..rundir.format import PERCENT_METRICS
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ PROTOCOL_AXES = {
     "steps": ("adaptation steps", "adaptation steps"),
 }
 GROUPED_BY = {"shot": ("way",), "way": ("shot",), "steps": ("way", "shot")}
+MAX_DRAWN = 1e300  # an axis spanning more than this overflows matplotlib's tick locator
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -39,7 +41,9 @@ def new_figure(width: float, height: float) -> Figure:
 def png(figure: Figure) -> bytes:
     """The figure as PNG bytes (rendered by Agg); the figure is cleared afterwards to free its memory."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, facecolor="white")
+    with warnings.catch_warnings():  # a layout that cannot fit long labels is still drawn; the warning helps no one
+        warnings.simplefilter("ignore", UserWarning)
+        figure.savefig(buffer, format="png", dpi=100, facecolor="white")
     figure.clear()
     return buffer.getvalue()
 
@@ -55,6 +59,17 @@ def legend_labels(figure: Figure) -> list[str]:
     """Every label in the figure's legends (figure-level and per axes), in order."""
     legends = [*figure.legends, *(a.get_legend() for a in figure.axes)]
     return [t.get_text() for legend in legends if legend is not None for t in legend.get_texts()]
+
+
+def literal(text: str) -> str:
+    """`text` as a figure shows it verbatim: a `$` in a run or task name would start matplotlib's math mode."""
+    return text.replace("$", r"\$")
+
+
+def drawable(points: Points, scale: float = 1.0) -> Points:
+    """`points` with y scaled by `scale`, less those a figure cannot show (NaN, infinite, beyond MAX_DRAWN)."""
+    scaled = [(x, scale * y) for x, y in points]
+    return [(x, y) for x, y in scaled if abs(x) <= MAX_DRAWN and abs(y) <= MAX_DRAWN]
 
 
 def log_if_wide(axes: Axes, values: list[float]) -> None:
@@ -90,7 +105,7 @@ class Curve:
 
 def _train_points(key: str) -> Callable[[RunRecord, str], Points]:
     def points(run: RunRecord, xkey: str) -> Points:
-        found = [(number(r.get(xkey)), number(r.get(key))) for r in run.records]
+        found = [(finite(r.get(xkey)), finite(r.get(key))) for r in run.records]
         return [(x, y) for x, y in found if x is not None and y is not None]
 
     return points
@@ -101,9 +116,14 @@ def _validation_points(metric: str) -> Callable[[RunRecord, str], Points]:
         found, series = run.validation_curve()
         if found != metric:
             return []
+        series = [(step, value) for step, value in series if math.isfinite(value)]
         if xkey == "step":
             return [(float(step), value) for step, value in series]
-        times = {r["step"]: t for r in run.records if (t := number(r.get("time"))) is not None and "step" in r}
+        times = {
+            r["step"]: t
+            for r in run.records
+            if (t := finite(r.get("time"))) is not None and isinstance(r.get("step"), int)
+        }
         return [(times[step], value) for step, value in series if step in times]
 
     return points
@@ -114,7 +134,7 @@ def curves(runs: list[RunRecord]) -> list[Curve]:
     panels = [
         Curve(title, key == "acc", _train_points(key))
         for key, title in TRAIN_CURVES
-        if any(number(r.get(key)) is not None for run in runs for r in run.records)
+        if any(finite(r.get(key)) is not None for run in runs for r in run.records)
     ]
     metrics = dict.fromkeys(m for run in runs for m, series in [run.validation_curve()] if m and series)
     panels += [Curve(metric_title(m), m in PERCENT_METRICS, _validation_points(m), True) for m in metrics]
@@ -135,11 +155,10 @@ def curves_figure(runs: list[RunRecord]) -> Figure | None:
             axes = grid[row][col]
             values: list[float] = []
             for index, run in enumerate(runs):
-                points = panel.points(run, xkey)
+                points = drawable(panel.points(run, xkey), 100.0 if panel.percent else 1.0)
                 if not points:
                     continue
                 xs, ys = zip(*points, strict=True)
-                ys = tuple(100 * y for y in ys) if panel.percent else ys
                 values += ys
                 marked = panel.validation or len(xs) <= 12
                 (line,) = axes.plot(
@@ -149,16 +168,16 @@ def curves_figure(runs: list[RunRecord]) -> Figure | None:
                     color=colour(index),
                     markersize=4 if panel.validation else 3,
                     linewidth=1.5,
-                    label=run.name,
+                    label=literal(run.name),
                 )
-                handles.setdefault(run.name, line)
+                handles.setdefault(literal(run.name), line)
             axes.set_xlabel(xlabel)
             axes.set_ylabel(panel.title)
             axes.set_title(f"{panel.title.split(' (')[0]} against {xlabel.split(' (')[0]}", fontsize=10)
             axes.grid(alpha=0.3)
             if panel.title == "training loss":
                 log_if_wide(axes, values)
-    figure.suptitle("Learning curves" + (f": {runs[0].name}" if len(runs) == 1 else ""), fontsize=12)
+    figure.suptitle("Learning curves" + (f": {literal(runs[0].name)}" if len(runs) == 1 else ""), fontsize=12)
     figure.legend(
         list(handles.values()),
         list(handles),
@@ -171,18 +190,21 @@ def curves_figure(runs: list[RunRecord]) -> Figure | None:
 
 
 def _field(result: Result, name: str) -> float | None:
-    return number(getattr(result, name, None))
+    return finite(getattr(result, name, None))
 
 
-def _protocol_lines(results: list[Result], axis: str) -> dict[str, list[tuple[float, float, float]]]:
-    """Results as lines along `axis`: {group name: [(x, value, ci)]}, only groups with 2+ x values."""
+def _protocol_lines(results: list[Result], axis: str, scale: float) -> dict[str, list[tuple[float, float, float]]]:
+    """Results as lines along `axis`: {group name: [(x, value, ci)]} with values and intervals scaled by `scale`,
+    only groups with 2+ x values; results a figure cannot show (NaN, infinite) are left out."""
     lines: dict[tuple, dict[float, tuple[float, float, float]]] = {}
     for r in results:
         x = _field(r, axis)
-        if x is None:
+        ci = finite(r.interval) or 0.0
+        shown = drawable([(0.0, r.value), (0.0, ci)], scale)
+        if x is None or len(shown) < 2:
             continue
         group = tuple((k, v) for k in GROUPED_BY[axis] if (v := _field(r, k)) is not None)
-        lines.setdefault(group, {})[x] = (x, r.value, r.interval or 0.0)  # a later evaluation replaces an earlier
+        lines.setdefault(group, {})[x] = (x, shown[0][1], shown[1][1])  # a later evaluation replaces an earlier
     return {
         " ".join(f"{v:g}-{k}" for k, v in group): sorted(points.values())
         for group, points in sorted(lines.items(), key=lambda item: [v for _, v in item[0]])
@@ -197,11 +219,12 @@ def protocol_figure(runs: list[RunRecord]) -> Figure | None:
     if metric is None:
         return None
     chosen = [[r for r in run.test if r.metric == metric] for run in runs]
+    scale = 100.0 if metric in PERCENT_METRICS else 1.0
     panels = [
         (
             axis,
             [
-                (i, run, _protocol_lines(results, axis))
+                (i, run, _protocol_lines(results, axis, scale))
                 for i, (run, results) in enumerate(zip(runs, chosen, strict=True))
             ],
         )
@@ -210,7 +233,6 @@ def protocol_figure(runs: list[RunRecord]) -> Figure | None:
     panels = [(axis, lines) for axis, lines in panels if any(found for _, _, found in lines)]
     if not panels:
         return None
-    scale = 100.0 if metric in PERCENT_METRICS else 1.0
     ylabel = f"test {metric.replace('_', ' ')}" + (" (%)" if scale != 1 else "")
     with_ci = any(r.interval is not None for results in chosen for r in results)
     entries = max(sum(len(groups) for _, _, groups in lines) for _, lines in panels)
@@ -222,14 +244,14 @@ def protocol_figure(runs: list[RunRecord]) -> Figure | None:
                 xs, ys, cis = zip(*points, strict=True)
                 axes.errorbar(
                     xs,
-                    [scale * y for y in ys],
-                    yerr=[scale * c for c in cis],
+                    ys,
+                    yerr=cis,
                     fmt=styles[g % len(styles)],
                     color=colour(index),
                     capsize=4,
                     markersize=5,
                     linewidth=1.5,
-                    label=f"{run.name}, {group}" if group else run.name,
+                    label=literal(f"{run.name}, {group}" if group else run.name),
                 )
         plural, xlabel = PROTOCOL_AXES[axis]
         axes.set_xlabel(xlabel)
@@ -238,5 +260,6 @@ def protocol_figure(runs: list[RunRecord]) -> Figure | None:
         axes.set_title(f"{ylabel} against {plural}" + (" (error bars: 95% CI)" if with_ci else ""), fontsize=10)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
-    figure.suptitle("Test results across protocols" + (f": {runs[0].name}" if len(runs) == 1 else ""), fontsize=12)
+    title = "Test results across protocols" + (f": {literal(runs[0].name)}" if len(runs) == 1 else "")
+    figure.suptitle(title, fontsize=12)
     return figure

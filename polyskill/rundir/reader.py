@@ -22,6 +22,7 @@ from .checked import TooComplex, finite, number, plain, well_typed
 
 MARKERS = ("config.yaml", STATUS_FILE, "metrics.jsonl", "summary.json")
 AFFINITY_KINDS = ("cosine", "lookahead")
+MAX_CONFIG_BYTES = 2**20  # a recipe is a few kilobytes
 
 
 @dataclass
@@ -98,14 +99,15 @@ def is_run(path: Path) -> bool:
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """`root` itself if it is a run, else every run directory below it (not descending into runs), sorted."""
+    """`root` itself if it is a run, else every run directory below it (not descending into runs, nor twice into
+    one folder, so symbolic links that loop end), sorted."""
     root = Path(root)
     if not root.is_dir():
         raise RunError(f"no directory at {root}")
     if is_run(root):
         return [root]
     found: list[Path] = []
-    stack = [root]
+    stack, seen = [root], {root.resolve()}
     while stack:
         folder = stack.pop()
         try:
@@ -113,7 +115,16 @@ def find_runs(root: str | Path) -> list[Path]:
         except OSError:
             continue
         for child in children:
-            (found if is_run(child) else stack).append(child)
+            if is_run(child):
+                found.append(child)
+                continue
+            try:
+                real = child.resolve()
+            except (OSError, RuntimeError):  # a link that loops on itself
+                continue
+            if real not in seen:
+                seen.add(real)
+                stack.append(child)
     return sorted(found)
 
 
@@ -141,6 +152,9 @@ def _read_config(path: Path, problems: list[str]) -> tuple[str, dict[str, Any]]:
     if not path.is_file():
         return "", {}
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            problems.append(f"config.yaml is not read: it holds more than {MAX_CONFIG_BYTES // 2**20} MiB.")
+            return "", {}
         raw = path.read_bytes()
     except OSError as exc:
         problems.append(f"config.yaml could not be read ({exc.strerror or exc}).")
@@ -271,7 +285,7 @@ def _matrix(values: Any, n: int) -> list[list[float]] | None:
         numbers = [number(v) for v in row]
         if any(v is None for v in numbers):
             return None
-        rows.append([v if v is not None else math.nan for v in numbers])
+        rows.append([v if v is not None and math.isfinite(v) else math.nan for v in numbers])
     return rows
 
 
