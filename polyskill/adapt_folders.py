@@ -64,9 +64,12 @@ def adapt_folders(
 
 
 def write_predictions(predictions: Predictions, out: str | os.PathLike) -> None:
-    """Write the CSV atomically (a failure never leaves half a file), creating its folder if needed."""
+    """Write the CSV atomically (a failure never leaves half a file), creating its folder if needed. A device,
+    pipe or other special file is refused: the atomic rename would replace it with a regular file."""
     path = Path(out)
     if path.is_dir():
         raise DataError(f"--out {path} is a folder; give a file name such as {path / 'predictions.csv'}")
+    if path.exists() and not path.is_file():
+        raise DataError(f"--out {path} is not a regular file; give a file name (without --out the CSV is printed)")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, predictions.to_csv())

@@ -463,6 +463,16 @@ def test_adapt_names_every_file_it_cannot_use(case, tiny_run, tmp_path, capsys):
     assert not out.exists() and snapshot(tiny_run) == before
 
 
+def test_adapt_does_not_replace_a_special_file_with_its_csv(tiny_run, tmp_path, capsys):
+    support, query = image_classes(tmp_path / "support"), image_classes(tmp_path / "query")
+    os.mkfifo(tmp_path / "pipe")
+    code, _, err = run_cli(
+        ["adapt", tiny_run, "--support", support, "--query", query, "--out", tmp_path / "pipe"], capsys
+    )
+    assert_one_error(code, err, "not a regular file")
+    assert (tmp_path / "pipe").is_fifo()
+
+
 def test_adapt_neutralises_cells_that_would_start_a_spreadsheet_formula(tiny_run, tmp_path, capsys):
     support = image_classes(tmp_path / "support", classes=("=HYPERLINK(1)", "@sum", "plain"))
     query = tmp_path / "query"
