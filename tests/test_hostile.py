@@ -205,6 +205,19 @@ def test_a_device_this_machine_lacks_is_refused_before_training(device, tmp_path
     assert not (tmp_path / "run").exists()
 
 
+def test_a_gpu_index_beyond_the_machine_s_count_is_refused(monkeypatch):
+    from polyskill.train.device import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with two GPUs, as torch reports it
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert check_device("cuda:1") == torch.device("cuda:1") and check_device("cuda") == torch.device("cuda")
+    with pytest.raises(ConfigError, match=r"'cuda:2': this machine has 2 CUDA GPU\(s\), cuda:0 to cuda:1"):
+        check_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        check_device("cuda")
+
+
 def test_adapt_refuses_a_device_this_machine_lacks(tiny_run, tmp_path, capsys):
     support, query = image_classes(tmp_path / "support"), image_classes(tmp_path / "query")
     code, _, err = run_cli(["adapt", tiny_run, "--support", support, "--query", query, "--device", "cuda:99"], capsys)
