@@ -7,9 +7,9 @@ import torch
 
 from polyskill.data import multifashion
 from polyskill.data.mtl_batches import MultiTaskBatches
+from polyskill.eval.multitask import evaluate_multitask
 from polyskill.mtl import ARCHITECTURE_NAMES, aggregator_class, architecture_class
 from polyskill.mtl.learner import MultiTaskLearner
-from polyskill.mtl.metrics import evaluate_multitask
 from polyskill.nn.lenet import LeNetEncoder, lenet_head
 
 
@@ -29,10 +29,12 @@ def test_architecture_learns_multifashion(mf_slice, name):
     optimizer = torch.optim.Adam(learner.parameters(), lr=3e-3)
     batches = MultiTaskBatches(train, 64, seed=0)
     before = evaluate_multitask(model, test).overall["accuracy"]
-    for _ in range(120):
+    for _ in range(60):
         optimizer.zero_grad(set_to_none=True)
         learner.backward(*batches.sample())
         optimizer.step()
     result = evaluate_multitask(model, test)
+    # observed after 60 steps (chance 0.10, before training 0.10-0.11): hps 0.494, single 0.520, soft 0.542,
+    # cross_stitch 0.533, sluice 0.551, mmoe 0.510, mtan 0.474; the weakest task 0.451 (mtan's left)
     assert result.overall["accuracy"] > 0.4 and result.overall["accuracy"] > before + 0.25, result.per_task
     assert min(m["accuracy"] for m in result.per_task.values()) > 0.3
