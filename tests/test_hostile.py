@@ -554,5 +554,6 @@ def test_classifier_predict_before_fit_and_with_bad_input(tiny_run):
 
 # =================================================================================================================
 # The run and recipe core's cases (concurrent starts into one --out, resume with a changed model, a run killed
-# before its first checkpoint, a refused resume rewriting run.json, eval during training) follow below.
+# before its first checkpoint, a refused resume rewriting run.json, eval during training) are in
+# tests/test_hostile_runs.py; add more of them here or there.
 # =================================================================================================================
