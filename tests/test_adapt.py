@@ -161,7 +161,7 @@ def test_classifier_fits_and_labels_generated_shapes(protonet_run, tmp_path):
     assert proba.shape == (len(names), 4) and np.allclose(proba.sum(1), 1, atol=1e-5)
     assert list(clf.classes_) == sorted(SHAPES)
     accuracy = clf.score([query / n for n in names], [truth[n] for n in names])
-    assert accuracy >= 0.6, accuracy  # chance is 25%
+    assert accuracy >= 0.6, accuracy  # chance is 25%; observed 1.0 on 2026-12-02
 
 
 def test_classifier_accepts_arrays_and_any_label_type(protonet_run, omniglot_val):
@@ -172,7 +172,7 @@ def test_classifier_accepts_arrays_and_any_label_type(protonet_run, omniglot_val
     clf.fit(support.numpy(), labels)
     predicted = clf.predict(query)
     assert set(predicted) <= {10, 20, 30, 40, 50}
-    assert np.mean(predicted == np.repeat(labels[::5], 15)) > 0.6  # chance 20%
+    assert np.mean(predicted == np.repeat(labels[::5], 15)) > 0.6  # chance 20%; observed 0.787 on 2026-12-02
     grey = (data[:, :5].reshape(-1, 28, 28) * 255).to(torch.uint8)  # [n, H, W] uint8 works too
     assert np.array_equal(clf.fit(grey, labels).predict(query), predicted)
 
@@ -213,7 +213,7 @@ def test_adapt_cli_writes_predictions(protonet_run, tmp_path, capsys):
     for row in rows:
         probs = [float(row[f"p_{s}"]) for s in SHAPES]
         assert math.isclose(sum(probs), 1, abs_tol=1e-3) and math.isclose(max(probs), float(row["confidence"]))
-    assert np.mean([r["label"] == truth[r["file"]] for r in rows]) >= 0.6  # chance 25%
+    assert np.mean([r["label"] == truth[r["file"]] for r in rows]) >= 0.6  # chance 25%; observed 1.0 on 2026-12-02
     code, stdout, _ = run_cli(["adapt", str(protonet_run), "--support", str(support), "--query", str(query)], capsys)
     assert code == 0 and stdout.startswith("file,label,confidence") and len(stdout.splitlines()) == 18
 

@@ -193,12 +193,13 @@ def test_pretraining_learns_omniglot_features(omniglot_train, omniglot_val, cosi
     """Supervised pretraining on 200 training classes, judged 5-way 1-shot on unseen validation characters."""
     torch.manual_seed(0)
     subset = omniglot_train.subset(range(0, 800, 4))
-    # Chen et al.'s scale for 200 classes (2) bounds the logits to [-2, 2] and learns slowly in a short run
+    # a larger scale than Chen et al.'s for 200 classes (2) learns faster in a short run: 0.747 at 10 against 0.684 at
+    # 2 on 2026-12-02, with the class-wise norm
     algo = Baseline(
         Conv4(hidden=32), num_classes=subset.num_classes, cosine=cosine, scale=10.0 if cosine else None, batch_size=64
     )
     untrained = few_shot(algo, omniglot_val, way=5, shot=1, episodes=100, seed=0).accuracy
     fit(algo, ClassBatchSampler(subset, algo.batch_size, seed=0), steps=150, lr=2e-3, progress=False)
     trained = few_shot(algo, omniglot_val, way=5, shot=1, episodes=100, seed=0)
-    assert trained.accuracy > 0.6, trained  # chance is 20%
+    assert trained.accuracy > 0.6, trained  # chance is 20%; observed 0.787 linear, 0.747 cosine on 2026-12-02
     assert trained.accuracy > untrained + 0.1

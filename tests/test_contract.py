@@ -3,7 +3,6 @@ honours it (adaptation steps given per call, never by mutating the learner), and
 
 from __future__ import annotations
 
-import copy
 from dataclasses import FrozenInstanceError
 
 import pytest
@@ -74,8 +73,8 @@ def test_adaptation_steps_are_an_argument_exactly_where_the_contract_says(name):
                 call()
         return
     default = algo.eval_steps
-    reference = copy.deepcopy(algo)
-    reference.eval_steps = 2  # the learner as constructed with eval_steps=2
+    reference = build(name, eval_steps=2).eval()  # the same learner, constructed to take 2 steps
+    reference.load_state_dict(algo.state_dict())
     with torch.no_grad():
         given = algo.predict(batch, steps=2)
         alone = algo.adapt(batch.support(1), steps=2)(batch.query_x[1])

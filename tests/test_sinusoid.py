@@ -52,5 +52,5 @@ def test_maml_learns_to_adapt_to_sinusoids():
     unadapted = regression(algo, test, episodes=200, steps=0)
     assert algo.eval_steps == 10  # the steps are the protocol's, the learner is left as it was
     # a sinusoid's variance is A^2/2 (about 4.2 on average): the unadapted model cannot do much better
-    assert unadapted.mse > 2.5
-    assert adapted.mse < 0.5 * unadapted.mse, (adapted, unadapted)
+    assert unadapted.mse > 2.5  # observed 3.020 on 2026-12-02
+    assert adapted.mse < 0.5 * unadapted.mse, (adapted, unadapted)  # observed 0.436 on 2026-12-02

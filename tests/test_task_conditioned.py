@@ -223,7 +223,7 @@ def test_task_embeddings_separate_the_families_after_short_training(trained_on_t
     onehot = torch.nn.functional.one_hot(family, 3).double()
     probe = torch.linalg.solve(z.T @ z + 1e-3 * torch.eye(z.shape[1], dtype=z.dtype), z.T @ onehot)
     linear = ((z_test @ probe).argmax(1) == family_test).double().mean().item()
-    assert linear > 0.6 and nearest > 0.45, (linear, nearest)  # chance is 1/3
+    assert linear > 0.6 and nearest > 0.45, (linear, nearest)  # chance is 1/3; observed 0.777, 0.598 on 2026-12-02
 
 
 def test_embedding_ranking_prefers_tasks_of_the_target_family(trained_on_three_families):
@@ -237,7 +237,8 @@ def test_embedding_ranking_prefers_tasks_of_the_target_family(trained_on_three_f
         assert torch.all(similarity[order[:-1]] >= similarity[order[1:]])
         chosen = [others[i] for i in top_k(order, 20)]
         hits.append((family[chosen] == family[target]).double().mean())
-    assert torch.stack(hits).mean() > 0.5  # a random pick of 20 matches the family about a third of the time
+    # a random pick of 20 matches the family about a third of the time; observed 0.66 on 2026-12-02
+    assert torch.stack(hits).mean() > 0.5
 
 
 def test_gradient_ranking_finds_the_tasks_that_pull_the_same_way():
@@ -356,4 +357,4 @@ def test_one_shot_labels_can_be_reconstructed_from_z():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert loss.item() < 0.6, loss.item()
+    assert loss.item() < 0.6, loss.item()  # observed 0.310 on 2026-12-02
