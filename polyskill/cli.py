@@ -205,7 +205,7 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .recipes import apply_overrides, load, load_config, recipe_to_dict
+    from .recipes import load
     from .recipes.runner import load_run_recipe, train_run
 
     if args.nproc is not None:
@@ -228,7 +228,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise PolyskillError("--resume needs the run to continue: polyskill train --resume RUN")
     if args.resume and (Path(args.out) / "config.yaml").is_file():
-        recipe = load_config(apply_overrides(recipe_to_dict(load_run_recipe(args.out)), overrides))
+        recipe = load_run_recipe(args.out, overrides)
     elif args.recipe is None:
         raise PolyskillError(
             f"no run to resume at {args.out}"

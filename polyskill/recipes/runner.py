@@ -22,14 +22,15 @@ from ..train.checkpoint import load_checkpoint, read_json, write_json, write_tex
 from ..records import RecordSink
 from ..train.episodic import DivergedError, Trainer
 from ..train.run_status import end_run, read_status, start_run
-from . import load_config, read_yaml, recipe_to_dict
+from . import apply_overrides, load_config, read_yaml, recipe_to_dict
+from .legacy import upgrade
 from .kinds import EvalRequest, Recipe, kind_of
 
 Echo = Callable[[str], None]
 LOCK = ".lock"
 #: what a resume may change: how long and how often, where to log, the learning rate (applied), the tests
 RESUMABLE = {"name", "description", "eval"} | {f"train.{k}" for k in (
-    "steps", "max_minutes", "log_every", "val_every", "val_episodes", "loggers", "lr", "grad_clip")}
+    "steps", "max_minutes", "log_every", "val_every", "val_episodes", "loggers", "lr", "grad_clip", "device")}
 
 
 def _silent(_: str) -> None:
@@ -83,7 +84,7 @@ def check_resume_changes(recorded: Recipe, recipe: Recipe) -> None:
         raise RunError(f"cannot change {changed[0]} when resuming ({old.get(changed[0])!r} -> "
                        f"{new.get(changed[0])!r}): the checkpoint was trained with the recorded value; train a new "
                        f"run for it (a resume may change train.steps, max_minutes, lr, log_every, val_every, "
-                       f"val_episodes, loggers, grad_clip and eval)")
+                       f"val_episodes, loggers, grad_clip, device and eval)")
 
 
 def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, root: str | None = None,
@@ -127,7 +128,7 @@ def _start_mode(recipe: Recipe, out: Path, resume: bool, echo: Echo) -> bool:
     if resume and not has_config:
         raise RunError(f"cannot resume {out}: it holds no run (no config.yaml)")
     if has_config:
-        recorded = load_run_recipe(out)
+        recorded = load_run_recipe(out, [f"train.device={recipe.train.device}"])
         if resume or not has_checkpoint:
             check_resume_changes(recorded, recipe)
         elif not resume:
@@ -229,15 +230,17 @@ def load_weights(module: nn.Module, weights: Path, run: Path) -> None:
                        f"({str(exc).splitlines()[0]})") from None
 
 
-def load_run_recipe(run: str | os.PathLike) -> Recipe:
-    """The recipe a run directory records (its config.yaml), or one clear error."""
+def load_run_recipe(run: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
+    """The recipe a run directory records (its config.yaml), with `overrides` applied before it is validated
+    (a run trained on a GPU resumes on a CPU with --set train.device=cpu), or one clear error."""
     run = Path(run)
     if not run.is_dir():
         raise RunError(f"no run directory at {run}")
     if not (run / "config.yaml").is_file():
         raise RunError(f"{run} is not a run directory: it has no config.yaml")
     try:
-        return load_config(read_yaml(run / "config.yaml", "run config"))
+        values = read_yaml(run / "config.yaml", "run config")
+        return load_config(apply_overrides(values if "kind" in values else upgrade(values), overrides or []))
     except ConfigError as exc:
         raise RunError(f"{run / 'config.yaml'} is not a valid recipe: {exc}") from None
 
@@ -265,8 +268,6 @@ def evaluate_run(run: str | os.PathLike, request: EvalRequest | None = None, roo
     """Run a trained run's test protocols (the recipe's, or those `request` asks for) on `request.split`;
     results are printed and merged into summary.json (a protocol evaluated again replaces its entry). On
     several processes the tasks are split over the ranks and rank 0 writes. `options` are EvalRequest fields."""
-    from . import apply_overrides
-
     run = Path(run)
     request = request or EvalRequest(**options)
     recipe, weights = load_run(run)
