@@ -226,7 +226,7 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path, monkeypatch, cap
     (["train", "omniglot-protonet", "--set", "algo.name=mamll"], ["algo.name must be one of"]),
     (["train", "omniglot-protonet", "--set", "model.hidden=[1"], ["model.hidden must be"]),
     (["train", "omniglot-protonet", "--set", "=3"], ["bad --set '=3'"]),
-    (["train", "omniglot-protonet", "--logger", "wandb"], ["unknown logger 'wandb'"]),
+    (["train", "omniglot-protonet", "--logger", "wandb"], ["train.loggers must be one of tensorboard, mlflow, got 'wandb'"]),
     (["runs", "no/such/dir"], ["no directory at no/such/dir"]),
     (["compare", "no/such/run"], ["no run directory at no/such/run"]),
     (["report", "no/such/run"], ["no/such/run"]),
