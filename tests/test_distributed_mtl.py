@@ -24,9 +24,9 @@ from polyskill.mtl import aggregator_class
 from polyskill.mtl.base import MultiTaskModel
 from polyskill.mtl.step import multitask_backward
 from polyskill.recipes import load
-from polyskill.recipes.mtl_build import learner, mtl_data
-from polyskill.recipes.mtl_run import rank_batches
-from polyskill.train import FitConfig, load_checkpoint
+from polyskill.recipes.kinds.datasets import multitask_data
+from polyskill.recipes.kinds.multitask import learner, rank_batches
+from polyskill.train import load_checkpoint
 from polyskill.train.multitask import MultiTaskTrainer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -201,14 +201,14 @@ def test_every_rank_holds_the_global_batch_gradients_weights_and_state(tmp_path)
 def _reference(overrides: list[str], world: int) -> dict[str, object]:
     """One process trained on the global batches: each rank stream's share, joined in rank order."""
     recipe = load("mtl-synthetic-affinity", overrides)
-    data = mtl_data(recipe, "train")
+    data = multitask_data(recipe.data, "train")
     model = learner(recipe, data)
     stream = ShardedBatches(
         lambda seed: MultiTaskBatches(data, recipe.mtl.batch_size // world, recipe.mtl.task_batch, seed=seed),
         recipe.train.seed,
         list(range(world)),
     )
-    MultiTaskTrainer(model, stream, FitConfig(**vars(recipe.train)), progress=False).fit()  # type: ignore[arg-type]
+    MultiTaskTrainer(model, stream, recipe.train, progress=False).fit()  # type: ignore[arg-type]
     return model.state_dict()
 
 
@@ -264,12 +264,12 @@ def test_two_processes_end_where_one_does_on_the_same_global_batches(name, tmp_p
 def _reference_start(overrides: list[str]) -> dict[str, Tensor]:
     """The parameters every run starts from."""
     recipe = load("mtl-synthetic-affinity", overrides)
-    return learner(recipe, mtl_data(recipe, "train")).state_dict()
+    return learner(recipe, multitask_data(recipe.data, "train")).state_dict()
 
 
 def test_the_global_batch_must_split_evenly_over_the_ranks():
     recipe = load("mtl-synthetic-affinity", ["mtl.batch_size=63"])
-    data = mtl_data(recipe, "train")
+    data = multitask_data(recipe.data, "train")
     with pytest.raises(ConfigError, match=r"batch_size .*split evenly over 2"):
         rank_batches(recipe, data, DistContext(0, 2))
     assert rank_batches(recipe, data, DistContext(1, 3)).batch_size == 21
