@@ -325,7 +325,7 @@ def test_a_damaged_file_leaves_its_fields_unknown_and_every_command_says_what(ca
     assert "Could not read everything" in page.read_text()
 
 
-def test_what_a_damaged_file_still_tells(tmp_path):
+def test_what_a_damaged_file_still_tells(tmp_path, capsys):
     """The other files still count: a run.json that cannot be read leaves the summary's status, a summary that
     cannot be read leaves the metrics' validation, a metrics line that is not UTF-8 costs that line only, and a
     number too large for a float that value only."""
@@ -339,6 +339,8 @@ def test_what_a_damaged_file_still_tells(tmp_path):
     damaged = b'{"step": 9, "val_accuracy": 0.\xff9}\n{"step": 8, "val_accuracy": 1' + b"0" * 400 + b"}\n"
     (run / "metrics.jsonl").write_bytes(damaged + (run / "metrics.jsonl").read_bytes())
     assert read_run(run).validation_curve() == ("accuracy", [(3, 0.75), (6, 0.5)])
+    code, out, _ = _cli(capsys, "runs", tmp_path)
+    assert code == 0 and "75.00%" in out.splitlines()[2]
     (run / "config.yaml").write_bytes(b"kind: fewshot\nalgo: {name: nosuch}\n")
     record = read_run(run)
     assert record.kind == "fewshot" and record.algorithm is None  # as written; neither run.json nor a recipe says
@@ -454,3 +456,19 @@ def test_values_no_figure_can_show_leave_the_report_whole(tmp_path, capsys):
     ways = protocol_figure(records).axes[0]
     assert [list(bar.lines[0].get_xdata()) for bar in ways.containers] == [[5, 20]]  # 3, 10 ways: not finite
     assert _cli(capsys, "runs", tmp_path)[1].splitlines()[2].split()[5] == "nan%"
+
+
+@pytest.mark.parametrize(
+    "summary, needle",
+    [
+        ({"validation": {"metric": "accuracy", "best": 10**400}}, "summary.json is damaged: int too large"),
+        ({"best_val_acc": 10**400, "best_step": 3}, "its best validation accuracy is not a number"),
+    ],
+)
+def test_numbers_too_large_for_a_float_are_damage_not_a_crash(summary, needle, tmp_path, capsys):
+    run = fewshot_run(tmp_path / "a")
+    (run / "summary.json").write_text(json.dumps(summary))
+    record = read_run(run)
+    assert any(needle in problem for problem in record.problems), record.problems
+    assert record.validation == ValidationRecord("accuracy", True, 0.75, 3)  # from the metrics, as if absent
+    assert _cli(capsys, "runs", tmp_path)[0] == 0

@@ -213,10 +213,19 @@ def _read_summary(path: Path, problems: list[str]) -> RunSummary:
     if not path.is_file():
         return RunSummary()
     try:
-        summary = RunSummary.from_dict(read_json(path))
+        values = read_json(path)
     except RunError as exc:
         problems.append(f"{exc}.")
         return RunSummary()
+    try:
+        summary = RunSummary.from_dict(values)
+    except (OverflowError, ValueError, TypeError) as exc:  # a number too large for a float, say
+        problems.append(f"summary.json is damaged: {str(exc)[:120]}.")
+        return RunSummary()
+    validation = summary.validation
+    if validation is not None and validation.best is not None and number(validation.best) is None:
+        problems.append(f"summary.json is damaged: its best validation {validation.metric} is not a number.")
+        validation.best = validation.best_step = None
     for split, results in summary.results.items():
         kept = [r for r in results if _usable(r)]
         if len(kept) < len(results):
