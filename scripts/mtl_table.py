@@ -13,8 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-WEIGHTINGS = ["ew", "uw", "gradnorm", "dwa", "rlw", "mgda", "pcgrad", "cagrad", "imtl", "nash", "aligned"]
-ARCHITECTURES = ["hps", "soft", "cross_stitch", "sluice", "mmoe", "mtan"]
+from polyskill.mtl import AGGREGATOR_NAMES, ARCHITECTURE_NAMES
+
+WEIGHTINGS = list(AGGREGATOR_NAMES)
+ARCHITECTURES = [a for a in ARCHITECTURE_NAMES if a != "single"]  # every registered one but the baseline
 
 
 def configurations(weightings: list[str], architectures: list[str]) -> list[tuple[str, list[str]]]:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from polyskill.errors import PolyskillError
-from polyskill.mtl.metrics import regression_metrics
+from polyskill.eval.multitask import regression_metrics
 from polyskill.nn.mlp import MLP
 from polyskill.recipes.kinds.datasets import multitask_data
 from polyskill.recipes.kinds.regression import RegressionRecipe, tasks

@@ -4,7 +4,6 @@ delta-m against a single-task baseline run."""
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +148,7 @@ def learner(recipe: MultiTaskRecipe, data: MultiTaskData) -> MultiTaskLearner:
         tie_heads(model)
     cls = aggregator_class(spec.weighting)
     kwargs = dict(spec.options)
-    if _takes_num_tasks(cls):
+    if cls.needs_num_tasks:
         kwargs["num_tasks"] = len(data.tasks)
     try:
         aggregator = cls(**kwargs)
@@ -162,11 +161,6 @@ def learner(recipe: MultiTaskRecipe, data: MultiTaskData) -> MultiTaskLearner:
             raise ConfigError(str(exc)) from None
     return MultiTaskLearner(model, aggregator, data.classes, partitioned=data.partitioned, rep_grad=spec.rep_grad,
                             affinity_every=spec.affinity_every, lookahead_lr=recipe.train.lr)
-
-
-def _takes_num_tasks(cls: type) -> bool:
-    """Whether an aggregator's constructor needs the number of tasks (the builder supplies it)."""
-    return "num_tasks" in inspect.signature(cls).parameters
 
 
 def rank_batches(recipe: MultiTaskRecipe, data: MultiTaskData, dist: DistContext = SINGLE) -> MultiTaskBatches:
