@@ -75,10 +75,9 @@ class RunRecord:
 
     @property
     def has_tasks(self) -> bool:
-        """Whether the run trains several tasks in one model: a multi-task kind, per-task losses or an affinity."""
+        """Whether the run trains several tasks in one model: per-task losses, an affinity or multi-task results."""
         return (
-            self.kind == "multitask"
-            or bool(self.tasks)
+            bool(self.tasks)
             or self.affinity is not None
             or any(isinstance(r, MultiTaskResult) for results in self.summary.results.values() for r in results)
         )
