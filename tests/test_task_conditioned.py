@@ -325,10 +325,10 @@ def test_multimodal_recipe_runs_end_to_end(tmp_path):
     "override, message",
     [
         ("data.modes=7", "data.modes must be <= 5"),
-        ("data.as_tasks=true", "as_tasks applies to the multi-task data sets"),
+        ("data.as_tasks=true", "unknown key 'data.as_tasks'"),  # a few-shot recipe has no as_tasks
         ("algo.rates=sometimes", "rates must be one of fixed, per_layer, per_parameter"),
         ("algo.encoder_input=pixels", "encoder_input must be one of features, raw"),
-        ("train.grad_clip=0", "train.grad_clip must be > 0"),
+        ("train.grad_clip=0", "train.grad_clip must be a finite number > 0"),
     ],
 )
 def test_bad_task_conditioned_settings_are_one_line_errors(tmp_path, capsys, override, message):
