@@ -1,5 +1,6 @@
-"""Checks on values read from a run's files, which anyone may have edited or damaged: plain data of bounded size
-(no cycles, no alias bombs, no nesting that would exhaust the stack) and values that match a declared type."""
+"""Checks on values read from files anyone may have edited or damaged (a run's files, a recipe): plain data of
+bounded size (no cycles, no alias bombs, no nesting that would exhaust the stack) and values that match a
+declared type."""
 
 from __future__ import annotations
 

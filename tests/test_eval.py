@@ -23,7 +23,7 @@ def test_confidence_interval_formula():
 class NearestExample(FewShotAlgorithm):
     """A parameter-free 1-nearest-neighbour learner: its accuracy depends only on the episodes drawn."""
 
-    def adapt(self, support: Support):
+    def adapt(self, support: Support, steps: int | None = None):
         def predict(x):
             d = torch.cdist(x.flatten(1), support.x.flatten(1))
             return torch.nn.functional.one_hot(support.y[d.argmin(1)], support.num_classes).float()

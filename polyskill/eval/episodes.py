@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, ContextManager, Iterable
+from collections.abc import Callable, Iterable
+from typing import ContextManager
 
 import torch
 from torch import Tensor

@@ -15,8 +15,9 @@ is better (RMSE) and 0 when higher is better (accuracy).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from ..checked import well_typed
+
 RESULT_TYPES: dict[str, type[Result]] = {}
 
 
@@ -82,7 +84,8 @@ def _legacy_protocol(values: dict[str, Any]) -> str | None:
 
 
 def result_from_dict(values: Any) -> Result | None:
-    """The typed result a summary.json entry holds, or None when it is not one (damaged or unknown)."""
+    """The typed result a summary.json entry holds, or None when it is not one (damaged, of wrong types, or of a
+    protocol this version does not know)."""
     if not isinstance(values, dict):
         return None
     name = values.get("protocol") or _legacy_protocol(values)
@@ -91,9 +94,10 @@ def result_from_dict(values: Any) -> Result | None:
         return None
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     try:
-        return cls(**{k: v for k, v in values.items() if k in names})
+        result = cls(**{k: v for k, v in values.items() if k in names})
     except TypeError:
         return None
+    return result if well_typed(result) else None
 
 
 def confidence_interval(values: Tensor) -> tuple[float, float]:

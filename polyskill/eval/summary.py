@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..checked import number
 from ..train.validation import is_better, validation_key
 from .result import Result, result_from_dict
 
@@ -51,9 +52,8 @@ class ValidationRecord:
     def from_dict(cls, values: Any) -> ValidationRecord | None:
         if not isinstance(values, dict) or not isinstance(values.get("metric"), str):
             return None
-        best, step = values.get("best"), values.get("best_step")
-        return cls(values["metric"], bool(values.get("higher_is_better", True)),
-                   float(best) if isinstance(best, (int, float)) and not isinstance(best, bool) else None,
+        step = values.get("best_step")
+        return cls(values["metric"], bool(values.get("higher_is_better", True)), number(values.get("best")),
                    step if isinstance(step, int) and not isinstance(step, bool) else None)
 
 
@@ -70,6 +70,8 @@ class RunSummary:
     validation: ValidationRecord | None = None
     results: dict[str, list[Result]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    #: what `from_dict` could not read, in sentences (not written back)
+    problems: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def test(self) -> list[Result]:
@@ -104,6 +106,12 @@ class RunSummary:
                       steps=typed("steps", int), train_seconds=typed("train_seconds", (int, float)),
                       precision=typed("precision", str), config=typed("config", dict) or {})
         summary.validation = ValidationRecord.from_dict(values.get("validation")) or _legacy_validation(values)
+        recorded = values.get("validation") if isinstance(values.get("validation"), dict) else {}
+        best = recorded.get("best", next((values[k] for k in ("best_val_acc", "best_val_score") if k in values), None))
+        if best is not None and summary.validation is not None and summary.validation.best is None:
+            summary.problems.append(f"summary.json is damaged: its best validation {summary.validation.metric} is "
+                                    f"not a number")
+            summary.validation.best_step = None
         for split in SPLITS:
             entries = values.get(split)
             if isinstance(entries, dict):  # earlier multi-task runs stored one result, with delta-m beside it
@@ -113,6 +121,10 @@ class RunSummary:
             if isinstance(entries, list):
                 results = [result_from_dict(e) for e in entries]
                 summary.results[split] = [r for r in results if r is not None]
+                dropped = len(results) - len(summary.results[split])
+                if dropped:
+                    summary.problems.append(f"summary.json: {dropped} {split} result(s) hold values of the wrong "
+                                            f"type or of an unknown protocol")
         return summary
 
 
@@ -120,9 +132,9 @@ def _legacy_validation(values: dict[str, Any]) -> ValidationRecord | None:
     """The validation of a summary written before it had its own record (best_val_acc / best_val_score)."""
     for key, metric in (("best_val_acc", "accuracy"), ("best_val_score", "score")):
         if key in values:
-            best, step = values.get(key), values.get("best_step")
-            return ValidationRecord(metric, True, best if isinstance(best, (int, float)) else None,
-                                    step if isinstance(step, int) else None)
+            step = values.get("best_step")
+            return ValidationRecord(metric, True, number(values.get(key)),
+                                    step if isinstance(step, int) and not isinstance(step, bool) else None)
     return None
 
 

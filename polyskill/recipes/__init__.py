@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..checked import TooComplex, plain
 from ..errors import ConfigError
 from .kinds import KINDS, EvalRequest, Kind, Recipe, kind_named, kind_of
 from .legacy import guess_kind, upgrade
@@ -41,6 +42,10 @@ def read_yaml(path: Path, what: str = "recipe") -> dict[str, Any]:
         raise ConfigError(f"{what} {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
     except RecursionError:
         raise ConfigError(f"{what} {path} is nested too deeply to be a recipe") from None
+    try:
+        values = plain(values)
+    except TooComplex as exc:
+        raise ConfigError(f"{what} {path} cannot be a recipe: {exc}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{what} {path} must be a mapping of sections, got {type(values).__name__}")
     return values

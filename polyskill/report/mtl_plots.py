@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..eval.heatmap import display_unit
 from ..rundir import RunRecord
-from ..rundir.checked import finite
+from ..checked import finite
 from .plots import colour, literal, log_if_wide, new_figure
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..eval import Result
 from ..rundir import RunRecord, higher_is_better
-from ..rundir.checked import finite
+from ..checked import finite
 from ..rundir.format import PERCENT_METRICS
 
 if TYPE_CHECKING:

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from ..checked import TooComplex, finite, number, plain
 from ..errors import ConfigError, RunError
 from ..eval import RESULT_TYPES, MultiTaskResult, Result, RunSummary, ValidationRecord
 from ..eval.multitask import LOWER_IS_BETTER
@@ -18,7 +19,6 @@ from ..eval.summary import validation_series
 from ..train.checkpoint import read_json
 from ..train.metrics import read_metrics
 from ..train.run_status import STATUS_FILE, read_status
-from .checked import TooComplex, finite, number, plain, well_typed
 
 MARKERS = ("config.yaml", STATUS_FILE, "metrics.jsonl", "summary.json")
 AFFINITY_KINDS = ("cosine", "lookahead")
@@ -216,30 +216,19 @@ def _read_summary(path: Path, problems: list[str]) -> RunSummary:
     except RunError as exc:
         problems.append(f"{exc}.")
         return RunSummary()
-    try:
-        summary = RunSummary.from_dict(values)
-    except (OverflowError, ValueError, TypeError) as exc:  # a number too large for a float, say
-        problems.append(f"summary.json is damaged: {str(exc)[:120]}.")
-        return RunSummary()
-    validation = summary.validation
-    if validation is not None and validation.best is not None and number(validation.best) is None:
-        problems.append(f"summary.json is damaged: its best validation {validation.metric} is not a number.")
-        validation.best = validation.best_step = None
+    summary = RunSummary.from_dict(values)
+    problems.extend(f"{problem}." for problem in summary.problems)
     for split, results in summary.results.items():
         kept = [r for r in results if _usable(r)]
         if len(kept) < len(results):
-            problems.append(
-                f"summary.json: {len(results) - len(kept)} {split} result(s) hold values of the wrong "
-                "type and are left out."
-            )
+            problems.append(f"summary.json: {len(results) - len(kept)} {split} result(s) have no headline value and "
+                            f"are left out.")
         summary.results[split] = kept
     return summary
 
 
 def _usable(result: Result) -> bool:
-    """Whether a result read from summary.json has well-typed fields and a headline value."""
-    if not well_typed(result):
-        return False
+    """Whether a result read from summary.json has a headline value."""
     try:
         return number(result.value) is not None
     except (KeyError, TypeError, ValueError, OverflowError):
