@@ -18,17 +18,14 @@ from PIL import Image, ImageDraw
 
 from polyskill.data.episodes import Support
 from polyskill.data.sinusoid import SinusoidTasks
-from polyskill.recipes.kinds.regression import algorithm
-from polyskill.recipes.runner import load_run
-from polyskill.train.checkpoint import load_checkpoint, read_json
+from polyskill.recipes.runner import trained_model
+from polyskill.train.checkpoint import read_json
 
 COLOURS = {"true": (0, 0, 0), 0: (150, 150, 150), 1: (31, 119, 180), 10: (214, 39, 40), "points": (44, 160, 44)}
 
 
 def load_model(run: Path):
-    recipe, weights = load_run(run)
-    algo = algorithm(recipe)
-    algo.load_state_dict(load_checkpoint(weights)["model"])
+    recipe, algo = trained_model(run)
     return recipe, algo.eval()
 
 
@@ -36,13 +33,8 @@ def curves(
     algo, support_x: torch.Tensor, support_y: torch.Tensor, grid: torch.Tensor, steps: list[int]
 ) -> dict[int, torch.Tensor]:
     """Predictions on `grid` after each number of adaptation steps."""
-    out = {}
-    default = algo.eval_steps
-    for k in steps:
-        algo.eval_steps = k
-        out[k] = algo.adapt(Support(support_x, support_y, 1))(grid).reshape(-1)
-    algo.eval_steps = default
-    return out
+    support = Support(support_x, support_y, 1)
+    return {k: algo.adapt(support, steps=k)(grid).reshape(-1) for k in steps}
 
 
 def draw_panel(
