@@ -18,5 +18,17 @@ from ._version import __version__
 from .classifier import FewShotClassifier
 from .errors import ConfigError, DataError, PolyskillError, RunError
 
-__all__ = ["ConfigError", "DataError", "FewShotClassifier", "PolyskillError", "RunError", "__version__", "data", "eval", "meta", "nn",
-           "recipes", "train"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "FewShotClassifier",
+    "PolyskillError",
+    "RunError",
+    "__version__",
+    "data",
+    "eval",
+    "meta",
+    "nn",
+    "recipes",
+    "train",
+]

@@ -29,12 +29,14 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def omniglot_train(data_root):
     from polyskill.data import omniglot
+
     return omniglot("vinyals/train", root=data_root)
 
 
 @pytest.fixture(scope="session")
 def omniglot_val(data_root):
     from polyskill.data import omniglot
+
     return omniglot("vinyals/val", root=data_root)
 
 
@@ -68,9 +70,16 @@ def tiny_recipe(folder: Path, name: str = "tiny", **train) -> Path:
     return path
 
 
-def polyskill_cli(*args, cwd: Path | None = None, env: dict | None = None,
-                  timeout: int = 600) -> subprocess.CompletedProcess:
+def polyskill_cli(
+    *args, cwd: Path | None = None, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run `polyskill ARGS` in a fresh interpreter at one OpenMP thread."""
     env = {**(os.environ if env is None else env), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "polyskill.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "polyskill.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )

@@ -11,28 +11,55 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_recipe
+
+from polyskill.data import EpisodeSampler
 from polyskill.distributed import ShardedStream
 from polyskill.distributed.batch_norm import sync_batch_norms
 from polyskill.recipes import load
-from polyskill.data import EpisodeSampler
 from polyskill.recipes.kinds.fewshot import algorithm, dataset
 from polyskill.train import FitConfig, Trainer, load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 ALGOS = {  # plain SGD: Adam turns float-summation noise in near-zero gradients into lr-sized steps
-    "maml": ["algo.name=maml", "algo.inner_steps=2", "algo.inner_lr=0.4", "episodes.query=3",
-             "train.optimizer=sgd", "train.lr=0.1"],
+    "maml": [
+        "algo.name=maml",
+        "algo.inner_steps=2",
+        "algo.inner_lr=0.4",
+        "episodes.query=3",
+        "train.optimizer=sgd",
+        "train.lr=0.1",
+    ],
     "protonet": ["train.optimizer=sgd", "train.lr=0.05", "train.momentum=0.0"],
     "matching": ["algo.name=matching", "train.optimizer=sgd", "train.lr=0.05", "train.momentum=0.0"],
-    "metaoptnet": ["algo.name=metaoptnet", "algo.head=ridge", "train.optimizer=sgd", "train.lr=0.05",
-                   "train.momentum=0.0"],
-    "task_conditioned": ["algo.name=task_conditioned", "algo.first_order=true", "algo.z_dim=8", "algo.hidden=16",
-                         "algo.slots=4", "train.optimizer=sgd", "train.lr=0.05", "train.momentum=0.0"],
-    "reptile": ["algo.name=reptile", "algo.inner_steps=3", "algo.inner_batch=3", "algo.shared_moments=false",
-                "algo.inner_optimizer=sgd", "train.optimizer=sgd", "train.lr=1.0", "train.momentum=0.0"],
+    "metaoptnet": [
+        "algo.name=metaoptnet",
+        "algo.head=ridge",
+        "train.optimizer=sgd",
+        "train.lr=0.05",
+        "train.momentum=0.0",
+    ],
+    "task_conditioned": [
+        "algo.name=task_conditioned",
+        "algo.first_order=true",
+        "algo.z_dim=8",
+        "algo.hidden=16",
+        "algo.slots=4",
+        "train.optimizer=sgd",
+        "train.lr=0.05",
+        "train.momentum=0.0",
+    ],
+    "reptile": [
+        "algo.name=reptile",
+        "algo.inner_steps=3",
+        "algo.inner_batch=3",
+        "algo.shared_moments=false",
+        "algo.inner_optimizer=sgd",
+        "train.optimizer=sgd",
+        "train.lr=1.0",
+        "train.momentum=0.0",
+    ],
 }
 
 
@@ -44,10 +71,12 @@ def _single_process(recipe_path: Path, overrides: list[str], world: int) -> dict
         sync_batch_norms(algo)  # the same arithmetic as the ranks (torch's CPU kernel is off by ~1e-3)
     spec = recipe.episodes
     classes = dataset(recipe, "train")
-    stream = ShardedStream(lambda seed: EpisodeSampler(classes, spec.way, spec.shot, spec.query, seed=seed),
-                           recipe.train.seed, list(range(world)))
-    Trainer(algo, stream, FitConfig(**{**vars(recipe.train), "val_every": recipe.train.steps}),
-            progress=False).fit()
+    stream = ShardedStream(
+        lambda seed: EpisodeSampler(classes, spec.way, spec.shot, spec.query, seed=seed),
+        recipe.train.seed,
+        list(range(world)),
+    )
+    Trainer(algo, stream, FitConfig(**{**vars(recipe.train), "val_every": recipe.train.steps}), progress=False).fit()
     return {k: v.detach().clone() for k, v in algo.named_parameters()}
 
 
@@ -56,9 +85,26 @@ def test_two_processes_end_with_the_parameters_of_one_given_the_same_global_batc
     recipe = tiny_recipe(tmp_path, steps=6, val_every=6, meta_batch=4, log_every=2)
     overrides = [*ALGOS[name], "data.val=null"]
     sets = [arg for o in overrides for arg in ("--set", o)]
-    done = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", str(recipe), *sets, "--out",
-                           str(tmp_path / "run"), "--nproc", "2", "--quiet", "--no-eval"], capture_output=True,
-                          text=True, env=ENV, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyskill.cli",
+            "train",
+            str(recipe),
+            *sets,
+            "--out",
+            str(tmp_path / "run"),
+            "--nproc",
+            "2",
+            "--quiet",
+            "--no-eval",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     distributed = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
     reference = _single_process(recipe, overrides, world=2)
@@ -67,8 +113,10 @@ def test_two_processes_end_with_the_parameters_of_one_given_the_same_global_batc
         # a convolution's bias right before batch norm has a zero gradient in exact arithmetic: both runs
         # move it by float noise only, so it is held to that noise's size
         tolerance = 1e-3 if key.endswith(".0.bias") else 1e-5
-        assert torch.allclose(distributed[key], value, atol=tolerance, rtol=1e-5), \
-            (key, (distributed[key] - value).abs().max())
+        assert torch.allclose(distributed[key], value, atol=tolerance, rtol=1e-5), (
+            key,
+            (distributed[key] - value).abs().max(),
+        )
 
 
 def _rank_pid(parent: int, rank: int) -> int | None:
@@ -91,10 +139,27 @@ def test_a_killed_or_hung_rank_stops_the_others_with_a_clear_error_and_a_non_zer
 
     recipe = tiny_recipe(tmp_path, steps=100000, val_every=50, meta_batch=2)
     run = tmp_path / "run"
-    launcher = subprocess.Popen([sys.executable, "-m", "polyskill.cli", "train", str(recipe), "--set", "data.val=null",
-                                 "--out", str(run), "--nproc", "2", "--quiet", "--no-eval"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**ENV, "POLYSKILL_COLLECTIVE_TIMEOUT": "5"})
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "polyskill.cli",
+            "train",
+            str(recipe),
+            "--set",
+            "data.val=null",
+            "--out",
+            str(run),
+            "--nproc",
+            "2",
+            "--quiet",
+            "--no-eval",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**ENV, "POLYSKILL_COLLECTIVE_TIMEOUT": "5"},
+    )
     deadline = time.monotonic() + 120
     while not (run / "last.pt").is_file() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -115,8 +180,25 @@ def test_a_distributed_run_resumes_to_the_run_it_would_have_been(tmp_path):
     recipe = tiny_recipe(tmp_path, steps=12, val_every=3, meta_batch=4, log_every=2)
 
     def train(out: Path, *extra: str) -> None:
-        done = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", *extra, "--out", str(out), "--nproc",
-                               "2", "--quiet", "--no-eval"], capture_output=True, text=True, env=ENV, timeout=600)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "polyskill.cli",
+                "train",
+                *extra,
+                "--out",
+                str(out),
+                "--nproc",
+                "2",
+                "--quiet",
+                "--no-eval",
+            ],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr
 
     train(tmp_path / "straight", str(recipe))
@@ -127,23 +209,50 @@ def test_a_distributed_run_resumes_to_the_run_it_would_have_been(tmp_path):
     assert a["step"] == b["step"] == 12
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    one = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", "--resume", str(tmp_path / "split"),
-                          "--quiet"], capture_output=True, text=True, env=ENV, timeout=600)
+    one = subprocess.run(
+        [sys.executable, "-m", "polyskill.cli", "train", "--resume", str(tmp_path / "split"), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     assert one.returncode == 2 and "saved by 2 process(es)" in one.stderr
 
 
 def test_test_episodes_are_split_over_the_ranks_and_gathered(tmp_path):
     """The 2-process run's test protocols give exactly what one process gives on the same weights."""
     recipe = tiny_recipe(tmp_path, steps=4, val_every=2, meta_batch=2)
-    done = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", str(recipe), "--set", "eval.episodes=25",
-                           "--out", str(tmp_path / "run"), "--nproc", "2", "--quiet"], capture_output=True, text=True,
-                          env=ENV, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyskill.cli",
+            "train",
+            str(recipe),
+            "--set",
+            "eval.episodes=25",
+            "--out",
+            str(tmp_path / "run"),
+            "--nproc",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("test 5-way 1-shot") == 1  # rank 0 speaks
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     [distributed] = summary["test"]
-    again = subprocess.run([sys.executable, "-m", "polyskill.cli", "eval", str(tmp_path / "run"), "--episodes", "25"],
-                           capture_output=True, text=True, env=ENV, timeout=600)
+    again = subprocess.run(
+        [sys.executable, "-m", "polyskill.cli", "eval", str(tmp_path / "run"), "--episodes", "25"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr
     [single] = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
     assert single["episodes"] == distributed["episodes"] == 25
@@ -156,8 +265,19 @@ def test_torchrun_runs_the_same_module_the_same_way(tmp_path):
     common = ["train", str(recipe), "--quiet", "--no-eval"]
     runs = {
         "nproc": [sys.executable, "-m", "polyskill.cli", *common, "--out", str(tmp_path / "nproc"), "--nproc", "2"],
-        "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                     "-m", "polyskill.cli", *common, "--out", str(tmp_path / "torchrun")],
+        "torchrun": [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "polyskill.cli",
+            *common,
+            "--out",
+            str(tmp_path / "torchrun"),
+        ],
     }
     for args in runs.values():
         done = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=600)
@@ -171,9 +291,27 @@ def test_torchrun_runs_the_same_module_the_same_way(tmp_path):
 def test_a_time_budget_stops_every_rank_at_the_same_step(tmp_path):
     """Each rank has its own clock: they agree on when the budget is spent, or they would wait on each other."""
     recipe = tiny_recipe(tmp_path, steps=100000, val_every=50, meta_batch=2)
-    done = subprocess.run([sys.executable, "-m", "polyskill.cli", "train", str(recipe), "--set", "train.max_minutes=0.05",
-                           "--out", str(tmp_path / "run"), "--nproc", "2", "--quiet", "--no-eval"],
-                          capture_output=True, text=True, env=ENV, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyskill.cli",
+            "train",
+            str(recipe),
+            "--set",
+            "train.max_minutes=0.05",
+            "--out",
+            str(tmp_path / "run"),
+            "--nproc",
+            "2",
+            "--quiet",
+            "--no-eval",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "stopped at the time budget" and 0 < summary["steps"] < 100000

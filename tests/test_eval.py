@@ -27,6 +27,7 @@ class NearestExample(FewShotAlgorithm):
         def predict(x):
             d = torch.cdist(x.flatten(1), support.x.flatten(1))
             return torch.nn.functional.one_hot(support.y[d.argmin(1)], support.num_classes).float()
+
         return predict
 
 
@@ -48,6 +49,11 @@ def test_evaluation_is_fixed_by_seed_and_uses_per_task_adapt():
 
 def test_predict_default_loops_over_tasks():
     data = _noisy_classes()
-    batch = TaskBatch(data.data[:3, :1].reshape(1, 3, 1, 4, 4), torch.arange(3).view(1, 3),
-                      data.data[:3, 1:3].reshape(1, 6, 1, 4, 4), torch.arange(3).repeat_interleave(2).view(1, 6), 3)
+    batch = TaskBatch(
+        data.data[:3, :1].reshape(1, 3, 1, 4, 4),
+        torch.arange(3).view(1, 3),
+        data.data[:3, 1:3].reshape(1, 6, 1, 4, 4),
+        torch.arange(3).repeat_interleave(2).view(1, 6),
+        3,
+    )
     assert NearestExample().predict(batch).shape == (1, 6, 3)

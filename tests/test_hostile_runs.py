@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_recipe
+
 from polyskill.cli import main
 from polyskill.train import read_metrics
 
@@ -26,8 +26,9 @@ def _cli(*args: str | Path) -> list[str]:
 
 def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
     """Every file below `run` with its bytes and modification time: what 'untouched' means."""
-    return {str(p.relative_to(run)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(run)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run.rglob("*")) if p.is_file()
+    }
 
 
 def one_error(capsys: pytest.CaptureFixture, code: int) -> str:
@@ -54,20 +55,36 @@ def _copy(run: Path, to: Path) -> Path:
 
 
 @pytest.mark.parametrize("change", ["model.hidden=32", "train.optimizer=sgd", "episodes.way=3", "algo.name=matching"])
-def test_a_resume_that_changes_what_the_checkpoint_holds_is_refused_and_changes_nothing(trained, tmp_path, capsys,
-                                                                                          change):
+def test_a_resume_that_changes_what_the_checkpoint_holds_is_refused_and_changes_nothing(
+    trained, tmp_path, capsys, change
+):
     run = _copy(trained, tmp_path / "run")
     before = snapshot(run)
-    line = one_error(capsys, main(["train", "--resume", str(run), "--set", change, "--set", "train.steps=9",
-                                   "--quiet"]))
+    line = one_error(
+        capsys, main(["train", "--resume", str(run), "--set", change, "--set", "train.steps=9", "--quiet"])
+    )
     assert f"cannot change {change.split('=')[0]} when resuming" in line
     assert snapshot(run) == before
 
 
 def test_a_resume_with_a_new_learning_rate_applies_it(trained, tmp_path):
     run = _copy(trained, tmp_path / "run")
-    assert main(["train", "--resume", str(run), "--set", "train.lr=0.0123", "--set", "train.steps=8", "--quiet",
-                 "--no-eval"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--resume",
+                str(run),
+                "--set",
+                "train.lr=0.0123",
+                "--set",
+                "train.steps=8",
+                "--quiet",
+                "--no-eval",
+            ]
+        )
+        == 0
+    )
     lrs = {r["step"]: r["lr"] for r in read_metrics(run / "metrics.jsonl") if "lr" in r}
     assert lrs[8] == pytest.approx(0.0123) and lrs[6] == pytest.approx(1e-3)  # the tiny recipe: constant 1e-3
 
@@ -86,8 +103,11 @@ def test_a_run_that_died_before_its_first_checkpoint_starts_again(trained, tmp_p
         run = _copy(trained, tmp_path / f"run{len(how)}{how[0][2:]}")
         for name in ("last.pt", "best.pt", "summary.json"):
             (run / name).unlink()
-        args = ["train", str(tiny_recipe(tmp_path)), "--out", str(run)] if how == ["RECIPE"] else \
-            ["train", "--resume", str(run)]
+        args = (
+            ["train", str(tiny_recipe(tmp_path)), "--out", str(run)]
+            if how == ["RECIPE"]
+            else ["train", "--resume", str(run)]
+        )
         assert main([*args, "--quiet", "--no-eval"]) == 0
         assert "training it again from step 0" in capsys.readouterr().out
         steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
@@ -105,8 +125,16 @@ def test_the_same_recipe_into_a_finished_run_is_refused(trained, tmp_path, capsy
 def test_two_trainings_started_at_once_into_one_directory_never_both_run(tmp_path):
     recipe = tiny_recipe(tmp_path, steps=400, val_every=100, log_every=50)
     run = tmp_path / "run"
-    starts = [subprocess.Popen(_cli("train", recipe, "--out", run, "--quiet", "--no-eval"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(2)]
+    starts = [
+        subprocess.Popen(
+            _cli("train", recipe, "--out", run, "--quiet", "--no-eval"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for _ in range(2)
+    ]
     outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in starts]
     codes = sorted(code for code, _ in outcomes)
     assert codes == [0, 2], outcomes
@@ -121,14 +149,24 @@ def test_two_trainings_started_at_once_into_one_directory_never_both_run(tmp_pat
 def test_an_evaluation_during_training_is_kept_in_the_summary(tmp_path):
     recipe = tiny_recipe(tmp_path, steps=3000, val_every=50, log_every=50)
     run = tmp_path / "run"
-    child = subprocess.Popen(_cli("train", recipe, "--out", run, "--quiet", "--no-eval"), env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        _cli("train", recipe, "--out", run, "--quiet", "--no-eval"),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not (run / "best.pt").is_file() and time.monotonic() < deadline:
             time.sleep(0.05)
-        evaluated = subprocess.run(_cli("eval", run, "--way", "3", "--episodes", "4", "--quiet"), env=ENV,
-                                   capture_output=True, text=True, timeout=300)
+        evaluated = subprocess.run(
+            _cli("eval", run, "--way", "3", "--episodes", "4", "--quiet"),
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert evaluated.returncode == 0, evaluated.stderr
         assert child.poll() is None, "training ended before the evaluation: make it longer"
     finally:
@@ -139,19 +177,25 @@ def test_an_evaluation_during_training_is_kept_in_the_summary(tmp_path):
     assert [(r["way"], r["episodes"]) for r in summary["test"]] == [(3, 4)]
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("data: {dataset: omniglot}\n", "add `kind: fewshot` as its first line"),
-    ("kind: fewshot\nmtl: {weighting: ew}\n", "section 'mtl' is not used by fewshot recipes"),
-    ("kind: multitask\ndata: {dataset: school}\ntrain: {meta_batch: 4}\n", "train.meta_batch is not used by multitask"),
-    ("kind: regression\nalgo: {name: protonet}\n", "algo.name protonet: it classifies"),
-    ("kind: fewshot\nmodel: {backbone: lenet}\n", "model.backbone must be one of conv4, mlp"),
-    ("kind: tabular\n", "kind must be one of fewshot, regression, multitask"),
-    ("kind: fewshot\ntrain: {lr: .nan}\n", "train.lr must be"),
-    ("kind: fewshot\ntrain: {lr: .inf}\n", "train.lr must be"),
-    ("kind: fewshot\nalgo: {name: relation}\nmodel: {backbone: mlp}\n", "needs model.backbone conv4"),
-    ("kind: fewshot\nalgo: {name: protonet}\neval: {steps: [1]}\n", "eval.steps applies to learners that adapt"),
-    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("data: {dataset: omniglot}\n", "add `kind: fewshot` as its first line"),
+        ("kind: fewshot\nmtl: {weighting: ew}\n", "section 'mtl' is not used by fewshot recipes"),
+        (
+            "kind: multitask\ndata: {dataset: school}\ntrain: {meta_batch: 4}\n",
+            "train.meta_batch is not used by multitask",
+        ),
+        ("kind: regression\nalgo: {name: protonet}\n", "algo.name protonet: it classifies"),
+        ("kind: fewshot\nmodel: {backbone: lenet}\n", "model.backbone must be one of conv4, mlp"),
+        ("kind: tabular\n", "kind must be one of fewshot, regression, multitask"),
+        ("kind: fewshot\ntrain: {lr: .nan}\n", "train.lr must be"),
+        ("kind: fewshot\ntrain: {lr: .inf}\n", "train.lr must be"),
+        ("kind: fewshot\nalgo: {name: relation}\nmodel: {backbone: mlp}\n", "needs model.backbone conv4"),
+        ("kind: fewshot\nalgo: {name: protonet}\neval: {steps: [1]}\n", "eval.steps applies to learners that adapt"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ],
+)
 def test_bad_recipe_files_are_one_line(tmp_path, capsys, text, needle):
     path = tmp_path / "bad.yaml"
     path.write_text(text)

@@ -26,8 +26,9 @@ from polyskill.train.multitask import MultiTaskTrainer
 
 def polyskill(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "polyskill.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "polyskill.cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 SYNTHETIC = ["--set", "train.steps=300", "--set", "train.val_every=150"]
@@ -36,12 +37,33 @@ SYNTHETIC = ["--set", "train.steps=300", "--set", "train.val_every=150"]
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mtl")
-    single = polyskill("train", "mtl-synthetic-affinity", *SYNTHETIC, "--set", "mtl.architecture=single",
-                       "--set", "mtl.affinity_every=0", "--set", "mtl.tie_heads=false", "--out", folder / "single",
-                       "--quiet")
+    single = polyskill(
+        "train",
+        "mtl-synthetic-affinity",
+        *SYNTHETIC,
+        "--set",
+        "mtl.architecture=single",
+        "--set",
+        "mtl.affinity_every=0",
+        "--set",
+        "mtl.tie_heads=false",
+        "--out",
+        folder / "single",
+        "--quiet",
+    )
     assert single.returncode == 0, single.stderr
-    shared = polyskill("train", "mtl-synthetic-affinity", *SYNTHETIC, "--set", "mtl.weighting=pcgrad",
-                       "--set", f"mtl.baseline={folder / 'single'}", "--out", folder / "pcgrad", "--quiet")
+    shared = polyskill(
+        "train",
+        "mtl-synthetic-affinity",
+        *SYNTHETIC,
+        "--set",
+        "mtl.weighting=pcgrad",
+        "--set",
+        f"mtl.baseline={folder / 'single'}",
+        "--out",
+        folder / "pcgrad",
+        "--quiet",
+    )
     assert shared.returncode == 0, shared.stderr
     return folder, shared
 
@@ -54,8 +76,12 @@ def test_training_writes_per_task_results_and_delta_m(runs):
     [base] = baseline["test"]
     assert set(test["per_task"]) == {t for g in synthetic_groups() for t in g}
     assert test["overall"]["explained_variance"] > 0.9  # the planted tasks are linear: learnable
-    by_hand = 100 * np.mean([-(test["per_task"][t]["rmse"] - base["per_task"][t]["rmse"])
-                             / base["per_task"][t]["rmse"] for t in test["per_task"]])
+    by_hand = 100 * np.mean(
+        [
+            -(test["per_task"][t]["rmse"] - base["per_task"][t]["rmse"]) / base["per_task"][t]["rmse"]
+            for t in test["per_task"]
+        ]
+    )
     assert test["delta_m"] == pytest.approx(by_hand) and test["baseline"] == str(folder / "single")
     assert "delta-m" in result.stdout
     lines = [json.loads(line) for line in (folder / "pcgrad" / "metrics.jsonl").read_text().splitlines()]
@@ -91,14 +117,17 @@ def test_affinity_command_recovers_the_planted_groups(runs):
     assert missing.returncode == 2 and "no affinity.json" in missing.stderr
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--set", "mtl.weighting=nope"], "mtl.weighting must be one of"),
-    (["--set", "mtl.options.c=0.5"], "unknown key 'mtl.options.c'"),
-    (["--set", "mtl.weighting=cagrad", "--set", "mtl.options.c=high"], "mtl.options.c must be a number"),
-    (["--set", "mtl.architecture=cross_stitch", "--set", "mtl.rep_grad=true"], "no single shared representation"),
-    (["--set", "data.tasks=subjects"], "data.tasks applies to parkinsons only"),
-    (["--set", "model.backbone=lenet"], "lenet reads images"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--set", "mtl.weighting=nope"], "mtl.weighting must be one of"),
+        (["--set", "mtl.options.c=0.5"], "unknown key 'mtl.options.c'"),
+        (["--set", "mtl.weighting=cagrad", "--set", "mtl.options.c=high"], "mtl.options.c must be a number"),
+        (["--set", "mtl.architecture=cross_stitch", "--set", "mtl.rep_grad=true"], "no single shared representation"),
+        (["--set", "data.tasks=subjects"], "data.tasks applies to parkinsons only"),
+        (["--set", "model.backbone=lenet"], "lenet reads images"),
+    ],
+)
 def test_bad_multitask_recipes_are_one_clear_error(tmp_path, args, message):
     result = polyskill("train", "mtl-synthetic-affinity", *args, "--out", tmp_path / "run", "--quiet")
     assert result.returncode == 2, result.stderr
@@ -110,8 +139,14 @@ def _trainer(out: Path, steps: int) -> MultiTaskTrainer:
     recipe = load("mtl-synthetic-affinity", ["mtl.weighting=rlw", "mtl.affinity_every=3"])
     train = multitask_data(recipe.data, "train")
     config = FitConfig(steps=steps, lr=3e-3, log_every=5, val_every=10)
-    return MultiTaskTrainer(learner(recipe, train), MultiTaskBatches(train, 64, seed=0), config, out=out,
-                            val=MultiTaskMetrics(multitask_data(recipe.data, "val"), "val"), progress=False)
+    return MultiTaskTrainer(
+        learner(recipe, train),
+        MultiTaskBatches(train, 64, seed=0),
+        config,
+        out=out,
+        val=MultiTaskMetrics(multitask_data(recipe.data, "val"), "val"),
+        progress=False,
+    )
 
 
 def test_resume_continues_identically(tmp_path):
@@ -133,8 +168,9 @@ def test_batches_cover_an_epoch_and_lay_out_tasks():
     batches = MultiTaskBatches(data, 100, seed=3)
     seen = torch.cat([batches._indices() for _ in range(len(data) // 100)])
     assert sorted(seen.tolist()) == list(range(len(data)))
-    parts = MultiTaskData(("a", "b", "c"), torch.arange(30.0)[:, None], torch.zeros(30), (0, 0, 0),
-                          torch.tensor([0, 1, 2] * 10))
+    parts = MultiTaskData(
+        ("a", "b", "c"), torch.arange(30.0)[:, None], torch.zeros(30), (0, 0, 0), torch.tensor([0, 1, 2] * 10)
+    )
     x, _ = MultiTaskBatches(parts, task_batch=4, seed=0).sample()
     assert (x[:, 0].long() % 3).tolist() == [0] * 4 + [1] * 4 + [2] * 4
 
@@ -155,12 +191,13 @@ def test_evaluation_metrics_against_numpy():
     for i, name in enumerate(("p", "q")):
         rows = task.numpy() == i
         err = pred[rows] - yn[rows]
-        assert result.per_task[name]["rmse"] == pytest.approx(math.sqrt(np.mean(err ** 2)))
+        assert result.per_task[name]["rmse"] == pytest.approx(math.sqrt(np.mean(err**2)))
         assert result.per_task[name]["explained_variance"] == pytest.approx(
-            1 - np.sum(err ** 2) / np.sum((yn[rows] - yn[rows].mean()) ** 2))
+            1 - np.sum(err**2) / np.sum((yn[rows] - yn[rows].mean()) ** 2)
+        )
     assert result.overall["explained_variance"] == pytest.approx(
-        1 - np.sum((pred - yn) ** 2) / np.sum((yn - yn.mean()) ** 2))
-    better = {"primary": {"p": "accuracy", "q": "rmse"},
-              "per_task": {"p": {"accuracy": 0.9}, "q": {"rmse": 1.5}}}
+        1 - np.sum((pred - yn) ** 2) / np.sum((yn - yn.mean()) ** 2)
+    )
+    better = {"primary": {"p": "accuracy", "q": "rmse"}, "per_task": {"p": {"accuracy": 0.9}, "q": {"rmse": 1.5}}}
     base = {"per_task": {"p": {"accuracy": 0.8}, "q": {"rmse": 2.0}}}
     assert delta_m(better, base) == pytest.approx(100 * (0.1 / 0.8 + 0.5 / 2.0) / 2)

@@ -18,38 +18,43 @@ def test_shipped_recipe_loads_with_the_papers_settings():
 
 
 def test_overrides_are_typed():
-    recipe = load("omniglot-protonet", ["train.steps=500", "train.lr=1e-3", "episodes.shot=5", "eval.ways=[5]",
-                                       "eval.shots=1", "data.val=null"])
+    recipe = load(
+        "omniglot-protonet",
+        ["train.steps=500", "train.lr=1e-3", "episodes.shot=5", "eval.ways=[5]", "eval.shots=1", "data.val=null"],
+    )
     assert recipe.train.steps == 500 and recipe.train.lr == 0.001 and recipe.episodes.shot == 5
     assert recipe.eval.ways == [5] and recipe.eval.shots == [1] and recipe.data.val is None
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.stesp=5", "unknown key 'train.stesp' (did you mean 'train.steps'?)"),
-    ("trian.steps=5", "unknown key 'trian' (did you mean 'train'?)"),
-    ("train.steps=many", "train.steps must be an integer, got 'many'"),
-    ("train.steps=2.5", "train.steps must be an integer"),
-    ("train.steps=true", "train.steps must be an integer"),
-    ("train.lr=fast", "train.lr must be a number"),
-    ("train.steps=0", "train.steps must be >= 1"),
-    ("episodes.way=0", "episodes.way must be >= 1, got 0"),
-    ("validation.shot=0", "validation.shot must be >= 1"),
-    ("eval.ways=[5, -1]", "eval.ways must be >= 1, got -1"),
-    ("eval.episodes=0", "eval.episodes must be >= 1"),
-    ("model.hidden=0", "model.hidden must be >= 1"),
-    ("data.channels=2", "data.channels must be 1 for omniglot"),
-    ("train.precision=fp8", "train.precision must be one of fp32, bf16, auto"),
-    ("train.optimizer=lbfgs", "train.optimizer must be one of adam, sgd"),
-    ("eval.ways=[5, x]", "eval.ways[1] must be an integer"),
-    ("data.dataset=imagenet", "data.dataset must be one of omniglot, folder"),
-    ("algo.name=maml9", "algo.name must be one of"),
-    ("algo.distance=cosine", "unknown key 'algo.distance'"),
-    ("train=5", "train must be a mapping"),
-    ("train.steps.deep=1", "train.steps is not a section"),
-    ("train.steps", "expected key=value"),
-    ("=5", "the key must be dotted names"),
-    ("train..steps=5", "the key must be dotted names"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.stesp=5", "unknown key 'train.stesp' (did you mean 'train.steps'?)"),
+        ("trian.steps=5", "unknown key 'trian' (did you mean 'train'?)"),
+        ("train.steps=many", "train.steps must be an integer, got 'many'"),
+        ("train.steps=2.5", "train.steps must be an integer"),
+        ("train.steps=true", "train.steps must be an integer"),
+        ("train.lr=fast", "train.lr must be a number"),
+        ("train.steps=0", "train.steps must be >= 1"),
+        ("episodes.way=0", "episodes.way must be >= 1, got 0"),
+        ("validation.shot=0", "validation.shot must be >= 1"),
+        ("eval.ways=[5, -1]", "eval.ways must be >= 1, got -1"),
+        ("eval.episodes=0", "eval.episodes must be >= 1"),
+        ("model.hidden=0", "model.hidden must be >= 1"),
+        ("data.channels=2", "data.channels must be 1 for omniglot"),
+        ("train.precision=fp8", "train.precision must be one of fp32, bf16, auto"),
+        ("train.optimizer=lbfgs", "train.optimizer must be one of adam, sgd"),
+        ("eval.ways=[5, x]", "eval.ways[1] must be an integer"),
+        ("data.dataset=imagenet", "data.dataset must be one of omniglot, folder"),
+        ("algo.name=maml9", "algo.name must be one of"),
+        ("algo.distance=cosine", "unknown key 'algo.distance'"),
+        ("train=5", "train must be a mapping"),
+        ("train.steps.deep=1", "train.steps is not a section"),
+        ("train.steps", "expected key=value"),
+        ("=5", "the key must be dotted names"),
+        ("train..steps=5", "the key must be dotted names"),
+    ],
+)
 def test_bad_overrides(override, message):
     with pytest.raises(ConfigError) as err:
         load("omniglot-protonet", [override])
@@ -64,7 +69,7 @@ def test_recipe_files(tmp_path):
     assert recipe.name == "mine" and recipe.data.dataset == "folder" and recipe.train.steps == 3
     broken = tmp_path / "broken.yaml"
     broken.write_text("train:\n  steps: [1,\n")
-    with pytest.raises(ConfigError, match="broken.yaml, line 3 is not valid YAML"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml, line 3 is not valid YAML"):
         load(broken)
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
@@ -82,6 +87,7 @@ def test_parse_override_reads_yaml_values():
 @pytest.mark.parametrize("name", sorted(available()))
 def test_every_shipped_recipe_builds_its_algorithm(name):
     from polyskill.recipes import kind_of
+
     recipe = load(name)
     algo = kind_of(recipe).model(recipe)
     assert sum(p.numel() for p in algo.parameters()) > 0
@@ -92,8 +98,12 @@ def test_gradient_based_recipes_carry_the_papers_settings():
     assert (maml.algo["inner_lr"], maml.algo["inner_steps"], maml.algo["eval_steps"]) == (0.4, 1, 3)
     assert (maml.train.meta_batch, maml.train.lr, maml.episodes.way) == (32, 1e-3, 5)
     wide = load("omniglot-maml-20way")
-    assert (wide.algo["inner_lr"], wide.algo["inner_steps"], wide.train.meta_batch, wide.episodes.way) == \
-        (0.1, 5, 16, 20)
+    assert (wide.algo["inner_lr"], wide.algo["inner_steps"], wide.train.meta_batch, wide.episodes.way) == (
+        0.1,
+        5,
+        16,
+        20,
+    )
     assert load("omniglot-fomaml").algo["first_order"] is True
     assert load("omniglot-anil").algo["head_only"] is True
     assert load("omniglot-metasgd").algo["learn_lr"] == "per_parameter"
@@ -106,9 +116,10 @@ def test_gradient_based_recipes_carry_the_papers_settings():
 
 
 def test_bad_algorithm_options_are_config_errors():
+    from polyskill.recipes import kind_of
+
+    recipe = load("omniglot-maml", ["algo.learn_lr=sometimes"])
     with pytest.raises(ConfigError, match="learn_lr"):
-        from polyskill.recipes import kind_of
-        recipe = load("omniglot-maml", ["algo.learn_lr=sometimes"])
         kind_of(recipe).model(recipe)
-    with pytest.raises(ConfigError, match="train.schedule"):
+    with pytest.raises(ConfigError, match=r"train\.schedule"):
         load("omniglot-reptile", ["train.schedule=exponential"])

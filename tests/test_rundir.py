@@ -13,12 +13,12 @@ import pytest
 import yaml
 from conftest import TINY_RECIPE
 
+from polyskill.checked import TooComplex, conforms, plain
 from polyskill.cli import main
 from polyskill.eval import FewShotResult, MultiTaskResult, RegressionResult, RunSummary, ValidationRecord
 from polyskill.recipes import load, recipe_to_dict
 from polyskill.report.plots import curves_figure, protocol_figure
 from polyskill.rundir import differing, find_runs, flatten, read_run, read_runs
-from polyskill.checked import TooComplex, conforms, plain
 
 FEWSHOT_TEST = FewShotResult(
     way=5, shot=1, query=2, episodes=10, seed=0, accuracy=0.625, ci95=0.0875, weights="best.pt"

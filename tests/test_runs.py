@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_recipe
+
 from polyskill.cli import main
 from polyskill.rundir import format_seconds, read_run
 from polyskill.train import load_checkpoint, read_metrics
 from polyskill.train.run_status import read_status
+
 
 def _cli(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "polyskill.cli", *map(str, args)]
@@ -44,8 +45,13 @@ def straight(tmp_path_factory) -> Path:
     """An uninterrupted 300-step run: the reference a killed and resumed run must reproduce."""
     folder = tmp_path_factory.mktemp("straight")
     run = folder / "run"
-    done = subprocess.run(_cli("train", _recipe(folder, 300), "--out", run, "--quiet", "--no-eval"),
-                          capture_output=True, text=True, env=ENV, timeout=600)
+    done = subprocess.run(
+        _cli("train", _recipe(folder, 300), "--out", run, "--quiet", "--no-eval"),
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     return run
 
@@ -53,8 +59,12 @@ def straight(tmp_path_factory) -> Path:
 def _kill_mid_run_and_resume(train_args: list, run: Path, steps: int, kill_after: int) -> int:
     """Start `polyskill train ARGS --out RUN`, SIGKILL it once it has logged step `kill_after`, resume it with
     `polyskill train --resume RUN`; the step it resumed from."""
-    child = subprocess.Popen(_cli("train", *train_args, "--out", run, "--quiet", "--no-eval"),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    child = subprocess.Popen(
+        _cli("train", *train_args, "--out", run, "--quiet", "--no-eval"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
     deadline = time.monotonic() + 300
     while _last_step(run) < kill_after and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -64,8 +74,9 @@ def _kill_mid_run_and_resume(train_args: list, run: Path, steps: int, kill_after
     killed_at = load_checkpoint(run / "last.pt")["step"]
     assert 0 < killed_at < steps
     assert read_status(run)["status"] == "interrupted"
-    resumed = subprocess.run(_cli("train", "--resume", run, "--quiet", "--no-eval"), capture_output=True, text=True,
-                             env=ENV, timeout=600)
+    resumed = subprocess.run(
+        _cli("train", "--resume", run, "--quiet", "--no-eval"), capture_output=True, text=True, env=ENV, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {run} at step {killed_at}" in resumed.stdout
     return killed_at
@@ -94,10 +105,24 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_parameters_and_metrics(st
 
 def test_a_multitask_run_with_a_stateful_weighting_survives_sigkill_too(tmp_path):
     """DWA keeps a window of past losses: it must come back exactly from the checkpoint as well."""
-    args = ["mtl-synthetic-affinity", "--set", "mtl.weighting=dwa", "--set", "train.steps=3000", "--set",
-            "train.val_every=200", "--set", "train.log_every=7"]
-    done = subprocess.run(_cli("train", *args, "--out", tmp_path / "straight", "--quiet", "--no-eval"),
-                          capture_output=True, text=True, env=ENV, timeout=600)
+    args = [
+        "mtl-synthetic-affinity",
+        "--set",
+        "mtl.weighting=dwa",
+        "--set",
+        "train.steps=3000",
+        "--set",
+        "train.val_every=200",
+        "--set",
+        "train.log_every=7",
+    ]
+    done = subprocess.run(
+        _cli("train", *args, "--out", tmp_path / "straight", "--quiet", "--no-eval"),
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     _kill_mid_run_and_resume(args, tmp_path / "run", 3000, kill_after=1000)
     _assert_same_run(tmp_path / "straight", tmp_path / "run", 3000)
@@ -105,14 +130,19 @@ def test_a_multitask_run_with_a_stateful_weighting_survives_sigkill_too(tmp_path
 
 def test_a_run_that_is_training_right_now_is_not_resumed_by_a_second_process(tmp_path):
     run = tmp_path / "run"
-    child = subprocess.Popen(_cli("train", _recipe(tmp_path, 5000), "--out", run, "--quiet", "--no-eval"),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    child = subprocess.Popen(
+        _cli("train", _recipe(tmp_path, 5000), "--out", run, "--quiet", "--no-eval"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
     try:
         deadline = time.monotonic() + 300
         while not (run / "last.pt").is_file() and time.monotonic() < deadline:
             time.sleep(0.02)
-        second = subprocess.run(_cli("train", "--resume", run, "--quiet"), capture_output=True, text=True, env=ENV,
-                                timeout=300)
+        second = subprocess.run(
+            _cli("train", "--resume", run, "--quiet"), capture_output=True, text=True, env=ENV, timeout=300
+        )
         assert second.returncode == 2 and "is being trained by another process right now" in second.stderr
         assert child.poll() is None
     finally:
@@ -127,8 +157,20 @@ def test_runs_lists_and_compare_sets_side_by_side(straight, tmp_path, capsys):
     capsys.readouterr()
     assert main(["runs", str(tmp_path / "runs")]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert listing[0].split() == ["run", "recipe", "algorithm", "data", "status", "best", "val", "test", "(95%",
-                                  "CI)", "wall", "time"]
+    assert listing[0].split() == [
+        "run",
+        "recipe",
+        "algorithm",
+        "data",
+        "status",
+        "best",
+        "val",
+        "test",
+        "(95%",
+        "CI)",
+        "wall",
+        "time",
+    ]
     rows = {line.split()[0]: line for line in listing[2:]}
     assert set(rows) == {"copy", "lr"}
     record = read_run(other)
@@ -183,8 +225,7 @@ def _nan_after(step: int):
     return loss
 
 
-def test_a_non_finite_loss_stops_with_its_step_the_last_metrics_and_the_good_checkpoint(tmp_path, monkeypatch,
-                                                                                        capsys):
+def test_a_non_finite_loss_stops_with_its_step_the_last_metrics_and_the_good_checkpoint(tmp_path, monkeypatch, capsys):
     from polyskill.meta import PrototypicalNetworks
 
     monkeypatch.setattr(PrototypicalNetworks, "meta_loss", _nan_after(45))
@@ -220,17 +261,23 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path, monkeypatch, cap
     assert load_checkpoint(run / "last.pt")["step"] == 20
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["train", "--resume", "no/such/run"], ["no run to resume at no/such/run"]),
-    (["train"], ["name a recipe"]),
-    (["train", "omniglot-protonet", "--set", "algo.name=mamll"], ["algo.name must be one of"]),
-    (["train", "omniglot-protonet", "--set", "model.hidden=[1"], ["model.hidden must be"]),
-    (["train", "omniglot-protonet", "--set", "=3"], ["bad --set '=3'"]),
-    (["train", "omniglot-protonet", "--logger", "wandb"], ["train.loggers must be one of tensorboard, mlflow, got 'wandb'"]),
-    (["runs", "no/such/dir"], ["no directory at no/such/dir"]),
-    (["compare", "no/such/run"], ["no run directory at no/such/run"]),
-    (["report", "no/such/run"], ["no/such/run"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["train", "--resume", "no/such/run"], ["no run to resume at no/such/run"]),
+        (["train"], ["name a recipe"]),
+        (["train", "omniglot-protonet", "--set", "algo.name=mamll"], ["algo.name must be one of"]),
+        (["train", "omniglot-protonet", "--set", "model.hidden=[1"], ["model.hidden must be"]),
+        (["train", "omniglot-protonet", "--set", "=3"], ["bad --set '=3'"]),
+        (
+            ["train", "omniglot-protonet", "--logger", "wandb"],
+            ["train.loggers must be one of tensorboard, mlflow, got 'wandb'"],
+        ),
+        (["runs", "no/such/dir"], ["no directory at no/such/dir"]),
+        (["compare", "no/such/run"], ["no run directory at no/such/run"]),
+        (["report", "no/such/run"], ["no/such/run"]),
+    ],
+)
 def test_each_bad_input_is_one_clear_line_and_exit_code_2(args, needles, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -240,8 +287,19 @@ def test_each_bad_input_is_one_clear_line_and_exit_code_2(args, needles, capsys)
 
 
 def test_help_shows_examples(capsys):
-    for command in ([], ["train"], ["eval"], ["runs"], ["compare"], ["report"], ["sweep"], ["adapt"],
-                    ["affinity"], ["recipes"], ["data"]):
+    for command in (
+        [],
+        ["train"],
+        ["eval"],
+        ["runs"],
+        ["compare"],
+        ["report"],
+        ["sweep"],
+        ["adapt"],
+        ["affinity"],
+        ["recipes"],
+        ["data"],
+    ):
         with pytest.raises(SystemExit) as exit_code:
             main([*command, "--help"])
         assert exit_code.value.code == 0

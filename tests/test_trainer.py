@@ -15,16 +15,24 @@ from polyskill.meta import MAML, PrototypicalNetworks, Reptile, TaskConditioned
 from polyskill.nn import Conv4
 from polyskill.train import FitConfig, Trainer, load_checkpoint, read_metrics, save_checkpoint
 
-CONFIG = dict(steps=12, log_every=1, val_every=3, val_episodes=4, lr=3e-3, lr_step=5, lr_gamma=0.5)
+CONFIG = {"steps": 12, "log_every": 1, "val_every": 3, "val_episodes": 4, "lr": 3e-3, "lr_step": 5, "lr_gamma": 0.5}
 
 
 ALGORITHMS = {
     "protonet": lambda: PrototypicalNetworks(Conv4(hidden=8)),
-    "maml": lambda: MAML(Conv4(hidden=8, out_features=5), inner_steps=2, learn_lr="per_step", multi_step_loss=True,
-                         msl_anneal_steps=10),
+    "maml": lambda: MAML(
+        Conv4(hidden=8, out_features=5), inner_steps=2, learn_lr="per_step", multi_step_loss=True, msl_anneal_steps=10
+    ),
     "reptile": lambda: Reptile(Conv4(hidden=8, out_features=5), inner_steps=3, inner_batch=4, eval_steps=3),
-    "task_conditioned": lambda: TaskConditioned(Conv4(hidden=8, out_features=5), input_shape=(1, 28, 28), classes=5,
-                                                first_order=True, z_dim=8, hidden=16, slots=4),
+    "task_conditioned": lambda: TaskConditioned(
+        Conv4(hidden=8, out_features=5),
+        input_shape=(1, 28, 28),
+        classes=5,
+        first_order=True,
+        z_dim=8,
+        hidden=16,
+        slots=4,
+    ),
 }
 
 
@@ -63,10 +71,11 @@ def test_resume_after_a_crash_continues_identically(omniglot_val, tmp_path, algo
     resumed.resume()
     assert resumed.step == 6
     resumed.fit()
-    for (name, a), b in zip(reference.algo.state_dict().items(), resumed.algo.state_dict().values()):
+    for (name, a), b in zip(reference.algo.state_dict().items(), resumed.algo.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    assert _without_time(read_metrics(tmp_path / "a" / "metrics.jsonl")) == \
-        _without_time(read_metrics(tmp_path / "b" / "metrics.jsonl"))
+    assert _without_time(read_metrics(tmp_path / "a" / "metrics.jsonl")) == _without_time(
+        read_metrics(tmp_path / "b" / "metrics.jsonl")
+    )
     summary_a = json.loads((tmp_path / "a" / "summary.json").read_text())
     summary_b = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary_a["validation"] == summary_b["validation"] and summary_a["validation"]["best_step"] is not None

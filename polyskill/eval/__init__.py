@@ -10,7 +10,29 @@ from .result import RESULT_TYPES, Result, confidence_interval, result_from_dict
 from .summary import RunSummary, ValidationRecord
 from .task_data import EachTaskFit, TaskDataResult, adapt_each_task
 
-__all__ = ["RESULT_TYPES", "EachTaskFit", "EpisodeProtocol", "EvalProtocol", "FewShotAccuracy", "FewShotResult",
-           "MultiTaskMetrics", "MultiTaskResult", "RegressionMSE", "RegressionResult", "Result", "RunSummary",
-           "TaskDataResult", "ValidationRecord", "accuracy", "adapt_each_task", "confidence_interval", "delta_m",
-           "episode_scores", "evaluate_multitask", "few_shot", "regression", "result_from_dict", "squared_errors"]
+__all__ = [
+    "RESULT_TYPES",
+    "EachTaskFit",
+    "EpisodeProtocol",
+    "EvalProtocol",
+    "FewShotAccuracy",
+    "FewShotResult",
+    "MultiTaskMetrics",
+    "MultiTaskResult",
+    "RegressionMSE",
+    "RegressionResult",
+    "Result",
+    "RunSummary",
+    "TaskDataResult",
+    "ValidationRecord",
+    "accuracy",
+    "adapt_each_task",
+    "confidence_interval",
+    "delta_m",
+    "episode_scores",
+    "evaluate_multitask",
+    "few_shot",
+    "regression",
+    "result_from_dict",
+    "squared_errors",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor
@@ -26,9 +26,14 @@ def squared_errors(outputs: Tensor, targets: Tensor) -> Tensor:
     return (outputs.reshape(targets.shape) - targets).pow(2).flatten(1).mean(1)
 
 
-def episode_scores(algo: FewShotAlgorithm, batches: Iterable[TaskBatch], score: Score,
-                   context: Callable[[], ContextManager] | None = None, total: int | None = None,
-                   steps: int | None = None) -> Tensor:
+def episode_scores(
+    algo: FewShotAlgorithm,
+    batches: Iterable[TaskBatch],
+    score: Score,
+    context: Callable[[], AbstractContextManager] | None = None,
+    total: int | None = None,
+    steps: int | None = None,
+) -> Tensor:
     """score(predictions, query targets) of each task in `batches`, [E], with the algorithm in eval mode (mode
     restored after), predictions made with `steps` adaptation steps (None: the learner's own) under `context`
     (default: no_grad); a progress bar counts the `total` tasks."""

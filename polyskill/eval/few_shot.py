@@ -37,8 +37,10 @@ class FewShotResult(Result):
 
     def __str__(self) -> str:
         steps = f", {self.steps} adaptation steps" if self.steps is not None else ""
-        return (f"{self.way}-way {self.shot}-shot: {100 * self.accuracy:.2f} +- {100 * self.ci95:.2f} % "
-                f"({self.episodes} episodes, {self.query} queries per class{steps})")
+        return (
+            f"{self.way}-way {self.shot}-shot: {100 * self.accuracy:.2f} +- {100 * self.ci95:.2f} % "
+            f"({self.episodes} episodes, {self.query} queries per class{steps})"
+        )
 
     @property
     def label(self) -> str:
@@ -63,13 +65,24 @@ class FewShotAccuracy(EpisodeProtocol):
         return FewShotResult(s.way, s.shot, s.query, self.episodes, self.seed, mean, ci95, self.steps)
 
 
-def few_shot(algo: FewShotAlgorithm, dataset: ClassDataset, way: int = 5, shot: int = 1, query: int = 15,
-             episodes: int = 1000, seed: int = 0, precision: str = "fp32",
-             device: torch.device | str = "cpu", dist: DistContext = SINGLE, steps: int | None = None) -> FewShotResult:
+def few_shot(
+    algo: FewShotAlgorithm,
+    dataset: ClassDataset,
+    way: int = 5,
+    shot: int = 1,
+    query: int = 15,
+    episodes: int = 1000,
+    seed: int = 0,
+    precision: str = "fp32",
+    device: torch.device | str = "cpu",
+    dist: DistContext = SINGLE,
+    steps: int | None = None,
+) -> FewShotResult:
     """Evaluate `algo` on `episodes` fixed N-way K-shot tasks of `dataset` (the same tasks for every algorithm);
     on several processes each rank takes a share of the episodes and every rank gets the whole result."""
-    protocol = FewShotAccuracy(EpisodeSampler(dataset, way, shot, query, seed=seed), episodes, seed, steps,
-                               precision, str(device))
+    protocol = FewShotAccuracy(
+        EpisodeSampler(dataset, way, shot, query, seed=seed), episodes, seed, steps, precision, str(device)
+    )
     return protocol.evaluate(algo, dist)  # type: ignore[return-value]
 
 

@@ -77,9 +77,11 @@ def predictions(model: nn.Module, data: MultiTaskData, chunk: int = 2048) -> Ten
     rows = []
     try:
         for start in range(0, len(data), chunk):
-            out = model(data.x[start:start + chunk])
-            cols = [out[t].argmax(-1).float() if c else out[t].reshape(len(out[t]), -1)[:, 0].float()
-                    for t, c in zip(data.tasks, data.classes)]
+            out = model(data.x[start : start + chunk])
+            cols = [
+                out[t].argmax(-1).float() if c else out[t].reshape(len(out[t]), -1)[:, 0].float()
+                for t, c in zip(data.tasks, data.classes, strict=True)
+            ]
             rows.append(torch.stack(cols, dim=1))
     finally:
         model.train(was_training)
@@ -90,9 +92,13 @@ def regression_metrics(pred: Tensor, true: Tensor) -> dict[str, float]:
     """RMSE, MAE and explained variance (1 - SSE / SST about the mean of `true`) of predictions, and their count."""
     err = pred.double() - true.double()
     sst = float(((true.double() - true.double().mean()) ** 2).sum())
-    sse = float((err ** 2).sum())
-    return {"rmse": math.sqrt(sse / len(err)), "mae": float(err.abs().mean()),
-            "explained_variance": 1 - sse / sst if sst > 0 else float("nan"), "n": len(err)}
+    sse = float((err**2).sum())
+    return {
+        "rmse": math.sqrt(sse / len(err)),
+        "mae": float(err.abs().mean()),
+        "explained_variance": 1 - sse / sst if sst > 0 else float("nan"),
+        "n": len(err),
+    }
 
 
 def evaluate_multitask(model: nn.Module, data: MultiTaskData, split: str = "test") -> MultiTaskResult:
@@ -100,7 +106,7 @@ def evaluate_multitask(model: nn.Module, data: MultiTaskData, split: str = "test
     pred = predictions(model, data)
     per_task: dict[str, dict[str, float]] = {}
     primary = {}
-    for i, (task, classes) in enumerate(zip(data.tasks, data.classes)):
+    for i, (task, classes) in enumerate(zip(data.tasks, data.classes, strict=True)):
         rows = torch.arange(len(data)) if data.task is None else torch.nonzero(data.task == i).flatten()
         true = data.y[rows] if data.task is not None else data.y[rows, i]
         p = pred[rows, i]
@@ -153,5 +159,4 @@ class MultiTaskMetrics(EvalProtocol):
         return evaluate_multitask(model, self.data, self.split)
 
 
-__all__ = ["MultiTaskMetrics", "MultiTaskResult", "delta_m", "evaluate_multitask", "predictions",
-           "regression_metrics"]
+__all__ = ["MultiTaskMetrics", "MultiTaskResult", "delta_m", "evaluate_multitask", "predictions", "regression_metrics"]

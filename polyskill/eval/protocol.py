@@ -62,11 +62,16 @@ class EpisodeProtocol(EvalProtocol):
         start, stop = share(self.episodes, dist)
         model.to(self.device)
         batches = (b.to(self.device) for b in self.sampler.fixed(stop - start, start=start))
-        scores = episode_scores(model, batches, self.score,  # type: ignore[arg-type]
-                                lambda: inference(self.precision, self.device), total=stop - start, steps=self.steps)
+        scores = episode_scores(
+            model,
+            batches,
+            self.score,  # type: ignore[arg-type]
+            lambda: inference(self.precision, self.device),
+            total=stop - start,
+            steps=self.steps,
+        )
         mean, ci = confidence_interval(gather_cat(scores, dist))
         return self.result(mean, ci)
-
 
 
 __all__ = ["EpisodeProtocol", "EvalProtocol"]

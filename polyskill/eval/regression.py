@@ -34,8 +34,10 @@ class RegressionResult(Result):
 
     def __str__(self) -> str:
         steps = f", {self.steps} adaptation steps" if self.steps is not None else ""
-        return (f"{self.shot}-shot regression{steps}: MSE {self.mse:.4f} +- {self.ci95:.4f} "
-                f"({self.episodes} tasks, {self.query} query points)")
+        return (
+            f"{self.shot}-shot regression{steps}: MSE {self.mse:.4f} +- {self.ci95:.4f} "
+            f"({self.episodes} tasks, {self.query} query points)"
+        )
 
     @property
     def label(self) -> str:
@@ -56,12 +58,17 @@ class RegressionMSE(EpisodeProtocol):
         return squared_errors(outputs, targets)
 
     def result(self, mean: float, ci95: float) -> Result:
-        return RegressionResult(self.sampler.shot, self.sampler.query, self.episodes, self.seed, self.steps, mean,
-                                ci95)
+        return RegressionResult(self.sampler.shot, self.sampler.query, self.episodes, self.seed, self.steps, mean, ci95)
 
 
-def regression(algo: FewShotAlgorithm, tasks: Any, episodes: int = 600, seed: int = 0,
-               steps: int | None = None, dist: DistContext = SINGLE) -> RegressionResult:
+def regression(
+    algo: FewShotAlgorithm,
+    tasks: Any,
+    episodes: int = 600,
+    seed: int = 0,
+    steps: int | None = None,
+    dist: DistContext = SINGLE,
+) -> RegressionResult:
     """Evaluate `algo` on `episodes` fixed tasks of the sampler `tasks` (same tasks for every model); `seed`
     is the protocol's episode seed as the caller names it (the sampler already carries the seed it draws with).
     On several processes each rank takes a share of the tasks."""

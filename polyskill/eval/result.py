@@ -59,8 +59,10 @@ class Result:
     def key(self) -> tuple:
         """What identifies the protocol: every field but the measured ones and the checkpoint's name."""
         fields = dataclasses.asdict(self)  # type: ignore[call-overload]
-        return (self.protocol, *sorted((k, repr(v)) for k, v in fields.items()
-                                       if k not in self.measured and k != "weights"))
+        return (
+            self.protocol,
+            *sorted((k, repr(v)) for k, v in fields.items() if k not in self.measured and k != "weights"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"protocol": self.protocol, **dataclasses.asdict(self)}  # type: ignore[call-overload]

@@ -15,16 +15,24 @@ SPLITS = ("test", "val", "train")
 LEGACY_VALIDATION_KEYS = {"accuracy": "val_acc", "score": "val_score"}  # metrics.jsonl keys of earlier versions
 
 
-def validation_series(records: list[dict[str, Any]], metric: str | None = None) -> tuple[str | None, list[tuple[int, float]]]:
+def validation_series(
+    records: list[dict[str, Any]], metric: str | None = None
+) -> tuple[str | None, list[tuple[int, float]]]:
     """(metric, [(step, value)]) of the validation records in `records`: of `metric` when it is known, else of
     whichever validation metric the records hold (runs of earlier versions included)."""
     candidates = [metric] if metric else []
     candidates += [m for r in records for m in _metrics_in(r) if m not in candidates]
     for name in candidates:
         keys = dict.fromkeys((validation_key(name), LEGACY_VALIDATION_KEYS.get(name)))  # once, when they are equal
-        series = [(r["step"], float(r[k])) for r in records for k in keys
-                  if k and isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
-                  and isinstance(r.get("step"), int)]
+        series = [
+            (r["step"], float(r[k]))
+            for r in records
+            for k in keys
+            if k
+            and isinstance(r.get(k), (int, float))
+            and not isinstance(r.get(k), bool)
+            and isinstance(r.get("step"), int)
+        ]
         if series:
             return name, series
     return metric, []
@@ -32,7 +40,7 @@ def validation_series(records: list[dict[str, Any]], metric: str | None = None) 
 
 def _metrics_in(record: dict[str, Any]) -> list[str]:
     legacy = {v: k for k, v in LEGACY_VALIDATION_KEYS.items()}
-    return [legacy.get(k, k[len("val_"):]) for k in record if isinstance(k, str) and k.startswith("val_")]
+    return [legacy.get(k, k[len("val_") :]) for k in record if isinstance(k, str) and k.startswith("val_")]
 
 
 @dataclass
@@ -53,8 +61,12 @@ class ValidationRecord:
         if not isinstance(values, dict) or not isinstance(values.get("metric"), str):
             return None
         step = values.get("best_step")
-        return cls(values["metric"], bool(values.get("higher_is_better", True)), number(values.get("best")),
-                   step if isinstance(step, int) and not isinstance(step, bool) else None)
+        return cls(
+            values["metric"],
+            bool(values.get("higher_is_better", True)),
+            number(values.get("best")),
+            step if isinstance(step, int) and not isinstance(step, bool) else None,
+        )
 
 
 @dataclass
@@ -83,9 +95,15 @@ class RunSummary:
         self.results[split] = [r for r in self.results.get(split, []) if r.key() not in keys] + list(fresh)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "recipe": self.recipe, "status": self.status, "steps": self.steps,
-                               "train_seconds": self.train_seconds, "precision": self.precision,
-                               "validation": None if self.validation is None else vars(self.validation)}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "recipe": self.recipe,
+            "status": self.status,
+            "steps": self.steps,
+            "train_seconds": self.train_seconds,
+            "precision": self.precision,
+            "validation": None if self.validation is None else vars(self.validation),
+        }
         for split in SPLITS:
             if split in self.results:
                 out[split] = [r.to_dict() for r in self.results[split]]
@@ -102,29 +120,46 @@ class RunSummary:
             value = values.get(key)
             return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
-        summary = cls(kind=typed("kind", str), recipe=typed("recipe", str), status=typed("status", str),
-                      steps=typed("steps", int), train_seconds=typed("train_seconds", (int, float)),
-                      precision=typed("precision", str), config=typed("config", dict) or {})
+        summary = cls(
+            kind=typed("kind", str),
+            recipe=typed("recipe", str),
+            status=typed("status", str),
+            steps=typed("steps", int),
+            train_seconds=typed("train_seconds", (int, float)),
+            precision=typed("precision", str),
+            config=typed("config", dict) or {},
+        )
         summary.validation = ValidationRecord.from_dict(values.get("validation")) or _legacy_validation(values)
         recorded = values.get("validation") if isinstance(values.get("validation"), dict) else {}
         best = recorded.get("best", next((values[k] for k in ("best_val_acc", "best_val_score") if k in values), None))
         if best is not None and summary.validation is not None and summary.validation.best is None:
-            summary.problems.append(f"summary.json is damaged: its best validation {summary.validation.metric} is "
-                                    f"not a number")
+            summary.problems.append(
+                f"summary.json is damaged: its best validation {summary.validation.metric} is not a number"
+            )
             summary.validation.best_step = None
         for split in SPLITS:
             entries = values.get(split)
             if isinstance(entries, dict):  # earlier multi-task runs stored one result, with delta-m beside it
                 delta = values.get(f"{split}_delta_m")
-                entries = [{**entries, **({"delta_m": delta.get("value"), "baseline": delta.get("baseline")}
-                                          if isinstance(delta, dict) else {})}]
+                entries = [
+                    {
+                        **entries,
+                        **(
+                            {"delta_m": delta.get("value"), "baseline": delta.get("baseline")}
+                            if isinstance(delta, dict)
+                            else {}
+                        ),
+                    }
+                ]
             if isinstance(entries, list):
                 results = [result_from_dict(e) for e in entries]
                 summary.results[split] = [r for r in results if r is not None]
                 dropped = len(results) - len(summary.results[split])
                 if dropped:
-                    summary.problems.append(f"summary.json: {dropped} {split} result(s) hold values of the wrong "
-                                            f"type or of an unknown protocol")
+                    summary.problems.append(
+                        f"summary.json: {dropped} {split} result(s) hold values of the wrong "
+                        f"type or of an unknown protocol"
+                    )
         return summary
 
 
@@ -133,8 +168,12 @@ def _legacy_validation(values: dict[str, Any]) -> ValidationRecord | None:
     for key, metric in (("best_val_acc", "accuracy"), ("best_val_score", "score")):
         if key in values:
             step = values.get("best_step")
-            return ValidationRecord(metric, True, number(values.get(key)),
-                                    step if isinstance(step, int) and not isinstance(step, bool) else None)
+            return ValidationRecord(
+                metric,
+                True,
+                number(values.get(key)),
+                step if isinstance(step, int) and not isinstance(step, bool) else None,
+            )
     return None
 
 

@@ -40,8 +40,10 @@ class TaskDataResult(Result):
 
     def __str__(self) -> str:
         steps = f", {self.steps} adaptation steps" if self.steps is not None else ""
-        return (f"each of {self.tasks} tasks learned from its training examples{steps}: explained variance "
-                f"{100 * self.explained_variance:.2f}%, RMSE {self.rmse:.4f} ({self.examples} {self.split} examples)")
+        return (
+            f"each of {self.tasks} tasks learned from its training examples{steps}: explained variance "
+            f"{100 * self.explained_variance:.2f}%, RMSE {self.rmse:.4f} ({self.examples} {self.split} examples)"
+        )
 
     @property
     def label(self) -> str:
@@ -52,8 +54,9 @@ class TaskDataResult(Result):
         return f"EV {100 * self.explained_variance:.2f}%"
 
 
-def adapt_each_task(algo: FewShotAlgorithm, train: TaskExamples, evaluate: MultiTaskData, split: str = "test",
-                    steps: int | None = None) -> TaskDataResult:
+def adapt_each_task(
+    algo: FewShotAlgorithm, train: TaskExamples, evaluate: MultiTaskData, split: str = "test", steps: int | None = None
+) -> TaskDataResult:
     """Adapt `algo` to each task on all of its examples in `train` (with `steps` adaptation steps; None: the
     learner's own) and predict its examples in `evaluate` (the algorithm in eval mode, restored after)."""
     predictions, truths = [], []
@@ -73,8 +76,15 @@ def adapt_each_task(algo: FewShotAlgorithm, train: TaskExamples, evaluate: Multi
     finally:
         algo.train(was_training)
     metrics = regression_metrics(torch.cat(predictions), torch.cat(truths))
-    return TaskDataResult(split, len(predictions), int(metrics["n"]), steps, metrics["explained_variance"],
-                          metrics["rmse"], metrics["mae"])
+    return TaskDataResult(
+        split,
+        len(predictions),
+        int(metrics["n"]),
+        steps,
+        metrics["explained_variance"],
+        metrics["rmse"],
+        metrics["mae"],
+    )
 
 
 @dataclass

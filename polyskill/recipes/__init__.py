@@ -56,8 +56,9 @@ def recipe_from_dict(values: dict[str, Any]) -> Recipe:
     if not isinstance(values, dict):
         raise ConfigError(f"a recipe must be a mapping of sections, got {type(values).__name__}")
     if "kind" not in values:
-        raise ConfigError(f"the recipe has no 'kind:'; add `kind: {guess_kind(values)}` as its first line (kinds: "
-                          f"{', '.join(KINDS)})")
+        raise ConfigError(
+            f"the recipe has no 'kind:'; add `kind: {guess_kind(values)}` as its first line (kinds: {', '.join(KINDS)})"
+        )
     try:
         return kind_named(values["kind"]).load(values)
     except RecursionError:
@@ -78,8 +79,9 @@ def load(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe
     if not path.suffix and (RECIPE_DIR / f"{name_or_path}.yaml").is_file():
         path = RECIPE_DIR / f"{name_or_path}.yaml"
     elif not path.is_file():
-        raise ConfigError(f"no recipe named {str(name_or_path)!r}: not a file, and the shipped recipes are "
-                          f"{', '.join(available())}")
+        raise ConfigError(
+            f"no recipe named {str(name_or_path)!r}: not a file, and the shipped recipes are {', '.join(available())}"
+        )
     values = read_yaml(path)
     values.setdefault("name", path.stem)
     name = values["name"] if isinstance(values["name"], str) else path.stem
@@ -94,5 +96,19 @@ def load_config(values: dict[str, Any]) -> Recipe:
     return recipe_from_dict(values if "kind" in values else upgrade(values))
 
 
-__all__ = ["KINDS", "EvalRequest", "Kind", "Recipe", "apply_overrides", "available", "kind_named", "kind_of",
-           "load", "load_config", "parse_override", "read_yaml", "recipe_from_dict", "recipe_to_dict"]
+__all__ = [
+    "KINDS",
+    "EvalRequest",
+    "Kind",
+    "Recipe",
+    "apply_overrides",
+    "available",
+    "kind_named",
+    "kind_of",
+    "load",
+    "load_config",
+    "parse_override",
+    "read_yaml",
+    "recipe_from_dict",
+    "recipe_to_dict",
+]

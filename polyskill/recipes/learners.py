@@ -5,8 +5,9 @@ train a registered meta-learner (few-shot classification and regression)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -62,14 +63,15 @@ def network(spec: NetworkSpec, input_shape: tuple[int, ...], outputs: int | None
     embedding network). An MLP over images flattens them first."""
     if spec.backbone == "mlp":
         if outputs is None:
-            raise ConfigError("model.backbone mlp needs a learner with an output layer: "
-                              + ", ".join(n for n, c in ALGORITHMS.items() if c.contract.output_layer))
+            raise ConfigError(
+                "model.backbone mlp needs a learner with an output layer: "
+                + ", ".join(n for n, c in ALGORITHMS.items() if c.contract.output_layer)
+            )
         mlp = MLP([math.prod(input_shape), *spec.widths, outputs])
         return nn.Sequential(nn.Flatten(), mlp) if flatten else mlp
     channels, size = input_shape[0], input_shape[-1]
     try:
-        return Conv4(in_channels=channels, hidden=spec.hidden, out_features=outputs, image_size=size,
-                     pools=spec.pools)
+        return Conv4(in_channels=channels, hidden=spec.hidden, out_features=outputs, image_size=size, pools=spec.pools)
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
 

@@ -10,13 +10,21 @@ OLD_REGRESSION = ("sinusoid", "multimodal")
 OLD_MULTITASK = ("multifashion", "school", "parkinsons", "mtl_synthetic")
 
 KEEP = {  # kind -> section -> the keys that kind still has (None: the whole section)
-    "fewshot": {"data": ("dataset", "train", "val", "test", "image_size", "channels"),
-                "model": ("backbone", "hidden", "widths", "pools", "init"), "algo": None,
-                "episodes": ("way", "shot", "query"), "validation": ("way", "shot", "query"),
-                "eval": ("ways", "shots", "query", "episodes", "seed", "steps")},
-    "regression": {"data": ("dataset", "modes", "split_seed", "tasks"), "model": ("backbone", "widths", "init"),
-                   "algo": None, "episodes": ("shot", "query"),
-                   "eval": ("shots", "query", "episodes", "seed", "steps")},
+    "fewshot": {
+        "data": ("dataset", "train", "val", "test", "image_size", "channels"),
+        "model": ("backbone", "hidden", "widths", "pools", "init"),
+        "algo": None,
+        "episodes": ("way", "shot", "query"),
+        "validation": ("way", "shot", "query"),
+        "eval": ("ways", "shots", "query", "episodes", "seed", "steps"),
+    },
+    "regression": {
+        "data": ("dataset", "modes", "split_seed", "tasks"),
+        "model": ("backbone", "widths", "init"),
+        "algo": None,
+        "episodes": ("shot", "query"),
+        "eval": ("shots", "query", "episodes", "seed", "steps"),
+    },
     "multitask": {"data": ("dataset", "split_seed", "tasks"), "model": ("backbone", "widths"), "mtl": None},
 }
 UNUSED_TRAIN = {"multitask": ("meta_batch", "precision")}

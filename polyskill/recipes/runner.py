@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import yaml
@@ -18,19 +19,21 @@ from ..distributed import SINGLE, DistContext, from_environment
 from ..distributed.collectives import barrier
 from ..errors import ConfigError, PolyskillError, RunError
 from ..eval.summary import RunSummary, ValidationRecord
-from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
 from ..records import RecordSink
+from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
 from ..train.episodic import DivergedError, Trainer
 from ..train.run_status import end_run, read_status, start_run
 from . import apply_overrides, load_config, read_yaml, recipe_to_dict
-from .legacy import upgrade
 from .kinds import EvalRequest, Recipe, kind_of
+from .legacy import upgrade
 
 Echo = Callable[[str], None]
 LOCK = ".lock"
 #: what a resume may change: how long and how often, where to log, the learning rate (applied), the tests
-RESUMABLE = {"name", "description", "eval"} | {f"train.{k}" for k in (
-    "steps", "max_minutes", "log_every", "val_every", "val_episodes", "loggers", "lr", "grad_clip", "device")}
+RESUMABLE = {"name", "description", "eval"} | {
+    f"train.{k}"
+    for k in ("steps", "max_minutes", "log_every", "val_every", "val_episodes", "loggers", "lr", "grad_clip", "device")
+}
 
 
 def _silent(_: str) -> None:
@@ -43,22 +46,22 @@ def run_lock(out: Path) -> Iterator[None]:
     training into the same directory, started at the same moment or later, is refused instead of interleaving."""
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / LOCK, "a")
+    handle = open(out / LOCK, "a")  # noqa: SIM115 - held for the whole run, closed in the finally below
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise RunError(f"{out} is being trained by another process right now; wait for it or stop it "
-                       f"(two trainings would write over each other)") from None
+        raise RunError(
+            f"{out} is being trained by another process right now; wait for it or stop it "
+            f"(two trainings would write over each other)"
+        ) from None
     try:
         yield
     except BaseException:
         if created and not (out / "config.yaml").exists():  # refused before anything was written: leave no trace
             (out / LOCK).unlink(missing_ok=True)
-            try:
+            with suppress(OSError):
                 out.rmdir()
-            except OSError:
-                pass
         raise
     finally:
         handle.close()
@@ -69,8 +72,7 @@ def _flat(values: Any, prefix: str = "") -> dict[str, Any]:
         return {prefix.rstrip("."): values}
     out: dict[str, Any] = {}
     for key, value in values.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else
-                   {f"{prefix}{key}": value})
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
     return out
 
 
@@ -78,35 +80,60 @@ def check_resume_changes(recorded: Recipe, recipe: Recipe) -> None:
     """Refuse a resume whose recipe differs from the run's in anything but what a resume may change: the
     checkpoint holds a model, optimiser and data stream of the recorded recipe."""
     old, new = _flat(recipe_to_dict(recorded)), _flat(recipe_to_dict(recipe))
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
-                     and k not in RESUMABLE and k.split(".")[0] not in RESUMABLE)
+    changed = sorted(
+        k
+        for k in set(old) | set(new)
+        if old.get(k) != new.get(k) and k not in RESUMABLE and k.split(".")[0] not in RESUMABLE
+    )
     if changed:
-        raise RunError(f"cannot change {changed[0]} when resuming ({old.get(changed[0])!r} -> "
-                       f"{new.get(changed[0])!r}): the checkpoint was trained with the recorded value; train a new "
-                       f"run for it (a resume may change train.steps, max_minutes, lr, log_every, val_every, "
-                       f"val_episodes, loggers, grad_clip, device and eval)")
+        raise RunError(
+            f"cannot change {changed[0]} when resuming ({old.get(changed[0])!r} -> "
+            f"{new.get(changed[0])!r}): the checkpoint was trained with the recorded value; train a new "
+            f"run for it (a resume may change train.steps, max_minutes, lr, log_every, val_every, "
+            f"val_episodes, loggers, grad_clip, device and eval)"
+        )
 
 
-def train_run(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, root: str | None = None,
-              progress: bool = True, evaluate: bool = True, echo: Echo = print,
-              sinks: list[RecordSink] | None = None) -> dict[str, Any]:
+def train_run(
+    recipe: Recipe,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    root: str | None = None,
+    progress: bool = True,
+    evaluate: bool = True,
+    echo: Echo = print,
+    sinks: list[RecordSink] | None = None,
+) -> dict[str, Any]:
     """Train `recipe` into `out` (or continue the run there) and, unless told not to, run its test protocols;
     `sinks` receive every metrics record besides the recipe's loggers (a sweep's pruner, say)."""
     out = Path(out)
     ctx = from_environment(recipe.train.device)
     try:
         if not ctx.main:
-            return _train(recipe, out, ctx, resume=resume, root=root, progress=progress, evaluate=evaluate,
-                          echo=_silent, sinks=sinks)
+            return _train(
+                recipe,
+                out,
+                ctx,
+                resume=resume,
+                root=root,
+                progress=progress,
+                evaluate=evaluate,
+                echo=_silent,
+                sinks=sinks,
+            )
         with run_lock(out):
-            return _train(recipe, out, ctx, resume=resume, root=root, progress=progress, evaluate=evaluate,
-                          echo=echo, sinks=sinks)
+            return _train(
+                recipe, out, ctx, resume=resume, root=root, progress=progress, evaluate=evaluate, echo=echo, sinks=sinks
+            )
     except RuntimeError as exc:  # a peer died, hung past the timeout, or cannot be reached
         if not (ctx.active and _peer_failure(exc)):
             raise
-        raise RunError(f"rank {ctx.rank}: another process of this {ctx.world}-process run failed or stopped "
-                       f"responding ({str(exc).splitlines()[0][:160]}); the last checkpoint in {out} is whole: "
-                       f"continue with polyskill train --resume {out} --nproc {ctx.world}") from None
+        raise RunError(
+            f"rank {ctx.rank}: another process of this {ctx.world}-process run failed or stopped "
+            f"responding ({str(exc).splitlines()[0][:160]}); the last checkpoint in {out} is whole: "
+            f"continue with polyskill train --resume {out} --nproc {ctx.world}"
+        ) from None
     finally:
         if ctx.active and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -135,15 +162,27 @@ def _start_mode(recipe: Recipe, out: Path, resume: bool, echo: Echo) -> bool:
             raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     live = read_status(out)
     if live.get("status") == "running" and live.get("pid") != os.getpid():
-        raise RunError(f"{out} is being trained right now by process {live.get('pid')}; stop it first "
-                       f"(two processes would write over each other's checkpoints)")
+        raise RunError(
+            f"{out} is being trained right now by process {live.get('pid')}; stop it first "
+            f"(two processes would write over each other's checkpoints)"
+        )
     if has_config and not has_checkpoint:
         echo(f"{out} stopped before its first checkpoint: training it again from step 0")
     return has_checkpoint and has_config
 
 
-def _train(recipe: Recipe, out: Path, ctx: DistContext, *, resume: bool, root: str | None, progress: bool,
-           evaluate: bool, echo: Echo, sinks: list[RecordSink] | None) -> dict[str, Any]:
+def _train(
+    recipe: Recipe,
+    out: Path,
+    ctx: DistContext,
+    *,
+    resume: bool,
+    root: str | None,
+    progress: bool,
+    evaluate: bool,
+    echo: Echo,
+    sinks: list[RecordSink] | None,
+) -> dict[str, Any]:
     """train_run's work as rank `ctx.rank`: rank 0 checks and writes the run directory, every rank trains."""
     kind = kind_of(recipe)
     load = _start_mode(recipe, out, resume, echo) if ctx.main else (out / "last.pt").is_file() and resume
@@ -157,9 +196,15 @@ def _train(recipe: Recipe, out: Path, ctx: DistContext, *, resume: bool, root: s
     return summary
 
 
-def fit_into(out: Path, recipe: Recipe, make_trainer: Callable[[list[RecordSink]], Trainer], resume: bool,
-             echo: Echo, sinks: list[RecordSink] | None = None,
-             dist: DistContext = SINGLE) -> tuple[Trainer, dict[str, Any]]:
+def fit_into(
+    out: Path,
+    recipe: Recipe,
+    make_trainer: Callable[[list[RecordSink]], Trainer],
+    resume: bool,
+    echo: Echo,
+    sinks: list[RecordSink] | None = None,
+    dist: DistContext = SINGLE,
+) -> tuple[Trainer, dict[str, Any]]:
     """Train into `out`, continuing from its last checkpoint with `resume`. The checkpoint is loaded before
     anything is written, so a refused resume changes nothing; then the recipe is recorded, run.json says how
     training ended whatever ended it, and summary.json holds the typed summary."""
@@ -214,8 +259,9 @@ def _record_training(out: Path, recipe: Recipe, trained: dict[str, Any]) -> dict
 
 def _read_summary(run: Path) -> RunSummary:
     try:
-        return RunSummary.from_dict(read_json(run / "summary.json")) if (run / "summary.json").is_file() \
-            else RunSummary()
+        return (
+            RunSummary.from_dict(read_json(run / "summary.json")) if (run / "summary.json").is_file() else RunSummary()
+        )
     except PolyskillError:
         return RunSummary()
 
@@ -226,8 +272,9 @@ def load_weights(module: nn.Module, weights: Path, run: Path) -> None:
     try:
         module.load_state_dict(state["model"])
     except (KeyError, TypeError, RuntimeError) as exc:
-        raise RunError(f"{weights} does not fit the model that {run / 'config.yaml'} describes "
-                       f"({str(exc).splitlines()[0]})") from None
+        raise RunError(
+            f"{weights} does not fit the model that {run / 'config.yaml'} describes ({str(exc).splitlines()[0]})"
+        ) from None
 
 
 def load_run_recipe(run: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
@@ -262,9 +309,15 @@ def trained_model(run: str | os.PathLike, root: str | None = None) -> tuple[Reci
     return recipe, model
 
 
-def evaluate_run(run: str | os.PathLike, request: EvalRequest | None = None, root: str | None = None,
-                 overrides: list[str] | None = None, echo: Echo = print, dist: DistContext = SINGLE,
-                 **options: Any) -> dict[str, Any]:
+def evaluate_run(
+    run: str | os.PathLike,
+    request: EvalRequest | None = None,
+    root: str | None = None,
+    overrides: list[str] | None = None,
+    echo: Echo = print,
+    dist: DistContext = SINGLE,
+    **options: Any,
+) -> dict[str, Any]:
     """Run a trained run's test protocols (the recipe's, or those `request` asks for) on `request.split`;
     results are printed and merged into summary.json (a protocol evaluated again replaces its entry). On
     several processes the tasks are split over the ranks and rank 0 writes. `options` are EvalRequest fields."""
@@ -291,5 +344,16 @@ def evaluate_run(run: str | os.PathLike, request: EvalRequest | None = None, roo
     return values
 
 
-__all__ = ["EvalRequest", "LOCK", "check_resume_changes", "evaluate_run", "fit_into", "load_run", "load_run_recipe",
-           "load_weights", "run_lock", "train_run", "trained_model"]
+__all__ = [
+    "LOCK",
+    "EvalRequest",
+    "check_resume_changes",
+    "evaluate_run",
+    "fit_into",
+    "load_run",
+    "load_run_recipe",
+    "load_weights",
+    "run_lock",
+    "train_run",
+    "trained_model",
+]

@@ -4,6 +4,7 @@ checked against a class's signature, and `--set key=value` overrides applied to 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import inspect
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+
 
 def at_least(spec: Any, **minimums: int) -> None:
     """Raise ValueError('FIELD must be >= N, got V') for the first field (or list element) below its minimum."""
@@ -54,19 +56,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return [_coerce(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value)]
         if not isinstance(value, (dict, bool)) and value is not None:
             return [_coerce(value, typing.get_args(tp)[0], key)]
-    elif tp is bool and isinstance(value, bool):
-        return value
-    elif tp is int and isinstance(value, int) and not isinstance(value, bool):
+    elif (tp is bool and isinstance(value, bool)) or (
+        tp is int and isinstance(value, int) and not isinstance(value, bool)
+    ):
         return value
     elif tp is float and not isinstance(value, bool):
         number = None
         if isinstance(value, (int, float)):
             number = float(value)
         elif isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 number = float(value)
-            except ValueError:
-                pass
         if number is not None:
             if not math.isfinite(number):
                 raise ConfigError(f"{key} must be a finite number, got {value!r}")
@@ -81,8 +81,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _unknown(key: str, known: list[str]) -> ConfigError:
     prefix, _, last = key.rpartition(".")
     close = difflib.get_close_matches(last, known, n=1)
-    hint = (f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)" if close
-            else f"; known keys here: {', '.join(known)}")
+    hint = (
+        f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)"
+        if close
+        else f"; known keys here: {', '.join(known)}"
+    )
     return ConfigError(f"unknown key '{key}'{hint}")
 
 
@@ -100,8 +103,9 @@ def build(cls: type, values: Any, prefix: str = "") -> Any:
     """Validate the mapping `values` into the dataclass `cls`: every key must be a field (else an error naming
     the key, with the closest field), every value of the field's type (nested dataclasses recursively)."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'the recipe'} must be a mapping of keys to values, got "
-                          f"{_short(values)}")
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'the recipe'} must be a mapping of keys to values, got {_short(values)}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
@@ -129,7 +133,7 @@ def build(cls: type, values: Any, prefix: str = "") -> Any:
 def _short(value: Any, limit: int = 80) -> str:
     """repr(value), cut to `limit` characters (a message quotes a value, never a whole document)."""
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def options(cls: type, values: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -138,8 +142,7 @@ def options(cls: type, values: Any, prefix: str, skip: tuple[str, ...] = ()) -> 
     if not isinstance(values, dict):
         raise ConfigError(f"{prefix} must be a mapping of option names to values, got {_short(values)}")
     params = inspect.signature(cls).parameters
-    options = sorted(k for k, p in params.items()
-                     if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    options = sorted(k for k, p in params.items() if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
     hints = typing.get_type_hints(cls.__init__)
     out = {}
     for key, value in values.items():

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..checked import finite
 from ..eval.heatmap import display_unit
 from ..rundir import RunRecord
-from ..checked import finite
 from .plots import colour, literal, log_if_wide, new_figure
 
 if TYPE_CHECKING:

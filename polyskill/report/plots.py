@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..checked import finite
 from ..eval import Result
 from ..rundir import RunRecord, higher_is_better
-from ..checked import finite
 from ..rundir.format import PERCENT_METRICS
 
 if TYPE_CHECKING:

@@ -221,8 +221,9 @@ def _read_summary(path: Path, problems: list[str]) -> RunSummary:
     for split, results in summary.results.items():
         kept = [r for r in results if _usable(r)]
         if len(kept) < len(results):
-            problems.append(f"summary.json: {len(results) - len(kept)} {split} result(s) have no headline value and "
-                            f"are left out.")
+            problems.append(
+                f"summary.json: {len(results) - len(kept)} {split} result(s) have no headline value and are left out."
+            )
         summary.results[split] = kept
     return summary
 

@@ -12,7 +12,7 @@ from . import scalars
 
 
 class TensorBoardSink:
-    """Writes every record's scalars (`train/loss`, `val/accuracy`, ...) so `tensorboard --logdir runs/` shows curves."""
+    """Writes every record's scalars (`train/loss`, `val/accuracy`, ...): `tensorboard --logdir runs/` shows curves."""
 
     def __init__(self, out: Path, config: dict[str, Any]) -> None:
         self.log_dir = Path(out) / "tensorboard"

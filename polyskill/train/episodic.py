@@ -21,10 +21,10 @@ from ..errors import ConfigError, RunError
 from ..meta.base import FewShotAlgorithm
 from ..nn.precision import PRECISIONS, autocast, resolve
 from ..progress import is_quiet, quiet_if
+from ..records import RecordSink
 from .checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
 from .checks import one_of, real_number, whole_number
 from .device import check_device
-from ..records import RecordSink
 from .metrics import MetricsLog
 from .validation import Validation, is_better, validation_key
 
@@ -98,7 +98,8 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: FitConfig) -> torch.opt
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: max(0.0, 1 - t / config.steps))
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, config.steps) / config.steps)))
+            optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, config.steps) / config.steps))
+        )
     step = config.lr_step or sys.maxsize  # independent of `steps`, so a resumed run may extend its length
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=config.lr_gamma)
 
@@ -110,9 +111,17 @@ class Trainer:
     weights with the best validation accuracy) and summary.json. Without `out` nothing is written.
     """
 
-    def __init__(self, algo: FewShotAlgorithm, train: EpisodeSampler, config: FitConfig,
-                 out: str | Path | None = None, val: Validation | None = None, progress: bool = True,
-                 sinks: list[RecordSink] | None = None, dist: DistContext = SINGLE) -> None:
+    def __init__(
+        self,
+        algo: FewShotAlgorithm,
+        train: EpisodeSampler,
+        config: FitConfig,
+        out: str | Path | None = None,
+        val: Validation | None = None,
+        progress: bool = True,
+        sinks: list[RecordSink] | None = None,
+        dist: DistContext = SINGLE,
+    ) -> None:
         self.algo, self.train, self.config, self.val, self.dist = algo, train, config, val, dist
         if self.splits_meta_batch and config.meta_batch % dist.world:
             raise ConfigError(f"train.meta_batch ({config.meta_batch}) must split evenly over {dist.world} processes")
@@ -151,16 +160,27 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
     def _rank_state(self) -> dict[str, Any]:
         """What differs between ranks: the task stream, the RNGs and the partial metric sums."""
-        return {"sampler": self.train.state_dict(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "sums": self.sums, "count": self.count}
+        return {
+            "sampler": self.train.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "sums": self.sums,
+            "count": self.count,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue identically (collective: every rank calls it; rank 0 saves it)."""
         ranks = gather_objects(self._rank_state(), self.dist)
-        state = {"step": self.step, "model": self.algo.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "best_val": self.best_val, "best_step": self.best_step,
-                 "train_seconds": self.train_seconds, "last_metrics": self.last_metrics}
+        state = {
+            "step": self.step,
+            "model": self.algo.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_val": self.best_val,
+            "best_step": self.best_step,
+            "train_seconds": self.train_seconds,
+            "last_metrics": self.last_metrics,
+        }
         return {**state, **ranks[0]} if len(ranks) == 1 else {**state, "ranks": ranks}
 
     def resume(self) -> None:
@@ -174,8 +194,10 @@ class Trainer:
         self._set_base_lr(self.config.lr)
         saved_world = len(state["ranks"]) if "ranks" in state else 1
         if saved_world != self.dist.world:
-            raise RunError(f"{self.out / 'last.pt'} was saved by {saved_world} process(es); resume it with "
-                           f"{saved_world} (--nproc {saved_world})")
+            raise RunError(
+                f"{self.out / 'last.pt'} was saved by {saved_world} process(es); resume it with "
+                f"{saved_world} (--nproc {saved_world})"
+            )
         mine = state["ranks"][self.dist.rank] if "ranks" in state else state
         self.train.load_state_dict(mine["sampler"])
         torch.set_rng_state(mine["torch_rng"])
@@ -206,7 +228,7 @@ class Trainer:
         if not keys:
             return {}
         totals = sum_across(torch.stack([self.sums[k].detach().double().reshape(()) for k in keys]), self.dist)
-        return {k: float(v) / (self.count * self.dist.world) for k, v in zip(keys, totals.tolist())}
+        return {k: float(v) / (self.count * self.dist.world) for k, v in zip(keys, totals.tolist(), strict=True)}
 
     def _past(self, deadline: float) -> bool:
         """Whether the time budget is spent: on several processes, as soon as any rank's is (so that every
@@ -227,13 +249,21 @@ class Trainer:
             save_checkpoint(self.out / "last.pt", state)
 
     def _diverged(self, step: int, what: str) -> None:
-        last = (f"(step {self.last_metrics['step']}) " + ", ".join(
-            f"{k} {v:.4g}" for k, v in self.last_metrics.items() if k != "step") if self.last_metrics
-            else "none logged yet")
+        last = (
+            f"(step {self.last_metrics['step']}) "
+            + ", ".join(f"{k} {v:.4g}" for k, v in self.last_metrics.items() if k != "step")
+            if self.last_metrics
+            else "none logged yet"
+        )
         good = self.out / "last.pt" if self.out is not None and (self.out / "last.pt").is_file() else None
-        raise DivergedError(f"training diverged at step {step} ({what}); last finite metrics: {last}; "
-                            + (f"the last good checkpoint is {good} (step {load_checkpoint(good)['step']})"
-                               if good else "no checkpoint was written before it"))
+        raise DivergedError(
+            f"training diverged at step {step} ({what}); last finite metrics: {last}; "
+            + (
+                f"the last good checkpoint is {good} (step {load_checkpoint(good)['step']})"
+                if good
+                else "no checkpoint was written before it"
+            )
+        )
 
     # -- the loop ---------------------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -276,13 +306,17 @@ class Trainer:
         self._record({"step": self.step, key: value, "time": round(self.train_seconds, 3)})
         if is_better(value, self.best_val, self.val.higher_is_better):
             self.best_val, self.best_step = value, self.step
-            self.best_state = {k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
-                               for k, v in self.algo.state_dict().items()}
+            self.best_state = {
+                k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
+                for k, v in self.algo.state_dict().items()
+            }
             if self.writes:
                 save_checkpoint(self.out / "best.pt", {"model": self.best_state, "step": self.step, key: value})
         if self.progress:
-            bar.write(f"step {self.step}: validation {self.val.metric} {self.format_val(value)} "
-                      f"(best {self.format_val(self.best_val)} at step {self.best_step})")
+            bar.write(
+                f"step {self.step}: validation {self.val.metric} {self.format_val(value)} "
+                f"(best {self.format_val(self.best_val)} at step {self.best_step})"
+            )
 
     def fit(self) -> dict[str, Any]:
         """Train to `config.steps` (or the time budget), validating and checkpointing along the way."""
@@ -290,8 +324,15 @@ class Trainer:
         algo.train()
         status = "finished"
         deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
-        bar = tqdm(total=config.steps, initial=self.step, disable=True if not self.progress or is_quiet() else None,
-                   dynamic_ncols=True, desc="train", unit="step", mininterval=0.5)  # None: off when not a terminal
+        bar = tqdm(
+            total=config.steps,
+            initial=self.step,
+            disable=True if not self.progress or is_quiet() else None,
+            dynamic_ncols=True,
+            desc="train",
+            unit="step",
+            mininterval=0.5,
+        )  # None: off when not a terminal
         first_bad = torch.full((), -1, dtype=torch.long)  # the first step with a non-finite metric, kept on device
         started = time.perf_counter()
         try:
@@ -322,8 +363,14 @@ class Trainer:
                     self.train_seconds += time.perf_counter() - started
                     started = time.perf_counter()
                     means = self._means()
-                    self._record({"step": self.step, **means, "lr": self.scheduler.get_last_lr()[0],
-                                  "time": round(self.train_seconds, 3)})
+                    self._record(
+                        {
+                            "step": self.step,
+                            **means,
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "time": round(self.train_seconds, 3),
+                        }
+                    )
                     self.last_metrics = {"step": self.step, **means}
                     bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
                     self.sums, self.count = {}, 0
@@ -345,11 +392,24 @@ class Trainer:
             self.close_sinks()
         if self.best_state is not None:
             algo.load_state_dict(self.best_state)
-        validation = None if self.val is None else {
-            "metric": self.val.metric, "higher_is_better": self.val.higher_is_better, "best": self.best_val,
-            "best_step": self.best_step}
-        summary = {"status": status, "steps": self.step, "train_seconds": round(self.train_seconds, 1),
-                   "precision": self.precision, "validation": validation, "config": asdict(config)}
+        validation = (
+            None
+            if self.val is None
+            else {
+                "metric": self.val.metric,
+                "higher_is_better": self.val.higher_is_better,
+                "best": self.best_val,
+                "best_step": self.best_step,
+            }
+        )
+        summary = {
+            "status": status,
+            "steps": self.step,
+            "train_seconds": round(self.train_seconds, 1),
+            "precision": self.precision,
+            "validation": validation,
+            "config": asdict(config),
+        }
         if self.writes:
             self._write_summary(summary)
         return summary
@@ -364,9 +424,17 @@ class Trainer:
         write_json(path, {**kept, **summary})
 
 
-def fit(algo: FewShotAlgorithm, episodes: EpisodeSampler, config: FitConfig | None = None, *,
-        out: str | Path | None = None, val: Validation | None = None, resume: bool = False,
-        progress: bool = True, **overrides: Any) -> dict[str, Any]:
+def fit(
+    algo: FewShotAlgorithm,
+    episodes: EpisodeSampler,
+    config: FitConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    val: Validation | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Meta-train `algo` on `episodes`; keyword overrides set FitConfig fields (e.g. steps=2000, lr=1e-3)."""
     known = {f.name for f in fields(FitConfig)}
     unknown = set(overrides) - known

@@ -28,13 +28,28 @@ class MultiTaskTrainer(Trainer):
     splits_meta_batch = False
     syncs_batch_norm = False  # per-task gradients run under vmap, where no collective can: statistics per rank
 
-    def __init__(self, learner: MultiTaskLearner, train: MultiTaskBatches, config: FitConfig,
-                 out: str | Path | None = None, val: Validation | None = None, progress: bool = True,
-                 sinks: list[RecordSink] | None = None, dist: DistContext = SINGLE) -> None:
-        super().__init__(learner, train, config, out=out, val=val, progress=progress,  # type: ignore[arg-type]
-                         sinks=sinks, dist=dist)
+    def __init__(
+        self,
+        learner: MultiTaskLearner,
+        train: MultiTaskBatches,
+        config: FitConfig,
+        out: str | Path | None = None,
+        val: Validation | None = None,
+        progress: bool = True,
+        sinks: list[RecordSink] | None = None,
+        dist: DistContext = SINGLE,
+    ) -> None:
+        super().__init__(
+            learner,
+            train,
+            config,
+            out=out,
+            val=val,
+            progress=progress,  # type: ignore[arg-type]
+            sinks=sinks,
+            dist=dist,
+        )
 
     def train_step(self) -> dict[str, torch.Tensor]:
         x, y = self.train.sample()
         return self.algo.backward(x.to(self.device), y.to(self.device), reduction=RankReduction(self.dist))
-

@@ -13,7 +13,7 @@ Two rankings of candidate tasks, each seen through its data (x [n, ...], y [n, .
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +25,9 @@ from ..mtl.affinity import cosine_from_gram
 TaskData = tuple[Tensor, Tensor]
 
 
-def rank_by_embedding(embed: Callable[[Tensor, Tensor], Tensor], target: TaskData,
-                      candidates: Sequence[TaskData]) -> tuple[Tensor, Tensor]:
+def rank_by_embedding(
+    embed: Callable[[Tensor, Tensor], Tensor], target: TaskData, candidates: Sequence[TaskData]
+) -> tuple[Tensor, Tensor]:
     """Candidate indices, most similar first, and their cosine similarities to the target [C].
 
     `embed(x [1, n, ...], y [1, n, ...]) -> [1, D]` embeds one task from its examples."""
@@ -48,8 +49,9 @@ def task_gradients(model: nn.Module, loss: Callable[[Tensor, Tensor], Tensor], t
     return torch.stack(rows)
 
 
-def rank_by_gradient(model: nn.Module, loss: Callable[[Tensor, Tensor], Tensor], target: TaskData,
-                     candidates: Sequence[TaskData]) -> tuple[Tensor, Tensor]:
+def rank_by_gradient(
+    model: nn.Module, loss: Callable[[Tensor, Tensor], Tensor], target: TaskData, candidates: Sequence[TaskData]
+) -> tuple[Tensor, Tensor]:
     """Candidate indices, most aligned first, and the cosine of each candidate's loss gradient with the
     target's [C] (at the model's current parameters)."""
     grads = task_gradients(model, loss, [target, *candidates]).double()

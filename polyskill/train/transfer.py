@@ -40,8 +40,11 @@ def load_backbone(backbone: nn.Module, source: str | os.PathLike) -> list[str]:
     own = backbone.state_dict()
     loaded = {}
     for name, tensor in own.items():
-        matches = [k for k, v in state.items() if (k == name or k.endswith("." + name))
-                   and isinstance(v, torch.Tensor) and v.shape == tensor.shape]
+        matches = [
+            k
+            for k, v in state.items()
+            if (k == name or k.endswith("." + name)) and isinstance(v, torch.Tensor) and v.shape == tensor.shape
+        ]
         if len(matches) > 1:
             raise RunError(f"model.init: {path} has several tensors that could be {name}: {', '.join(matches)}")
         if matches:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -49,8 +50,14 @@ class EvalRequest:
 
     def given(self) -> list[str]:
         """The options the user set, named as the command line names them."""
-        names = {"ways": "--way", "shots": "--shot", "query": "--query", "episodes": "--episodes", "seed": "--seed",
-                 "baseline": "--baseline"}
+        names = {
+            "ways": "--way",
+            "shots": "--shot",
+            "query": "--query",
+            "episodes": "--episodes",
+            "seed": "--seed",
+            "baseline": "--baseline",
+        }
         return [flag for key, flag in names.items() if getattr(self, key) is not None]
 
 
@@ -90,13 +97,15 @@ class Kind(ABC):
         sections = [f.name for f in dataclasses.fields(self.recipe_type)]
         for key in values:
             if key not in sections and key in known_sections():
-                raise ConfigError(f"section '{key}' is not used by {self.name} recipes (they have "
-                                  f"{', '.join(s for s in sections if s != 'kind')})")
+                raise ConfigError(
+                    f"section '{key}' is not used by {self.name} recipes (they have "
+                    f"{', '.join(s for s in sections if s != 'kind')})"
+                )
         recipe = build(self.recipe_type, values)
         self.check(recipe)
         return recipe
 
-    def check(self, recipe: Any) -> None:
+    def check(self, recipe: Any) -> None:  # noqa: B027 - a hook with a default, not an abstract method
         """Checks across sections, after each section validated on its own (default: none)."""
 
     @abstractmethod
@@ -114,16 +123,23 @@ class Kind(ABC):
     def validation(self, recipe: Any) -> ValidationRecord | None:
         """The validation metric and its direction, without loading any data (None: no validation)."""
         protocol_type = self.validation_result(recipe)
-        return None if protocol_type is None else ValidationRecord(protocol_type.metric,
-                                                                   protocol_type.higher_is_better)
+        return None if protocol_type is None else ValidationRecord(protocol_type.metric, protocol_type.higher_is_better)
 
     @abstractmethod
     def validation_result(self, recipe: Any) -> type[Result] | None:
         """The result type validation produces (its metric and direction), or None without validation."""
 
     @abstractmethod
-    def setup(self, recipe: Any, root: Root, out: Path, progress: bool, dist: DistContext = SINGLE,
-              echo: Callable[[str], None] = print, resume: bool = False) -> Setup:
+    def setup(
+        self,
+        recipe: Any,
+        root: Root,
+        out: Path,
+        progress: bool,
+        dist: DistContext = SINGLE,
+        echo: Callable[[str], None] = print,
+        resume: bool = False,
+    ) -> Setup:
         """The model and trainer of a fresh run (a resumed one loads its checkpoint into them)."""
 
     @abstractmethod
@@ -134,18 +150,32 @@ class Kind(ABC):
     def test_protocols(self, recipe: Any, request: EvalRequest, root: Root = None) -> list[EvalProtocol]:
         """The protocols `polyskill eval` (and the test after training) runs."""
 
-    def finish_results(self, recipe: Any, results: list[Result], request: EvalRequest,
-                       echo: Callable[[str], None]) -> list[Result]:
+    def finish_results(
+        self, recipe: Any, results: list[Result], request: EvalRequest, echo: Callable[[str], None]
+    ) -> list[Result]:
         """Results after a test, completed with what needs other runs (delta-m); default: as they are."""
         return results
 
     def refuse_options(self, request: EvalRequest) -> None:
         """One clear error for an evaluation option this kind has no use for."""
-        names = {"ways": "--way", "shots": "--shot", "query": "--query", "episodes": "--episodes", "seed": "--seed",
-                 "baseline": "--baseline"}
-        unused = [flag for key, flag in names.items() if getattr(request, key) is not None
-                  and key not in self.eval_options]
+        names = {
+            "ways": "--way",
+            "shots": "--shot",
+            "query": "--query",
+            "episodes": "--episodes",
+            "seed": "--seed",
+            "baseline": "--baseline",
+        }
+        unused = [
+            flag for key, flag in names.items() if getattr(request, key) is not None and key not in self.eval_options
+        ]
         if unused:
-            raise ConfigError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by {self.name} "
-                              f"runs" + (f" (they take {', '.join(names[k] for k in sorted(self.eval_options))})"
-                                         if self.eval_options else ""))
+            raise ConfigError(
+                f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by {self.name} "
+                f"runs"
+                + (
+                    f" (they take {', '.join(names[k] for k in sorted(self.eval_options))})"
+                    if self.eval_options
+                    else ""
+                )
+            )

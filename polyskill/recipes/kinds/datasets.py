@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...data import mtl_synthetic, multifashion, parkinsons, school
 from ...data.multitask import MultiTaskData
@@ -14,8 +15,9 @@ from ...errors import ConfigError
 MULTITASK_SOURCES: dict[str, Callable[[str, Any, int, str | None], MultiTaskData]] = {
     "multifashion": lambda split, root, seed, tasks: multifashion(split, root=root, seed=seed),
     "school": lambda split, root, seed, tasks: school(split, root=root, split_seed=seed),
-    "parkinsons": lambda split, root, seed, tasks: parkinsons(split, root=root, split_seed=seed,
-                                                              tasks=tasks or "targets"),
+    "parkinsons": lambda split, root, seed, tasks: parkinsons(
+        split, root=root, split_seed=seed, tasks=tasks or "targets"
+    ),
     "mtl_synthetic": lambda split, root, seed, tasks: mtl_synthetic(split, seed=seed),
 }
 
@@ -31,5 +33,11 @@ def _load(dataset: str, split: str, root: Any, split_seed: int, tasks: str | Non
 def multitask_data(spec: Any, split: str, root: Any = None) -> MultiTaskData:
     """Split `split` ('train', 'val' or 'test') of the data set a recipe's data section names (`dataset`,
     `split_seed`, `tasks`)."""
-    return _load(spec.dataset, split, None if root is None else str(root), spec.split_seed, spec.tasks,
-                 os.environ.get("POLYSKILL_DATA"))
+    return _load(
+        spec.dataset,
+        split,
+        None if root is None else str(root),
+        spec.split_seed,
+        spec.tasks,
+        os.environ.get("POLYSKILL_DATA"),
+    )

@@ -3,9 +3,10 @@ accuracy over fixed episodes with a 95% interval for validation and test."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -35,18 +36,21 @@ from .base import EvalRequest, Kind, Recipe, Root, Setup
 class ImageSource:
     """Where a data set's classes come from and what its images look like to a model trained on them."""
 
-    load: Callable[[str, Root, "ImageData"], ClassDataset]
-    input_format: Callable[["ImageData"], InputFormat]
+    load: Callable[[str, Root, ImageData], ClassDataset]
+    input_format: Callable[[ImageData], InputFormat]
     channels: tuple[int, ...] = (1, 3)
 
 
 IMAGE_SOURCES: dict[str, ImageSource] = {
-    "omniglot": ImageSource(lambda where, root, spec: omniglot(where, root=root, image_size=spec.image_size),
-                            lambda spec: InputFormat(1, (spec.image_size,) * 2, bright_foreground=True,
-                                                     keep_aspect=True), channels=(1,)),
-    "folder": ImageSource(lambda where, root, spec: image_folder(where, image_size=spec.image_size,
-                                                                 channels=spec.channels),
-                          lambda spec: InputFormat(spec.channels, (spec.image_size,) * 2)),
+    "omniglot": ImageSource(
+        lambda where, root, spec: omniglot(where, root=root, image_size=spec.image_size),
+        lambda spec: InputFormat(1, (spec.image_size,) * 2, bright_foreground=True, keep_aspect=True),
+        channels=(1,),
+    ),
+    "folder": ImageSource(
+        lambda where, root, spec: image_folder(where, image_size=spec.image_size, channels=spec.channels),
+        lambda spec: InputFormat(spec.channels, (spec.image_size,) * 2),
+    ),
 }
 
 
@@ -66,8 +70,9 @@ class ImageData:
         at_least(self, image_size=1)
         allowed = IMAGE_SOURCES[self.dataset].channels
         if self.channels not in allowed:
-            raise ValueError(f"channels must be {' or '.join(map(str, allowed))} for {self.dataset}, got "
-                             f"{self.channels}")
+            raise ValueError(
+                f"channels must be {' or '.join(map(str, allowed))} for {self.dataset}, got {self.channels}"
+            )
 
 
 @dataclass
@@ -103,7 +108,7 @@ class FewShotRecipe(Recipe):
     kind: str = "fewshot"
     data: ImageData = field(default_factory=ImageData)
     model: NetworkSpec = field(default_factory=NetworkSpec)
-    algo: dict[str, Any] = parsed(lambda: {"name": "protonet"}, lambda v, k: parse_algo(v, k))
+    algo: dict[str, Any] = parsed(lambda: {"name": "protonet"}, parse_algo)  # noqa: RUF009 - returns a field()
     episodes: EpisodeSpec = field(default_factory=EpisodeSpec)
     validation: EpisodeSpec = field(default_factory=lambda: EpisodeSpec(way=20, shot=None, query=15))
     eval: EvalSpec = field(default_factory=EvalSpec)
@@ -161,9 +166,11 @@ class FewShotKind(Kind):
     def check(self, recipe: FewShotRecipe) -> None:
         needs = contract(recipe.algo)
         if recipe.eval.steps and not needs.adaptation_steps:
-            raise ConfigError(f"eval.steps applies to learners that adapt by steps "
-                              f"({', '.join(n for n, c in ALGORITHMS.items() if c.contract.adaptation_steps)}), "
-                              f"not to {recipe.algo['name']}")
+            raise ConfigError(
+                f"eval.steps applies to learners that adapt by steps "
+                f"({', '.join(n for n, c in ALGORITHMS.items() if c.contract.adaptation_steps)}), "
+                f"not to {recipe.algo['name']}"
+            )
         if needs.feature_maps and recipe.model.backbone != "conv4":
             raise ConfigError(f"{recipe.algo['name']} compares feature maps: it needs model.backbone conv4")
         if recipe.model.backbone == "mlp" and not needs.output_layer:
@@ -182,16 +189,26 @@ class FewShotKind(Kind):
         if recipe.data.val is None:
             return None
         spec = recipe.validation
-        sampler = EpisodeSampler(dataset(recipe, "val", root), spec.way, spec.shot or recipe.episodes.shot,
-                                 spec.query, seed=recipe.eval.seed)
-        return FewShotAccuracy(sampler, recipe.train.val_episodes, recipe.eval.seed, None, recipe.train.precision,
-                               recipe.train.device)
+        sampler = EpisodeSampler(
+            dataset(recipe, "val", root), spec.way, spec.shot or recipe.episodes.shot, spec.query, seed=recipe.eval.seed
+        )
+        return FewShotAccuracy(
+            sampler, recipe.train.val_episodes, recipe.eval.seed, None, recipe.train.precision, recipe.train.device
+        )
 
     def model(self, recipe: FewShotRecipe, root: Root = None) -> nn.Module:
         return algorithm(recipe, root)
 
-    def setup(self, recipe: FewShotRecipe, root: Root, out: Path, progress: bool, dist: DistContext = SINGLE,
-              echo: Callable[[str], None] = print, resume: bool = False) -> Setup:
+    def setup(
+        self,
+        recipe: FewShotRecipe,
+        root: Root,
+        out: Path,
+        progress: bool,
+        dist: DistContext = SINGLE,
+        echo: Callable[[str], None] = print,
+        resume: bool = False,
+    ) -> Setup:
         algo = algorithm(recipe, root)
         if "num_classes" in type(algo).contract.builder_args:
             recipe.algo["num_classes"] = algo.num_classes  # recorded, so evaluation rebuilds the same classifier
@@ -200,8 +217,12 @@ class FewShotKind(Kind):
             echo(f"backbone started from {recipe.model.init} ({len(loaded)} tensors)")
         train = training_tasks(recipe, algo, root, rank=dist.rank)
         val = self.validation_protocol(recipe, root)
-        return Setup(algo, lambda sinks: Trainer(algo, train, recipe.train, out=out, val=val, progress=progress,
-                                                 sinks=sinks, dist=dist))
+        return Setup(
+            algo,
+            lambda sinks: Trainer(
+                algo, train, recipe.train, out=out, val=val, progress=progress, sinks=sinks, dist=dist
+            ),
+        )
 
     def test_protocols(self, recipe: FewShotRecipe, request: EvalRequest, root: Root = None) -> list[EvalProtocol]:
         self.refuse_options(request)
@@ -209,16 +230,26 @@ class FewShotKind(Kind):
         limit = max_way(recipe)
         wrong = [w for w in ways if limit is not None and w != limit]
         if wrong:
-            raise ConfigError(f"{recipe.algo['name']} was trained with a {limit}-way output layer and cannot be "
-                              f"tested on {wrong[0]}-way tasks; train it with --set episodes.way={wrong[0]}")
+            raise ConfigError(
+                f"{recipe.algo['name']} was trained with a {limit}-way output layer and cannot be "
+                f"tested on {wrong[0]}-way tasks; train it with --set episodes.way={wrong[0]}"
+            )
         shots = request.shots or recipe.eval.shots or [recipe.episodes.shot]
         steps: list[int | None] = list(recipe.eval.steps or [None])
         classes = dataset(recipe, request.split, root)
         seed = recipe.eval.seed if request.seed is None else request.seed
         query = request.query or recipe.eval.query
         episodes = request.episodes or recipe.eval.episodes
-        return [FewShotAccuracy(EpisodeSampler(classes, way, shot, query, seed=seed), episodes, seed, step,
-                                recipe.train.precision, recipe.train.device)
-                for step in steps for shot in shots for way in ways]
-
-
+        return [
+            FewShotAccuracy(
+                EpisodeSampler(classes, way, shot, query, seed=seed),
+                episodes,
+                seed,
+                step,
+                recipe.train.precision,
+                recipe.train.device,
+            )
+            for step in steps
+            for shot in shots
+            for way in ways
+        ]

@@ -4,10 +4,12 @@ delta-m against a single-task baseline run."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -20,7 +22,7 @@ from ...eval.multitask import MultiTaskMetrics, MultiTaskResult, delta_m
 from ...eval.protocol import EvalProtocol
 from ...eval.result import Result
 from ...eval.summary import RunSummary
-from ...mtl import ARCHITECTURE_NAMES, AGGREGATOR_NAMES, aggregator_class, architecture_class
+from ...mtl import AGGREGATOR_NAMES, ARCHITECTURE_NAMES, aggregator_class, architecture_class
 from ...mtl.base import MultiTaskModel
 from ...mtl.learner import MultiTaskLearner
 from ...nn.lenet import LeNetEncoder, lenet_head
@@ -79,9 +81,12 @@ class MTLSpec:
     def __post_init__(self) -> None:
         at_least(self, batch_size=1, task_batch=1, affinity_every=0)
         self.options = options(aggregator_class(self.weighting), self.options, "mtl.options", skip=("num_tasks",))
-        self.architecture_options = options(architecture_class(self.architecture), self.architecture_options,
-                                            "mtl.architecture_options",
-                                            skip=("tasks", "encoder", "head", "input_shape"))
+        self.architecture_options = options(
+            architecture_class(self.architecture),
+            self.architecture_options,
+            "mtl.architecture_options",
+            skip=("tasks", "encoder", "head", "input_shape"),
+        )
 
 
 @dataclass
@@ -95,25 +100,30 @@ class MultiTaskRecipe(Recipe):
 def _mlp_stages(widths: list[int], inputs: int, flatten: bool) -> nn.Sequential:
     """An MLP encoder whose stages are Linear + ReLU blocks (what cross-stitch and MTAN connect)."""
     sizes = [inputs, *widths]
-    stages = nn.Sequential(*[nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in zip(sizes, sizes[1:])])
+    stages = nn.Sequential(*[nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in itertools.pairwise(sizes)])
     if flatten:
         stages[0] = nn.Sequential(nn.Flatten(), *stages[0])
     return stages
 
 
-def _encoder_and_head(recipe: MultiTaskRecipe, data: MultiTaskData) -> tuple[Callable[[], nn.Module],
-                                                                             Callable[[str], nn.Module]]:
+def _encoder_and_head(
+    recipe: MultiTaskRecipe, data: MultiTaskData
+) -> tuple[Callable[[], nn.Module], Callable[[str], nn.Module]]:
     spec = recipe.model
-    classes = dict(zip(data.tasks, data.classes))
+    classes = dict(zip(data.tasks, data.classes, strict=True))
     if spec.backbone == "lenet":
         if data.x.dim() != 4:
-            raise ConfigError(f"model.backbone lenet reads images; {recipe.data.dataset} has feature vectors "
-                              f"(use model.backbone: mlp)")
+            raise ConfigError(
+                f"model.backbone lenet reads images; {recipe.data.dataset} has feature vectors "
+                f"(use model.backbone: mlp)"
+            )
         channels, size = data.x.shape[1], data.x.shape[-1]
         return (lambda: LeNetEncoder(channels, size)), (lambda task: lenet_head(classes[task] or 1))
     inputs, flatten = math.prod(data.x.shape[1:]), data.x.dim() > 2
-    return ((lambda: _mlp_stages(spec.widths, inputs, flatten)),
-            (lambda task: nn.Linear(spec.widths[-1], classes[task] or 1)))
+    return (
+        (lambda: _mlp_stages(spec.widths, inputs, flatten)),
+        (lambda task: nn.Linear(spec.widths[-1], classes[task] or 1)),
+    )
 
 
 def mtl_model(recipe: MultiTaskRecipe, data: MultiTaskData) -> MultiTaskModel:
@@ -159,8 +169,15 @@ def learner(recipe: MultiTaskRecipe, data: MultiTaskData) -> MultiTaskLearner:
             model.forward_with_representation(data.x[:2])
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    return MultiTaskLearner(model, aggregator, data.classes, partitioned=data.partitioned, rep_grad=spec.rep_grad,
-                            affinity_every=spec.affinity_every, lookahead_lr=recipe.train.lr)
+    return MultiTaskLearner(
+        model,
+        aggregator,
+        data.classes,
+        partitioned=data.partitioned,
+        rep_grad=spec.rep_grad,
+        affinity_every=spec.affinity_every,
+        lookahead_lr=recipe.train.lr,
+    )
 
 
 def rank_batches(recipe: MultiTaskRecipe, data: MultiTaskData, dist: DistContext = SINGLE) -> MultiTaskBatches:
@@ -171,12 +188,12 @@ def rank_batches(recipe: MultiTaskRecipe, data: MultiTaskData, dist: DistContext
     name = "task_batch" if data.partitioned else "batch_size"
     size = getattr(spec, name)
     if size % dist.world:
-        raise ConfigError(f"mtl.{name} ({size}) is the global batch and must split evenly over {dist.world} "
-                          f"processes")
+        raise ConfigError(f"mtl.{name} ({size}) is the global batch and must split evenly over {dist.world} processes")
     local = {"batch_size": spec.batch_size, "task_batch": spec.task_batch, name: size // dist.world}
     try:
-        return MultiTaskBatches(data, local["batch_size"], local["task_batch"],
-                                seed=rank_seed(recipe.train.seed, dist.rank))
+        return MultiTaskBatches(
+            data, local["batch_size"], local["task_batch"], seed=rank_seed(recipe.train.seed, dist.rank)
+        )
     except ValueError as exc:
         raise ConfigError(f"mtl: {exc}") from None
 
@@ -206,8 +223,16 @@ class MultiTaskKind(Kind):
     def model(self, recipe: MultiTaskRecipe, root: Root = None) -> nn.Module:
         return learner(recipe, multitask_data(recipe.data, "train", root))
 
-    def setup(self, recipe: MultiTaskRecipe, root: Root, out: Path, progress: bool, dist: DistContext = SINGLE,
-              echo: Callable[[str], None] = print, resume: bool = False) -> Setup:
+    def setup(
+        self,
+        recipe: MultiTaskRecipe,
+        root: Root,
+        out: Path,
+        progress: bool,
+        dist: DistContext = SINGLE,
+        echo: Callable[[str], None] = print,
+        resume: bool = False,
+    ) -> Setup:
         train = multitask_data(recipe.data, "train", root)
         model = learner(recipe, train)
         batches = rank_batches(recipe, train, dist)
@@ -218,16 +243,21 @@ class MultiTaskKind(Kind):
             if any(report["steps"].values()):
                 write_json(out / "affinity.json", report)
 
-        return Setup(model, lambda sinks: MultiTaskTrainer(model, batches, recipe.train, out=out, val=val,
-                                                           progress=progress, sinks=sinks, dist=dist), finish)
+        return Setup(
+            model,
+            lambda sinks: MultiTaskTrainer(
+                model, batches, recipe.train, out=out, val=val, progress=progress, sinks=sinks, dist=dist
+            ),
+            finish,
+        )
 
-    def test_protocols(self, recipe: MultiTaskRecipe, request: EvalRequest,
-                       root: Root = None) -> list[EvalProtocol]:
+    def test_protocols(self, recipe: MultiTaskRecipe, request: EvalRequest, root: Root = None) -> list[EvalProtocol]:
         self.refuse_options(request)
         return [MultiTaskMetrics(multitask_data(recipe.data, request.split, root), request.split)]
 
-    def finish_results(self, recipe: MultiTaskRecipe, results: list[Result], request: EvalRequest,
-                       echo: Callable[[str], None]) -> list[Result]:
+    def finish_results(
+        self, recipe: MultiTaskRecipe, results: list[Result], request: EvalRequest, echo: Callable[[str], None]
+    ) -> list[Result]:
         """Each task's metrics printed, and delta-m against the baseline run (--baseline, else mtl.baseline)."""
         finished = []
         for result in results:
@@ -237,12 +267,15 @@ class MultiTaskKind(Kind):
                     echo(f"  {task}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "n"))
             baseline = request.baseline or recipe.mtl.baseline
             if request.baseline is None and baseline and not (Path(baseline) / "summary.json").is_file():
-                echo(f"{request.split}: no delta-m: the baseline run {baseline} is not there yet (train it, then "
-                     f"`polyskill eval RUN`)")
+                echo(
+                    f"{request.split}: no delta-m: the baseline run {baseline} is not there yet (train it, then "
+                    f"`polyskill eval RUN`)"
+                )
             elif baseline:
                 value = delta_m(result, baseline_result(baseline, request.split))
-                result = MultiTaskResult(result.split, result.per_task, result.overall, result.primary, value,
-                                         str(baseline))
+                result = MultiTaskResult(
+                    result.split, result.per_task, result.overall, result.primary, value, str(baseline)
+                )
                 echo(f"{request.split}: delta-m {value:+.2f}% against {baseline}")
             finished.append(result)
         return finished
@@ -253,8 +286,7 @@ def baseline_result(baseline: str | Path, split: str) -> MultiTaskResult:
     path = Path(baseline) / "summary.json"
     if not path.is_file():
         raise RunError(f"baseline {baseline} has no summary.json: train and evaluate it first")
-    stored = [r for r in RunSummary.from_dict(read_json(path)).results.get(split, [])
-              if isinstance(r, MultiTaskResult)]
+    stored = [r for r in RunSummary.from_dict(read_json(path)).results.get(split, []) if isinstance(r, MultiTaskResult)]
     if not stored:
         raise RunError(f"baseline {baseline} has no multi-task {split} results: run `polyskill eval {baseline}`")
     return stored[-1]

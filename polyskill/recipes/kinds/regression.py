@@ -6,9 +6,10 @@ learned from all its training examples) for validation and test."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -48,8 +49,17 @@ class TaskSource:
     def tasks(self, spec: RegressionData, split: str, shot: int, query: int, seed: int, root: Root) -> Any:
         raise NotImplementedError
 
-    def protocol(self, recipe: RegressionRecipe, split: str, shot: int, query: int, episodes: int, seed: int,
-                 steps: int | None, root: Root) -> EvalProtocol:
+    def protocol(
+        self,
+        recipe: RegressionRecipe,
+        split: str,
+        shot: int,
+        query: int,
+        episodes: int,
+        seed: int,
+        steps: int | None,
+        root: Root,
+    ) -> EvalProtocol:
         """Query MSE over `episodes` fixed tasks of `split`."""
         sampler = self.tasks(recipe.data, split, shot, query, seed, root)
         return RegressionMSE(sampler, episodes, seed, steps, recipe.train.precision, recipe.train.device)
@@ -78,16 +88,26 @@ class ExamplesSource(TaskSource):
         scale = target_scale(multitask_data(spec, "train", root))
         return TaskExamples(multitask_data(spec, split, root), shot, query, seed=seed, scale=scale)
 
-    def protocol(self, recipe: RegressionRecipe, split: str, shot: int, query: int, episodes: int, seed: int,
-                 steps: int | None, root: Root) -> EvalProtocol:
+    def protocol(
+        self,
+        recipe: RegressionRecipe,
+        split: str,
+        shot: int,
+        query: int,
+        episodes: int,
+        seed: int,
+        steps: int | None,
+        root: Root,
+    ) -> EvalProtocol:
         train = self.tasks(recipe.data, "train", 1, 0, seed, root)
         return EachTaskFit(train, multitask_data(recipe.data, split, root), split, steps)
 
 
 TASK_SOURCES: dict[str, TaskSource] = {
     "sinusoid": SyntheticSource(lambda spec, shot, query, seed: SinusoidTasks(shot, query, seed=seed)),
-    "multimodal": SyntheticSource(lambda spec, shot, query, seed: MultimodalTasks(shot, query, modes=spec.modes,
-                                                                                  seed=seed)),
+    "multimodal": SyntheticSource(
+        lambda spec, shot, query, seed: MultimodalTasks(shot, query, modes=spec.modes, seed=seed)
+    ),
     "school": ExamplesSource(),
     "parkinsons": ExamplesSource(),
 }
@@ -160,7 +180,7 @@ class RegressionRecipe(Recipe):
     kind: str = "regression"
     data: RegressionData = field(default_factory=RegressionData)
     model: RegressionNetwork = field(default_factory=RegressionNetwork)
-    algo: dict[str, Any] = parsed(lambda: {"name": "maml"}, lambda v, k: parse_algo(v, k, _regresses))
+    algo: dict[str, Any] = parsed(lambda: {"name": "maml"}, lambda v, k: parse_algo(v, k, _regresses))  # noqa: RUF009
     episodes: ShotSpec = field(default_factory=ShotSpec)
     eval: RegressionEval = field(default_factory=RegressionEval)
 
@@ -195,27 +215,40 @@ class RegressionKind(Kind):
         if not recipe.data.val:
             return None
         spec = recipe.episodes
-        return TASK_SOURCES[recipe.data.dataset].protocol(recipe, "val", spec.shot, spec.query,
-                                                          recipe.train.val_episodes, recipe.eval.seed, None, root)
+        return TASK_SOURCES[recipe.data.dataset].protocol(
+            recipe, "val", spec.shot, spec.query, recipe.train.val_episodes, recipe.eval.seed, None, root
+        )
 
     def model(self, recipe: RegressionRecipe, root: Root = None) -> nn.Module:
         return algorithm(recipe, root)
 
-    def setup(self, recipe: RegressionRecipe, root: Root, out: Path, progress: bool, dist: DistContext = SINGLE,
-              echo: Callable[[str], None] = print, resume: bool = False) -> Setup:
+    def setup(
+        self,
+        recipe: RegressionRecipe,
+        root: Root,
+        out: Path,
+        progress: bool,
+        dist: DistContext = SINGLE,
+        echo: Callable[[str], None] = print,
+        resume: bool = False,
+    ) -> Setup:
         algo = algorithm(recipe, root)
         if recipe.model.init and not resume:
             loaded = load_backbone(algo.backbone, recipe.model.init)
             echo(f"network started from {recipe.model.init} ({len(loaded)} tensors)")
         spec = recipe.episodes
-        train = TASK_SOURCES[recipe.data.dataset].tasks(recipe.data, "train", spec.shot, spec.query,
-                                                        rank_seed(recipe.train.seed, dist.rank), root)
+        train = TASK_SOURCES[recipe.data.dataset].tasks(
+            recipe.data, "train", spec.shot, spec.query, rank_seed(recipe.train.seed, dist.rank), root
+        )
         val = self.validation_protocol(recipe, root)
-        return Setup(algo, lambda sinks: Trainer(algo, train, recipe.train, out=out, val=val, progress=progress,
-                                                 sinks=sinks, dist=dist))
+        return Setup(
+            algo,
+            lambda sinks: Trainer(
+                algo, train, recipe.train, out=out, val=val, progress=progress, sinks=sinks, dist=dist
+            ),
+        )
 
-    def test_protocols(self, recipe: RegressionRecipe, request: EvalRequest,
-                       root: Root = None) -> list[EvalProtocol]:
+    def test_protocols(self, recipe: RegressionRecipe, request: EvalRequest, root: Root = None) -> list[EvalProtocol]:
         self.refuse_options(request)
         source = TASK_SOURCES[recipe.data.dataset]
         shots = request.shots or recipe.eval.shots or [recipe.episodes.shot]
@@ -224,8 +257,11 @@ class RegressionKind(Kind):
         episodes = request.episodes or recipe.eval.episodes
         if isinstance(source, ExamplesSource):
             shots = shots[:1]  # each task learns from all its examples: the shot does not apply
-        return [source.protocol(recipe, request.split, shot, query, episodes, seed, step, root)
-                for step in list(recipe.eval.steps or [None]) for shot in shots]
+        return [
+            source.protocol(recipe, request.split, shot, query, episodes, seed, step, root)
+            for step in list(recipe.eval.steps or [None])
+            for shot in shots
+        ]
 
 
 def tasks(recipe: RegressionRecipe, split: str, shot: int, query: int, seed: int, root: Root = None) -> Any:
