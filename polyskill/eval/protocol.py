@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from torch import Tensor, nn
 
 from ..distributed import SINGLE, DistContext, gather_cat, share
+from ..meta.base import FewShotAlgorithm
 from ..nn.precision import inference
 from .episodes import episode_scores
 from .result import Result, confidence_interval
@@ -63,9 +64,9 @@ class EpisodeProtocol(EvalProtocol):
         model.to(self.device)
         batches = (b.to(self.device) for b in self.sampler.fixed(stop - start, start=start))
         scores = episode_scores(
-            model,
+            cast(FewShotAlgorithm, model),
             batches,
-            self.score,  # type: ignore[arg-type]
+            self.score,
             lambda: inference(self.precision, self.device),
             total=stop - start,
             steps=self.steps,

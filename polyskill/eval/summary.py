@@ -130,7 +130,7 @@ class RunSummary:
             config=typed("config", dict) or {},
         )
         summary.validation = ValidationRecord.from_dict(values.get("validation")) or _legacy_validation(values)
-        recorded = values.get("validation") if isinstance(values.get("validation"), dict) else {}
+        recorded = values["validation"] if isinstance(values.get("validation"), dict) else {}
         best = recorded.get("best", next((values[k] for k in ("best_val_acc", "best_val_score") if k in values), None))
         if best is not None and summary.validation is not None and summary.validation.best is None:
             summary.problems.append(

@@ -59,6 +59,8 @@ def adapt_each_task(
 ) -> TaskDataResult:
     """Adapt `algo` to each task on all of its examples in `train` (with `steps` adaptation steps; None: the
     learner's own) and predict its examples in `evaluate` (the algorithm in eval mode, restored after)."""
+    if evaluate.task is None:
+        raise ValueError("each task is learned from its own examples: the data must be partitioned by task")
     predictions, truths = [], []
     was_training = algo.training
     algo.eval()

@@ -9,7 +9,7 @@ from typing import Any
 OLD_REGRESSION = ("sinusoid", "multimodal")
 OLD_MULTITASK = ("multifashion", "school", "parkinsons", "mtl_synthetic")
 
-KEEP = {  # kind -> section -> the keys that kind still has (None: the whole section)
+KEEP: dict[str, dict[str, tuple[str, ...] | None]] = {  # kind -> section -> the keys it still has (None: all)
     "fewshot": {
         "data": ("dataset", "train", "val", "test", "image_size", "channels"),
         "model": ("backbone", "hidden", "widths", "pools", "init"),
@@ -32,7 +32,7 @@ UNUSED_TRAIN = {"multitask": ("meta_batch", "precision")}
 
 def guess_kind(values: dict[str, Any]) -> str:
     """The kind an old recipe mapping (without `kind:`) was: by its data set, as the old code decided."""
-    data = values.get("data") if isinstance(values.get("data"), dict) else {}
+    data = values["data"] if isinstance(values.get("data"), dict) else {}
     dataset = data.get("dataset", "omniglot")
     if dataset in OLD_REGRESSION or data.get("as_tasks"):
         return "regression"
@@ -50,7 +50,7 @@ def upgrade(values: dict[str, Any]) -> dict[str, Any]:
         value = values.get(section)
         if isinstance(value, dict):
             out[section] = dict(value) if keys is None else {k: v for k, v in value.items() if k in keys}
-    data = values.get("data") if isinstance(values.get("data"), dict) else {}
+    data = values["data"] if isinstance(values.get("data"), dict) else {}
     if kind == "multitask":
         out.setdefault("data", {})["val"] = data.get("val") is not None
     if kind == "regression":

@@ -116,7 +116,7 @@ def build(cls: type, values: Any, prefix: str = "") -> Any:
         tp, meta = hints[key], fields[key].metadata
         if "parse" in meta:
             kwargs[key] = meta["parse"](value, full)
-        elif dataclasses.is_dataclass(tp) and value is not None:
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp) and value is not None:
             kwargs[key] = build(tp, value, f"{full}.")
         else:
             kwargs[key] = _coerce(value, tp, full)
@@ -143,7 +143,7 @@ def options(cls: type, values: Any, prefix: str, skip: tuple[str, ...] = ()) -> 
         raise ConfigError(f"{prefix} must be a mapping of option names to values, got {_short(values)}")
     params = inspect.signature(cls).parameters
     options = sorted(k for k, p in params.items() if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-    hints = typing.get_type_hints(cls.__init__)
+    hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]
     out = {}
     for key, value in values.items():
         if key not in options:

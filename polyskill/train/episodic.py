@@ -8,9 +8,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.episodes import EpisodeSampler
@@ -32,6 +33,15 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("step", "linear", "cosine")
 LOGGERS = ("tensorboard", "mlflow")
 NEVER = 2**62  # "no non-finite step yet", for the all-ranks minimum
+
+
+class TrainingStream(Protocol):
+    """Where training steps come from: a seeded stream of batches (episodes, class batches, multi-task batches)
+    whose position a checkpoint keeps; each trainer's `train_step` knows how to draw from its own."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class DivergedError(RunError):
@@ -113,8 +123,8 @@ class Trainer:
 
     def __init__(
         self,
-        algo: FewShotAlgorithm,
-        train: EpisodeSampler,
+        algo: nn.Module,
+        train: TrainingStream,
         config: FitConfig,
         out: str | Path | None = None,
         val: Validation | None = None,
@@ -122,7 +132,9 @@ class Trainer:
         sinks: list[RecordSink] | None = None,
         dist: DistContext = SINGLE,
     ) -> None:
-        self.algo, self.train, self.config, self.val, self.dist = algo, train, config, val, dist
+        self.algo: Any = algo  # a FewShotAlgorithm here, a MultiTaskLearner for the multi-task trainer
+        self.train: Any = train
+        self.config, self.val, self.dist = config, val, dist
         if self.splits_meta_batch and config.meta_batch % dist.world:
             raise ConfigError(f"train.meta_batch ({config.meta_batch}) must split evenly over {dist.world} processes")
         self.local_batch = config.meta_batch // dist.world
@@ -146,7 +158,7 @@ class Trainer:
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
         self.last_metrics: dict[str, float] | None = None
-        self.log = MetricsLog(self.out / "metrics.jsonl") if self.writes else None
+        self.log = MetricsLog(self._file("metrics.jsonl")) if self.writes else None
 
     #: whether `train.meta_batch` tasks are split over the ranks (a multi-task trainer's batches are sharded
     #: by their source instead)
@@ -220,7 +232,7 @@ class Trainer:
             group["lr"] = group["lr"] * lr / old if old else lr
             group["initial_lr"] = lr
         self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]  # type: ignore[attr-defined]
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def _means(self) -> dict[str, float]:
         """The metrics since the last record, averaged over the steps and the ranks."""
@@ -243,10 +255,15 @@ class Trainer:
         if not all(bool(torch.isfinite(p).all()) for p in self.algo.parameters()):
             self._diverged(self.step, "non-finite parameters")
 
+    def _file(self, name: str) -> Path:
+        """A file of the run directory (only called when the trainer writes one)."""
+        assert self.out is not None
+        return self.out / name
+
     def _checkpoint(self) -> None:
         state = self.state_dict() if self.out is not None else None
-        if self.writes:
-            save_checkpoint(self.out / "last.pt", state)
+        if self.writes and state is not None:
+            save_checkpoint(self._file("last.pt"), state)
 
     def _diverged(self, step: int, what: str) -> None:
         last = (
@@ -311,7 +328,7 @@ class Trainer:
                 for k, v in self.algo.state_dict().items()
             }
             if self.writes:
-                save_checkpoint(self.out / "best.pt", {"model": self.best_state, "step": self.step, key: value})
+                save_checkpoint(self._file("best.pt"), {"model": self.best_state, "step": self.step, key: value})
         if self.progress:
             bar.write(
                 f"step {self.step}: validation {self.val.metric} {self.format_val(value)} "
@@ -416,7 +433,7 @@ class Trainer:
 
     def _write_summary(self, summary: dict[str, Any]) -> None:
         """Write summary.json, keeping what else it holds (test results an evaluation wrote meanwhile)."""
-        path = self.out / "summary.json"
+        path = self._file("summary.json")
         try:
             kept = read_json(path) if path.is_file() else {}
         except RunError:

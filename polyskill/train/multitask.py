@@ -45,7 +45,7 @@ class MultiTaskTrainer(Trainer):
             config,
             out=out,
             val=val,
-            progress=progress,  # type: ignore[arg-type]
+            progress=progress,
             sinks=sinks,
             dist=dist,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -153,9 +153,16 @@ def training_tasks(recipe: FewShotRecipe, algo: FewShotAlgorithm, root: Root = N
     classes) batches of its `batch_size` labelled examples; each rank draws from its own seeded stream."""
     seed = rank_seed(recipe.train.seed, rank)
     if type(algo).contract.batches == "classes":
-        return ClassBatchSampler(dataset(recipe, "train", root), algo.batch_size, seed=seed)
+        return ClassBatchSampler(dataset(recipe, "train", root), cast(int, algo.batch_size), seed=seed)
     spec = recipe.episodes
-    return EpisodeSampler(dataset(recipe, "train", root), spec.way, spec.shot, spec.query, seed=seed)
+    return EpisodeSampler(dataset(recipe, "train", root), spec.way, training_shot(recipe), spec.query, seed=seed)
+
+
+def training_shot(recipe: FewShotRecipe) -> int:
+    """The training episodes' shot (a number: null is only for the validation and test protocols)."""
+    if recipe.episodes.shot is None:
+        raise ConfigError("episodes.shot must be a number (null means 'the training shot' in validation only)")
+    return recipe.episodes.shot
 
 
 class FewShotKind(Kind):
@@ -164,6 +171,7 @@ class FewShotKind(Kind):
     eval_options = frozenset({"ways", "shots", "query", "episodes", "seed"})
 
     def check(self, recipe: FewShotRecipe) -> None:
+        training_shot(recipe)
         needs = contract(recipe.algo)
         if recipe.eval.steps and not needs.adaptation_steps:
             raise ConfigError(
@@ -190,7 +198,11 @@ class FewShotKind(Kind):
             return None
         spec = recipe.validation
         sampler = EpisodeSampler(
-            dataset(recipe, "val", root), spec.way, spec.shot or recipe.episodes.shot, spec.query, seed=recipe.eval.seed
+            dataset(recipe, "val", root),
+            spec.way,
+            spec.shot or training_shot(recipe),
+            spec.query,
+            seed=recipe.eval.seed,
         )
         return FewShotAccuracy(
             sampler, recipe.train.val_episodes, recipe.eval.seed, None, recipe.train.precision, recipe.train.device
@@ -213,7 +225,7 @@ class FewShotKind(Kind):
         if "num_classes" in type(algo).contract.builder_args:
             recipe.algo["num_classes"] = algo.num_classes  # recorded, so evaluation rebuilds the same classifier
         if recipe.model.init and not resume:
-            loaded = load_backbone(algo.backbone, recipe.model.init)
+            loaded = load_backbone(cast(nn.Module, algo.backbone), recipe.model.init)
             echo(f"backbone started from {recipe.model.init} ({len(loaded)} tensors)")
         train = training_tasks(recipe, algo, root, rank=dist.rank)
         val = self.validation_protocol(recipe, root)
@@ -234,8 +246,8 @@ class FewShotKind(Kind):
                 f"{recipe.algo['name']} was trained with a {limit}-way output layer and cannot be "
                 f"tested on {wrong[0]}-way tasks; train it with --set episodes.way={wrong[0]}"
             )
-        shots = request.shots or recipe.eval.shots or [recipe.episodes.shot]
-        steps: list[int | None] = list(recipe.eval.steps or [None])
+        shots = request.shots or recipe.eval.shots or [training_shot(recipe)]
+        steps: list[int | None] = [*recipe.eval.steps] if recipe.eval.steps else [None]
         classes = dataset(recipe, request.split, root)
         seed = recipe.eval.seed if request.seed is None else request.seed
         query = request.query or recipe.eval.query

@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from ...eval.protocol import EvalProtocol
 from ...eval.result import Result
 from ...eval.summary import RunSummary
 from ...mtl import AGGREGATOR_NAMES, ARCHITECTURE_NAMES, aggregator_class, architecture_class
-from ...mtl.base import MultiTaskModel
+from ...mtl.base import MultiTaskModel, Weighting
 from ...mtl.learner import MultiTaskLearner
 from ...nn.lenet import LeNetEncoder, lenet_head
 from ...train.checkpoint import read_json, write_json
@@ -102,7 +102,7 @@ def _mlp_stages(widths: list[int], inputs: int, flatten: bool) -> nn.Sequential:
     sizes = [inputs, *widths]
     stages = nn.Sequential(*[nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in itertools.pairwise(sizes)])
     if flatten:
-        stages[0] = nn.Sequential(nn.Flatten(), *stages[0])
+        stages[0] = nn.Sequential(nn.Flatten(), *cast(nn.Sequential, stages[0]))
     return stages
 
 
@@ -156,7 +156,7 @@ def learner(recipe: MultiTaskRecipe, data: MultiTaskData) -> MultiTaskLearner:
     model = mtl_model(recipe, data)
     if spec.tie_heads:
         tie_heads(model)
-    cls = aggregator_class(spec.weighting)
+    cls = cast(type[Weighting], aggregator_class(spec.weighting))
     kwargs = dict(spec.options)
     if cls.needs_num_tasks:
         kwargs["num_tasks"] = len(data.tasks)
@@ -259,7 +259,7 @@ class MultiTaskKind(Kind):
         self, recipe: MultiTaskRecipe, results: list[Result], request: EvalRequest, echo: Callable[[str], None]
     ) -> list[Result]:
         """Each task's metrics printed, and delta-m against the baseline run (--baseline, else mtl.baseline)."""
-        finished = []
+        finished: list[Result] = []
         for result in results:
             assert isinstance(result, MultiTaskResult)
             if len(result.per_task) <= 16:

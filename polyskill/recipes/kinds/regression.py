@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -42,6 +42,8 @@ class TaskSource:
     the protocol that evaluates a learner on a split."""
 
     result: type[Result] = RegressionResult
+    #: whether a test protocol draws tasks of `shot` examples (else each task learns from all its examples)
+    uses_shots: bool = True
 
     def input_shape(self, spec: RegressionData, root: Root) -> tuple[int, ...]:
         return (1,)
@@ -80,6 +82,7 @@ class ExamplesSource(TaskSource):
     learning each task from all its training examples (the multi-task recipes' numbers)."""
 
     result = TaskDataResult
+    uses_shots = False
 
     def input_shape(self, spec: RegressionData, root: Root) -> tuple[int, ...]:
         return tuple(multitask_data(spec, "train", root).x.shape[1:])
@@ -234,7 +237,7 @@ class RegressionKind(Kind):
     ) -> Setup:
         algo = algorithm(recipe, root)
         if recipe.model.init and not resume:
-            loaded = load_backbone(algo.backbone, recipe.model.init)
+            loaded = load_backbone(cast(nn.Module, algo.backbone), recipe.model.init)
             echo(f"network started from {recipe.model.init} ({len(loaded)} tensors)")
         spec = recipe.episodes
         train = TASK_SOURCES[recipe.data.dataset].tasks(
@@ -255,11 +258,12 @@ class RegressionKind(Kind):
         seed = recipe.eval.seed if request.seed is None else request.seed
         query = request.query or recipe.eval.query
         episodes = request.episodes or recipe.eval.episodes
-        if isinstance(source, ExamplesSource):
+        if not source.uses_shots:
             shots = shots[:1]  # each task learns from all its examples: the shot does not apply
+        steps: list[int | None] = [*recipe.eval.steps] if recipe.eval.steps else [None]
         return [
             source.protocol(recipe, request.split, shot, query, episodes, seed, step, root)
-            for step in list(recipe.eval.steps or [None])
+            for step in steps
             for shot in shots
         ]
 
