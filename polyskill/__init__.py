@@ -7,13 +7,16 @@ The public API is these sub-packages and names:
 - `polyskill.nn`: backbones (`Conv4`) and precision helpers.
 - `polyskill.meta`: `FewShotAlgorithm` (the interface) and the algorithms (`PrototypicalNetworks`, `MAML`,
   `Reptile`, `MatchingNetworks`, `RelationNetworks`, `MetaOptNet`, `Baseline`, `ContrastiveEmbedding`).
+- `polyskill.mtl`: multi-task architectures, aggregators and loss weightings, the multi-task step.
 - `polyskill.train`: `fit(algo, episodes, ...)`, `FitConfig`, checkpoints and metrics logs.
-- `polyskill.eval`: `few_shot(algo, dataset, way, shot)` -> accuracy with a 95% confidence interval.
-- `polyskill.recipes`: YAML recipes, validated (`load(name, overrides)`), and runs built from them.
+- `polyskill.eval`: evaluation protocols and their typed results (`few_shot(algo, dataset, way, shot)` ->
+  accuracy with a 95% confidence interval), the run summary.
+- `polyskill.recipes`: YAML recipes, one kind per problem (`load(name, overrides)`, `kind_of(recipe)`), and
+  the runner.
 - `FewShotClassifier`: scikit-learn-style few-shot classification with any trained run.
 """
 
-from . import data, eval, meta, nn, recipes, train
+from . import data, eval, meta, mtl, nn, recipes, train
 from ._version import __version__
 from .classifier import FewShotClassifier
 from .errors import ConfigError, DataError, PolyskillError, RunError
@@ -28,6 +31,7 @@ __all__ = [
     "data",
     "eval",
     "meta",
+    "mtl",
     "nn",
     "recipes",
     "train",
