@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from torch import nn
 
@@ -21,6 +21,7 @@ from ...eval.result import Result
 from ...eval.summary import ValidationRecord
 from ...records import RecordSink
 from ...train.episodic import FitConfig, Trainer
+from ...train.transfer import load_backbone
 from ..spec import build
 
 Root = str | None
@@ -48,18 +49,6 @@ class EvalRequest:
     seed: int | None = None
     baseline: str | None = None
 
-    def given(self) -> list[str]:
-        """The options the user set, named as the command line names them."""
-        names = {
-            "ways": "--way",
-            "shots": "--shot",
-            "query": "--query",
-            "episodes": "--episodes",
-            "seed": "--seed",
-            "baseline": "--baseline",
-        }
-        return [flag for key, flag in names.items() if getattr(self, key) is not None]
-
 
 @dataclass
 class Setup:
@@ -68,6 +57,28 @@ class Setup:
     model: nn.Module
     trainer: Callable[[list[RecordSink]], Trainer]
     finish: Callable[[Path], None] = lambda out: None
+
+
+def learner_setup(
+    recipe: Any,
+    algo: Any,
+    train: Any,
+    val: EvalProtocol | None,
+    out: Path,
+    progress: bool,
+    dist: DistContext,
+    echo: Callable[[str], None],
+    resume: bool,
+) -> Setup:
+    """A meta-learner's run: its weights started from `model.init` on a fresh run, trained by the episodic
+    trainer on the stream `train`, validated by `val`."""
+    if recipe.model.init and not resume:
+        loaded = load_backbone(cast(nn.Module, algo.backbone), recipe.model.init)
+        echo(f"backbone started from {recipe.model.init} ({len(loaded)} tensors)")
+    return Setup(
+        algo,
+        lambda sinks: Trainer(algo, train, recipe.train, out=out, val=val, progress=progress, sinks=sinks, dist=dist),
+    )
 
 
 def known_sections() -> set[str]:

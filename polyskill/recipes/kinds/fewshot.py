@@ -25,11 +25,9 @@ from ...eval.protocol import EvalProtocol
 from ...eval.result import Result
 from ...meta import ALGORITHMS
 from ...meta.base import FewShotAlgorithm
-from ...train.episodic import Trainer
-from ...train.transfer import load_backbone
 from ..learners import NetworkSpec, contract, learner, network, parse_algo
 from ..spec import at_least, choice, parsed
-from .base import EvalRequest, Kind, Recipe, Root, Setup
+from .base import EvalRequest, Kind, Recipe, Root, Setup, learner_setup
 
 
 @dataclass(frozen=True)
@@ -224,16 +222,9 @@ class FewShotKind(Kind):
         algo = algorithm(recipe, root)
         if "num_classes" in type(algo).contract.builder_args:
             recipe.algo["num_classes"] = algo.num_classes  # recorded, so evaluation rebuilds the same classifier
-        if recipe.model.init and not resume:
-            loaded = load_backbone(cast(nn.Module, algo.backbone), recipe.model.init)
-            echo(f"backbone started from {recipe.model.init} ({len(loaded)} tensors)")
         train = training_tasks(recipe, algo, root, rank=dist.rank)
-        val = self.validation_protocol(recipe, root)
-        return Setup(
-            algo,
-            lambda sinks: Trainer(
-                algo, train, recipe.train, out=out, val=val, progress=progress, sinks=sinks, dist=dist
-            ),
+        return learner_setup(
+            recipe, algo, train, self.validation_protocol(recipe, root), out, progress, dist, echo, resume
         )
 
     def test_protocols(self, recipe: FewShotRecipe, request: EvalRequest, root: Root = None) -> list[EvalProtocol]:

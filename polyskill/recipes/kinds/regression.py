@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -27,11 +27,9 @@ from ...eval.task_data import EachTaskFit, TaskDataResult
 from ...meta.base import FewShotAlgorithm
 from ...meta.contract import Contract
 from ...nn.mlp import MLP
-from ...train.episodic import Trainer
-from ...train.transfer import load_backbone
 from ..learners import learner, parse_algo
 from ..spec import at_least, choice, parsed
-from .base import EvalRequest, Kind, Recipe, Root, Setup
+from .base import EvalRequest, Kind, Recipe, Root, Setup, learner_setup
 from .datasets import multitask_data
 
 SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}  # synthetic streams of different splits differ by their seed
@@ -236,19 +234,12 @@ class RegressionKind(Kind):
         resume: bool = False,
     ) -> Setup:
         algo = algorithm(recipe, root)
-        if recipe.model.init and not resume:
-            loaded = load_backbone(cast(nn.Module, algo.backbone), recipe.model.init)
-            echo(f"network started from {recipe.model.init} ({len(loaded)} tensors)")
         spec = recipe.episodes
         train = TASK_SOURCES[recipe.data.dataset].tasks(
             recipe.data, "train", spec.shot, spec.query, rank_seed(recipe.train.seed, dist.rank), root
         )
-        val = self.validation_protocol(recipe, root)
-        return Setup(
-            algo,
-            lambda sinks: Trainer(
-                algo, train, recipe.train, out=out, val=val, progress=progress, sinks=sinks, dist=dist
-            ),
+        return learner_setup(
+            recipe, algo, train, self.validation_protocol(recipe, root), out, progress, dist, echo, resume
         )
 
     def test_protocols(self, recipe: RegressionRecipe, request: EvalRequest, root: Root = None) -> list[EvalProtocol]:
