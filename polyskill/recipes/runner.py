@@ -193,6 +193,7 @@ def _train(
     if evaluate:
         barrier(ctx)  # rank 0 has written the weights and summary the others read next
         summary = evaluate_run(out, root=root, echo=echo, dist=ctx)
+    barrier(ctx)  # the ranks leave together: none tears the process group down while another still writes
     return summary
 
 
