@@ -110,9 +110,9 @@ def test_a_multitask_run_with_a_stateful_weighting_survives_sigkill_too(tmp_path
         "--set",
         "mtl.weighting=dwa",
         "--set",
-        "train.steps=3000",
+        "train.steps=1200",
         "--set",
-        "train.val_every=200",
+        "train.val_every=100",
         "--set",
         "train.log_every=7",
     ]
@@ -124,8 +124,8 @@ def test_a_multitask_run_with_a_stateful_weighting_survives_sigkill_too(tmp_path
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    _kill_mid_run_and_resume(args, tmp_path / "run", 3000, kill_after=1000)
-    _assert_same_run(tmp_path / "straight", tmp_path / "run", 3000)
+    _kill_mid_run_and_resume(args, tmp_path / "run", 1200, kill_after=400)
+    _assert_same_run(tmp_path / "straight", tmp_path / "run", 1200)
 
 
 def test_a_run_that_is_training_right_now_is_not_resumed_by_a_second_process(tmp_path):
