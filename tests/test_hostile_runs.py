@@ -219,3 +219,24 @@ def test_a_run_config_that_is_not_utf8_is_one_line(trained, tmp_path, capsys):
     for args in (["train", "--resume", str(run), "--quiet"], ["eval", str(run), "--quiet"]):
         assert "not UTF-8" in one_error(capsys, main(args))
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ("model.hidden=999999999999999999999", "model.hidden must be an integer below 2**62"),
+        ("algo.name=relation", None),
+        ("data.image_size=5000", "image_size must be <= 1024"),
+        ("validation.query=0", "validation.query must be >= 1"),
+        ("data.image_size=3", "model: cannot be built from these values"),
+    ],
+)
+def test_values_a_network_cannot_be_built_from_are_one_line(tmp_path, capsys, change, needle):
+    extra = ["--set", "algo.relation_fc=-1"] if change == "algo.name=relation" else []
+    needle = needle or "algo (relation): cannot be built from these values"
+    run = tmp_path / "run"
+    line = one_error(
+        capsys, main(["train", str(tiny_recipe(tmp_path)), "--set", change, *extra, "--out", str(run), "--quiet"])
+    )
+    assert needle in line, line
+    assert not run.exists()

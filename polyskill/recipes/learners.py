@@ -17,7 +17,7 @@ from ..meta.base import FewShotAlgorithm
 from ..meta.contract import Contract
 from ..nn.conv4 import Conv4
 from ..nn.mlp import MLP
-from .spec import at_least, choice, options
+from .spec import at_least, building, choice, options
 
 BACKBONE_ARGS = ("backbone",)
 
@@ -67,13 +67,12 @@ def network(spec: NetworkSpec, input_shape: tuple[int, ...], outputs: int | None
                 "model.backbone mlp needs a learner with an output layer: "
                 + ", ".join(n for n, c in ALGORITHMS.items() if c.contract.output_layer)
             )
-        mlp = MLP([math.prod(input_shape), *spec.widths, outputs])
+        with building("model"):
+            mlp = MLP([math.prod(input_shape), *spec.widths, outputs])
         return nn.Sequential(nn.Flatten(), mlp) if flatten else mlp
     channels, size = input_shape[0], input_shape[-1]
-    try:
+    with building("model"):
         return Conv4(in_channels=channels, hidden=spec.hidden, out_features=outputs, image_size=size, pools=spec.pools)
-    except ValueError as exc:
-        raise ConfigError(f"model: {exc}") from None
 
 
 def learner(algo: dict[str, Any], backbone: nn.Module, context: dict[str, Any]) -> FewShotAlgorithm:
@@ -84,7 +83,5 @@ def learner(algo: dict[str, Any], backbone: nn.Module, context: dict[str, Any]) 
     for arg in cls.contract.builder_args:
         if kwargs.get(arg) is None:
             kwargs[arg] = context[arg]
-    try:
+    with building(f"algo ({algo['name']})"):
         return cls(backbone, **kwargs)
-    except ValueError as exc:
-        raise ConfigError(f"algo: {exc}") from None

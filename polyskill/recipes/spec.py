@@ -11,11 +11,27 @@ import inspect
 import math
 import types
 import typing
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
 
 from ..errors import ConfigError
+
+MAX_INT = 2**62  # no count, size or seed of a recipe is larger; torch's shapes overflow past 2**63
+
+
+@contextlib.contextmanager
+def building(what: str) -> Iterator[None]:
+    """Turn a failure to construct something from recipe values (a network, a learner, an aggregator: a
+    negative or enormous size, an option its constructor refuses) into one ConfigError naming `what`."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, RuntimeError, OverflowError, MemoryError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"{what}: cannot be built from these values ({first})") from None
 
 
 def at_least(spec: Any, **minimums: int) -> None:
@@ -56,9 +72,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return [_coerce(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value)]
         if not isinstance(value, (dict, bool)) and value is not None:
             return [_coerce(value, typing.get_args(tp)[0], key)]
-    elif (tp is bool and isinstance(value, bool)) or (
-        tp is int and isinstance(value, int) and not isinstance(value, bool)
-    ):
+    elif tp is bool and isinstance(value, bool):
+        return value
+    elif tp is int and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= MAX_INT:
+            raise ConfigError(f"{key} must be an integer below 2**62 in size, got {_short(value)}")
         return value
     elif tp is float and not isinstance(value, bool):
         number = None

@@ -52,6 +52,9 @@ IMAGE_SOURCES: dict[str, ImageSource] = {
 }
 
 
+MAX_IMAGE_SIZE = 1024  # larger than any few-shot benchmark's images; beyond it one episode would not fit in memory
+
+
 @dataclass
 class ImageData:
     """Which classes to train, validate and test on: Omniglot splits (`vinyals/train`, ...), or for `folder`
@@ -66,6 +69,10 @@ class ImageData:
 
     def __post_init__(self) -> None:
         at_least(self, image_size=1)
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size must be <= {MAX_IMAGE_SIZE} (images are resized to it), got {self.image_size}"
+            )
         allowed = IMAGE_SOURCES[self.dataset].channels
         if self.channels not in allowed:
             raise ValueError(
@@ -170,6 +177,8 @@ class FewShotKind(Kind):
 
     def check(self, recipe: FewShotRecipe) -> None:
         training_shot(recipe)
+        if recipe.data.val is not None and recipe.validation.query < 1:
+            raise ConfigError("validation.query must be >= 1: validation scores the query examples")
         needs = contract(recipe.algo)
         if recipe.eval.steps and not needs.adaptation_steps:
             raise ConfigError(

@@ -28,7 +28,7 @@ from ...mtl.learner import MultiTaskLearner
 from ...nn.lenet import LeNetEncoder, lenet_head
 from ...train.checkpoint import read_json, write_json
 from ...train.multitask import MultiTaskTrainer
-from ..spec import at_least, choice, options
+from ..spec import at_least, building, choice, options
 from .base import EvalRequest, Kind, Recipe, Root, Setup
 from .datasets import MULTITASK_SOURCES, multitask_data
 
@@ -130,10 +130,8 @@ def mtl_model(recipe: MultiTaskRecipe, data: MultiTaskData) -> MultiTaskModel:
     """The recipe's architecture over its encoder, one head per task of `data`."""
     encoder, head = _encoder_and_head(recipe, data)
     cls = architecture_class(recipe.mtl.architecture)
-    try:
+    with building(f"mtl.architecture ({recipe.mtl.architecture})"):
         return cls(data.tasks, encoder, head, tuple(data.x.shape[1:]), **recipe.mtl.architecture_options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"mtl.architecture_options: {exc}") from None
 
 
 def tie_heads(model: MultiTaskModel) -> None:
@@ -160,10 +158,8 @@ def learner(recipe: MultiTaskRecipe, data: MultiTaskData) -> MultiTaskLearner:
     kwargs = dict(spec.options)
     if cls.needs_num_tasks:
         kwargs["num_tasks"] = len(data.tasks)
-    try:
+    with building(f"mtl.weighting ({spec.weighting})"):
         aggregator = cls(**kwargs)
-    except ValueError as exc:
-        raise ConfigError(f"mtl.options: {exc}") from None
     if spec.rep_grad:
         try:
             model.forward_with_representation(data.x[:2])

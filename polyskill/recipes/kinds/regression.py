@@ -28,7 +28,7 @@ from ...meta.base import FewShotAlgorithm
 from ...meta.contract import Contract
 from ...nn.mlp import MLP
 from ..learners import learner, parse_algo
-from ..spec import at_least, choice, parsed
+from ..spec import at_least, building, choice, parsed
 from .base import EvalRequest, Kind, Recipe, Root, Setup, learner_setup
 from .datasets import multitask_data
 
@@ -190,7 +190,8 @@ def algorithm(recipe: RegressionRecipe, root: Root = None) -> FewShotAlgorithm:
     """A freshly initialised learner over an MLP with one output, seeded by train.seed."""
     torch.manual_seed(recipe.train.seed)
     shape = TASK_SOURCES[recipe.data.dataset].input_shape(recipe.data, root)
-    backbone = MLP([math.prod(shape), *recipe.model.widths, 1])
+    with building("model"):
+        backbone = MLP([math.prod(shape), *recipe.model.widths, 1])
     return learner(recipe.algo, backbone, {"input_shape": shape, "classes": None})
 
 
