@@ -158,7 +158,7 @@ def _start_mode(recipe: Recipe, out: Path, resume: bool, echo: Echo) -> bool:
         recorded = load_run_recipe(out, [f"train.device={recipe.train.device}"])
         if resume or not has_checkpoint:
             check_resume_changes(recorded, recipe)
-        elif not resume:
+        else:
             raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     live = read_status(out)
     if live.get("status") == "running" and live.get("pid") != os.getpid():
