@@ -240,3 +240,21 @@ def test_values_a_network_cannot_be_built_from_are_one_line(tmp_path, capsys, ch
     )
     assert needle in line, line
     assert not run.exists()
+
+
+def test_two_evaluations_at_once_both_keep_their_results(trained, tmp_path):
+    run = _copy(trained, tmp_path / "run")
+    evals = [
+        subprocess.Popen(
+            _cli("eval", run, "--way", str(way), "--episodes", "6", "--quiet"),
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for way in (2, 3, 4)
+    ]
+    assert [p.wait(timeout=300) for p in evals] == [0, 0, 0], [p.stderr.read() for p in evals]
+    summary = json.loads((run / "summary.json").read_text())
+    assert {r["way"] for r in summary["test"] if r["episodes"] == 6} == {2, 3, 4}
+    assert all(r["weights"].startswith("best.pt (step ") for r in summary["test"] if r["episodes"] == 6)

@@ -54,7 +54,11 @@ def test_a_regression_run_validates_by_mse_and_keeps_the_lowest(tmp_path, capsys
     assert min(values.values()) < max(values.values())  # the choice was not trivial (observed 8 distinct values)
     assert load_checkpoint(run / "best.pt")["step"] == validation["best_step"]
     [test] = summary["test"]
-    assert test["protocol"] == "regression" and test["weights"] == "best.pt" and test["steps"] == 1
+    assert (
+        test["protocol"] == "regression"
+        and test["weights"] == f"best.pt (step {validation['best_step']})"
+        and test["steps"] == 1
+    )
 
 
 def _old_format(run: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..distributed.collectives import barrier
 from ..errors import ConfigError, PolyskillError, RunError
 from ..eval.summary import RunSummary, ValidationRecord
 from ..records import RecordSink
-from ..train.checkpoint import load_checkpoint, read_json, write_json, write_text
+from ..train.checkpoint import load_checkpoint, read_json, updating, write_json, write_text
 from ..train.episodic import DivergedError, Trainer
 from ..train.run_status import end_run, read_status, start_run
 from . import apply_overrides, load_config, read_yaml, recipe_to_dict
@@ -161,7 +162,8 @@ def _start_mode(recipe: Recipe, out: Path, resume: bool, echo: Echo) -> bool:
         else:
             raise RunError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     live = read_status(out)
-    if live.get("status") == "running" and live.get("pid") != os.getpid():
+    # a run.json of another host cannot be checked (its machine may be gone): only this host's live runs refuse
+    if live.get("status") == "running" and live.get("host") == socket.gethostname() and live.get("pid") != os.getpid():
         raise RunError(
             f"{out} is being trained right now by process {live.get('pid')}; stop it first "
             f"(two processes would write over each other's checkpoints)"
@@ -248,13 +250,14 @@ def fit_into(
 def _record_training(out: Path, recipe: Recipe, trained: dict[str, Any]) -> dict[str, Any]:
     """summary.json after training: how it ended and what validation selected, keeping the test results that
     are already there (an evaluation run while this one trained)."""
-    summary = _read_summary(out)
-    summary.kind, summary.recipe, summary.status = recipe.kind, recipe.name, trained["status"]
-    summary.steps, summary.train_seconds = trained["steps"], trained["train_seconds"]
-    summary.precision, summary.config = trained["precision"], trained["config"]
-    summary.validation = ValidationRecord.from_dict(trained.get("validation"))
-    values = summary.to_dict()
-    write_json(out / "summary.json", values)
+    with updating(out / "summary.json"):
+        summary = _read_summary(out)
+        summary.kind, summary.recipe, summary.status = recipe.kind, recipe.name, trained["status"]
+        summary.steps, summary.train_seconds = trained["steps"], trained["train_seconds"]
+        summary.precision, summary.config = trained["precision"], trained["config"]
+        summary.validation = ValidationRecord.from_dict(trained.get("validation"))
+        values = summary.to_dict()
+        write_json(out / "summary.json", values)
     return values
 
 
@@ -267,8 +270,9 @@ def _read_summary(run: Path) -> RunSummary:
         return RunSummary()
 
 
-def load_weights(module: nn.Module, weights: Path, run: Path) -> None:
-    """Load a run's checkpoint into `module`, or say clearly that it does not fit the run's config."""
+def load_weights(module: nn.Module, weights: Path, run: Path) -> str:
+    """Load a run's checkpoint into `module`, or say clearly that it does not fit the run's config; returns how
+    results measured with it name it (the file and the step it was saved at: best.pt moves while a run trains)."""
     state = load_checkpoint(weights)
     try:
         module.load_state_dict(state["model"])
@@ -276,6 +280,8 @@ def load_weights(module: nn.Module, weights: Path, run: Path) -> None:
         raise RunError(
             f"{weights} does not fit the model that {run / 'config.yaml'} describes ({str(exc).splitlines()[0]})"
         ) from None
+    step = state.get("step")
+    return f"{weights.name} (step {step})" if isinstance(step, int) and not isinstance(step, bool) else weights.name
 
 
 def load_run_recipe(run: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
@@ -330,18 +336,19 @@ def evaluate_run(
     kind = kind_of(recipe)
     protocols = kind.test_protocols(recipe, request, root)
     model = kind.model(recipe, root)
-    load_weights(model, weights, run)
+    measured_with = load_weights(model, weights, run)
     results = [p.evaluate(model, dist) for p in protocols]
     if not dist.main:
         return {}
     for result in results:
         echo(f"{request.split} {result}")
     results = kind.finish_results(recipe, results, request, echo)
-    summary = _read_summary(run)
-    summary.kind = summary.kind or recipe.kind
-    summary.merge(request.split, [r.with_weights(weights.name) for r in results])
-    values = summary.to_dict()
-    write_json(run / "summary.json", values)
+    with updating(run / "summary.json"):
+        summary = _read_summary(run)
+        summary.kind = summary.kind or recipe.kind
+        summary.merge(request.split, [r.with_weights(measured_with) for r in results])
+        values = summary.to_dict()
+        write_json(run / "summary.json", values)
     return values
 
 

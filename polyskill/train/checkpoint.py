@@ -4,12 +4,13 @@ damaged or foreign file is one RunError naming it, whatever the library reading 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pickle
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,16 @@ def _first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type's name when the message is empty."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+@contextlib.contextmanager
+def updating(path: Path) -> Iterator[None]:
+    """Hold `path` for a read-modify-write (an advisory lock on a hidden file beside it), so that two processes
+    updating it at once (a training ending while `polyskill eval` records its results) do not lose each other's."""
+    path = Path(path)
+    with open(path.with_name(f".{path.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:

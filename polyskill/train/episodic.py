@@ -23,7 +23,7 @@ from ..meta.base import FewShotAlgorithm
 from ..nn.precision import PRECISIONS, autocast, resolve
 from ..progress import is_quiet, quiet_if
 from ..records import RecordSink
-from .checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from .checkpoint import load_checkpoint, read_json, save_checkpoint, updating, write_json
 from .checks import one_of, real_number, whole_number
 from .device import check_device
 from .metrics import MetricsLog
@@ -434,11 +434,12 @@ class Trainer:
     def _write_summary(self, summary: dict[str, Any]) -> None:
         """Write summary.json, keeping what else it holds (test results an evaluation wrote meanwhile)."""
         path = self._file("summary.json")
-        try:
-            kept = read_json(path) if path.is_file() else {}
-        except RunError:
-            kept = {}
-        write_json(path, {**kept, **summary})
+        with updating(path):
+            try:
+                kept = read_json(path) if path.is_file() else {}
+            except RunError:
+                kept = {}
+            write_json(path, {**kept, **summary})
 
 
 def fit(

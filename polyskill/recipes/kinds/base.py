@@ -52,9 +52,9 @@ class EvalRequest:
 
 @dataclass
 class Setup:
-    """A run ready to train: the model, and a trainer over its training steps given the record sinks."""
+    """A run ready to train: a trainer over its training steps given the record sinks, and what to write once
+    training ends."""
 
-    model: nn.Module
     trainer: Callable[[list[RecordSink]], Trainer]
     finish: Callable[[Path], None] = lambda out: None
 
@@ -76,7 +76,6 @@ def learner_setup(
         loaded = load_backbone(cast(nn.Module, algo.backbone), recipe.model.init)
         echo(f"backbone started from {recipe.model.init} ({len(loaded)} tensors)")
     return Setup(
-        algo,
         lambda sinks: Trainer(algo, train, recipe.train, out=out, val=val, progress=progress, sinks=sinks, dist=dist),
     )
 

@@ -240,7 +240,6 @@ class MultiTaskKind(Kind):
                 write_json(out / "affinity.json", report)
 
         return Setup(
-            model,
             lambda sinks: MultiTaskTrainer(
                 model, batches, recipe.train, out=out, val=val, progress=progress, sinks=sinks, dist=dist
             ),
