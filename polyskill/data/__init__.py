@@ -17,10 +17,14 @@ from .root import cache_dir, data_root
 from .school import school
 from .sinusoid import SinusoidTasks
 from .task_examples import TaskExamples
+from .text_classes import TextClasses, draw_shots
+from .text_sets import TEXT_SETS, TextSet, text_set
+from .user_text import read_labelled_text, read_query_text
 
 __all__ = [
     "FILES",
     "SYNTHETIC_GROUPS",
+    "TEXT_SETS",
     "ClassDataset",
     "EpisodeSampler",
     "FileEntry",
@@ -29,8 +33,11 @@ __all__ = [
     "Support",
     "TaskBatch",
     "TaskExamples",
+    "TextClasses",
+    "TextSet",
     "cache_dir",
     "data_root",
+    "draw_shots",
     "episodes",
     "fashion_mnist",
     "fetch",
@@ -39,10 +46,13 @@ __all__ = [
     "multifashion",
     "omniglot",
     "parkinsons",
+    "read_labelled_text",
+    "read_query_text",
     "school",
     "status",
     "synthetic_groups",
     "synthetic_relations",
     "synthetic_weights",
+    "text_set",
     "verify",
 ]
