@@ -85,9 +85,10 @@ def transformer_layers(model: nn.Module) -> nn.ModuleList | None:
 
     best: nn.ModuleList | None = None
     for module in model.modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 0 and (best is None or len(module) > len(best)):
-            if len({signature(block) for block in module}) == 1:
-                best = module
+        if not isinstance(module, nn.ModuleList) or len(module) <= (0 if best is None else len(best)):
+            continue
+        if len({signature(block) for block in module}) == 1:
+            best = module
     return best
 
 
