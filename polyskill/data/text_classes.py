@@ -3,6 +3,7 @@ use (BANKING77's and CLINC150's K examples per intent)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,8 +25,7 @@ class TextClasses:
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.names):
             raise DataError(f"{len(self.names)} class names for {len(self.texts)} lists of texts")
-        seen: set[str] = set()
-        repeated = [name for name in self.names if name in seen or seen.add(name)]
+        repeated = [name for name, n in Counter(self.names).items() if n > 1]
         if repeated:
             raise DataError(f"class names must be unique; repeated: {', '.join(sorted(set(repeated)))}")
         for name, texts in zip(self.names, self.texts, strict=True):
