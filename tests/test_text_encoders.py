@@ -251,6 +251,12 @@ def test_a_missing_directory_is_one_config_error(tmp_path) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_without_the_text_extra_the_encoder_says_what_to_install(monkeypatch, minilm_dir) -> None:
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # makes `import sentence_transformers` fail
+    with pytest.raises(ConfigError, match=r"pip install polyskill\[text\]"):
+        SentenceEncoder(minilm_dir)
+
+
 def test_a_hub_name_that_cannot_load_says_so(monkeypatch) -> None:
     st = pytest.importorskip("sentence_transformers")
 
