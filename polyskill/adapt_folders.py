@@ -1,4 +1,5 @@
-"""`polyskill adapt`: label a folder of a user's images from a folder of labelled examples, with a trained run."""
+"""`polyskill adapt`: label a user's examples (a folder of images, a file of texts) from labelled ones (a folder of
+class folders; a CSV, JSONL or folder of <class>.txt files), with a trained run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from .classifier import FewShotClassifier
-from .data.user_images import read_query, read_support
 from .errors import DataError
 from .train.checkpoint import write_text
 
@@ -26,19 +26,21 @@ def spreadsheet_safe(text: str) -> str:
 
 @dataclass
 class Predictions:
-    """The label and class probabilities of every query image (paths relative to the query folder)."""
+    """The label and class probabilities of every query example (an image's path relative to the query folder, or
+    a text), named in the first column by `column`."""
 
     files: list[str]
     classes: list[str]
     labels: list[str]
     probabilities: np.ndarray
+    column: str = "file"
 
     def to_csv(self) -> str:
-        """file, label, confidence, then one probability column per class; names that would start a spreadsheet
-        formula are quoted (see `spreadsheet_safe`)."""
+        """file (or text), label, confidence, then one probability column per class; cells that would start a
+        spreadsheet formula are quoted (see `spreadsheet_safe`)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["file", "label", "confidence", *(spreadsheet_safe(f"p_{c}") for c in self.classes)])
+        writer.writerow([self.column, "label", "confidence", *(spreadsheet_safe(f"p_{c}") for c in self.classes)])
         for name, label, probs in zip(self.files, self.labels, self.probabilities, strict=True):
             writer.writerow(
                 [spreadsheet_safe(name), spreadsheet_safe(label), f"{probs.max():.4f}", *(f"{p:.4f}" for p in probs)]
@@ -52,15 +54,18 @@ def adapt_folders(
     query: str | os.PathLike,
     invert: str = "auto",
     device: str = "cpu",
+    truncate: bool = False,
 ) -> Predictions:
-    """Adapt `run`'s model to SUPPORT/<class>/<image> and label every image under QUERY."""
-    clf = FewShotClassifier.from_run(run, device=device, invert=invert)
-    x, y, classes = read_support(support, clf.input_format, invert)
-    clf.fit(x, np.asarray(classes, dtype=object)[y.numpy()])  # before reading the query: bad class counts fail fast
-    queries, files = read_query(query, clf.input_format, invert)
+    """Adapt `run`'s model to the labelled SUPPORT examples and label every QUERY example: for an image run
+    SUPPORT/<class>/<image> and every image under QUERY; for a text run a CSV / JSONL of text,label (or a folder
+    of <class>.txt) and a .txt of one text a line (or a CSV / JSONL with a text column)."""
+    clf = FewShotClassifier.from_run(run, device=device, invert=invert, truncate=truncate)
+    x, labels = clf.inputs.read_support(support)
+    clf.fit(x, labels)  # before reading the query: bad class counts fail fast
+    queries, names = clf.inputs.read_query(query)
     probabilities = clf.predict_proba(queries)
     classes = [str(c) for c in clf.fitted_classes]
-    return Predictions(files, classes, [classes[i] for i in probabilities.argmax(-1)], probabilities)
+    return Predictions(names, classes, [classes[i] for i in probabilities.argmax(-1)], probabilities, clf.inputs.column)
 
 
 def write_predictions(predictions: Predictions, out: str | os.PathLike) -> None:

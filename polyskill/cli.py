@@ -136,17 +136,26 @@ def _parser() -> argparse.ArgumentParser:
 
     adapt = sub.add_parser(
         "adapt",
-        help="label your own images: adapt a trained run to a folder of examples",
-        epilog="example: polyskill adapt runs/protonet --support shapes/ --query new/ --out predictions.csv",
+        help="label your own images or texts: adapt a trained run to a few labelled examples",
+        epilog="examples: polyskill adapt runs/protonet --support shapes/ --query new/ --out predictions.csv\n"
+        "          polyskill adapt runs/banking77 --support support.csv --query query.txt --out predictions.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     adapt.add_argument("run", help="run directory of a trained few-shot run")
     adapt.add_argument(
         "--support",
         required=True,
-        metavar="DIR",
-        help="labelled examples: one sub-folder of images per class (the folder name is the label)",
+        metavar="PATH",
+        help="labelled examples: for images a folder of one sub-folder per class (its name is the label); for "
+        "text a CSV or JSONL with text and label columns, or a folder of one <class>.txt per class (a text a line)",
     )
-    adapt.add_argument("--query", required=True, metavar="DIR", help="images to label (sub-folders included)")
+    adapt.add_argument(
+        "--query",
+        required=True,
+        metavar="PATH",
+        help="examples to label: a folder of images (sub-folders included), or a .txt of one text a line "
+        "(or a CSV / JSONL with a text column)",
+    )
     adapt.add_argument("--out", metavar="CSV", help="write predictions here (default: print them)")
     adapt.add_argument(
         "--invert",
@@ -154,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="turn dark-on-light images into the bright-on-dark ones an Omniglot model saw "
         "(auto: judged per image by its border)",
+    )
+    adapt.add_argument(
+        "--truncate",
+        action="store_true",
+        help="text runs: cut texts longer than the encoder's window instead of refusing them",
     )
     adapt.add_argument("--device", default="cpu", help="torch device (default cpu)")
     adapt.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -272,12 +286,15 @@ def _eval(args: argparse.Namespace) -> int:
 def _adapt(args: argparse.Namespace) -> int:
     from .adapt_folders import adapt_folders, write_predictions
 
-    predictions = adapt_folders(args.run, args.support, args.query, invert=args.invert, device=args.device)
+    predictions = adapt_folders(
+        args.run, args.support, args.query, invert=args.invert, device=args.device, truncate=args.truncate
+    )
     if args.out:
         write_predictions(predictions, args.out)
         counts = {c: predictions.labels.count(c) for c in predictions.classes}
+        noun = "image" if predictions.column == "file" else "text"
         print(
-            f"labelled {len(predictions.files)} image(s) into {len(predictions.classes)} classes "
+            f"labelled {len(predictions.files)} {noun}(s) into {len(predictions.classes)} classes "
             f"({', '.join(f'{c}: {n}' for c, n in counts.items())}); predictions in {args.out}"
         )
     else:

@@ -15,3 +15,8 @@ class ConfigError(PolyskillError):
 
 class RunError(PolyskillError):
     """A run directory is missing, incomplete or would be overwritten."""
+
+
+class ClassifierError(DataError, ValueError):
+    """Examples or labels a few-shot classifier cannot take, or a call out of order (predict before fit): a
+    DataError for the command line, a ValueError for scikit-learn-style callers."""

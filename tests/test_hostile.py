@@ -549,7 +549,7 @@ def test_classifier_predict_before_fit_and_with_bad_input(tiny_run):
     with pytest.raises(ClassifierError, match="NaN"):
         fresh.predict_proba(np.full((1, 1, 28, 28), np.inf, dtype=np.float32))
     with pytest.raises(ClassifierError, match="batch_size"):
-        FewShotClassifier(fresh.algo, fresh.input_format, batch_size=0)
+        FewShotClassifier(fresh.algo, fresh.inputs, batch_size=0)
 
 
 # =================================================================================================================

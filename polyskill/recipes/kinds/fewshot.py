@@ -1,5 +1,6 @@
-"""Few-shot classification (`kind: fewshot`): N-way K-shot episodes of image classes, a registered meta-learner,
-accuracy over fixed episodes with a 95% interval for validation and test."""
+"""Few-shot classification (`kind: fewshot`): N-way K-shot episodes of classes of images or texts (a modality,
+chosen by the data set), a registered meta-learner, accuracy over fixed episodes with a 95% interval for
+validation and test."""
 
 from __future__ import annotations
 
@@ -14,70 +15,48 @@ from torch import nn
 from ...data.class_batches import ClassBatchSampler
 from ...data.classes import ClassDataset
 from ...data.episodes import EpisodeSampler
-from ...data.folder import image_folder
-from ...data.omniglot_images import omniglot
-from ...data.user_images import InputFormat
 from ...distributed import SINGLE, DistContext
 from ...distributed.streams import rank_seed
 from ...errors import ConfigError
 from ...eval.few_shot import FewShotAccuracy, FewShotResult
+from ...eval.full_test import FullTestAccuracy
 from ...eval.protocol import EvalProtocol
 from ...eval.result import Result
 from ...meta import ALGORITHMS
 from ...meta.base import FewShotAlgorithm
-from ..learners import NetworkSpec, contract, learner, network, parse_algo
-from ..spec import at_least, choice, parsed
+from ..learners import NetworkSpec, contract, learner, parse_algo
+from ..spec import at_least, build, choice, parsed
 from .base import EvalRequest, Kind, Recipe, Root, Setup, learner_setup
+from .fewshot_images import ImageData, ImageModality
+from .fewshot_text import TextModality
+from .modality import Modality
+
+MODALITIES: tuple[Modality, ...] = (ImageModality(), TextModality())
+_BY_DATASET = {name: m for m in MODALITIES for name in m.datasets}
+_BY_BACKBONE = {name: m for m in MODALITIES for name in m.backbones}
 
 
-@dataclass(frozen=True)
-class ImageSource:
-    """Where a data set's classes come from and what its images look like to a model trained on them."""
-
-    load: Callable[[str, Root, ImageData], ClassDataset]
-    input_format: Callable[[ImageData], InputFormat]
-    channels: tuple[int, ...] = (1, 3)
-
-
-IMAGE_SOURCES: dict[str, ImageSource] = {
-    "omniglot": ImageSource(
-        lambda where, root, spec: omniglot(where, root=root, image_size=spec.image_size),
-        lambda spec: InputFormat(1, (spec.image_size,) * 2, bright_foreground=True, keep_aspect=True),
-        channels=(1,),
-    ),
-    "folder": ImageSource(
-        lambda where, root, spec: image_folder(where, image_size=spec.image_size, channels=spec.channels),
-        lambda spec: InputFormat(spec.channels, (spec.image_size,) * 2),
-    ),
-}
+def parse_data(values: Any, key: str) -> Any:
+    """`data:` as the section of the modality its `dataset` belongs to (images by default)."""
+    name = values.get("dataset", "omniglot") if isinstance(values, dict) else None
+    modality = _BY_DATASET.get(name) if isinstance(name, str) else None
+    if isinstance(values, dict) and modality is None:
+        raise ConfigError(f"{key}.dataset must be one of {', '.join(_BY_DATASET)}, got {str(name)[:80]!r}")
+    return build(modality.data_type if modality else ImageData, values, f"{key}.")
 
 
-MAX_IMAGE_SIZE = 1024  # larger than any few-shot benchmark's images; beyond it one episode would not fit in memory
+def parse_model(values: Any, key: str) -> Any:
+    """`model:` as the section of its `backbone` (conv4 by default)."""
+    name = values.get("backbone", "conv4") if isinstance(values, dict) else None
+    modality = _BY_BACKBONE.get(name) if isinstance(name, str) else None
+    if isinstance(values, dict) and modality is None:
+        raise ConfigError(f"{key}.backbone must be one of {', '.join(_BY_BACKBONE)}, got {str(name)[:80]!r}")
+    return build(modality.backbones[str(name)] if modality else NetworkSpec, values, f"{key}.")
 
 
-@dataclass
-class ImageData:
-    """Which classes to train, validate and test on: Omniglot splits (`vinyals/train`, ...), or for `folder`
-    paths of folders of class sub-folders. `val: null` trains without validation (the last weights are kept)."""
-
-    dataset: str = choice("omniglot", tuple(IMAGE_SOURCES))
-    train: str = "vinyals/train"
-    val: str | None = "vinyals/val"
-    test: str = "vinyals/test"
-    image_size: int = 28
-    channels: int = 1
-
-    def __post_init__(self) -> None:
-        at_least(self, image_size=1)
-        if self.image_size > MAX_IMAGE_SIZE:
-            raise ValueError(
-                f"image_size must be <= {MAX_IMAGE_SIZE} (images are resized to it), got {self.image_size}"
-            )
-        allowed = IMAGE_SOURCES[self.dataset].channels
-        if self.channels not in allowed:
-            raise ValueError(
-                f"channels must be {' or '.join(map(str, allowed))} for {self.dataset}, got {self.channels}"
-            )
+def modality(recipe: Any) -> Modality:
+    """The modality of the recipe's data."""
+    return _BY_DATASET[recipe.data.dataset]
 
 
 @dataclass
@@ -94,25 +73,35 @@ class EpisodeSpec:
 
 @dataclass
 class EvalSpec:
-    """The test protocols run after training and by `polyskill eval`: every way x shot (null: the training
-    shot) x adaptation steps (null: the learner's own; gradient-based learners only)."""
+    """The test protocols run after training and by `polyskill eval`. `protocol: episodes`: every way x shot (null:
+    the training shot) x adaptation steps (null: the learner's own; gradient-based learners only) over `episodes`
+    fixed episodes. `protocol: full`: the intent-detection protocol, every class of data.test at once, `shots`
+    examples per class drawn from the `support` split (same classes), scored on every test example, over `draws`
+    seeded draws (`ways`, `query` and `episodes` do not apply)."""
 
+    protocol: str = choice("episodes", ("episodes", "full"))
     ways: list[int] = field(default_factory=lambda: [5, 20])
     shots: list[int] | None = None
     query: int = 15
     episodes: int = 1000
     seed: int = 0
     steps: list[int] | None = None
+    support: str | None = None
+    draws: int = 5
 
     def __post_init__(self) -> None:
-        at_least(self, ways=1, shots=1, query=1, episodes=1, steps=0)
+        at_least(self, ways=1, shots=1, query=1, episodes=1, steps=0, draws=1)
+        if self.protocol == "full" and self.support is None:
+            raise ValueError("protocol full draws the support examples from a split: set support (e.g. full-train)")
+        if self.protocol == "episodes" and self.support is not None:
+            raise ValueError("support is the split of protocol full; episodes draw the support set from the test split")
 
 
 @dataclass
 class FewShotRecipe(Recipe):
     kind: str = "fewshot"
-    data: ImageData = field(default_factory=ImageData)
-    model: NetworkSpec = field(default_factory=NetworkSpec)
+    data: Any = parsed(ImageData, parse_data)  # noqa: RUF009 - returns a field()
+    model: Any = parsed(NetworkSpec, parse_model)  # noqa: RUF009 - returns a field()
     algo: dict[str, Any] = parsed(lambda: {"name": "protonet"}, parse_algo)  # noqa: RUF009 - returns a field()
     episodes: EpisodeSpec = field(default_factory=EpisodeSpec)
     validation: EpisodeSpec = field(default_factory=lambda: EpisodeSpec(way=20, shot=None, query=15))
@@ -121,19 +110,13 @@ class FewShotRecipe(Recipe):
 
 def dataset(recipe: FewShotRecipe, split: str, root: Root = None) -> ClassDataset:
     """The classes of `split` ('train', 'val' or 'test') as the recipe's data section describes them."""
-    where = getattr(recipe.data, split)
-    if where is None:
+    if getattr(recipe.data, split) is None:
         raise ConfigError(f"the recipe has no data.{split}")
-    return IMAGE_SOURCES[recipe.data.dataset].load(where, root, recipe.data)
+    return modality(recipe).classes(recipe, getattr(recipe.data, split), root)
 
 
-def input_shape(recipe: FewShotRecipe) -> tuple[int, int, int]:
-    return (recipe.data.channels, recipe.data.image_size, recipe.data.image_size)
-
-
-def input_format(recipe: FewShotRecipe) -> InputFormat:
-    """How a user's images must look to this run's model."""
-    return IMAGE_SOURCES[recipe.data.dataset].input_format(recipe.data)
+def input_shape(recipe: FewShotRecipe) -> tuple[int, ...]:
+    return modality(recipe).input_shape(recipe)
 
 
 def max_way(recipe: FewShotRecipe) -> int | None:
@@ -150,7 +133,7 @@ def algorithm(recipe: FewShotRecipe, root: Root = None) -> FewShotAlgorithm:
     context: dict[str, Any] = {"input_shape": input_shape(recipe), "classes": recipe.episodes.way}
     if "num_classes" in needs.builder_args and recipe.algo.get("num_classes") is None:
         context["num_classes"] = dataset(recipe, "train", root).num_classes
-    return learner(recipe.algo, network(recipe.model, input_shape(recipe), outputs, flatten=True), context)
+    return learner(recipe.algo, modality(recipe).network(recipe, outputs), context)
 
 
 def training_tasks(recipe: FewShotRecipe, algo: FewShotAlgorithm, root: Root = None, rank: int = 0) -> Any:
@@ -186,10 +169,13 @@ class FewShotKind(Kind):
                 f"({', '.join(n for n, c in ALGORITHMS.items() if c.contract.adaptation_steps)}), "
                 f"not to {recipe.algo['name']}"
             )
-        if needs.feature_maps and recipe.model.backbone != "conv4":
-            raise ConfigError(f"{recipe.algo['name']} compares feature maps: it needs model.backbone conv4")
-        if recipe.model.backbone == "mlp" and not needs.output_layer:
-            raise ConfigError(f"model.backbone mlp needs a learner with an output layer, not {recipe.algo['name']}")
+        kind = modality(recipe)
+        if recipe.model.backbone not in kind.backbones:
+            raise ConfigError(
+                f"model.backbone {recipe.model.backbone} does not take {kind.name} data ({recipe.data.dataset}); "
+                f"use {' or '.join(kind.backbones)}"
+            )
+        kind.check(recipe, needs)
 
     def algorithm_label(self, recipe: FewShotRecipe) -> str:
         return str(recipe.algo["name"])
@@ -240,7 +226,7 @@ class FewShotKind(Kind):
         self.refuse_options(request)
         ways = request.ways or recipe.eval.ways
         limit = max_way(recipe)
-        wrong = [w for w in ways if limit is not None and w != limit]
+        wrong = [w for w in ways if limit is not None and w != limit and recipe.eval.protocol == "episodes"]
         if wrong:
             raise ConfigError(
                 f"{recipe.algo['name']} was trained with a {limit}-way output layer and cannot be "
@@ -250,6 +236,8 @@ class FewShotKind(Kind):
         steps: list[int | None] = [*recipe.eval.steps] if recipe.eval.steps else [None]
         classes = dataset(recipe, request.split, root)
         seed = recipe.eval.seed if request.seed is None else request.seed
+        if recipe.eval.protocol == "full":
+            return self._full_protocols(recipe, request, classes, shots, steps, seed, root)
         query = request.query or recipe.eval.query
         episodes = request.episodes or recipe.eval.episodes
         return [
@@ -264,4 +252,31 @@ class FewShotKind(Kind):
             for step in steps
             for shot in shots
             for way in ways
+        ]
+
+    def _full_protocols(
+        self,
+        recipe: FewShotRecipe,
+        request: EvalRequest,
+        classes: ClassDataset,
+        shots: list[int],
+        steps: list[int | None],
+        seed: int,
+        root: Root,
+    ) -> list[EvalProtocol]:
+        """The whole-test-set protocols: one per shot and number of adaptation steps."""
+        if request.ways or request.query:
+            raise ConfigError("--way and --query do not apply to eval.protocol full: it tests every class at once")
+        limit = max_way(recipe)
+        if limit is not None and limit != classes.num_classes:
+            raise ConfigError(
+                f"{recipe.algo['name']} was trained with a {limit}-way output layer and cannot be tested on the "
+                f"{classes.num_classes} classes of data.{request.split} at once"
+            )
+        pool = modality(recipe).classes(recipe, cast(str, recipe.eval.support), root)
+        draws = request.episodes or recipe.eval.draws
+        return [
+            FullTestAccuracy(pool, classes, shot, draws, seed, step, recipe.train.precision, recipe.train.device)
+            for step in steps
+            for shot in shots
         ]

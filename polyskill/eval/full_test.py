@@ -1,0 +1,134 @@
+"""The standard few-shot protocol of intent detection (Casanueva et al., 2020): K examples of every class drawn
+from a training pool, the model adapted to them, and scored on the whole test set, not on sampled episodes;
+accuracy is the mean over several seeded draws of the K examples, with a 95% interval over the draws."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..data.classes import ClassDataset, to_float
+from ..data.episodes import Support
+from ..distributed import SINGLE, DistContext, gather_cat, share
+from ..errors import ConfigError
+from ..meta.base import FewShotAlgorithm
+from ..nn.precision import inference
+from .protocol import EvalProtocol
+from .result import Result, confidence_interval
+
+
+@dataclass(frozen=True)
+class FullTestResult(Result):
+    """Accuracy on every example of the test classes after adapting to `shot` drawn examples per class, mean over
+    `draws` draws (fractions in [0, 1])."""
+
+    protocol: ClassVar[str] = "full_test"
+    metric: ClassVar[str] = "accuracy"
+    measured: ClassVar[tuple[str, ...]] = ("accuracy", "ci95")
+
+    way: int
+    shot: int
+    draws: int
+    seed: int
+    examples: int
+    accuracy: float
+    ci95: float
+    steps: int | None = None
+    weights: str | None = None
+
+    def __str__(self) -> str:
+        steps = f", {self.steps} adaptation steps" if self.steps is not None else ""
+        return (
+            f"{self.way}-way {self.shot}-shot on the whole test set ({self.examples} examples): "
+            f"{100 * self.accuracy:.2f} +- {100 * self.ci95:.2f} % ({self.draws} draws of the support set{steps})"
+        )
+
+    @property
+    def label(self) -> str:
+        steps = f"@{self.steps}" if self.steps is not None else ""
+        return f"{self.way}w{self.shot}s-all{steps}"
+
+    def formatted(self) -> str:
+        return f"{100 * self.accuracy:.2f}±{100 * self.ci95:.2f}%"
+
+
+def aligned(pool: ClassDataset, test: ClassDataset) -> ClassDataset:
+    """The pool's classes in the test set's order (matched by name): every test class needs examples to draw."""
+    where = {name: i for i, name in enumerate(pool.names)}
+    missing = [name for name in test.names if name not in where]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} test class(es) have no examples to draw the support set from, e.g. {missing[0]!r}: "
+            "eval.support must hold the same classes as data.test"
+        )
+    return pool.subset([where[name] for name in test.names])
+
+
+@dataclass
+class FullTestAccuracy(EvalProtocol):
+    """`draws` seeded draws of `shot` examples per class from `pool`, each scored on every example of `test`."""
+
+    result_type: ClassVar[type[Result]] = FullTestResult
+
+    pool: ClassDataset
+    test: ClassDataset
+    shot: int
+    draws: int = 5
+    seed: int = 0
+    steps: int | None = None
+    precision: str = "fp32"
+    device: str = "cpu"
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        self.pool = aligned(self.pool, self.test)
+        short = [n for n, c in zip(self.pool.names, self.pool.counts.tolist(), strict=True) if c < self.shot]
+        if short:
+            raise ConfigError(
+                f"{len(short)} class(es) have fewer than {self.shot} examples to draw from, e.g. {short[0]!r}"
+            )
+
+    def support(self, draw: int) -> Support:
+        """The support set of draw `draw`: `shot` examples of each class, the same for every model."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + draw)
+        rows = [torch.randperm(int(n), generator=generator)[: self.shot] for n in self.pool.counts.tolist()]
+        x = torch.cat([self.pool.data[c, r] for c, r in enumerate(rows)])
+        y = torch.arange(len(rows)).repeat_interleave(self.shot)
+        return Support(to_float(x), y, len(rows))
+
+    def queries(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every test example and its class."""
+        counts = self.test.counts.tolist()
+        x = torch.cat([self.test.data[c, :n] for c, n in enumerate(counts)])
+        return to_float(x), torch.arange(len(counts)).repeat_interleave(torch.tensor(counts))
+
+    def evaluate(self, model: torch.nn.Module, dist: DistContext = SINGLE) -> Result:
+        algo: FewShotAlgorithm = model  # type: ignore[assignment]
+        start, stop = share(self.draws, dist)
+        model.to(self.device)
+        was_training = model.training
+        model.eval()
+        x, y = self.queries()
+        scores = []
+        try:
+            for draw in range(start, stop):
+                support = self.support(draw)
+                support = Support(support.x.to(self.device), support.y.to(self.device), support.num_classes)
+                with inference(self.precision, self.device):
+                    predictor = algo.adapt(support, self.steps) if self.steps is not None else algo.adapt(support)
+                    predicted = torch.cat(
+                        [
+                            predictor(x[i : i + self.batch_size].to(self.device)).float().argmax(-1).cpu()
+                            for i in range(0, len(x), self.batch_size)
+                        ]
+                    )
+                scores.append((predicted == y).float().mean())
+        finally:
+            model.train(was_training)
+        mean, ci = confidence_interval(gather_cat(torch.stack(scores) if scores else torch.empty(0), dist))
+        return FullTestResult(self.test.num_classes, self.shot, self.draws, self.seed, len(y), mean, ci, self.steps)
+
+
+__all__ = ["FullTestAccuracy", "FullTestResult"]

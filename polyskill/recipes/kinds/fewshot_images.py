@@ -1,0 +1,183 @@
+"""Images as few-shot examples: Omniglot and a user's folders, the Conv4 and MLP backbones, and a user's own
+images converted to what the run's model was trained on (mode, size, polarity)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from ...data.classes import ClassDataset
+from ...data.folder import image_folder
+from ...data.omniglot_images import omniglot
+from ...data.user_images import INVERT, InputFormat, convert, load_images, read_query, read_support
+from ...errors import ClassifierError, ConfigError
+from ...meta.contract import Contract
+from ..learners import NetworkSpec, network
+from ..spec import at_least, choice
+from .base import Root
+from .modality import Modality
+
+MAX_IMAGE_SIZE = 1024  # larger than any few-shot benchmark's images; beyond it one episode would not fit in memory
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where a data set's classes come from and what its images look like to a model trained on them."""
+
+    load: Callable[[str, Root, ImageData], ClassDataset]
+    input_format: Callable[[ImageData], InputFormat]
+    channels: tuple[int, ...] = (1, 3)
+
+
+IMAGE_SOURCES: dict[str, ImageSource] = {
+    "omniglot": ImageSource(
+        lambda where, root, spec: omniglot(where, root=root, image_size=spec.image_size),
+        lambda spec: InputFormat(1, (spec.image_size,) * 2, bright_foreground=True, keep_aspect=True),
+        channels=(1,),
+    ),
+    "folder": ImageSource(
+        lambda where, root, spec: image_folder(where, image_size=spec.image_size, channels=spec.channels),
+        lambda spec: InputFormat(spec.channels, (spec.image_size,) * 2),
+    ),
+}
+
+
+@dataclass
+class ImageData:
+    """Which classes to train, validate and test on: Omniglot splits (`vinyals/train`, ...), or for `folder`
+    paths of folders of class sub-folders. `val: null` trains without validation (the last weights are kept)."""
+
+    dataset: str = choice("omniglot", tuple(IMAGE_SOURCES))
+    train: str = "vinyals/train"
+    val: str | None = "vinyals/val"
+    test: str = "vinyals/test"
+    image_size: int = 28
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        at_least(self, image_size=1)
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size must be <= {MAX_IMAGE_SIZE} (images are resized to it), got {self.image_size}"
+            )
+        allowed = IMAGE_SOURCES[self.dataset].channels
+        if self.channels not in allowed:
+            raise ValueError(
+                f"channels must be {' or '.join(map(str, allowed))} for {self.dataset}, got {self.channels}"
+            )
+
+
+Images = Tensor | np.ndarray | Sequence[Any]
+
+
+@dataclass
+class ImageInputs:
+    """A user's images as a run's model takes them: a tensor or array already in the model's format ([n, C, H,
+    W], or [n, H, W] for greyscale; uint8 scaled to [0, 1]; other sizes resized), PIL images or image paths,
+    converted as `polyskill adapt` converts files (mode, size, polarity: `invert`)."""
+
+    format: InputFormat
+    invert: str = "auto"
+    #: what a prediction row names its example by
+    column: ClassVar[str] = "file"
+
+    def __post_init__(self) -> None:
+        if self.invert not in INVERT:
+            raise ClassifierError(f"invert must be one of {', '.join(INVERT)}, got {self.invert!r}")
+
+    def convert(self, X: Images) -> Tensor:
+        """Any accepted X -> float [n, C, H, W]."""
+        fmt = self.format
+        if X is None:
+            raise ClassifierError("X is None: give images (a tensor or array [n, C, H, W], or PIL images or paths)")
+        if isinstance(X, (Tensor, np.ndarray)):
+            return self._array(X)
+        try:
+            items = None if isinstance(X, (str, bytes, os.PathLike, Image.Image)) else list(X)
+        except TypeError:
+            items = None
+        if items is None:
+            raise ClassifierError(
+                f"X must be an image tensor or array, or a list of PIL images or paths; got {type(X).__name__}"
+            )
+        paths = [Path(i) for i in items if isinstance(i, (str, os.PathLike))]
+        if paths and len(paths) != len(items):
+            raise ClassifierError("give either image paths or PIL images, not a mix")
+        if paths:
+            x, bad = load_images(paths, fmt, self.invert)
+            if bad:
+                raise ClassifierError("cannot use these images: " + "; ".join(bad))
+        elif all(isinstance(i, Image.Image) for i in items) and items:
+            x = torch.stack([convert(i, fmt, self.invert) for i in items])
+        else:
+            raise ClassifierError("X must be an image tensor or array, or a non-empty list of PIL images or paths")
+        if len(x) == 0:
+            raise ClassifierError("no images given")
+        return x
+
+    def _array(self, X: Tensor | np.ndarray) -> Tensor:
+        fmt = self.format
+        try:
+            x = torch.as_tensor(X)
+        except (TypeError, ValueError, RuntimeError):
+            raise ClassifierError(f"X must be an array of numbers, got one of {getattr(X, 'dtype', '?')}") from None
+        if x.dtype == torch.bool or x.is_complex():
+            raise ClassifierError(f"X must hold real pixel values, got {x.dtype}")
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if x.dim() == 3 and fmt.channels == 1:
+            x = x.unsqueeze(1)
+        if x.dim() != 4 or x.shape[1] != fmt.channels or 0 in x.shape[2:]:
+            raise ClassifierError(
+                f"expected images [n, {fmt.channels}, H, W]{' or [n, H, W]' if fmt.channels == 1 else ''}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        if len(x) == 0:
+            raise ClassifierError("no images given")
+        if not torch.isfinite(x).all():
+            raise ClassifierError("X holds NaN or infinite pixel values")
+        if tuple(x.shape[2:]) != fmt.size:
+            x = F.interpolate(x, size=fmt.size, mode="bilinear", antialias=True, align_corners=False)
+        return x
+
+    def read_support(self, path: str | os.PathLike) -> tuple[Tensor, np.ndarray]:
+        """SUPPORT/<class>/<image> -> (images, their class names)."""
+        x, y, classes = read_support(path, self.format, self.invert)
+        return x, np.asarray(classes, dtype=object)[y.numpy()]
+
+    def read_query(self, path: str | os.PathLike) -> tuple[Tensor, list[str]]:
+        """Every image under QUERY -> (images, paths relative to QUERY)."""
+        return read_query(path, self.format, self.invert)
+
+
+class ImageModality(Modality):
+    name = "image"
+    data_type = ImageData
+    datasets = tuple(IMAGE_SOURCES)
+    backbones: ClassVar[dict[str, type]] = {"conv4": NetworkSpec, "mlp": NetworkSpec}
+
+    def classes(self, recipe: Any, where: str, root: Root = None) -> ClassDataset:
+        return IMAGE_SOURCES[recipe.data.dataset].load(where, root, recipe.data)
+
+    def input_shape(self, recipe: Any) -> tuple[int, ...]:
+        return (recipe.data.channels, recipe.data.image_size, recipe.data.image_size)
+
+    def network(self, recipe: Any, outputs: int | None) -> nn.Module:
+        return network(recipe.model, self.input_shape(recipe), outputs, flatten=True)
+
+    def check(self, recipe: Any, needs: Contract) -> None:
+        if needs.feature_maps and recipe.model.backbone != "conv4":
+            raise ConfigError(f"{recipe.algo['name']} compares feature maps: it needs model.backbone conv4")
+        if recipe.model.backbone == "mlp" and not needs.output_layer:
+            raise ConfigError(f"model.backbone mlp needs a learner with an output layer, not {recipe.algo['name']}")
+
+    def inputs(self, recipe: Any, invert: str = "auto", truncate: bool = False) -> ImageInputs:
+        return ImageInputs(IMAGE_SOURCES[recipe.data.dataset].input_format(recipe.data), invert)
