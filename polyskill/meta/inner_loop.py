@@ -48,6 +48,10 @@ def _vmapped() -> Iterator[None]:
         _VMAPPED.reset(token)
 
 
+#: a network with dropout (a text CNN) draws its own masks for every task of a vmapped meta-batch
+RANDOMNESS = "different"
+
+
 def task_loss(output: Tensor, target: Tensor) -> Tensor:
     """Cross-entropy for integer class labels, mean squared error for float targets (regression tasks).
 
@@ -210,7 +214,9 @@ class InnerLoop(nn.Module):
             )
         in_dims = {name: 0 if name in batched else None for name in params}
         with _vmapped():
-            return vmap(lambda p, xb: functional_call(self.model, p, (xb,)), in_dims=(in_dims, 0))(params, x)
+            return vmap(
+                lambda p, xb: functional_call(self.model, p, (xb,)), in_dims=(in_dims, 0), randomness=RANDOMNESS
+            )(params, x)
 
     def _loop(self, batched: bool) -> bool:
         """Loop over tasks (rather than vmap) when their parameters are `batched`? See `vectorize`."""
@@ -244,7 +250,7 @@ class InnerLoop(nn.Module):
             0,
         )
         with _vmapped():
-            return vmap(grad(loss), in_dims=in_dims)(adapted, shared, x, y)
+            return vmap(grad(loss), in_dims=in_dims, randomness=RANDOMNESS)(adapted, shared, x, y)
 
     def _gradients_loop(self, params: Params, x: Tensor, y: Tensor, batched: set[str], create_graph: bool) -> Params:
         names = self.adapt_names
@@ -365,7 +371,9 @@ class InnerLoop(nn.Module):
                 [support_x[b].unsqueeze(0).expand(queries, *support_x.shape[1:]), query_x[b].unsqueeze(1)], dim=1
             )  # [M, S+1, ...]: one batch per query
             with _vmapped():
-                outputs.append(vmap(lambda xj, p=task: functional_call(self.model, p, (xj,))[-1])(joint))
+                outputs.append(
+                    vmap(lambda xj, p=task: functional_call(self.model, p, (xj,))[-1], randomness=RANDOMNESS)(joint)
+                )
         return torch.stack(outputs)
 
     def _update(

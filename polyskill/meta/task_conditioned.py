@@ -126,12 +126,18 @@ class TaskConditioned(MAML):
 
     @staticmethod
     def _feature_dim(features: nn.Module, input_shape: tuple[int, ...]) -> int:
-        """How many values `features` gives per input, from a dry run in eval mode (no statistics updated)."""
+        """How many values `features` gives per input, from a dry run in eval mode (no statistics updated) on
+        zeros: real values, or token ids (all padding) for a network that embeds tokens."""
         was_training = features.training
         features.eval()
-        with torch.no_grad():
-            out = features(torch.zeros(2, *input_shape))
-        features.train(was_training)
+        try:
+            with torch.no_grad():
+                try:
+                    out = features(torch.zeros(2, *input_shape))
+                except (RuntimeError, TypeError):
+                    out = features(torch.zeros(2, *input_shape, dtype=torch.long))
+        finally:
+            features.train(was_training)
         return out.reshape(2, -1).shape[1]
 
     # -- the strategy -------------------------------------------------------------------------------
