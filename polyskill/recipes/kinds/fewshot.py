@@ -215,6 +215,11 @@ class FewShotKind(Kind):
         resume: bool = False,
     ) -> Setup:
         algo = algorithm(recipe, root)
+        if not any(p.requires_grad for p in algo.parameters()):
+            raise ConfigError(
+                f"{recipe.algo['name']} over this model has no weights to train (a frozen encoder and no "
+                "model.widths): add model.widths, e.g. [256], or fine-tune the encoder (model.finetune top)"
+            )
         if "num_classes" in type(algo).contract.builder_args:
             recipe.algo["num_classes"] = algo.num_classes  # recorded, so evaluation rebuilds the same classifier
         train = training_tasks(recipe, algo, root, rank=dist.rank)

@@ -200,16 +200,16 @@ class TextInputs:
                 )
         return self.featurize([t.strip() for t in texts])
 
-    def read_support(self, path: str | os.PathLike) -> tuple[Tensor, np.ndarray]:
-        """Labelled texts from a CSV / JSONL file or a folder of <class>.txt -> (inputs, their class names)."""
+    def read_support(self, path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+        """Labelled texts from a CSV / JSONL file or a folder of <class>.txt -> (the texts, their class names)."""
         classes = read_labelled_text(path)
         texts, index = classes.flat()
-        return self.convert(texts), np.asarray(classes.names, dtype=object)[index]
+        return texts, np.asarray(classes.names, dtype=object)[index]
 
-    def read_query(self, path: str | os.PathLike) -> tuple[Tensor, list[str]]:
-        """Texts to label (.txt one a line, CSV or JSONL with a text column) -> (inputs, the texts)."""
+    def read_query(self, path: str | os.PathLike) -> tuple[list[str], list[str]]:
+        """Texts to label (.txt one a line, CSV or JSONL with a text column) -> (the texts, the texts)."""
         texts = read_query_text(path)
-        return self.convert(texts), texts
+        return texts, texts
 
 
 class TextModality(Modality):
