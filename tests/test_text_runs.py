@@ -26,7 +26,7 @@ from polyskill.recipes.runner import train_run
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 # 24 CLINC150 intents (30 examples each): the first 12 train, the next 6 validate, the last 6 are the unseen test set
-TRAIN, VAL, TEST = range(0, 12), range(12, 18), range(18, 24)
+TRAIN, VAL, TEST = range(12), range(12, 18), range(18, 24)
 SHOTS = 30
 
 
@@ -185,7 +185,8 @@ def test_adapt_labels_a_text_file_from_a_csv(minilm_run, intents, tmp_path, caps
     code = main(["adapt", str(minilm_run / "run"), "--support", str(support), "--query", str(query), "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     assert f"labelled {len(queries)} text(s) into 6 classes" in capsys.readouterr().out
-    rows = list(csv.DictReader(open(out, newline="")))
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
     assert [r["text"] for r in rows] == queries
     accuracy = np.mean([r["label"] == t for r, t in zip(rows, truth, strict=True)])
     assert accuracy > 0.6, f"observed {accuracy:.3f}"
