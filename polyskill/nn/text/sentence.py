@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import ConfigError
+from .models import resolve_encoder
 
 FINETUNE = ("none", "top", "all")
 INSTALL_HINT = "needs `pip install polyskill[text]`"
@@ -27,14 +28,26 @@ def _sentence_transformers() -> Any:
     return sentence_transformers
 
 
+def _quiet_loader() -> None:
+    """No progress bar or advice from transformers while a model loads: a run's output is polyskill's own."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _looks_like_path(model: str) -> bool:
     return Path(model).expanduser().exists() or model.startswith(("/", "./", "../", "~", "\\")) or ":\\" in model
 
 
 def load_sentence_transformer(model: str) -> Any:
-    """`sentence_transformers.SentenceTransformer(model)` on the CPU, or one ConfigError saying how `model` was
-    taken (a local directory or a hub name) and what to do about it."""
+    """`sentence_transformers.SentenceTransformer(model)` on the CPU (a shipped model's directory for its hub name,
+    see `resolve_encoder`), or one ConfigError saying how `model` was taken (a local directory or a hub name) and
+    what to do about it."""
     st = _sentence_transformers()
+    model = resolve_encoder(model)
     if _looks_like_path(model):
         path = Path(model).expanduser()
         if not path.is_dir():
@@ -47,6 +60,7 @@ def load_sentence_transformer(model: str) -> Any:
             "taken as a model name on the Hugging Face hub; offline machines need a local model directory",
             model,
         )
+    _quiet_loader()
     try:
         return st.SentenceTransformer(name, device="cpu")
     except Exception as exc:  # a third-party loader: missing files, bad config, no network, ... all mean "cannot load"

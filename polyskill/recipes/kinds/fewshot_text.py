@@ -25,8 +25,8 @@ from ...nn.text.bag import BagOfEmbeddings
 from ...nn.text.conv import TextCNN
 from ...nn.text.embedding_cache import EmbeddingFeaturizer, TokenFeaturizer
 from ...nn.text.hashing import HashingTokenizer
+from ...nn.text.models import DEFAULT_ENCODER
 from ...nn.text.sentence import SentenceEncoder
-from ...nn.text_models import DEFAULT_ENCODER, resolve_encoder
 from ..spec import at_least, building, choice
 from .base import Root
 from .modality import Modality
@@ -121,7 +121,7 @@ class BagSpec:
 def frozen_encoder(model: str, max_length: int) -> SentenceEncoder:
     """The sentence encoder `model` loaded once per process, frozen (its embeddings are what gets cached)."""
     with building(f"model.encoder {model}"):
-        return SentenceEncoder(resolve_encoder(model), finetune="none", max_length=max_length)
+        return SentenceEncoder(model, finetune="none", max_length=max_length)
 
 
 def featurizer(recipe: Any, root: Root = None) -> Any:
@@ -240,9 +240,7 @@ class TextModality(Modality):
                 if spec.finetune == "none":
                     encoder, dim = None, self.input_shape(recipe)[0]
                 else:
-                    encoder = SentenceEncoder(
-                        resolve_encoder(spec.encoder), spec.finetune, spec.top_layers, spec.max_length
-                    )
+                    encoder = SentenceEncoder(spec.encoder, spec.finetune, spec.top_layers, spec.max_length)
                     dim = encoder.embedding_dim
             elif isinstance(spec, TextCNNSpec):
                 encoder = TextCNN(spec.vocab_size, spec.embed_dim, spec.filters, tuple(spec.kernel_sizes), spec.dropout)
