@@ -283,7 +283,7 @@ def test_full_test_protocol_names_a_class_it_cannot_draw_from():
         "huffpost-protonet",
         "huffpost-textcnn-protonet",
         "clinc150-protonet",
-        "banking77-baselinepp",
+        "banking77-baseline",
         "banking77-protonet-finetune",
         "fewrel-protonet",
     ],
