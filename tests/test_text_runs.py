@@ -90,7 +90,10 @@ def test_every_learner_trains_and_tests_on_text(intents, tmp_path, capsys, algo)
     """Each learner meta-trains a text CNN on hashed words and is tested on unseen intents (a smoke run: the
     learning test below measures accuracy)."""
     _, paths = intents
-    path = write_recipe(tmp_path, text_recipe(paths, TEXTCNN, algo, steps=2))
+    fast = {"reptile": {"inner_steps": 2, "eval_steps": 2}, "maml": {"eval_steps": 1}}.get(algo, {})
+    recipe = text_recipe(paths, TEXTCNN, algo, steps=2)
+    recipe["algo"].update(fast)
+    path = write_recipe(tmp_path, recipe)
     assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     [test] = summary["test"]
