@@ -56,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         first = timed(lambda: cached_embeddings(encoder, texts, Path(folder), args.batch_size))
         second = timed(lambda: cached_embeddings(encoder, texts, Path(folder), args.batch_size))
-    print(describe())
+    print(describe(args.threads))
     print(
         f"{len(texts)} CLINC150 utterances, {args.threads} threads, batch {args.batch_size}, "
         f"max_length {args.max_length}"
