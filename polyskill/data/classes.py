@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -61,6 +62,13 @@ class ClassDataset:
             f"ClassDataset({self.num_classes} classes, {self.num_examples} examples, "
             f"shape {self.example_shape}, {self.data.dtype})"
         )
+
+
+def draw_indices(counts: Sequence[int], shot: int, seed: int) -> list[np.ndarray]:
+    """`shot` distinct indices below each class's count, drawn class after class by numpy's Generator(seed): the
+    K-shot draw of the whole-test-set protocol and of `draw_shots` alike, so both pick the same examples."""
+    rng = np.random.default_rng(seed)
+    return [rng.choice(int(n), size=shot, replace=False) for n in counts]
 
 
 def to_float(x: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, DataError
-from .classes import ClassDataset
+from .classes import ClassDataset, draw_indices
 
 
 @dataclass
@@ -86,6 +86,6 @@ def draw_shots(classes: TextClasses, shot: int, seed: int) -> TextClasses:
     if short:
         more = f" and {len(short) - 10} more" if len(short) > 10 else ""
         raise DataError(f"cannot draw {shot} examples from class(es) with fewer: {', '.join(short[:10])}{more}")
-    rng = np.random.default_rng(seed)
-    drawn = [[texts[i] for i in rng.choice(len(texts), size=shot, replace=False)] for texts in classes.texts]
+    rows = draw_indices([len(texts) for texts in classes.texts], shot, seed)
+    drawn = [[texts[i] for i in index] for texts, index in zip(classes.texts, rows, strict=True)]
     return TextClasses(drawn, list(classes.names))

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import torch
 
-from ..data.classes import ClassDataset, to_float
+from ..data.classes import ClassDataset, draw_indices, to_float
 from ..data.episodes import Support
 from ..distributed import SINGLE, DistContext, gather_cat, share
 from ..errors import ConfigError
@@ -91,10 +91,10 @@ class FullTestAccuracy(EvalProtocol):
             )
 
     def support(self, draw: int) -> Support:
-        """The support set of draw `draw`: `shot` examples of each class, the same for every model."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + draw)
-        rows = [torch.randperm(int(n), generator=generator)[: self.shot] for n in self.pool.counts.tolist()]
-        x = torch.cat([self.pool.data[c, r] for c, r in enumerate(rows)])
+        """The support set of draw `draw`: `shot` examples of each class, the same for every model (those that
+        `data.draw_shots(classes, shot, seed + draw)` picks from the same classes)."""
+        rows = draw_indices(self.pool.counts.tolist(), self.shot, self.seed + draw)
+        x = torch.cat([self.pool.data[c, torch.as_tensor(r)] for c, r in enumerate(rows)])
         y = torch.arange(len(rows)).repeat_interleave(self.shot)
         return Support(to_float(x), y, len(rows))
 
