@@ -8,6 +8,7 @@ import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -151,8 +152,18 @@ def text_classes(dataset: str, where: str, root: Root = None) -> TextClasses:
 
 
 @functools.lru_cache(maxsize=8)
-def _encoded(dataset: str, where: str, root: Root, model: Any, env: str | None) -> ClassDataset:
+def _encoded(dataset: str, where: str, root: Root, model: Any, stamp: tuple[Any, ...]) -> ClassDataset:
     return text_classes(dataset, where, root).encode(_featurizers[model])
+
+
+def _stamp(dataset: str, where: str) -> tuple[Any, ...]:
+    """What makes a loaded split stale: the data root for the sets, a user's files' sizes and times (a file
+    edited between two runs in one process is read again)."""
+    if dataset != USER_FILES:
+        return (os.environ.get("POLYSKILL_DATA"),)
+    path = Path(where).expanduser()
+    files = sorted(path.glob("*")) if path.is_dir() else [path]
+    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists())
 
 
 _featurizers: dict[Any, Any] = {}
@@ -222,7 +233,7 @@ class TextModality(Modality):
         key = _model_key(recipe.model)
         if key not in _featurizers:
             _featurizers[key] = featurizer(recipe, root)
-        return _encoded(recipe.data.dataset, where, root, key, os.environ.get("POLYSKILL_DATA"))
+        return _encoded(recipe.data.dataset, where, root, key, _stamp(recipe.data.dataset, where))
 
     def input_shape(self, recipe: Any) -> tuple[int, ...]:
         spec = recipe.model
