@@ -283,12 +283,12 @@ def test_full_test_protocol_names_a_class_it_cannot_draw_from():
 @pytest.mark.parametrize(
     "name",
     [
-        "huffpost-protonet",
+        "huffpost-baseline",
         "huffpost-textcnn-protonet",
-        "clinc150-protonet",
+        "clinc150-baseline",
         "banking77-baseline",
         "banking77-protonet-finetune",
-        "fewrel-protonet",
+        "fewrel-baseline",
     ],
 )
 def test_text_recipes_load(name):
