@@ -14,7 +14,8 @@ BANKING77 (77-way) and CLINC150 (150 in-scope intents), K = 5 and 10 examples pe
 - SetFit, the first `--setfit-draws` draws: `SetFitModel.from_pretrained(path)` and `Trainer` with its defaults
   except `num_iterations` (`--setfit-iterations`, default 20; 0 keeps the library's default) and, as pure I/O,
   no checkpoints and no progress bar;
-- ours: each `--runs NAME=RUN_DIR` through `FewShotClassifier.from_run(RUN_DIR)`, `fit` on the support texts (the
+- ours: each `--runs NAME=RUN_DIR` through `FewShotClassifier.from_run(RUN_DIR, truncate=True)` (texts cut to the
+  encoder's window, as in training), `fit` on the support texts (the
   adaptation) and `predict` on the test texts.
 Train time covers embedding the support set and fitting (SetFit: its whole `train()`; ours: `fit`); model loading
 is listed apart. The floors' classification is one small call, counted in their training time, so their prediction
@@ -145,7 +146,7 @@ def run_ours(run_dir: str, texts: list[str], labels: np.ndarray, test: list[str]
 
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir(parents=True)
-    classifier, load_s = timed(FewShotClassifier.from_run, run_dir)
+    classifier, load_s = timed(lambda: FewShotClassifier.from_run(run_dir, truncate=True))
     _, train_s = timed(classifier.fit, list(texts), labels)
     predicted, predict_s = timed(classifier.predict, list(test))
     again, cached_s = timed(classifier.predict, list(test))
