@@ -13,6 +13,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("POLYSKILL_DATA", str(REPO.parent / "shared" / "data"))
 os.environ["POLYSKILL_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"  # pretrained encoders come from local directories; nothing is downloaded
 # One thread unless told otherwise: on a shared machine a second OpenMP thread that has to wait for a busy core
 # spins, and small operations then run a hundred times slower.
 torch.set_num_threads(int(os.environ.get("POLYSKILL_TEST_THREADS", "1")))

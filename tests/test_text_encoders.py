@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded in tests
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np

@@ -23,8 +23,6 @@ from polyskill.nn.encoder_network import EncoderNetwork
 from polyskill.recipes import load
 from polyskill.recipes.runner import train_run
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-
 # 24 CLINC150 intents (30 examples each): the first 12 train, the next 6 validate, the last 6 are the unseen test set
 TRAIN, VAL, TEST = range(12), range(12, 18), range(18, 24)
 SHOTS = 30
