@@ -292,3 +292,18 @@ def test_full_test_protocol_names_a_class_it_cannot_draw_from():
 def test_text_recipes_load(name):
     recipe = load(name)
     assert recipe.kind == "fewshot" and recipe.data.dataset in name
+
+
+def test_a_test_split_that_cannot_be_read_is_refused_before_training(intents, tmp_path, capsys):
+    """Nothing is trained or written for a run whose test protocols cannot be built (a missing test file, a
+    support split of the whole-test-set protocol that does not exist)."""
+    _, paths = intents
+    recipe = text_recipe(paths, TEXTCNN)
+    recipe["data"]["test"] = str(tmp_path / "missing.csv")
+    assert main(["train", str(write_recipe(tmp_path, recipe)), "--out", str(tmp_path / "a"), "--quiet"]) == 2
+    assert "missing.csv does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    recipe = text_recipe(paths, TEXTCNN, eval={"protocol": "full", "support": str(tmp_path / "nope.csv")})
+    assert main(["train", str(write_recipe(tmp_path, recipe)), "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    assert "nope.csv does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

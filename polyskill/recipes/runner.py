@@ -187,6 +187,8 @@ def _train(
 ) -> dict[str, Any]:
     """train_run's work as rank `ctx.rank`: rank 0 checks and writes the run directory, every rank trains."""
     kind = kind_of(recipe)
+    if evaluate:  # a test split or protocol that cannot be built is refused now, not after the training
+        kind.test_protocols(recipe, EvalRequest(), root)
     load = _start_mode(recipe, out, resume, echo) if ctx.main else (out / "last.pt").is_file() and resume
     setup = kind.setup(recipe, root, out, progress, ctx, echo, resume=load)
     _, summary = fit_into(out, recipe, setup.trainer, load, echo, sinks, dist=ctx)
