@@ -125,20 +125,37 @@ def frozen_encoder(model: str, max_length: int) -> SentenceEncoder:
         return SentenceEncoder(model, finetune="none", max_length=max_length)
 
 
-def featurizer(recipe: Any, root: Root = None) -> Any:
-    """What turns the recipe's texts into model inputs: cached frozen embeddings [n, D], the sentence encoder's
-    token ids and mask [n, 2, L], or hashed word ids [n, L]."""
-    spec = recipe.model
+#: one featurizer per model inputs and cache folder, for the process (a sentence encoder loads in seconds)
+_featurizers: dict[tuple[Any, ...], Any] = {}
+
+
+def featurizer(spec: Any, cache: Path | None) -> Any:
+    """What turns texts into the inputs of the model `spec` describes: frozen embeddings [n, D] (cached in
+    `cache`), the sentence encoder's token ids and mask [n, 2, L], or hashed word ids [n, L]."""
     if isinstance(spec, SentenceSpec):
         encoder = frozen_encoder(spec.encoder, spec.max_length)
+        return EmbeddingFeaturizer(encoder, cache) if spec.finetune == "none" else TokenFeaturizer(encoder)
+    return TokenFeaturizer(HashingTokenizer(spec.vocab_size, spec.max_length, spec.ngrams))
+
+
+def _featurizer_key(recipe: Any, root: Root = None) -> tuple[Any, ...]:
+    """The key of the recipe's featurizer in `_featurizers` (made on first use): what of the model section decides
+    the inputs (not widths or init), and the embedding cache's folder as the environment gives it now."""
+    spec = recipe.model
+    cache: Path | None = None
+    if isinstance(spec, SentenceSpec):
+        key: tuple[Any, ...] = ("sentence", spec.encoder, spec.max_length, spec.finetune == "none")
         if spec.finetune == "none":
             try:
                 cache = cache_dir(data_root(root))
             except OSError:
                 cache = None
-            return EmbeddingFeaturizer(encoder, cache)
-        return TokenFeaturizer(encoder)
-    return TokenFeaturizer(HashingTokenizer(spec.vocab_size, spec.max_length, spec.ngrams))
+    else:
+        key = (spec.backbone, spec.vocab_size, spec.max_length, spec.ngrams)
+    key = (*key, str(cache) if cache else None)
+    if key not in _featurizers:
+        _featurizers[key] = featurizer(spec, cache)
+    return key
 
 
 def text_classes(dataset: str, where: str, root: Root = None) -> TextClasses:
@@ -164,16 +181,6 @@ def _stamp(dataset: str, where: str) -> tuple[Any, ...]:
     path = Path(where).expanduser()
     files = sorted(path.glob("*")) if path.is_dir() else [path]
     return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists())
-
-
-_featurizers: dict[Any, Any] = {}
-
-
-def _model_key(spec: Any) -> tuple[Any, ...]:
-    """What of the model section decides the inputs (not widths or init): the key of the encoded-split cache."""
-    if isinstance(spec, SentenceSpec):
-        return ("sentence", spec.encoder, spec.max_length, spec.finetune == "none")
-    return (spec.backbone, spec.vocab_size, spec.max_length, spec.ngrams)
 
 
 class TextInputs:
@@ -230,9 +237,7 @@ class TextModality(Modality):
     backbones: ClassVar[dict[str, type]] = {"sentence": SentenceSpec, "textcnn": TextCNNSpec, "bag": BagSpec}
 
     def classes(self, recipe: Any, where: str, root: Root = None) -> ClassDataset:
-        key = _model_key(recipe.model)
-        if key not in _featurizers:
-            _featurizers[key] = featurizer(recipe, root)
+        key = _featurizer_key(recipe, root)
         return _encoded(recipe.data.dataset, where, root, key, _stamp(recipe.data.dataset, where))
 
     def input_shape(self, recipe: Any) -> tuple[int, ...]:
@@ -280,7 +285,4 @@ class TextModality(Modality):
             raise ConfigError("data.dataset files takes paths of CSV / JSONL files or folders, not set names")
 
     def inputs(self, recipe: Any, invert: str = "auto", truncate: bool = False) -> TextInputs:
-        key = _model_key(recipe.model)
-        if key not in _featurizers:
-            _featurizers[key] = featurizer(recipe)
-        return TextInputs(_featurizers[key], truncate)
+        return TextInputs(_featurizers[_featurizer_key(recipe)], truncate)
