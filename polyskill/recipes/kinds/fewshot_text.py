@@ -20,6 +20,7 @@ from ...data.text_classes import TextClasses
 from ...data.text_sets import TEXT_SETS, text_set
 from ...data.user_text import read_labelled_text, read_query_text
 from ...errors import ClassifierError, ConfigError
+from ...meta import ALGORITHMS
 from ...meta.contract import Contract
 from ...nn.encoder_network import EncoderNetwork
 from ...nn.text.bag import BagOfEmbeddings
@@ -269,10 +270,8 @@ class TextModality(Modality):
     def check(self, recipe: Any, needs: Contract) -> None:
         name = recipe.algo["name"]
         if needs.feature_maps:
-            raise ConfigError(
-                f"{name} compares image feature maps; text backbones give vectors: use protonet, matching, "
-                "metaoptnet, baseline, maml, reptile, contrastive or task_conditioned"
-            )
+            vectors = ", ".join(n for n, c in ALGORITHMS.items() if not c.contract.feature_maps)
+            raise ConfigError(f"{name} compares image feature maps; text backbones give vectors: use one of {vectors}")
         spec = recipe.model
         if needs.adaptation_steps and isinstance(spec, SentenceSpec) and spec.finetune != "none":
             raise ConfigError(
