@@ -2,9 +2,11 @@
 
 The public API is these sub-packages and names:
 
-- `polyskill.data`: data root and checked files, `omniglot(split)`, `image_folder(path)`, `episodes(...)`
-  (an EpisodeSampler producing `TaskBatch`es), `Support`.
-- `polyskill.nn`: backbones (`Conv4`) and precision helpers.
+- `polyskill.data`: data root and checked files, `omniglot(split)`, `image_folder(path)`, `text_set(name, split)`
+  and a user's text files (`TextClasses`, `draw_shots`), `episodes(...)` (an EpisodeSampler producing
+  `TaskBatch`es), `Support`.
+- `polyskill.nn`: backbones (`Conv4`; text encoders in `polyskill.nn.text`: `SentenceEncoder`, `TextCNN`,
+  `BagOfEmbeddings`, the embedding cache) and precision helpers.
 - `polyskill.meta`: `FewShotAlgorithm` (the interface) and the algorithms (`PrototypicalNetworks`, `MAML`,
   `Reptile`, `MatchingNetworks`, `RelationNetworks`, `MetaOptNet`, `Baseline`, `ContrastiveEmbedding`).
 - `polyskill.mtl`: multi-task architectures, aggregators and loss weightings, the multi-task step.
@@ -13,7 +15,7 @@ The public API is these sub-packages and names:
   accuracy with a 95% confidence interval), the run summary.
 - `polyskill.recipes`: YAML recipes, one kind per problem (`load(name, overrides)`, `kind_of(recipe)`), and
   the runner.
-- `FewShotClassifier`: scikit-learn-style few-shot classification with any trained run.
+- `FewShotClassifier`: scikit-learn-style few-shot classification with any trained run, of images or texts.
 """
 
 from . import data, eval, meta, mtl, nn, recipes, train
