@@ -29,7 +29,7 @@ class Predictions:
     """The label and class probabilities of every query example (an image's path relative to the query folder, or
     a text), named in the first column by `column`."""
 
-    files: list[str]
+    examples: list[str]
     classes: list[str]
     labels: list[str]
     probabilities: np.ndarray
@@ -41,7 +41,7 @@ class Predictions:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([self.column, "label", "confidence", *(spreadsheet_safe(f"p_{c}") for c in self.classes)])
-        for name, label, probs in zip(self.files, self.labels, self.probabilities, strict=True):
+        for name, label, probs in zip(self.examples, self.labels, self.probabilities, strict=True):
             writer.writerow(
                 [spreadsheet_safe(name), spreadsheet_safe(label), f"{probs.max():.4f}", *(f"{p:.4f}" for p in probs)]
             )

@@ -294,7 +294,7 @@ def _adapt(args: argparse.Namespace) -> int:
         counts = {c: predictions.labels.count(c) for c in predictions.classes}
         noun = "image" if predictions.column == "file" else "text"
         print(
-            f"labelled {len(predictions.files)} {noun}(s) into {len(predictions.classes)} classes "
+            f"labelled {len(predictions.examples)} {noun}(s) into {len(predictions.classes)} classes "
             f"({', '.join(f'{c}: {n}' for c, n in counts.items())}); predictions in {args.out}"
         )
     else:
