@@ -75,9 +75,51 @@ class SentenceSpec:
         _sizes(self)
         at_least(self, top_layers=1)
 
+    @property
+    def frozen(self) -> bool:
+        """Its embeddings are the data (computed once and cached), not part of the model."""
+        return self.finetune == "none"
+
+    def inputs_key(self) -> tuple[Any, ...]:
+        return ("sentence", self.encoder, self.max_length, self.frozen)
+
+    def featurizer(self, cache: Path | None) -> Any:
+        encoder = frozen_encoder(self.encoder, self.max_length)
+        return EmbeddingFeaturizer(encoder, cache) if self.frozen else TokenFeaturizer(encoder)
+
+    def input_shape(self) -> tuple[int, ...]:
+        if self.frozen:
+            return (frozen_encoder(self.encoder, self.max_length).embedding_dim,)
+        return (2, self.max_length)
+
+    def text_encoder(self) -> tuple[nn.Module | None, int]:
+        if self.frozen:
+            return None, self.input_shape()[0]
+        encoder = SentenceEncoder(self.encoder, self.finetune, self.top_layers, self.max_length)
+        return encoder, encoder.embedding_dim
+
+
+class HashedWords:
+    """What the encoders trained from scratch share: hashed word ids [n, max_length] as inputs."""
+
+    vocab_size: int
+    max_length: int
+    ngrams: int
+    backbone: str
+    frozen = False
+
+    def inputs_key(self) -> tuple[Any, ...]:
+        return (self.backbone, self.vocab_size, self.max_length, self.ngrams)
+
+    def featurizer(self, cache: Path | None) -> Any:
+        return TokenFeaturizer(HashingTokenizer(self.vocab_size, self.max_length, self.ngrams))
+
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.max_length,)
+
 
 @dataclass
-class TextCNNSpec:
+class TextCNNSpec(HashedWords):
     """A convolutional text encoder trained from scratch (Kim, 2014) over hashed words (`ngrams: 2` adds word
     pairs); `widths` adds an MLP on its features."""
 
@@ -100,9 +142,13 @@ class TextCNNSpec:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
+    def text_encoder(self) -> tuple[nn.Module | None, int]:
+        encoder = TextCNN(self.vocab_size, self.embed_dim, self.filters, tuple(self.kernel_sizes), self.dropout)
+        return encoder, encoder.embedding_dim
+
 
 @dataclass
-class BagSpec:
+class BagSpec(HashedWords):
     """The mean of learned embeddings of hashed words (and word pairs with `ngrams: 2`), trained from scratch:
     fastText's encoder; `widths` adds an MLP on it."""
 
@@ -118,6 +164,10 @@ class BagSpec:
         _sizes(self)
         at_least(self, vocab_size=2, ngrams=1, embed_dim=1)
 
+    def text_encoder(self) -> tuple[nn.Module | None, int]:
+        encoder = BagOfEmbeddings(self.vocab_size, self.embed_dim)
+        return encoder, encoder.embedding_dim
+
 
 @functools.lru_cache(maxsize=4)
 def frozen_encoder(model: str, max_length: int) -> SentenceEncoder:
@@ -130,32 +180,19 @@ def frozen_encoder(model: str, max_length: int) -> SentenceEncoder:
 _featurizers: dict[tuple[Any, ...], Any] = {}
 
 
-def featurizer(spec: Any, cache: Path | None) -> Any:
-    """What turns texts into the inputs of the model `spec` describes: frozen embeddings [n, D] (cached in
-    `cache`), the sentence encoder's token ids and mask [n, 2, L], or hashed word ids [n, L]."""
-    if isinstance(spec, SentenceSpec):
-        encoder = frozen_encoder(spec.encoder, spec.max_length)
-        return EmbeddingFeaturizer(encoder, cache) if spec.finetune == "none" else TokenFeaturizer(encoder)
-    return TokenFeaturizer(HashingTokenizer(spec.vocab_size, spec.max_length, spec.ngrams))
-
-
 def _featurizer_key(recipe: Any, root: Root = None) -> tuple[Any, ...]:
     """The key of the recipe's featurizer in `_featurizers` (made on first use): what of the model section decides
     the inputs (not widths or init), and the embedding cache's folder as the environment gives it now."""
     spec = recipe.model
     cache: Path | None = None
-    if isinstance(spec, SentenceSpec):
-        key: tuple[Any, ...] = ("sentence", spec.encoder, spec.max_length, spec.finetune == "none")
-        if spec.finetune == "none":
-            try:
-                cache = cache_dir(data_root(root))
-            except OSError:
-                cache = None
-    else:
-        key = (spec.backbone, spec.vocab_size, spec.max_length, spec.ngrams)
-    key = (*key, str(cache) if cache else None)
+    if spec.frozen:
+        try:
+            cache = cache_dir(data_root(root))
+        except OSError:
+            cache = None
+    key = (*spec.inputs_key(), str(cache) if cache else None)
     if key not in _featurizers:
-        _featurizers[key] = featurizer(spec, cache)
+        _featurizers[key] = spec.featurizer(cache)
     return key
 
 
@@ -242,30 +279,12 @@ class TextModality(Modality):
         return _encoded(recipe.data.dataset, where, root, key, _stamp(recipe.data.dataset, where))
 
     def input_shape(self, recipe: Any) -> tuple[int, ...]:
-        spec = recipe.model
-        if isinstance(spec, SentenceSpec):
-            if spec.finetune == "none":
-                return (frozen_encoder(spec.encoder, spec.max_length).embedding_dim,)
-            return (2, spec.max_length)
-        return (spec.max_length,)
+        return tuple(recipe.model.input_shape())
 
     def network(self, recipe: Any, outputs: int | None) -> nn.Module:
-        spec = recipe.model
         with building("model"):
-            encoder: nn.Module | None
-            if isinstance(spec, SentenceSpec):
-                if spec.finetune == "none":
-                    encoder, dim = None, self.input_shape(recipe)[0]
-                else:
-                    encoder = SentenceEncoder(spec.encoder, spec.finetune, spec.top_layers, spec.max_length)
-                    dim = encoder.embedding_dim
-            elif isinstance(spec, TextCNNSpec):
-                encoder = TextCNN(spec.vocab_size, spec.embed_dim, spec.filters, tuple(spec.kernel_sizes), spec.dropout)
-                dim = encoder.embedding_dim
-            else:
-                encoder = BagOfEmbeddings(spec.vocab_size, spec.embed_dim)
-                dim = encoder.embedding_dim
-            return EncoderNetwork(encoder, dim, spec.widths, outputs)
+            encoder, dim = recipe.model.text_encoder()
+            return EncoderNetwork(encoder, dim, recipe.model.widths, outputs)
 
     def check(self, recipe: Any, needs: Contract) -> None:
         name = recipe.algo["name"]
@@ -273,7 +292,7 @@ class TextModality(Modality):
             vectors = ", ".join(n for n, c in ALGORITHMS.items() if not c.contract.feature_maps)
             raise ConfigError(f"{name} compares image feature maps; text backbones give vectors: use one of {vectors}")
         spec = recipe.model
-        if needs.adaptation_steps and isinstance(spec, SentenceSpec) and spec.finetune != "none":
+        if needs.adaptation_steps and isinstance(spec, SentenceSpec) and not spec.frozen:
             raise ConfigError(
                 f"{name} adapts its network by gradient steps inside each task, which a fine-tuned transformer "
                 "does not support here: use model.finetune none (with model.widths for the layers it adapts)"
