@@ -17,13 +17,28 @@ from .protocol import EpisodeProtocol
 from .result import Result, confidence_interval
 
 
+class AccuracyResult(Result):
+    """A classification result: `accuracy` (a fraction in [0, 1]) with its 95% interval `ci95`, shown in percent;
+    `steps` names the adaptation steps it was measured with (None: the learner's own)."""
+
+    metric: ClassVar[str] = "accuracy"
+    measured: ClassVar[tuple[str, ...]] = ("accuracy", "ci95")
+    accuracy: float
+    ci95: float
+    steps: int | None
+
+    def _steps(self, template: str) -> str:
+        return template.format(self.steps) if self.steps is not None else ""
+
+    def formatted(self) -> str:
+        return f"{100 * self.accuracy:.2f}±{100 * self.ci95:.2f}%"
+
+
 @dataclass(frozen=True)
-class FewShotResult(Result):
+class FewShotResult(AccuracyResult):
     """Accuracy of one protocol (way, shot, query, episodes, seed, adaptation steps) as fractions in [0, 1]."""
 
     protocol: ClassVar[str] = "few_shot"
-    metric: ClassVar[str] = "accuracy"
-    measured: ClassVar[tuple[str, ...]] = ("accuracy", "ci95")
 
     way: int
     shot: int
@@ -36,19 +51,14 @@ class FewShotResult(Result):
     weights: str | None = None
 
     def __str__(self) -> str:
-        steps = f", {self.steps} adaptation steps" if self.steps is not None else ""
         return (
             f"{self.way}-way {self.shot}-shot: {100 * self.accuracy:.2f} +- {100 * self.ci95:.2f} % "
-            f"({self.episodes} episodes, {self.query} queries per class{steps})"
+            f"({self.episodes} episodes, {self.query} queries per class{self._steps(', {} adaptation steps')})"
         )
 
     @property
     def label(self) -> str:
-        steps = f"@{self.steps}" if self.steps is not None else ""
-        return f"{self.way}w{self.shot}s{steps}"
-
-    def formatted(self) -> str:
-        return f"{100 * self.accuracy:.2f}±{100 * self.ci95:.2f}%"
+        return f"{self.way}w{self.shot}s{self._steps('@{}')}"
 
 
 @dataclass
@@ -86,4 +96,4 @@ def few_shot(
     return protocol.evaluate(algo, dist)  # type: ignore[return-value]
 
 
-__all__ = ["FewShotAccuracy", "FewShotResult", "confidence_interval", "few_shot"]
+__all__ = ["AccuracyResult", "FewShotAccuracy", "FewShotResult", "confidence_interval", "few_shot"]

@@ -15,18 +15,17 @@ from ..distributed import SINGLE, DistContext, gather_cat, share
 from ..errors import ConfigError
 from ..meta.base import FewShotAlgorithm
 from ..nn.precision import inference
+from .few_shot import AccuracyResult
 from .protocol import EvalProtocol
 from .result import Result, confidence_interval
 
 
 @dataclass(frozen=True)
-class FullTestResult(Result):
+class FullTestResult(AccuracyResult):
     """Accuracy on every example of the test classes after adapting to `shot` drawn examples per class, mean over
     `draws` draws (fractions in [0, 1])."""
 
     protocol: ClassVar[str] = "full_test"
-    metric: ClassVar[str] = "accuracy"
-    measured: ClassVar[tuple[str, ...]] = ("accuracy", "ci95")
 
     way: int
     shot: int
@@ -39,19 +38,15 @@ class FullTestResult(Result):
     weights: str | None = None
 
     def __str__(self) -> str:
-        steps = f", {self.steps} adaptation steps" if self.steps is not None else ""
         return (
             f"{self.way}-way {self.shot}-shot on the whole test set ({self.examples} examples): "
-            f"{100 * self.accuracy:.2f} +- {100 * self.ci95:.2f} % ({self.draws} draws of the support set{steps})"
+            f"{100 * self.accuracy:.2f} +- {100 * self.ci95:.2f} % ({self.draws} draws of the support set"
+            f"{self._steps(', {} adaptation steps')})"
         )
 
     @property
     def label(self) -> str:
-        steps = f"@{self.steps}" if self.steps is not None else ""
-        return f"{self.way}w{self.shot}s-all{steps}"
-
-    def formatted(self) -> str:
-        return f"{100 * self.accuracy:.2f}±{100 * self.ci95:.2f}%"
+        return f"{self.way}w{self.shot}s-all{self._steps('@{}')}"
 
 
 def aligned(pool: ClassDataset, test: ClassDataset) -> ClassDataset:
