@@ -68,6 +68,12 @@ def load_sentence_transformer(model: str) -> Any:
         raise ConfigError(f"cannot load sentence encoder {model!r} ({how}): {first}") from None
 
 
+def _under_torch_func() -> bool:
+    """Whether a torch.func transform (vmap, grad) is running: there a value cannot be read out of the data.
+    torch has no public test for it; a build without this private one is taken as not transforming."""
+    return bool(getattr(torch._C, "_are_functorch_transforms_active", lambda: False)())
+
+
 class SentenceTokenizer:
     """The model's own tokenizer as texts -> LongTensor [n, 2, max_length] (ids and attention mask stacked)."""
 
@@ -184,7 +190,7 @@ class SentenceEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """[N, 2, L] ids and attention mask -> [N, D] sentence embeddings."""
         ids, mask = x[:, 0], x[:, 1]
-        if not torch._C._are_functorch_transforms_active() and ids.shape[0] > 0:
+        if not _under_torch_func() and ids.shape[0] > 0:
             keep = max(int(mask.sum(1).max()), 1)  # padding past the longest text changes nothing: skip it
             ids, mask = ids[:, :keep], mask[:, :keep]
         return self.model({"input_ids": ids, "attention_mask": mask})["sentence_embedding"]
