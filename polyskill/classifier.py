@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from .train.device import check_device
 
 Examples = Tensor | np.ndarray | Sequence[Any]
 
-__all__ = ["ClassifierError", "FewShotClassifier"]
+__all__ = ["AdaptedTask", "ClassifierError", "FewShotClassifier"]
 
 
 def _labels(y: Any) -> np.ndarray:
@@ -46,6 +47,18 @@ def _labels(y: Any) -> np.ndarray:
     if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
         raise ClassifierError("y holds NaN or infinite labels")
     return labels
+
+
+@dataclass(frozen=True)
+class AdaptedTask:
+    """One learned task: the algorithm's predictor and the class labels its score columns stand for."""
+
+    predictor: Predictor
+    classes: np.ndarray
+
+    def scores(self, x: Tensor) -> Tensor:
+        """The predictor's scores of inputs x, cut to this task's classes (a fixed-size head has more)."""
+        return self.predictor(x)[:, : len(self.classes)]
 
 
 class FewShotClassifier:
@@ -74,8 +87,7 @@ class FewShotClassifier:
         self.device = check_device(device, "device")
         self.algo, self.inputs, self.max_way = algo.to(self.device).eval(), inputs, max_way
         self.batch_size = batch_size
-        self.classes_: np.ndarray | None = None
-        self._predictor: Predictor | None = None
+        self._task: AdaptedTask | None = None
 
     @classmethod
     def from_run(
@@ -84,14 +96,28 @@ class FewShotClassifier:
         """The classifier of a trained run directory (its best, else last, weights; loaded weights-only).
         `invert` applies to image runs (see `polyskill adapt`), `truncate` to text runs (cut texts longer than the
         encoder's window instead of refusing them)."""
-        from .recipes.kinds.fewshot import FewShotRecipe, max_way, modality
         from .recipes.runner import trained_model
 
         recipe, algo = trained_model(run)
+        return cls.from_recipe(recipe, algo, device, invert, truncate, where=str(run))
+
+    @classmethod
+    def from_recipe(
+        cls,
+        recipe: Any,
+        algo: Any,
+        device: str | torch.device = "cpu",
+        invert: str = "auto",
+        truncate: bool = False,
+        where: str = "the run",
+    ) -> FewShotClassifier:
+        """The classifier of a loaded run (its recipe and trained algorithm; see `from_run`)."""
+        from .recipes.kinds.fewshot import FewShotRecipe, max_way, modality
+
         if not isinstance(recipe, FewShotRecipe):
-            raise ConfigError(f"{run} is a {recipe.kind} run: classifying examples needs a few-shot run")
+            raise ConfigError(f"{where} is a {recipe.kind} run: classifying examples needs a few-shot run")
         inputs = modality(recipe).inputs(recipe, invert=invert, truncate=truncate)
-        return cls(algo, inputs, max_way(recipe), device=device)  # type: ignore[arg-type]
+        return cls(algo, inputs, max_way(recipe), device=device)
 
     def _examples(self, X: Examples) -> Tensor:
         """Any accepted X -> the model's inputs on its device."""
@@ -100,8 +126,14 @@ class FewShotClassifier:
     # -- the estimator ------------------------------------------------------------------------------
     def fit(self, X: Examples, y: Sequence[Any] | np.ndarray | Tensor) -> FewShotClassifier:
         """Adapt to the labelled support examples X, y (every class needs at least one example)."""
+        labels = _labels(y)  # label errors first: they need no example converted
+        self._task = self.adapt_task(self._examples(X), labels)
+        return self
+
+    def adapt_task(self, x: Tensor, y: Sequence[Any] | np.ndarray | Tensor) -> AdaptedTask:
+        """The task learned from converted support inputs x (see `inputs.convert`) and their labels, without
+        making it this classifier's own: a server keeps many tasks of one model this way."""
         labels = _labels(y)
-        x = self._examples(X)
         if len(labels) != len(x):
             raise ClassifierError(f"y must hold one label per example: {len(x)} examples, {len(labels)} labels")
         try:
@@ -118,29 +150,35 @@ class FewShotClassifier:
                 f"{way} classes given, but this model has a {self.max_way}-way output layer and "
                 f"can tell apart at most {self.max_way}"
             )
+        x = x.to(self.device)
         support = Support(x, torch.as_tensor(index, dtype=torch.long, device=self.device), way)
-        self._predictor, self.classes_ = self.algo.adapt(support), classes
-        return self
+        return AdaptedTask(self.algo.adapt(support), classes)
 
-    def _fitted(self) -> tuple[Predictor, np.ndarray]:
-        """The adapted predictor and the class labels, or ClassifierError before `fit`."""
-        if self._predictor is None or self.classes_ is None:
+    def _fitted(self) -> AdaptedTask:
+        """The adapted task, or ClassifierError before `fit`."""
+        if self._task is None:
             raise ClassifierError("call fit(support_x, support_y) before predict")
-        return self._predictor, self.classes_
+        return self._task
+
+    @property
+    def classes_(self) -> np.ndarray | None:
+        """The class labels `fit` saw, sorted (None before `fit`)."""
+        return None if self._task is None else self._task.classes
 
     @property
     def fitted_classes(self) -> np.ndarray:
         """`classes_` of a fitted classifier (ClassifierError before `fit`)."""
-        return self._fitted()[1]
+        return self._fitted().classes
+
+    def task_probabilities(self, task: AdaptedTask, x: Tensor) -> Tensor:
+        """Class probabilities [n, classes] of converted inputs x under an adapted task, in batches."""
+        x = x.to(self.device)
+        with torch.no_grad():
+            scores = torch.cat([task.scores(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)])
+        return self.algo.probabilities(scores)
 
     def _scores(self, X: Examples) -> Tensor:
-        predictor, classes = self._fitted()
-        x, way = self._examples(X), len(classes)
-        with torch.no_grad():
-            scores = torch.cat(
-                [predictor(x[i : i + self.batch_size])[:, :way] for i in range(0, len(x), self.batch_size)]
-            )
-        return self.algo.probabilities(scores)
+        return self.task_probabilities(self._fitted(), self._examples(X))
 
     def predict_proba(self, X: Examples) -> np.ndarray:
         """Class probabilities [n, classes], columns in the order of `classes_`."""

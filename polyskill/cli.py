@@ -32,6 +32,7 @@ EXAMPLES = """examples:
   polyskill report runs/protonet runs/maml --out report.html
   polyskill sweep omniglot-protonet --param train.lr=loguniform(1e-4,1e-2) --trials 20 --workers 2
   polyskill adapt runs/protonet --support my_classes/ --query unlabelled/ --out predictions.csv
+  polyskill serve runs/protonet                           # teach it new tasks at http://127.0.0.1:8000/
   polyskill data verify
 """
 
@@ -55,6 +56,41 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("polyskill").strip()
         raise UsageError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
+
+
+def _count(least: int) -> Any:
+    """An argparse type: an integer >= `least`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {least}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(text: str, positive: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise argparse.ArgumentTypeError(f"expected a number {'> 0' if positive else '>= 0'}, got {text}")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    return _number(text, positive=True)
+
+
+def _non_negative(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    return _number(text, positive=False)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -172,6 +208,55 @@ def _parser() -> argparse.ArgumentParser:
     adapt.add_argument("--device", default="cpu", help="torch device (default cpu)")
     adapt.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    serve = sub.add_parser(
+        "serve",
+        help="serve trained few-shot runs over HTTP, with a page to teach them new tasks",
+        epilog="examples: polyskill serve runs/protonet                        # http://127.0.0.1:8000/\n"
+        "          polyskill serve digits=runs/protonet intents=runs/banking77 --port 9000\n"
+        "          polyskill serve runs/protonet --host 0.0.0.0 --api-key-file key.txt\n"
+        "the API is described in docs/serve.md and, while it runs, at /docs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("runs", nargs="+", metavar="RUN", help="a trained few-shot run directory, or NAME=RUN")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=_count(0), default=8000, help="port (default 8000; 0: any free port)")
+    serve.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="require the key in FILE's first line on every /v1/ request (needed to bind beyond loopback)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="on a loopback bind, also answer requests whose Host header is NAME (a reverse proxy's name)",
+    )
+    serve.add_argument("--max-request-mb", type=_positive_number, default=32, help="largest request body (default 32)")
+    serve.add_argument("--max-images", type=_count(1), default=64, help="images per request (default 64)")
+    serve.add_argument("--max-texts", type=_count(1), default=256, help="texts per request (default 256)")
+    serve.add_argument("--max-text-chars", type=_count(1), default=4000, help="characters per text (default 4000)")
+    serve.add_argument(
+        "--max-pixels", type=_count(1), default=4096 * 4096, help="pixels an image may declare (default 4096x4096)"
+    )
+    serve.add_argument("--max-classes", type=_count(2), default=50, help="classes per task (default 50)")
+    serve.add_argument("--max-tasks", type=_count(1), default=1000, help="tasks kept; LRU beyond (default 1000)")
+    serve.add_argument(
+        "--task-ttl", type=_positive_number, default=3600, help="seconds a task is kept unused (default 3600)"
+    )
+    serve.add_argument(
+        "--batch-window-ms", type=_non_negative, default=5.0, help="how long a prediction waits for others (default 5)"
+    )
+    serve.add_argument("--max-batch", type=_count(1), default=64, help="queries run together at most (default 64)")
+    serve.add_argument(
+        "--truncate", action="store_true", help="text runs: cut texts over the encoder's window instead of refusing"
+    )
+    serve.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    serve.add_argument(
+        "--worker-id", default="", metavar="ID", help="prefix of task ids, for routing by a reverse proxy (e.g. w1-)"
+    )
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
+
     sub.add_parser(
         "recipes",
         help="list the shipped recipes",
@@ -280,6 +365,40 @@ def _eval(args: argparse.Namespace) -> int:
         ),
         root=args.root,
     )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve.config import Batching, ServeConfig, ServeLimits
+        from .serve.security import allowed_hosts, read_api_key
+        from .serve.server import serve
+    except ImportError as exc:
+        raise RunError(
+            f"polyskill serve needs the serve extra ({exc.name} is missing): pip install 'polyskill[serve]'"
+        ) from None
+    if args.worker_id and not all(c.isalnum() or c in "-_." for c in args.worker_id):
+        raise UsageError(f"serve: --worker-id takes letters, digits, '-', '_' and '.', got {args.worker_id!r}")
+    limits = ServeLimits(
+        max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+        max_images=args.max_images,
+        max_texts=args.max_texts,
+        max_text_chars=args.max_text_chars,
+        max_pixels=args.max_pixels,
+        max_classes=args.max_classes,
+        max_tasks=args.max_tasks,
+        task_ttl_s=args.task_ttl,
+    )
+    config = ServeConfig(
+        limits=limits,
+        batching=Batching(args.batch_window_ms / 1000.0, args.max_batch),
+        api_key=read_api_key(args.api_key_file) if args.api_key_file else None,
+        allowed_hosts=allowed_hosts(args.host, args.allow_host),
+        truncate=args.truncate,
+        device=args.device,
+        worker_id=args.worker_id,
+    )
+    serve(args.runs, args.host, args.port, config, log_level=args.log_level)
     return 0
 
 
@@ -415,7 +534,15 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-HANDLERS = {"train": _train, "eval": _eval, "adapt": _adapt, "affinity": _affinity, "recipes": _recipes, "data": _data}
+HANDLERS = {
+    "train": _train,
+    "eval": _eval,
+    "adapt": _adapt,
+    "serve": _serve,
+    "affinity": _affinity,
+    "recipes": _recipes,
+    "data": _data,
+}
 
 
 def _run(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -36,31 +37,47 @@ class ImageRefused(DataError):
         self.path, self.reason = Path(path), reason
 
 
+class ImageTooLarge(ImageRefused):
+    """An image whose header declares more pixels than allowed."""
+
+
 def _reason(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 
 
+#: the formats a user's image may be in (Pillow identifies them from the content, whatever the name says); others
+#: Pillow knows, EPS first (decoded by running Ghostscript), are refused
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+
+
 @contextmanager
-def open_image(path: str | os.PathLike) -> Iterator[Image.Image]:
-    """The decoded image in `path`, open for the body of the `with`; ImageRefused if it is unreadable or declares
-    more than MAX_PIXELS pixels (checked from its header, before anything is decoded)."""
+def open_image(
+    source: str | os.PathLike | BinaryIO, max_pixels: int = MAX_PIXELS, name: str | os.PathLike | None = None
+) -> Iterator[Image.Image]:
+    """The decoded image in `source` (a path or a binary file object), open for the body of the `with`;
+    ImageRefused (naming `name`, default the path) if it is unreadable, not in one of FORMATS, or declares more
+    than `max_pixels` pixels (checked from its header, before anything is decoded)."""
+    label = name if name is not None else source if isinstance(source, (str, os.PathLike)) else "<upload>"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source, formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageRefused(path, f"it declares more than {MAX_PIXELS} pixels (a decompression bomb?)") from None
+        raise ImageTooLarge(
+            label, f"it declares more than {min(max_pixels, MAX_PIXELS)} pixels (a decompression bomb?)"
+        ) from None
     except READ_ERRORS as exc:
-        raise ImageRefused(path, f"unreadable: {_reason(exc)}") from None
+        raise ImageRefused(label, f"unreadable: {_reason(exc)}") from None
     with image:
         width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise ImageRefused(
-                path, f"it declares {width}x{height} pixels, more than the {MAX_PIXELS} allowed (a decompression bomb?)"
+        if width * height > max_pixels:
+            raise ImageTooLarge(
+                label,
+                f"it declares {width}x{height} pixels, more than the {max_pixels} allowed (a decompression bomb?)",
             )
         try:
             image.load()
         except READ_ERRORS as exc:
-            raise ImageRefused(path, f"unreadable: {_reason(exc)}") from None
+            raise ImageRefused(label, f"unreadable: {_reason(exc)}") from None
         yield image

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +13,22 @@ from .contract import Contract
 
 Predictor = Callable[[Tensor], Tensor]
 """A learned task: query inputs [M, ...] -> logits [M, N]."""
+
+
+@runtime_checkable
+class SplitPredictor(Protocol):
+    """A predictor in two stages, `head(features(x)) == predictor(x)`, whose first stage is the same function for
+    every task of the learner `shared` and treats each input on its own: queries of many tasks can then share one
+    `features` pass (a server batching concurrent requests does this)."""
+
+    @property
+    def shared(self) -> object: ...
+
+    def features(self, x: Tensor) -> Tensor: ...
+
+    def head(self, z: Tensor) -> Tensor: ...
+
+    def __call__(self, x: Tensor) -> Tensor: ...
 
 
 class FewShotAlgorithm(nn.Module):

@@ -73,7 +73,21 @@ class MetricPredictor(Generic[State]):
     def __init__(self, learner: MetricLearner[State], state: State) -> None:
         self.learner, self.state = learner, state
 
+    @property
+    def shared(self) -> MetricLearner[State]:
+        """What every task of this learner shares: the embedding (see `SplitPredictor`)."""
+        return self.learner
+
+    def features(self, x: Tensor) -> Tensor:
+        """Query inputs [M, ...] -> embeddings [M, D], each query on its own (the backbone runs in eval mode)."""
+        with torch.no_grad():
+            return self.learner.embed(x.unsqueeze(0)).squeeze(0)
+
+    def head(self, z: Tensor) -> Tensor:
+        """This task's scores [M, way] of query embeddings z [M, D]."""
+        with torch.no_grad():
+            return self.learner.score(z.unsqueeze(0), self.state).squeeze(0)
+
     def __call__(self, x: Tensor) -> Tensor:
         """Query inputs [M, ...] -> scores [M, way]."""
-        with torch.no_grad():
-            return self.learner.score(self.learner.embed(x.unsqueeze(0)), self.state).squeeze(0)
+        return self.head(self.features(x))

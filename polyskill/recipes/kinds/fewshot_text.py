@@ -225,6 +225,10 @@ def _stamp(dataset: str, where: str) -> tuple[Any, ...]:
     return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists())
 
 
+class TextTooLong(ClassifierError):
+    """A text with more tokens than the encoder's window, given without `truncate`."""
+
+
 class TextInputs:
     """A user's texts as a run's model takes them: a list of strings, a CSV / JSONL of text,label or a folder of
     <class>.txt files for support, a .txt (one text a line), CSV or JSONL for queries. A text longer than the
@@ -237,6 +241,11 @@ class TextInputs:
 
     def convert(self, X: Sequence[str]) -> Tensor:
         """A non-empty list of non-empty strings -> the model's inputs."""
+        return self.featurize(self.check(X))
+
+    def check(self, X: Sequence[str]) -> list[str]:
+        """The texts of X, stripped, as `convert` will featurize them, or ClassifierError (not a list of strings,
+        an empty text, one over the encoder's window unless `truncate`); featurizes nothing."""
         if X is None:
             raise ClassifierError("X is None: give a list of texts")
         if isinstance(X, (str, bytes)) or not isinstance(X, (Sequence, np.ndarray)):
@@ -253,12 +262,12 @@ class TextInputs:
         if not self.truncate:
             long = self.featurize.too_long(texts)
             if long:
-                raise ClassifierError(
+                raise TextTooLong(
                     f"{len(long)} text(s) are longer than the encoder's {self.featurize.max_length} tokens "
                     f"(first at position {long[0]}: {texts[long[0]][:60]!r}...); shorten them or truncate "
                     "(--truncate, or truncate=True)"
                 )
-        return self.featurize([t.strip() for t in texts])
+        return [t.strip() for t in texts]
 
     def read_support(self, path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         """Labelled texts from a CSV / JSONL file or a folder of <class>.txt -> (the texts, their class names)."""
