@@ -398,7 +398,7 @@ def _serve(args: argparse.Namespace) -> int:
         device=args.device,
         worker_id=args.worker_id,
     )
-    serve(args.runs, args.host, args.port, config, log_level=args.log_level)
+    serve(args.runs, args.host, args.port, config, echo=lambda line: print(line, flush=True), log_level=args.log_level)
     return 0
 
 

@@ -66,5 +66,7 @@ def serve(
     echo(f"serving {summary(models)} on {url_of(sock)} (API docs at /docs); Ctrl-C stops")
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn has shut down and passes Ctrl-C on: nothing left to do
+        echo("stopped")
     finally:
         sock.close()

@@ -60,6 +60,7 @@ class ModelWorker:
     def __init__(self, classifier: FewShotClassifier, reader: Reader, batching: Batching, name: str = "") -> None:
         self.classifier, self.reader, self.batching = classifier, reader, batching
         self._queue: queue.Queue[Job | None] = queue.Queue()
+        self.batches = 0  # prediction batches run so far
         self._thread = threading.Thread(target=self._loop, name=f"polyskill-model-{name}", daemon=True)
         self._thread.start()
 
@@ -131,6 +132,7 @@ class ModelWorker:
     def _predict(self, jobs: list[Prediction]) -> None:
         """Every prediction of the batch, or, if the batch as a whole fails, each one on its own (so one request's
         failure is only its own)."""
+        self.batches += 1
         if len(jobs) == 1:
             self._settle(jobs[0], partial(self._one, jobs[0]))
             return
