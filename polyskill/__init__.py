@@ -16,11 +16,14 @@ The public API is these sub-packages and names:
 - `polyskill.recipes`: YAML recipes, one kind per problem (`load(name, overrides)`, `kind_of(recipe)`), and
   the runner.
 - `FewShotClassifier`: scikit-learn-style few-shot classification with any trained run, of images or texts.
+- `polyskill.serve` (the `serve` extra): `create_app`, `load_models`, `ServeConfig`, `ServeLimits`: trained runs
+  behind an HTTP API; `ServeClient` / `ServeError`: its client, in the standard library only.
 """
 
 from . import data, eval, meta, mtl, nn, recipes, train
 from ._version import __version__
 from .classifier import FewShotClassifier
+from .client import ServeClient, ServeError
 from .errors import ConfigError, DataError, PolyskillError, RunError
 
 __all__ = [
@@ -29,6 +32,8 @@ __all__ = [
     "FewShotClassifier",
     "PolyskillError",
     "RunError",
+    "ServeClient",
+    "ServeError",
     "__version__",
     "data",
     "eval",

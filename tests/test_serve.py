@@ -22,11 +22,10 @@ from test_adapt import SHAPES, draw
 
 from polyskill.classifier import FewShotClassifier
 from polyskill.cli import main
+from polyskill.client import ServeClient, ServeError
 from polyskill.data.text_sets import text_set
 from polyskill.serve import Batching, ServeConfig, ServeLimits
 from polyskill.serve.security import check_bind, is_loopback, read_api_key
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +224,9 @@ def test_image_limits_are_4xx_with_a_reason(tight):
         ("images", ("x.png", b"not an image at all", "image/png")),
         ("images", ("y.png", png(small()), "image/png")),
     ]
-    message = error(httpx.post(url + "v1/tasks", files=files, data={"labels": ["a", "b"], "model": "shapes"}), 422, "bad_image")
+    message = error(
+        httpx.post(url + "v1/tasks", files=files, data={"labels": ["a", "b"], "model": "shapes"}), 422, "bad_image"
+    )
     assert "x.png" in message
     truncated = png(small())[:60]
     files = [("images", ("t.png", truncated, "image/png")), ("images", ("y.png", png(small()), "image/png"))]
@@ -407,3 +408,27 @@ def test_json_error_bodies_are_json_objects(server):
     url, _ = server
     body = httpx.get(url + "v1/nothing").text
     assert json.loads(body)["error"]["code"] == "not_found"
+
+
+def test_the_standard_library_client_speaks_the_api(server, sentences, tmp_path):
+    url, _ = server
+    client = ServeClient(url)
+    assert {m["name"] for m in client.models()} == {"shapes", "maml", "intents"}
+    texts, labels, queries = sentences
+    task = client.create_task(labels, texts=texts, model="intents")
+    answer = client.predict(task["task_id"], texts=queries)
+    direct = httpx.post(f"{url}v1/tasks/{task['task_id']}/predict", json={"texts": queries}).json()
+    assert answer["predictions"] == direct["predictions"]
+    support, image_labels = shapes(1, seed=7, classes=SHAPES[:2])
+    (tmp_path / "a.png").write_bytes(png(support[0]))
+    images = [tmp_path / "a.png", ("b.png", png(support[1]))]  # a path and (name, bytes)
+    task = client.create_task(image_labels, images=images, model="shapes")
+    assert task["classes"] == sorted(image_labels)
+    assert [p["name"] for p in client.predict(task["task_id"], images=images)["predictions"]] == ["a.png", "b.png"]
+    assert client.task(task["task_id"])["examples"] == 2
+    client.delete_task(task["task_id"])
+    with pytest.raises(ServeError) as refused:
+        client.predict(task["task_id"], images=images)
+    assert (refused.value.status, refused.value.code) == (404, "unknown_task")
+    with pytest.raises(ServeError, match="cannot reach"):
+        ServeClient("http://127.0.0.1:9", timeout=2).health()
