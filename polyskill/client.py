@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 Image = str | os.PathLike | tuple[str, bytes]
 
@@ -118,13 +119,13 @@ class ServeClient:
         """Each query's label, confidence and class probabilities under the task."""
         if (texts is None) == (images is None):
             raise ValueError("give either texts or images")
-        path = f"v1/tasks/{urllib.request.quote(task_id, safe='')}/predict"
+        path = f"v1/tasks/{quote(task_id, safe='')}/predict"
         if texts is not None:
             return self._json("POST", path, {"texts": list(texts)})
         return self._request("POST", path, *_multipart([], [("images", *_image(item)) for item in images or ()]))
 
     def task(self, task_id: str) -> dict[str, Any]:
-        return self._request("GET", f"v1/tasks/{urllib.request.quote(task_id, safe='')}")
+        return self._request("GET", f"v1/tasks/{quote(task_id, safe='')}")
 
     def delete_task(self, task_id: str) -> None:
-        self._request("DELETE", f"v1/tasks/{urllib.request.quote(task_id, safe='')}")
+        self._request("DELETE", f"v1/tasks/{quote(task_id, safe='')}")
