@@ -9,6 +9,7 @@ link to nothing, a folder inside a class folder, a pipe are listed with the unre
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from .folder import IMAGE_SUFFIXES
 from .image_file import MAX_PIXELS, READ_ERRORS, ImageRefused, open_image
 
 INVERT = ("auto", "yes", "no")
+MAX_PADDED = 4096 * 4096  # the largest canvas an image is padded onto before resizing
 IGNORED_FILES = {"thumbs.db", "desktop.ini"}
 
 
@@ -63,9 +65,16 @@ def _should_invert(grey: np.ndarray, fmt: InputFormat, invert: str) -> bool:
 
 
 def _pad_to(image: Image.Image, aspect: float, fill: tuple[int, ...] | int) -> Image.Image:
-    """Pad with the background colour to width/height = `aspect`, so resizing keeps the object's shape."""
+    """Pad with the background colour to width/height = `aspect`, so resizing keeps the object's shape. An image
+    so elongated that the padded canvas would exceed MAX_PADDED pixels (a 1 x 2,000,000 strip pads to 4e12) is
+    shrunk first, keeping its aspect, so the canvas stays within it."""
     width, height = image.size
     target_w, target_h = max(width, round(height * aspect)), max(height, round(width / aspect))
+    if target_w * target_h > MAX_PADDED:
+        scale = math.sqrt(MAX_PADDED / (target_w * target_h))
+        width, height = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+        target_w, target_h = max(width, round(height * aspect)), max(height, round(width / aspect))
     if (target_w, target_h) == (width, height):
         return image
     canvas = Image.new(image.mode, (target_w, target_h), fill)
