@@ -131,6 +131,19 @@ def test_an_elongated_strip_is_shrunk_before_padding_not_padded_to_a_huge_canvas
     assert x.shape == (1, 28, 28) and float(x.max()) == 0.0  # dark strip, padded with its own (dark) border
 
 
+@pytest.mark.parametrize(
+    "array, expected",
+    [
+        (np.full((8, 8), 51400, dtype=np.uint16), 200 / 255),  # 16-bit: 51400 / 257 = 200
+        (np.full((8, 8), 0.5, dtype=np.float32), 128 / 255),  # float in [0, 1]: 0.5 * 255 = 127.5, rounded
+    ],
+)
+def test_sixteen_bit_and_float_images_are_scaled_not_clipped(array, expected):
+    fmt = InputFormat(1, (28, 28), bright_foreground=False, keep_aspect=False)
+    x = convert(Image.fromarray(array), fmt, "no")
+    assert torch.allclose(x, torch.full_like(x, expected), atol=1e-6)
+
+
 def test_dark_on_light_images_are_inverted_for_bright_ink_models():
     fmt = InputFormat(1, (28, 28), bright_foreground=True, keep_aspect=True)
     image = draw("circle", 100, np.random.default_rng(0))

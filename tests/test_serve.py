@@ -239,7 +239,9 @@ def test_image_limits_are_4xx_with_a_reason(tight):
     urlencoded = httpx.post(url + "v1/tasks", data={"labels": ["a"], "model": "shapes"})
     error(urlencoded, 415, "unsupported_media_type")
     files = [("other", ("a.png", png(small()), "image/png"))]
-    error(httpx.post(url + "v1/tasks", files=files, data={"model": "shapes"}), 400, "bad_form")
+    assert "'other'" in error(httpx.post(url + "v1/tasks", files=files, data={"model": "shapes"}), 400, "bad_request")
+    files = [("images", ("a.png", png(small()), "image/png"))]
+    error(httpx.post(url + "v1/tasks", files=files, data={"model": "shapes", "label": "a"}), 400, "bad_request")
     error(image_task(url, two, ["a", "b"], model="nope"), 404, "unknown_model")
     error(image_task(url, two, ["a", "b"], model=None), 400, "bad_request")  # two models served: which?
 
@@ -274,6 +276,9 @@ def test_text_limits_and_malformed_json_are_4xx_with_a_reason(tight):
     error(task({"model": "intents", "examples": [{"text": 3, "label": "a"}, examples[2]]}), 400, "bad_request")
     error(task({"model": "intents", "examples": [{"text": "hi"}]}), 400, "bad_request")
     error(task({"model": "intents", "examples": "hello"}), 400, "bad_request")
+    assert "'modle'" in error(task({"modle": "intents", "examples": examples}), 400, "bad_request")
+    extra = [{"text": "hi", "label": "a", "weight": 2}, examples[2]]
+    error(task({"model": "intents", "examples": extra}), 400, "bad_request")
     error(task({"model": "intents", "examples": [{"text": "hi", "label": 7}, examples[2]]}), 422, "bad_label")
     error(task([1, 2]), 400, "bad_json")
     error(httpx.post(url + "v1/tasks", content=b"{bad", headers={"content-type": "application/json"}), 400, "bad_json")
@@ -300,6 +305,7 @@ def test_text_limits_and_malformed_json_are_4xx_with_a_reason(tight):
     predict = f"{url}v1/tasks/{task_id}/predict"
     error(httpx.post(predict, json={"texts": "one"}), 400, "bad_request")
     error(httpx.post(predict, json={"texts": []}), 422, "bad_examples")
+    error(httpx.post(predict, json={"texts": ["hi"], "model": "intents"}), 400, "bad_request")
     error(httpx.post(predict, json={"texts": ["a"] * 5}), 422, "too_many_texts")
     error(httpx.post(predict, files=[("images", ("a.png", png(small()), "image/png"))]), 415, "unsupported_media_type")
     error(httpx.get(url + "v1/tasks"), 405, "method_not_allowed")

@@ -67,6 +67,8 @@ def open_image(
         raise ImageTooLarge(
             label, f"it declares more than {min(max_pixels, MAX_PIXELS)} pixels (a decompression bomb?)"
         ) from None
+    except UnidentifiedImageError:
+        raise ImageRefused(label, f"not an image in a format taken here ({', '.join(FORMATS)})") from None
     except READ_ERRORS as exc:
         raise ImageRefused(label, f"unreadable: {_reason(exc)}") from None
     with image:

@@ -26,7 +26,7 @@ from .config import ServeConfig
 from .errors import ApiError, error_body
 from .middleware import BodyLimit, HostCheck, SecurityHeaders
 from .models import ServedModel
-from .readers import Form, Prepared
+from .readers import Form, Prepared, only
 from .schemas import (
     ERRORS,
     Health,
@@ -145,6 +145,7 @@ class Service:
 
     async def create_task(self, request: Request) -> dict[str, Any]:
         payload = await self.payload(request)
+        only(payload, ("model", "examples") if isinstance(payload, dict) else ("model", "images", "labels"))
         model = self.model(_field(payload, "model"))
         if model.reader.media_type != _media_type(request):
             raise ApiError(

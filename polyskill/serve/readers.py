@@ -55,6 +55,18 @@ def clean_labels(labels: list[Any], examples: int) -> list[str]:
     return cleaned
 
 
+def only(payload: dict[str, Any] | Form, allowed: tuple[str, ...]) -> None:
+    """A 400 naming any field of the body other than `allowed` (a misspelt `modle` is not silently ignored)."""
+    names = set(payload) if isinstance(payload, dict) else set(payload.fields) | set(payload.files)
+    unknown = sorted(names - set(allowed))
+    if unknown:
+        raise ApiError(
+            400,
+            "bad_request",
+            f"unknown field(s) {', '.join(map(repr, unknown))}: this request takes {', '.join(allowed)}",
+        )
+
+
 class Reader:
     """The requests one modality takes (`media_type`) and how their examples reach the model."""
 
@@ -92,9 +104,6 @@ class ImageReader(Reader):
 
     def _images(self, form: Form) -> Prepared:
         files = form.files.get("images", [])
-        unexpected = sorted(set(form.files) - {"images"})
-        if unexpected:
-            raise ApiError(400, "bad_form", f"unexpected file field(s) {', '.join(unexpected)}: send files as 'images'")
         if not files:
             raise ApiError(422, "bad_examples", "no images given: send each as an 'images' file part")
         if len(files) > self.limits.max_images:
@@ -119,10 +128,12 @@ class ImageReader(Reader):
         return Prepared(torch.cat(tensors), [name for name, _ in files])
 
     def support(self, payload: Form) -> tuple[Prepared, list[str]]:
+        only(payload, ("model", "images", "labels"))
         prepared = self._images(payload)
         return prepared, clean_labels(list(payload.fields.get("labels", [])), len(prepared))
 
     def queries(self, payload: Form) -> Prepared:
+        only(payload, ("images",))
         return self._images(payload)
 
     def inputs_of(self, batch: list[Prepared]) -> Tensor:
@@ -162,16 +173,18 @@ class TextReader(Reader):
             raise ApiError(422, "bad_examples", str(exc)) from None
 
     def support(self, payload: dict[str, Any]) -> tuple[Prepared, list[str]]:
+        only(payload, ("model", "examples"))
         examples = payload.get("examples")
         if not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples):
             raise ApiError(400, "bad_request", 'give "examples": a list of {"text": ..., "label": ...} objects')
-        missing = [i for i, e in enumerate(examples) if "text" not in e or "label" not in e]
-        if missing:
-            raise ApiError(400, "bad_request", f'example {missing[0]} needs both "text" and "label"')
+        wrong = [i for i, e in enumerate(examples) if set(e) != {"text", "label"}]
+        if wrong:
+            raise ApiError(400, "bad_request", f'example {wrong[0]} must have exactly "text" and "label"')
         texts = self._texts([e["text"] for e in examples])
         return Prepared(texts, texts), clean_labels([e["label"] for e in examples], len(texts))
 
     def queries(self, payload: dict[str, Any]) -> Prepared:
+        only(payload, ("texts",))
         texts = payload.get("texts")
         if not isinstance(texts, list):
             raise ApiError(400, "bad_request", 'give "texts": a list of strings')
