@@ -6,6 +6,7 @@ loop); `inputs` turns the prepared examples of one or many requests into one ten
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -141,10 +142,18 @@ class ImageReader(Reader):
 
 
 class TextReader(Reader):
-    """Texts as JSON: `{"examples": [{"text", "label"}, ...]}` for a task, `{"texts": [...]}` to predict."""
+    """Texts as JSON: `{"examples": [{"text", "label"}, ...]}` for a task, `{"texts": [...]}` to predict.
+
+    A Hugging Face fast tokenizer is not safe to call from two threads at once (each call may reset its
+    truncation state: "Already borrowed"), and requests are checked on several threads while the worker embeds:
+    every use of the tokenizer holds one lock."""
 
     media_type = "application/json"
     inputs: TextInputs
+
+    def __init__(self, inputs: TextInputs, limits: ServeLimits) -> None:
+        super().__init__(inputs, limits)
+        self._tokenizer = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
         return {"max_tokens": int(self.inputs.featurize.max_length), "truncate": bool(self.inputs.truncate)}
@@ -166,7 +175,8 @@ class TextReader(Reader):
                     f"text {i} is {len(text)} characters long; at most {self.limits.max_text_chars}",
                 )
         try:
-            return self.inputs.check(texts)
+            with self._tokenizer:
+                return self.inputs.check(texts)
         except TextTooLong as exc:
             raise ApiError(422, "text_too_long", str(exc)) from None
         except ClassifierError as exc:
@@ -192,4 +202,5 @@ class TextReader(Reader):
         return Prepared(checked, checked)
 
     def inputs_of(self, batch: list[Prepared]) -> Tensor:
-        return self.inputs.featurize([text for p in batch for text in p.examples])
+        with self._tokenizer:
+            return self.inputs.featurize([text for p in batch for text in p.examples])
