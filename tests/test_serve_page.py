@@ -32,6 +32,7 @@ from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 from serve_support import running, train_image_run, train_text_run  # noqa: E402
 from test_adapt import draw  # noqa: E402
@@ -201,7 +202,9 @@ def test_image_task_labels_queries_as_the_classifier_does(browser, url, runs, tm
     assert [label for label, _ in shown] == [classes[i] for i in expected.argmax(1)]
     np.testing.assert_allclose([p for _, p in shown], expected, atol=1e-5)
 
+    first = by_testid(browser, "result")[0]
     browser.find_element(By.ID, "predict").click()  # the button predicts the same queries again
+    until(browser, staleness_of(first), "new results")
     assert [p for _, p in results(browser, len(queries))] == [p for _, p in shown]
     assert browser.save_screenshot(str(tmp_path / "page.png"))
     assert (tmp_path / "page.png").stat().st_size > 10_000
