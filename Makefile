@@ -12,7 +12,7 @@ DEMO_SET ?= --set train.steps=4000 --set train.lr_step=1000
 # What `ruff` lints and formats; `mypy` checks the package (configured in pyproject.toml, as are the import layers).
 LINT_PATHS := polyskill tests benchmarks scripts
 
-.PHONY: install demo lint test bench clean
+.PHONY: install browser demo lint test bench clean
 
 install: $(VENV)/.installed
 
@@ -33,8 +33,13 @@ lint: install
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy polyskill
 
+# Debian's Chromium and ChromeDriver for the test of `polyskill serve`'s page, installed where apt-get can (else
+# the script says why and that test is skipped).
+browser:
+	bash scripts/install_browser.sh
+
 # The checks, then the suite (pytest's exit code 5, no test collected, fails it too).
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -q tests
 
 bench: install
