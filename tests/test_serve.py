@@ -20,12 +20,13 @@ from PIL import Image
 from serve_support import running, train_image_run, train_text_run
 from test_adapt import SHAPES, draw
 
-from polyskill.classifier import FewShotClassifier
+from polyskill.classifier import AdaptedTask, FewShotClassifier
 from polyskill.cli import main
 from polyskill.client import ServeClient, ServeError
 from polyskill.data.text_sets import text_set
 from polyskill.serve import Batching, ServeConfig, ServeLimits
 from polyskill.serve.security import check_bind, is_loopback, read_api_key
+from polyskill.serve.tasks import TaskStore
 
 
 @pytest.fixture(scope="module")
@@ -438,3 +439,18 @@ def test_the_standard_library_client_speaks_the_api(server, sentences, tmp_path)
     assert (refused.value.status, refused.value.code) == (404, "unknown_task")
     with pytest.raises(ServeError, match="cannot reach"):
         ServeClient("http://127.0.0.1:9", timeout=2).health()
+
+
+def test_a_task_expires_its_ttl_after_its_last_use_and_ids_carry_the_prefix():
+    now = [0.0]
+    store = TaskStore(max_tasks=10, ttl_s=60, prefix="w2-", clock=lambda: now[0])
+    task = AdaptedTask(lambda x: x, np.array(["a", "b"]))
+    first, second = store.add("m", task, 2), store.add("m", task, 2)
+    assert first.startswith("w2-") and len(first) > 20 and first != second
+    now[0] = 50.0
+    assert store.get(first) is not None  # used at 50: lives until 110
+    now[0] = 100.0
+    assert store.get(second) is None and store.get(first) is not None
+    assert store.ttl_left(store.get(first)) == 60.0
+    now[0] = 170.0
+    assert len(store) == 0 and store.get(first) is None
