@@ -14,68 +14,29 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the test support starts a real server, as the page tests do
 os.environ.setdefault("POLYSKILL_DATA", str(REPO.parent / "shared" / "data"))
 
 from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
-from serve_support import running, train_image_run  # noqa: E402
+from serve_support import chromium, running, train_image_run  # noqa: E402
+from test_adapt import draw  # noqa: E402
 
-#: offline Chromium: no sandbox (root in a container), and none of the calls home it makes by default
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--hide-scrollbars",
-    "--force-device-scale-factor=1",
-)
 SHAPES = {"circle": 3, "cross": 3, "triangle": 3}
 QUERIES = ("circle", "triangle", "cross", "circle")
 
 
-def draw(shape: str, rng: np.random.Generator, size: int = 96) -> Image.Image:
-    """A dark outline of a shape on light paper, slightly moved and resized, as someone would draw it."""
-    image = Image.new("L", (size, size), 245)
-    pen = ImageDraw.Draw(image)
-    cx, cy = size / 2 + rng.uniform(-0.06, 0.06) * size, size / 2 + rng.uniform(-0.06, 0.06) * size
-    r, width = size * rng.uniform(0.26, 0.36), max(2, size // 14)
-    if shape == "circle":
-        pen.ellipse([cx - r, cy - r, cx + r, cy + r], outline=20, width=width)
-    elif shape == "cross":
-        pen.line([cx - r, cy - r, cx + r, cy + r], fill=20, width=width)
-        pen.line([cx - r, cy + r, cx + r, cy - r], fill=20, width=width)
-    else:
-        pen.polygon([(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)], outline=20, width=width)
-    return image
-
-
-def chromium(profile: Path, size: tuple[int, int]) -> webdriver.Chrome:
-    """Headless Debian Chromium with a fresh profile in `profile`, its console log readable."""
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    options.add_argument(f"--window-size={size[0]},{size[1]}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    # the page's own size (the window's less whatever headless Chromium keeps of a window frame)
+def screen(profile: Path, size: tuple[int, int]) -> Any:
+    """Headless Chromium whose page (not only its window) is `size`, at one device pixel per CSS pixel."""
+    browser = chromium(profile, size, flags=("--hide-scrollbars", "--force-device-scale-factor=1"))
     metrics = {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False}
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     return browser
@@ -124,11 +85,11 @@ def main() -> None:
         images.mkdir()
         for shape, shots in SHAPES.items():
             for i in range(shots):
-                draw(shape, rng).save(images / f"{shape}-{i}.png")
+                draw(shape, 96, rng).save(images / f"{shape}-{i}.png")
         for i, shape in enumerate(QUERIES):
-            draw(shape, rng).save(images / f"sketch-{i + 1}.png")
+            draw(shape, 96, rng).save(images / f"sketch-{i + 1}.png")
         with running([f"omniglot={run}"]) as (url, _):
-            browser = chromium(root / "profile", (width, height))
+            browser = screen(root / "profile", (width, height))
             try:
                 labels = session(browser, url, images)
                 errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]

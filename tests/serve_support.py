@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -35,6 +36,36 @@ def running(runs: list[str], config: ServeConfig | None = None) -> Iterator[tupl
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+#: headless Debian Chromium offline: no sandbox (root in a container), and none of the calls home it makes by default
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def chromium(profile: Path, size: tuple[int, int] = (1200, 900), flags: tuple[str, ...] = ()) -> Any:
+    """A selenium driver of headless Chromium with a fresh profile in `profile`, a window of `size`, and its
+    console log readable (`get_log("browser")`)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, *flags, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
 
 
 def train_image_run(out: Path, algo: str = "protonet", steps: int = 5) -> Path:

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from serve_support import CHROMEDRIVER, CHROMIUM, chromium, running, train_image_run, train_text_run
 
 pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 for _program, _package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
     if not _program.is_file():
         pytest.skip(
@@ -28,32 +28,16 @@ for _program, _package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driv
 
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import TimeoutException  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
-from serve_support import running, train_image_run, train_text_run  # noqa: E402
 from test_adapt import draw  # noqa: E402
 
 from polyskill.classifier import FewShotClassifier  # noqa: E402
 from polyskill.data.text_sets import text_set  # noqa: E402
 from polyskill.serve import ServeConfig  # noqa: E402
 
-#: offline Chromium: no sandbox (root in a container), and none of the calls home it makes by default
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1200,900",
-)
 SHAPES = ("circle", "cross", "triangle")
 INTENTS = ("transfer", "balance", "pin_change")
 API_KEY = "page-test-key-0123456789"
@@ -76,12 +60,7 @@ def url(runs) -> Iterator[str]:
 def browser() -> Iterator[webdriver.Chrome]:
     """One headless Chromium for the module, with a fresh profile and its console log readable."""
     profile = tempfile.mkdtemp(prefix="polyskill-chromium-")
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver = chromium(Path(profile))
     try:
         yield driver
     finally:
