@@ -39,7 +39,7 @@ from .schemas import (
     text_queries_body,
 )
 from .security import key_matches
-from .tasks import TaskStore
+from .tasks import Task, TaskStore
 from .worker import ModelWorker
 
 log = logging.getLogger("polyskill.serve")
@@ -49,7 +49,8 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_lar
 
 
 def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+    """The request's media type, lower case, without parameters (cut to 100 characters for messages)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()[:100]
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -90,6 +91,12 @@ async def _form(request: Request, max_files: int) -> Form:
     return parsed
 
 
+def _shown(value: Any) -> str:
+    """A value a client sent, quoted for a message and cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _field(payload: dict[str, Any] | Form, name: str) -> Any:
     """A top-level field of a JSON object or a form (None when absent; a 400 when a form repeats it)."""
     if isinstance(payload, Form):
@@ -126,7 +133,7 @@ class Service:
             raise ApiError(400, "bad_request", f"give the model: one of {', '.join(sorted(self.models))}")
         if not isinstance(name, str) or name not in self.models:
             raise ApiError(
-                404, "unknown_model", f"no model {name!r} is served; served: {', '.join(sorted(self.models))}"
+                404, "unknown_model", f"no model {_shown(name)} is served; served: {', '.join(sorted(self.models))}"
             )
         return self.models[name]
 
@@ -176,10 +183,11 @@ class Service:
             "ttl_s": self.config.limits.task_ttl_s,
         }
 
-    def task(self, task_id: str) -> Any:
+    def task(self, task_id: str) -> Task:
+        """A kept task, or a 404."""
         task = self.tasks.get(task_id)
         if task is None:
-            raise ApiError(404, "unknown_task", f"no task {task_id!r} (it may have expired or been deleted)")
+            raise ApiError(404, "unknown_task", f"no task {_shown(task_id)} (it may have expired or been deleted)")
         return task
 
     async def predict(self, task_id: str, request: Request) -> dict[str, Any]:
@@ -329,7 +337,7 @@ def create_app(models: list[ServedModel], config: ServeConfig | None = None) -> 
     async def delete_task(task_id: str) -> Response:
         """Forget a task."""
         if not service.tasks.remove(task_id):
-            raise ApiError(404, "unknown_task", f"no task {task_id!r} (it may have expired or been deleted)")
+            raise ApiError(404, "unknown_task", f"no task {_shown(task_id)} (it may have expired or been deleted)")
         return Response(status_code=204)
 
     @app.get("/", include_in_schema=False)
