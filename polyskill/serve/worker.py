@@ -29,9 +29,12 @@ from torch import Tensor
 from ..classifier import AdaptedTask, FewShotClassifier
 from ..meta.base import SplitPredictor
 from .config import Batching
+from .memory import release_freed_memory
 from .readers import Prepared, Reader
 
 log = logging.getLogger("polyskill.serve")
+IDLE_S = 1.0  # give freed memory back after this long without work ...
+TRIM_EVERY = 256  # ... or after this many adaptations
 
 
 @dataclass
@@ -87,12 +90,22 @@ class ModelWorker:
 
     # -- the worker thread ------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        adapted = 0  # adaptations since freed memory was last given back
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=IDLE_S if adapted else None)
+            except queue.Empty:  # idle after teaching tasks: give back what they freed
+                release_freed_memory()
+                adapted = 0
+                continue
             if job is None:
                 return
             if isinstance(job, Adaptation):
                 self._settle(job, job.run)
+                adapted += 1
+                if adapted >= TRIM_EVERY:  # under a steady stream of new tasks there is no idle moment
+                    release_freed_memory()
+                    adapted = 0
                 continue
             batch, later, stop = self._gather(job)
             self._predict(batch)
