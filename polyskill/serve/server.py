@@ -3,6 +3,7 @@ uvicorn serves the app on it until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import Callable
 
@@ -66,6 +67,8 @@ def serve(
     server = uvicorn.Server(
         uvicorn.Config(app, log_level=log_level, server_header=False, timeout_graceful_shutdown=10, access_log=False)
     )
+    gc.collect()
+    gc.freeze()  # what is loaded now (torch, the models) lives as long as the server: keep it out of every collection
     echo(f"serving {summary(models)} on {url_of(sock)} (API docs at /docs); Ctrl-C stops")
     try:
         server.run(sockets=[sock])
