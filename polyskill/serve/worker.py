@@ -33,8 +33,7 @@ from .memory import release_freed_memory
 from .readers import Prepared, Reader
 
 log = logging.getLogger("polyskill.serve")
-IDLE_S = 1.0  # give freed memory back after this long without work ...
-TRIM_EVERY = 256  # ... or after this many adaptations
+TRIM_EVERY_S = 1.0  # memory freed by adaptations is given back at most this often (and when idle)
 
 
 @dataclass
@@ -55,6 +54,10 @@ class Prediction:
 
 
 Job = Adaptation | Prediction
+
+
+class Idle:
+    """What the worker's loop gets when no job came within TRIM_EVERY_S."""
 
 
 class ModelWorker:
@@ -90,29 +93,29 @@ class ModelWorker:
 
     # -- the worker thread ------------------------------------------------------------------------------------
     def _loop(self) -> None:
-        adapted = 0  # adaptations since freed memory was last given back
+        untrimmed, trimmed_at = False, time.monotonic()  # memory freed by adaptations not yet given back
         while True:
+            job: Job | Idle | None
             try:
-                job = self._queue.get(timeout=IDLE_S if adapted else None)
-            except queue.Empty:  # idle after teaching tasks: give back what they freed
-                release_freed_memory()
-                adapted = 0
-                continue
+                job = self._queue.get(timeout=TRIM_EVERY_S if untrimmed else None)
+            except queue.Empty:  # idle after teaching tasks: the check below gives back what they freed
+                job = Idle()
             if job is None:
                 return
             if isinstance(job, Adaptation):
                 self._settle(job, job.run)
-                adapted += 1
-                if adapted >= TRIM_EVERY:  # under a steady stream of new tasks there is no idle moment
-                    release_freed_memory()
-                    adapted = 0
-                continue
-            batch, later, stop = self._gather(job)
-            self._predict(batch)
-            for adaptation in later:
-                self._settle(adaptation, adaptation.run)
-            if stop:
-                return
+                untrimmed = True
+            elif isinstance(job, Prediction):
+                batch, later, stop = self._gather(job)
+                self._predict(batch)
+                for adaptation in later:
+                    self._settle(adaptation, adaptation.run)
+                    untrimmed = True
+                if stop:
+                    return
+            if untrimmed and time.monotonic() - trimmed_at >= TRIM_EVERY_S:  # at most once a second, even busy
+                release_freed_memory()
+                untrimmed, trimmed_at = False, time.monotonic()
 
     def _gather(self, first: Prediction) -> tuple[list[Prediction], list[Adaptation], bool]:
         """The predictions queued within the window of `first` (up to the query limit), the adaptations met on
