@@ -84,3 +84,18 @@ def polyskill_cli(
         env=env,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def serve_runs(tmp_path_factory, data_root) -> dict[str, Path]:
+    """The runs the serve tests teach tasks to: a ProtoNet and a MAML (3-way) Omniglot run and a ProtoNet text run
+    on CLINC150, each trained for a step or a few (enough to serve, not to be good); shared by the API's and the
+    page's tests."""
+    from serve_support import train_image_run, train_text_run
+
+    root = tmp_path_factory.mktemp("serve-runs")
+    return {
+        "shapes": train_image_run(root / "shapes"),
+        "maml": train_image_run(root / "maml", "maml"),
+        "intents": train_text_run(root / "intents"),
+    }

@@ -110,7 +110,7 @@ def test_a_multitask_run_with_a_stateful_weighting_survives_sigkill_too(tmp_path
         "--set",
         "mtl.weighting=dwa",
         "--set",
-        "train.steps=1200",
+        "train.steps=600",
         "--set",
         "train.val_every=100",
         "--set",
@@ -124,8 +124,8 @@ def test_a_multitask_run_with_a_stateful_weighting_survives_sigkill_too(tmp_path
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    _kill_mid_run_and_resume(args, tmp_path / "run", 1200, kill_after=400)
-    _assert_same_run(tmp_path / "straight", tmp_path / "run", 1200)
+    _kill_mid_run_and_resume(args, tmp_path / "run", 600, kill_after=200)
+    _assert_same_run(tmp_path / "straight", tmp_path / "run", 600)
 
 
 def test_a_run_that_is_training_right_now_is_not_resumed_by_a_second_process(tmp_path):
@@ -339,5 +339,6 @@ def test_progress_bars_show_rate_eta_loss_and_accuracy_on_a_terminal_and_nothing
     assert train and all(key in train[-1] for key in ("step/s", "acc=", "<")), shown[-2000:]
     evaluate = [line for line in shown.splitlines() if line.startswith("evaluate:") and "mean=" in line]
     assert evaluate and "task/s" in evaluate[-1] and "/300" in evaluate[-1]
-    quiet = _on_a_terminal("train", recipe, "--out", tmp_path / "b", "--quiet", "--set", "eval.episodes=300")
+    short = tiny_recipe(tmp_path, name="short", steps=20, val_every=10, log_every=10)
+    quiet = _on_a_terminal("train", short, "--out", tmp_path / "b", "--quiet", "--set", "eval.episodes=20")
     assert "train:" not in quiet and "evaluate:" not in quiet and "test 5-way 1-shot" in quiet

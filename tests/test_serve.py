@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from serve_support import running, train_image_run, train_text_run
+from serve_support import running
 from test_adapt import SHAPES, draw
 
 from polyskill.classifier import AdaptedTask, FewShotClassifier
@@ -30,14 +30,8 @@ from polyskill.serve.tasks import TaskStore
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, data_root) -> dict[str, Path]:
-    """A ProtoNet and a MAML image run and a ProtoNet text run, each trained for a step or a few."""
-    root = tmp_path_factory.mktemp("serve")
-    return {
-        "shapes": train_image_run(root / "shapes"),
-        "maml": train_image_run(root / "maml", "maml"),
-        "intents": train_text_run(root / "intents"),
-    }
+def runs(serve_runs) -> dict[str, Path]:
+    return serve_runs
 
 
 def png(image: Image.Image) -> bytes:

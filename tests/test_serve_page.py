@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from serve_support import CHROMEDRIVER, CHROMIUM, chromium, running, train_image_run, train_text_run
+from serve_support import CHROMEDRIVER, CHROMIUM, chromium, running
 
 pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
 for _program, _package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
@@ -44,10 +44,8 @@ API_KEY = "page-test-key-0123456789"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, data_root) -> dict[str, Path]:
-    """A ProtoNet image run and a ProtoNet text run, each trained for a few steps."""
-    root = tmp_path_factory.mktemp("serve-page")
-    return {"shapes": train_image_run(root / "shapes"), "intents": train_text_run(root / "intents")}
+def runs(serve_runs) -> dict[str, Path]:
+    return serve_runs
 
 
 @pytest.fixture(scope="module")
