@@ -208,6 +208,7 @@ def test_image_limits_are_4xx_with_a_reason(tight):
     url = tight
     two = [small("circle"), small("square")]
     error(image_task(url, [small()] * 5, ["a"] * 5), 422, "too_many_images")
+    error(image_task(url, [small()] * 40, ["a"] * 40), 422, "too_many_images")  # far over: the same answer
     assert "at most 3" in error(
         image_task(url, [*two, small("cross"), small("triangle")], list("abcd")), 422, "too_many_classes"
     )

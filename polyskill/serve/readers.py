@@ -1,6 +1,6 @@
 """How a request's examples become a model's inputs, one reader per modality: images come as multipart uploads,
 texts as JSON. `support` and `queries` check and prepare a request's examples (decoding images: run off the event
-loop); `inputs` turns the prepared examples of one or many requests into one tensor on the model's worker thread
+loop); `inputs_of` turns the prepared examples of one or many requests into one tensor on the model's worker thread
 (texts of concurrent requests are embedded together there)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Form:
 
 @dataclass
 class Prepared:
-    """A request's examples, checked and ready for `Reader.inputs`, with the name each prediction is given."""
+    """A request's examples, checked and ready for `Reader.inputs_of`, with the name each prediction is given."""
 
     examples: Any
     names: list[str]
@@ -81,7 +81,8 @@ class Reader:
         raise NotImplementedError
 
     def support(self, payload: Any) -> tuple[Prepared, list[str]]:
-        """A task's labelled examples -> (prepared examples, their labels)."""
+        """A task's labelled examples -> (prepared examples, their labels); the service has already refused
+        fields other than the model and the examples."""
         raise NotImplementedError
 
     def queries(self, payload: Any) -> Prepared:
@@ -129,7 +130,6 @@ class ImageReader(Reader):
         return Prepared(torch.cat(tensors), [name for name, _ in files])
 
     def support(self, payload: Form) -> tuple[Prepared, list[str]]:
-        only(payload, ("model", "images", "labels"))
         prepared = self._images(payload)
         return prepared, clean_labels(list(payload.fields.get("labels", [])), len(prepared))
 
@@ -183,7 +183,6 @@ class TextReader(Reader):
             raise ApiError(422, "bad_examples", str(exc)) from None
 
     def support(self, payload: dict[str, Any]) -> tuple[Prepared, list[str]]:
-        only(payload, ("model", "examples"))
         examples = payload.get("examples")
         if not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples):
             raise ApiError(400, "bad_request", 'give "examples": a list of {"text": ..., "label": ...} objects')

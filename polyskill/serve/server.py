@@ -47,7 +47,8 @@ def url_of(sock: socket.socket) -> str:
 
 
 def summary(models: list[ServedModel]) -> str:
-    return ", ".join(f"{m.name} ({m.describe()['modality']}, {m.describe()['algorithm']})" for m in models)
+    described = [m.describe() for m in models]
+    return ", ".join(f"{d['name']} ({d['modality']}, {d['algorithm']})" for d in described)
 
 
 def serve(

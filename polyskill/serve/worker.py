@@ -171,7 +171,7 @@ class ModelWorker:
         clf = self.classifier
         x = self.reader.inputs_of([job.prepared for job in jobs]).to(clf.device)
         slices = list(torch.split(x, [len(job.prepared) for job in jobs]))
-        results: list[Tensor | None] = [None] * len(jobs)
+        results: dict[int, Tensor] = {}
         groups: dict[int, list[int]] = {}
         for i, job in enumerate(jobs):
             predictor = job.task.predictor
@@ -186,4 +186,4 @@ class ModelWorker:
                 task = jobs[i].task
                 head: SplitPredictor = task.predictor  # type: ignore[assignment]
                 results[i] = clf.algo.probabilities(head.head(zi)[:, : len(task.classes)])
-        return [r.cpu().numpy() for r in results if r is not None]
+        return [results[i].cpu().numpy() for i in range(len(jobs))]  # every job has its result by now
