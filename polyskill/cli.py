@@ -33,6 +33,7 @@ EXAMPLES = """examples:
   polyskill sweep omniglot-protonet --param train.lr=loguniform(1e-4,1e-2) --trials 20 --workers 2
   polyskill adapt runs/protonet --support my_classes/ --query unlabelled/ --out predictions.csv
   polyskill serve runs/protonet                           # teach it new tasks at http://127.0.0.1:8000/
+  polyskill rollout runs/navigation2d-maml --task goal=0.3,-0.2 --video nav.gif
   polyskill data verify
 """
 
@@ -279,10 +280,11 @@ def _parser() -> argparse.ArgumentParser:
 def _registrars() -> list:
     """Subcommands that live beside the code they drive (runs and compare, report, sweep)."""
     from .report.command import register as report
+    from .rollout import register as rollout
     from .rundir.command import register as runs
     from .sweep.command import register as sweep
 
-    return [runs, report, sweep]
+    return [runs, report, sweep, rollout]
 
 
 def _positive(name: str, value: int | None) -> None:

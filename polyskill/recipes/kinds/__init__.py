@@ -10,8 +10,9 @@ from .base import EvalRequest, Kind, Recipe, Setup
 from .fewshot import FewShotKind
 from .multitask import MultiTaskKind
 from .regression import RegressionKind
+from .rl import RLKind
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (FewShotKind(), RegressionKind(), MultiTaskKind())}
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (FewShotKind(), RegressionKind(), MultiTaskKind(), RLKind())}
 
 
 def kind_named(name: Any) -> Kind:
