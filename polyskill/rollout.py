@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from .errors import ConfigError, RunError
 from .recipes.kinds.rl import RLRecipe, task_family
@@ -30,29 +31,36 @@ class Demonstration:
     task: Task
     label: str
     returns: list[float]
-    params: Params
+    params: Params | None
 
 
 def demonstrate(
     learner: PolicyLearner, family: TaskFamily, task: Task, steps: int, episodes: int, seed: int, lr: float | None
 ) -> Demonstration:
     """Adapt `learner` to `task` with `steps` policy-gradient steps of `episodes` episodes each; a multi-task
-    policy (which knows its tasks) is measured on the task as it is."""
+    policy, which knows its tasks, is measured on the task as it is (its parameters stay None)."""
     stream = Rollouts(family, episodes, seed)
-    with torch.no_grad():
-        if learner.fixed_tasks:
-            index = _task_index(learner, family, task)
-            episodes_run = stream.run([task], lambda i, obs, noise: learner.actor()(index, obs, noise))
-            return Demonstration(task, family.describe(task), [float(episodes_run.returns().mean())], {})
-        params = {k: v.detach() for k, v in learner.parameters_dict().items()}
-        returns = []
-        for k in range(steps + 1):
-            run = stream.run([task], learner.actor([params]))
-            returns.append(float(run.returns().mean()))
-            if k < steps:
-                advantages = learner.task_advantages(run, 0)
-                params = {n: v.detach() for n, v in learner.inner_step(params, run, 0, advantages, False, lr).items()}
+    if learner.fixed_tasks:
+        index = _task_index(learner, family, task)
+        act = learner.actor()
+        run = stream.run([task], lambda obs, noise: act(_as_task(obs, index, learner), noise)[index : index + 1])
+        return Demonstration(task, family.describe(task), [float(run.returns().mean())], None)
+    params = {k: v.detach() for k, v in learner.shared(1).items()}
+    returns = []
+    for k in range(steps + 1):
+        run = stream.run([task], learner.actor(params))
+        returns.append(float(run.returns().mean()))
+        if k < steps:
+            adapted = learner.inner_step(params, run, learner.advantages(run), False, lr)
+            params = {n: v.detach() for n, v in adapted.items()}
     return Demonstration(task, family.describe(task), returns, params)
+
+
+def _as_task(obs: Tensor, index: int, learner: PolicyLearner) -> Tensor:
+    """One task's observations [1, E, O] repeated for each of a multi-task policy's tasks: row `index` then
+    carries that task's one-hot code."""
+    tasks = len(cast(Any, learner).tasks)
+    return obs.expand(tasks, *obs.shape[1:])
 
 
 def _task_index(learner: PolicyLearner, family: TaskFamily, task: Task) -> int:
@@ -63,13 +71,14 @@ def _task_index(learner: PolicyLearner, family: TaskFamily, task: Task) -> int:
     return known.index(label)
 
 
-def policy_action(learner: PolicyLearner, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
-    """The adapted policy's mean action for one observation (what a clip shows)."""
+def policy_action(learner: PolicyLearner, params: Params | None, index: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The (adapted) policy's mean action for one observation of task `index` (what a clip shows)."""
+    tasks = len(cast(Any, learner).tasks) if learner.fixed_tasks else 1
 
     def act(obs: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32).reshape(1, 1, -1).expand(tasks, 1, -1)
         with torch.no_grad():
-            x = learner.inputs(index, torch.as_tensor(np.asarray(obs), dtype=torch.float32).reshape(1, -1))
-            return learner.policy.mean_action(x, params or None)[0].double().numpy()
+            return learner.distribution(x, params).loc[index, 0].double().numpy()
 
     return act
 

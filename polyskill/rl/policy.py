@@ -64,6 +64,23 @@ class GaussianPolicy(nn.Module):
             mean, std = functional_call(self, dict(params), (obs,), strict=True)
         return Normal(mean, std, validate_args=False)
 
+    def stacked_distribution(self, obs: Tensor, params: Mapping[str, Tensor]) -> Normal:
+        """The distributions of T policies at once: `params` holds every parameter with a leading task axis
+        [T, ...] (MAML's adapted parameters of a meta-batch) and `obs` [T, ..., O] each task's observations. One
+        batched matrix product per layer instead of one network call per task."""
+        tasks = obs.shape[0]
+        x = obs.reshape(tasks, -1, obs.shape[-1])
+        linears = [name for name, module in self.mean_net.named_children() if isinstance(module, nn.Linear)]
+        for j, name in enumerate(linears):
+            weight, bias = params[f"mean_net.{name}.weight"], params[f"mean_net.{name}.bias"]
+            x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            if j < len(linears) - 1:
+                x = torch.tanh(x)
+        mean = x.reshape(*obs.shape[:-1], x.shape[-1])
+        std = params["log_std"].exp().clamp(min=self.min_std)
+        std = std.reshape(tasks, *([1] * (obs.dim() - 2)), -1).expand_as(mean)
+        return Normal(mean, std, validate_args=False)
+
     def log_prob(self, obs: Tensor, actions: Tensor, params: Mapping[str, Tensor] | None = None) -> Tensor:
         """The log density of `actions` [..., A] at `obs` [..., O], summed over the action dim: [...]."""
         return self.distribution(obs, params).log_prob(actions).sum(-1)

@@ -19,8 +19,8 @@ from torch import Tensor
 from .envs.base import Task, TaskFamily
 from .episodes import Episodes
 
-Actor = Callable[[int, Tensor, torch.Generator], Tensor]
-"""(task index i, observations of task i's episodes [E, O], action-noise generator) -> actions [E, A]."""
+Actor = Callable[[Tensor, torch.Generator], Tensor]
+"""(observations [T, E, O] of every task's episodes, action-noise generator) -> actions [T, E, A]."""
 
 SEED_LIMIT = 2**31 - 1
 
@@ -45,7 +45,7 @@ class Rollouts:
         seeds = [int(s) for s in self.rng.integers(0, SEED_LIMIT, size=n)]
         env = self.family.vector_env(tasks, per_task)
         try:
-            raw, _ = env.reset(seed=seeds)
+            raw, _ = env.reset(seed=seeds)  # type: ignore[arg-type]  # every family's vector env takes one seed a sub-env
             obs = torch.zeros(horizon, n, self.family.obs_dim)
             actions = torch.zeros(horizon, n, self.family.act_dim)
             rewards = torch.zeros(horizon, n)
@@ -54,12 +54,7 @@ class Rollouts:
             for t in range(horizon):
                 current = torch.as_tensor(np.asarray(raw), dtype=torch.float32).reshape(n, -1)
                 with torch.no_grad():
-                    acted = torch.cat(
-                        [
-                            actor(i, current[i * per_task : (i + 1) * per_task], self.noise)
-                            for i in range(len(tasks))
-                        ]
-                    )
+                    acted = actor(current.view(len(tasks), per_task, -1), self.noise).reshape(n, -1)
                 obs[t], actions[t], mask[t] = current, acted, torch.from_numpy(alive.astype(np.float32))
                 raw, reward, terminated, truncated, _ = env.step(acted.double().numpy())
                 rewards[t] = torch.as_tensor(np.where(alive, reward, 0.0), dtype=torch.float32)

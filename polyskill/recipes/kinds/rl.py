@@ -45,7 +45,7 @@ class RLEnv:
     name: str = choice("navigation2d", tuple(ENVIRONMENTS))
     horizon: int | None = None
     episodes: int = 20
-    tasks: list[Any] | None = None
+    tasks: list[str | dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         at_least(self, horizon=1, episodes=1)
@@ -114,7 +114,7 @@ class RLRecipe(Recipe):
     kind: str = "rl"
     env: RLEnv = field(default_factory=RLEnv)
     policy: PolicySpec = field(default_factory=PolicySpec)
-    algo: dict[str, Any] = parsed(lambda: {"name": "maml"}, _parse_algo)
+    algo: dict[str, Any] = parsed(lambda: {"name": "maml"}, _parse_algo)  # noqa: RUF009
     mtl: RLMultiTask = field(default_factory=RLMultiTask)
     eval: RLEval = field(default_factory=RLEval)
 
@@ -249,4 +249,3 @@ class RLKind(Kind):
         return self.protocols(
             recipe, request.split, recipe.eval.tasks, self._episodes(recipe, request), seed, recipe.eval.random
         )
-

@@ -30,14 +30,15 @@ OUTER = ("trpo", "ppo")
 @dataclass
 class _Iteration:
     """What one meta-iteration sampled: the training episodes of each inner step with their advantages, and the
-    validation episodes of the adapted policies with their advantages and the sampling policies' distributions."""
+    validation episodes of the adapted policies with their advantages and the sampling policies' distribution
+    and log-probabilities (constants of the outer objective)."""
 
     train: list[Episodes]
-    train_advantages: list[list[Tensor]]
+    train_advantages: list[Tensor]
     valid: Episodes
-    advantages: list[Tensor]
-    old: list[Normal]
-    old_log_probs: list[Tensor]
+    advantages: Tensor
+    old: Normal
+    old_log_probs: Tensor
 
 
 class MAMLRL(PolicyLearner):
@@ -88,53 +89,43 @@ class MAMLRL(PolicyLearner):
         """Sample the tasks, adapt to each with `inner_steps` steps (each on fresh episodes), then sample the
         adapted policies' validation episodes."""
         tasks = stream.sample_tasks(meta_batch)
-        start = {k: v.detach() for k, v in self.parameters_dict().items()}
-        params = [start for _ in tasks]
+        params = {k: v.detach() for k, v in self.shared(len(tasks)).items()}
         train, train_advantages = [], []
         for _ in range(self.inner_steps):
             episodes = stream.run(tasks, self.actor(params))
             advantages = self.advantages(episodes)
-            params = [
-                {k: v.detach() for k, v in self.inner_step(params[i], episodes, i, advantages[i], False).items()}
-                for i in range(len(tasks))
-            ]
+            params = {k: v.detach() for k, v in self.inner_step(params, episodes, advantages, False).items()}
             train.append(episodes)
             train_advantages.append(advantages)
         valid = stream.run(tasks, self.actor(params))
         with torch.no_grad():
-            old = [self.policy.distribution(self.inputs(i, valid.obs[i]), params[i]) for i in range(len(tasks))]
-            old_log_probs = [self.log_prob(valid, i, params[i]) for i in range(len(tasks))]
+            old = self.distribution(valid.obs, params)
+            old_log_probs = old.log_prob(valid.actions).sum(-1)
         return _Iteration(train, train_advantages, valid, self.advantages(valid), old, old_log_probs)
 
-    def adapted(self, it: _Iteration, i: int) -> Params:
-        """Task i's adapted parameters as a function of the live initial parameters, replaying the inner steps on
-        the episodes they were taken on (differentiable through the steps unless first order)."""
-        params = self.parameters_dict()
+    def adapted(self, it: _Iteration) -> Params:
+        """Every task's adapted parameters as a function of the live initial parameters, replaying the inner steps
+        on the episodes they were taken on (differentiable through the steps unless first order)."""
+        params = self.shared(it.valid.tasks)
         for episodes, advantages in zip(it.train, it.train_advantages, strict=True):
-            params = self.inner_step(params, episodes, i, advantages[i], create_graph=not self.first_order)
+            params = self.inner_step(params, episodes, advantages, create_graph=not self.first_order)
         return params
 
     # -- the outer objective --------------------------------------------------------------------------------
     def outer_loss(self, it: _Iteration, clipped: bool = False) -> Tensor:
         """The mean over tasks of the adapted policies' surrogate on their validation episodes."""
+        log_probs = self.log_prob(it.valid, self.adapted(it))
         losses = []
         for i in range(it.valid.tasks):
-            log_probs = self.log_prob(it.valid, i, self.adapted(it, i))
-            mask = it.valid.mask[i]
-            if clipped:
-                losses.append(clipped_surrogate_loss(log_probs, it.old_log_probs[i], it.advantages[i], mask, self.clip))
-            else:
-                losses.append(surrogate_loss(log_probs, it.old_log_probs[i], it.advantages[i], mask))
+            args = (log_probs[i], it.old_log_probs[i], it.advantages[i], it.valid.mask[i])
+            losses.append(clipped_surrogate_loss(*args, self.clip) if clipped else surrogate_loss(*args))
         return torch.stack(losses).mean()
 
     def outer_kl(self, it: _Iteration) -> Tensor:
         """The mean over tasks of KL(sampling policy || adapted policy) on the validation observations."""
+        new = self.distribution(it.valid.obs, self.adapted(it))
         kls = [
-            gaussian_kl(
-                it.old[i],
-                self.policy.distribution(self.inputs(i, it.valid.obs[i]), self.adapted(it, i)),
-                it.valid.mask[i],
-            )
+            gaussian_kl(Normal(it.old.loc[i], it.old.scale[i]), Normal(new.loc[i], new.scale[i]), it.valid.mask[i])
             for i in range(it.valid.tasks)
         ]
         return torch.stack(kls).mean()
@@ -143,7 +134,8 @@ class MAMLRL(PolicyLearner):
         it = self.sample_iteration(stream, meta_batch)
         metrics: dict[str, float] = {}
         if self.outer == "trpo":
-            info = trpo_step(list(self.policy.parameters()), lambda: self.outer_loss(it), lambda: self.outer_kl(it), self.trpo)
+            params = list(self.policy.parameters())
+            info = trpo_step(params, lambda: self.outer_loss(it), lambda: self.outer_kl(it), self.trpo)
             metrics.update(loss=info["loss_before"], kl=info["kl"], step_fraction=info["step_fraction"])
         else:
             for _ in range(self.outer_epochs):

@@ -50,28 +50,35 @@ class MultiTaskPolicy(PolicyLearner):
             )
         self.tasks, self.weighting, self.epochs, self.clip = list(tasks), weighting, epochs, clip
 
-    def inputs(self, i: int, obs: Tensor) -> Tensor:
-        code = F.one_hot(torch.tensor(i), len(self.tasks)).to(obs.dtype)
-        return torch.cat([obs, code.expand(*obs.shape[:-1], len(self.tasks))], -1)
+    def inputs(self, obs: Tensor) -> Tensor:
+        """Observations [T, ..., O] of the T tasks, each with its task's one-hot code appended."""
+        tasks = len(self.tasks)
+        code = F.one_hot(torch.arange(tasks), tasks).to(obs.dtype)
+        return torch.cat([obs, code.view(tasks, *([1] * (obs.dim() - 2)), tasks).expand(*obs.shape[:-1], tasks)], -1)
 
     def update(self, stream: Rollouts, optimizer: Optimizer, meta_batch: int) -> dict[str, Tensor]:
         episodes = stream.run(self.tasks, self.actor())
         advantages = self.advantages(episodes)
         with torch.no_grad():
-            old = [self.log_prob(episodes, i) for i in range(len(self.tasks))]
+            old = self.log_prob(episodes)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         weights = torch.zeros(len(self.tasks))
         for _ in range(self.epochs):
+            log_probs = self.log_prob(episodes)
             losses = torch.stack(
                 [
-                    clipped_surrogate_loss(self.log_prob(episodes, i), old[i], advantages[i], episodes.mask[i], self.clip)
+                    clipped_surrogate_loss(log_probs[i], old[i], advantages[i], episodes.mask[i], self.clip)
                     for i in range(len(self.tasks))
                 ]
             )
             rows = []
             for i in range(len(self.tasks)):
                 grads = torch.autograd.grad(losses[i], params, retain_graph=i + 1 < len(self.tasks), allow_unused=True)
-                rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)]))
+                flat = [
+                    (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                    for g, p in zip(grads, params, strict=True)
+                ]
+                rows.append(torch.cat(flat))
             aggregation = self.weighting.aggregate(torch.stack(rows), losses.detach())
             weights = aggregation.weights.detach()
             optimizer.zero_grad(set_to_none=True)
