@@ -15,12 +15,15 @@ The public API is these sub-packages and names:
   accuracy with a 95% confidence interval), the run summary.
 - `polyskill.recipes`: YAML recipes, one kind per problem (`load(name, overrides)`, `kind_of(recipe)`), and
   the runner.
+- `polyskill.rl`: reinforcement learning (the `rl` extra for MuJoCo): task families (`family(name)`: 2D navigation,
+  HalfCheetah velocity and direction), `Rollouts`, `GaussianPolicy`, the learners (`MAMLRL`, `Pretrained`,
+  `MultiTaskPolicy`), TRPO, and the adaptation protocols.
 - `FewShotClassifier`: scikit-learn-style few-shot classification with any trained run, of images or texts.
 - `polyskill.serve` (the `serve` extra): `create_app`, `load_models`, `ServeConfig`, `ServeLimits`: trained runs
   behind an HTTP API; `ServeClient` / `ServeError`: its client, in the standard library only.
 """
 
-from . import data, eval, meta, mtl, nn, recipes, train
+from . import data, eval, meta, mtl, nn, recipes, rl, train
 from ._version import __version__
 from .classifier import FewShotClassifier
 from .client import ServeClient, ServeError
@@ -41,5 +44,6 @@ __all__ = [
     "mtl",
     "nn",
     "recipes",
+    "rl",
     "train",
 ]

@@ -11,7 +11,7 @@ from ..eval import MultiTaskResult
 from ..rundir import RunRecord
 from .blocks import Code, Document, Heading, Image, Table, Text
 from .mtl_plots import affinity_figure, task_curves_figure, weights_vary
-from .plots import curves_figure, png, protocol_figure
+from .plots import adaptation_figure, curves_figure, png, protocol_figure
 from .results import best_validation, headline_columns, multitask_tables, number, protocol_groups, protocol_table
 
 if TYPE_CHECKING:
@@ -130,6 +130,15 @@ def comparison(document: Document, runs: list[RunRecord]) -> None:
     )
     if protocols:
         document.add(protocols)
+    adaptation = figure_block(
+        adaptation_figure(runs),
+        "comparison-adaptation",
+        "return against adaptation steps",
+        "Mean test return before adaptation and after each policy-gradient step, for the trained policy and a "
+        "freshly initialised one fine-tuned the same way.",
+    )
+    if adaptation:
+        document.add(adaptation)
 
 
 def results(document: Document, run: RunRecord, split: str) -> None:

@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 Points = list[tuple[float, float]]
-TRAIN_CURVES = (("loss", "training loss"), ("acc", "training accuracy (%)"))
+TRAIN_CURVES = (
+    ("loss", "training loss"),
+    ("acc", "training accuracy (%)"),
+    ("return_before", "return before adaptation"),
+    ("return_after", "return after adaptation"),
+    ("return", "training return"),
+)
 XAXES = (("step", "step"), ("time", "wall time (s)"))
 PROTOCOL_AXES = {
     "shot": ("shots", "shots (support examples per class or task)"),
@@ -262,4 +268,35 @@ def protocol_figure(runs: list[RunRecord]) -> Figure | None:
         axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
     title = "Test results across protocols" + (f": {literal(runs[0].name)}" if len(runs) == 1 else "")
     figure.suptitle(title, fontsize=12)
+    return figure
+
+
+def adaptation_figure(runs: list[RunRecord]) -> Figure | None:
+    """The mean return against adaptation steps of every test result that holds such a curve (reinforcement
+    learning: the trained and the freshly initialised policy, each fine-tuned the same way), one colour per run;
+    None when no run has one."""
+    lines = [
+        (index, run, result)
+        for index, run in enumerate(runs)
+        for result in run.test
+        if isinstance(getattr(result, "curve", None), list) and len(result.curve) > 1  # type: ignore[attr-defined]
+    ]
+    if not lines:
+        return None
+    figure = new_figure(6.4, 4.6)
+    axes = figure.subplots()
+    styles = ("o-", "s--", "^:", "d-.")
+    for g, (index, run, result) in enumerate(lines):
+        values = drawable([(float(k), v) for k, v in enumerate(result.curve)])  # type: ignore[attr-defined]
+        if not values:
+            continue
+        xs, ys = zip(*values, strict=True)
+        label = literal(f"{run.name}, {getattr(result, 'init', result.label)}")
+        axes.plot(xs, ys, styles[g % len(styles)], color=colour(index), markersize=5, linewidth=1.5, label=label)
+    axes.set_xlabel("adaptation steps")
+    axes.set_ylabel("mean return")
+    axes.set_xticks(sorted({float(k) for _, _, r in lines for k in range(len(r.curve))}))  # type: ignore[attr-defined]
+    axes.set_title("Return before and after each adaptation step", fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, frameon=False)
     return figure

@@ -131,28 +131,33 @@ class MAMLRL(PolicyLearner):
         return torch.stack(kls).mean()
 
     def update(self, stream: Rollouts, optimizer: Optimizer, meta_batch: int) -> dict[str, Tensor]:
+        """One meta-iteration. Metrics: the mean return of the episodes before and after adaptation (`return`
+        alone when nothing adapts during training), how much the outer step lowered the surrogate, the KL it
+        moved the adapted policies by, and for TRPO the fraction of the full step the line search took."""
         it = self.sample_iteration(stream, meta_batch)
         metrics: dict[str, float] = {}
         if self.outer == "trpo":
             params = list(self.policy.parameters())
             info = trpo_step(params, lambda: self.outer_loss(it), lambda: self.outer_kl(it), self.trpo)
-            metrics.update(loss=info["loss_before"], kl=info["kl"], step_fraction=info["step_fraction"])
+            metrics.update(
+                improvement=info["loss_before"] - info["loss_after"], kl=info["kl"], step_fraction=info["step_fraction"]
+            )
         else:
+            losses = []
             for _ in range(self.outer_epochs):
                 optimizer.zero_grad(set_to_none=True)
                 loss = self.outer_loss(it, clipped=True)
                 loss.backward()
                 optimizer.step()
-                metrics.setdefault("loss", float(loss.detach()))
+                losses.append(float(loss.detach()))
             optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
-                metrics["kl"] = float(self.outer_kl(it))
-        before = it.train[0].returns().mean() if it.train else it.valid.returns().mean()
-        return {
-            "return_before": before.detach(),
-            "return_after": it.valid.returns().mean().detach(),
-            **{k: torch.tensor(float(v)) for k, v in metrics.items()},
-        }
+                metrics.update(improvement=losses[0] - losses[-1], kl=float(self.outer_kl(it)))
+        after = it.valid.returns().mean().detach()
+        returns = (
+            {"return_before": it.train[0].returns().mean(), "return_after": after} if it.train else {"return": after}
+        )
+        return {**returns, **{k: torch.tensor(float(v)) for k, v in metrics.items()}}
 
 
 class Pretrained(MAMLRL):
