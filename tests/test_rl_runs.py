@@ -183,6 +183,9 @@ def test_an_rl_run_trains_evaluates_and_rolls_out_from_the_command_line(tmp_path
     shown = polyskill_cli("rollout", run, "--task", "goal=0.3,-0.2", "--steps", "2", "--video", tmp_path / "nav.gif")
     assert shown.returncode == 0, shown.stderr
     assert "after 2 adaptation steps: mean return" in shown.stdout and (tmp_path / "nav.gif").stat().st_size > 0
+    assert main(["report", str(run), "--out", str(tmp_path / "report.html")]) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert 'alt="return of run against adaptation steps"' in html
 
 
 @pytest.mark.parametrize(
@@ -201,6 +204,12 @@ def test_bad_rl_settings_are_one_line_and_exit_2(tmp_path, capsys, args, message
     code = main(["train", str(_tiny(tmp_path)), "--out", str(tmp_path / "r"), "--quiet", *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_sweep_of_an_rl_recipe_without_validation_says_how_to_turn_it_on(tmp_path, capsys):
+    pytest.importorskip("optuna")
+    code = main(["sweep", str(_tiny(tmp_path)), "--param", "train.lr=loguniform(1e-4,1e-2)", "--trials", "1"])
+    assert code == 2 and "--set eval.validate=true" in capsys.readouterr().err
 
 
 def test_multitask_recipes_check_their_task_list(tmp_path, capsys):

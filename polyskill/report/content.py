@@ -153,6 +153,14 @@ def results(document: Document, run: RunRecord, split: str) -> None:
         )
         if figure:
             document.add(figure)
+        adaptation = figure_block(
+            adaptation_figure([run]) if len(run.test) else None,
+            f"{slug(run.name)}-adaptation",
+            f"return of {run.name} against adaptation steps",
+            "Mean test return before adaptation and after each policy-gradient step.",
+        )
+        if adaptation:
+            document.add(adaptation)
     for group in protocol_groups(found):
         document.add(Table(*protocol_table(group), caption=f"Results on the {split} split."))
     for result in (r for r in found if isinstance(r, MultiTaskResult)):

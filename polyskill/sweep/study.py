@@ -34,11 +34,12 @@ def _validation(recipe: Any) -> ValidationRecord:
     ConfigError if the recipe never validates."""
     from ..recipes import kind_of
 
-    validation = kind_of(recipe).validation(recipe)
+    kind = kind_of(recipe)
+    validation = kind.validation(recipe)
     if validation is None:
         raise ConfigError(
-            f"a sweep selects trials on validation, and recipe {recipe.name} has none "
-            f"(data.val is null); give it a validation split with --set data.val=..."
+            f"a sweep selects trials on validation, and recipe {recipe.name} does not validate; turn it on with "
+            f"{kind.validation_setting}"
         )
     return validation
 

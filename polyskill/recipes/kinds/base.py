@@ -96,6 +96,8 @@ class Kind(ABC):
     unused_train_keys: ClassVar[frozenset[str]] = frozenset()
     #: EvalRequest options this kind's test protocols use
     eval_options: ClassVar[frozenset[str]] = frozenset()
+    #: the override that turns validation on for a recipe that has none (what a sweep tells its user)
+    validation_setting: ClassVar[str] = "--set data.val=SPLIT"
 
     def load(self, values: dict[str, Any]) -> Recipe:
         """Validate a raw recipe mapping (its `kind` already checked) into this kind's recipe."""

@@ -199,6 +199,7 @@ class RegressionKind(Kind):
     name = "regression"
     recipe_type: ClassVar[type[Recipe]] = RegressionRecipe
     eval_options = frozenset({"shots", "query", "episodes", "seed"})
+    validation_setting = "--set data.val=true"
 
     def check(self, recipe: RegressionRecipe) -> None:
         if recipe.data.tasks is not None and recipe.data.dataset != "parkinsons":

@@ -165,6 +165,7 @@ class RLKind(Kind):
     recipe_type: ClassVar[type[Recipe]] = RLRecipe
     unused_train_keys = frozenset({"precision"})
     eval_options = frozenset({"episodes", "seed"})
+    validation_setting = "--set eval.validate=true"
 
     def check(self, recipe: RLRecipe) -> None:
         cls = RL_ALGORITHMS[recipe.algo["name"]]
