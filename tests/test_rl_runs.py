@@ -198,6 +198,11 @@ def test_an_rl_run_trains_evaluates_and_rolls_out_from_the_command_line(tmp_path
         (["--set", 'env.tasks=["goal=0.1,0.1", "goal=0.2,0.2"]'], "env.tasks is for multi-task learners"),
         (["--set", "train.device=cuda"], "train.device"),
         (["--nproc", "2"], "one process"),
+        (["--set", "env.episodes=100000"], "env.episodes must be <= 10000"),
+        (["--set", "env.horizon=100000000000"], "env.horizon must be <= 100000"),
+        (["--set", "train.meta_batch=10000000"], "one rollout would hold"),
+        (["--set", "policy.init_std=1e300"], "policy.init_std"),
+        (["--set", "algo.inner_lr=1e30"], "the policy diverged"),
     ],
 )
 def test_bad_rl_settings_are_one_line_and_exit_2(tmp_path, capsys, args, message):

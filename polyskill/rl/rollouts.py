@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..train.episodic import DivergedError
 from .envs.base import Task, TaskFamily
 from .episodes import Episodes
 
@@ -63,6 +64,13 @@ class Rollouts:
                     break
         finally:
             env.close()
+
+        for what, values in (("actions", actions), ("observations", obs), ("rewards", rewards)):
+            if not torch.isfinite(values).all():
+                raise DivergedError(
+                    f"a rollout on {self.family.name} met non-finite {what}: the policy diverged (try a smaller "
+                    f"algo.inner_lr, algo.max_kl or train.lr)"
+                )
 
         def by_task(x: Tensor) -> Tensor:
             return x.transpose(0, 1).reshape(len(tasks), per_task, horizon, *x.shape[2:])

@@ -32,6 +32,9 @@ from ..spec import at_least, building, choice, options, parsed
 from .base import EvalRequest, Kind, Recipe, Root, Setup
 
 SPLIT_SEEDS = {"test": 0, "val": 1_000_003, "train": 2_000_006}  # the tasks of each split differ by their seed
+MAX_HORIZON, MAX_EPISODES = 100_000, 10_000
+#: environment steps one rollout may hold in memory (tasks x episodes x horizon; about 100 bytes a step)
+MAX_ROLLOUT_STEPS = 20_000_000
 LEARNER_ARGS = ("policy", "tasks", "weighting")
 
 
@@ -49,6 +52,10 @@ class RLEnv:
 
     def __post_init__(self) -> None:
         at_least(self, horizon=1, episodes=1)
+        if self.horizon is not None and self.horizon > MAX_HORIZON:
+            raise ValueError(f"horizon must be <= {MAX_HORIZON}, got {self.horizon}")
+        if self.episodes > MAX_EPISODES:
+            raise ValueError(f"episodes must be <= {MAX_EPISODES}, got {self.episodes}")
 
 
 @dataclass
@@ -61,8 +68,8 @@ class PolicySpec:
 
     def __post_init__(self) -> None:
         at_least(self, widths=1)
-        if not self.init_std > 0:
-            raise ValueError(f"init_std must be > 0, got {self.init_std}")
+        if not 0 < self.init_std <= 100:
+            raise ValueError(f"init_std must be in (0, 100], got {self.init_std}")
 
 
 @dataclass
@@ -94,6 +101,8 @@ class RLEval:
 
     def __post_init__(self) -> None:
         at_least(self, tasks=1, episodes=1, steps=0, val_tasks=1)
+        if self.steps > 100:
+            raise ValueError(f"steps must be <= 100, got {self.steps}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
@@ -177,8 +186,17 @@ class RLKind(Kind):
             )
         if recipe.train.device != "cpu":
             raise ConfigError("rl runs sample their episodes on the CPU: train.device must be cpu")
+        tasks_of = task_family(recipe)
         if recipe.env.tasks:
-            fixed_tasks(recipe, task_family(recipe))
+            fixed_tasks(recipe, tasks_of)
+        tasks = len(recipe.env.tasks) if cls.fixed_tasks else max(recipe.train.meta_batch, recipe.eval.tasks)
+        episodes = max(recipe.env.episodes, recipe.eval.episodes or 0)
+        if tasks * episodes * tasks_of.horizon > MAX_ROLLOUT_STEPS:
+            raise ConfigError(
+                f"one rollout would hold {tasks} tasks x {episodes} episodes x {tasks_of.horizon} steps, more than "
+                f"{MAX_ROLLOUT_STEPS:,} environment steps: lower train.meta_batch, eval.tasks, env.episodes or "
+                f"env.horizon"
+            )
 
     def algorithm_label(self, recipe: RLRecipe) -> str:
         name = str(recipe.algo["name"])
