@@ -189,7 +189,7 @@ class RLKind(Kind):
         tasks_of = task_family(recipe)
         if recipe.env.tasks:
             fixed_tasks(recipe, tasks_of)
-        tasks = len(recipe.env.tasks) if cls.fixed_tasks else max(recipe.train.meta_batch, recipe.eval.tasks)
+        tasks = len(recipe.env.tasks or []) if cls.fixed_tasks else max(recipe.train.meta_batch, recipe.eval.tasks)
         episodes = max(recipe.env.episodes, recipe.eval.episodes or 0)
         if tasks * episodes * tasks_of.horizon > MAX_ROLLOUT_STEPS:
             raise ConfigError(
