@@ -17,7 +17,7 @@ from ..meta.base import FewShotAlgorithm
 from ..meta.contract import Contract
 from ..nn.conv4 import Conv4
 from ..nn.mlp import MLP
-from .spec import at_least, building, choice, options
+from .spec import at_least, building, choice, parse_named
 
 BACKBONE_ARGS = ("backbone",)
 
@@ -29,17 +29,7 @@ def contract(algo: dict[str, Any]) -> Contract:
 
 def parse_algo(values: Any, key: str, fits: Callable[[Contract], str | None] = lambda _: None) -> dict[str, Any]:
     """`algo:` names a registered learner (one `fits` does not refuse) and gives its constructor options."""
-    names = ", ".join(n for n, cls in ALGORITHMS.items() if fits(cls.contract) is None)
-    if not isinstance(values, dict) or "name" not in values:
-        raise ConfigError(f"{key} must be a mapping with a 'name' ({names}), got {str(values)[:80]}")
-    name = values["name"]
-    if not isinstance(name, str) or name not in ALGORITHMS:
-        raise ConfigError(f"{key}.name must be one of {names}, got {str(name)[:80]!r}")
-    cls = ALGORITHMS[name]
-    refusal = fits(cls.contract)
-    if refusal:
-        raise ConfigError(f"{key}.name {name}: {refusal}; learners that can: {names}")
-    return {"name": name, **options(cls, {k: v for k, v in values.items() if k != "name"}, key, skip=BACKBONE_ARGS)}
+    return parse_named(values, key, ALGORITHMS, lambda cls: fits(cls.contract), BACKBONE_ARGS)
 
 
 @dataclass

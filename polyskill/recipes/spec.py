@@ -11,7 +11,7 @@ import inspect
 import math
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -168,6 +168,28 @@ def options(cls: type, values: Any, prefix: str, skip: tuple[str, ...] = ()) -> 
             raise _unknown(f"{prefix}.{key}", options or ["(none: it takes no options)"])
         out[key] = _coerce(value, hints[key], f"{prefix}.{key}") if key in hints else value
     return out
+
+
+def parse_named(
+    values: Any,
+    key: str,
+    registry: Mapping[str, type],
+    refuse: Callable[[Any], str | None] = lambda _: None,
+    skip: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A section that names a class of `registry` (one `refuse` does not turn down) and gives its constructor
+    options (`algo:`): {"name": ..., **options}, each option checked against the constructor but `skip`."""
+    names = ", ".join(n for n, cls in registry.items() if refuse(cls) is None)
+    if not isinstance(values, dict) or "name" not in values:
+        raise ConfigError(f"{key} must be a mapping with a 'name' ({names}), got {_short(values)}")
+    name = values["name"]
+    if not isinstance(name, str) or name not in registry:
+        raise ConfigError(f"{key}.name must be one of {names}, got {_short(name)}")
+    cls = registry[name]
+    refusal = refuse(cls)
+    if refusal:
+        raise ConfigError(f"{key}.name {name}: {refusal}; learners that can: {names}")
+    return {"name": name, **options(cls, {k: v for k, v in values.items() if k != "name"}, key, skip=skip)}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -28,7 +28,7 @@ from ...rl.policy import GaussianPolicy
 from ...rl.results import AdaptationResult, TaskReturnsResult
 from ...rl.rollouts import Rollouts
 from ...rl.trainer import RLTrainer
-from ..spec import at_least, building, choice, options, parsed
+from ..spec import at_least, building, choice, options, parse_named, parsed
 from .base import EvalRequest, Kind, Recipe, Root, Setup
 
 SPLIT_SEEDS = {"test": 0, "val": 1_000_003, "train": 2_000_006}  # the tasks of each split differ by their seed
@@ -108,14 +108,7 @@ class RLEval:
 
 
 def _parse_algo(values: Any, key: str) -> dict[str, Any]:
-    names = ", ".join(RL_ALGORITHMS)
-    if not isinstance(values, dict) or "name" not in values:
-        raise ConfigError(f"{key} must be a mapping with a 'name' ({names}), got {str(values)[:80]}")
-    name = values["name"]
-    if not isinstance(name, str) or name not in RL_ALGORITHMS:
-        raise ConfigError(f"{key}.name must be one of {names}, got {str(name)[:80]!r}")
-    cls = RL_ALGORITHMS[name]
-    return {"name": name, **options(cls, {k: v for k, v in values.items() if k != "name"}, key, skip=LEARNER_ARGS)}
+    return parse_named(values, key, RL_ALGORITHMS, skip=LEARNER_ARGS)
 
 
 @dataclass
