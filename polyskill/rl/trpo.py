@@ -86,7 +86,9 @@ def trpo_step(
 ) -> dict[str, float]:
     """One TRPO update of `params` in place: the natural-gradient step scaled to the KL bound, shrunk until the loss
     falls and kl() <= max_kl; if no step qualifies the params are restored exactly. `loss` and `kl` are re-evaluated
-    at the current params (kl() is the KL from the policy at the start of the step, 0 there)."""
+    at the current params (kl() is the KL from the policy at the start of the step, 0 there); the line search only
+    needs their values and evaluates them under `torch.no_grad()`, so a closure that differentiates inside (MAML's
+    inner step) enables gradients for that part itself and can skip building graphs for higher derivatives."""
     params = list(params)
     start = [p.detach().clone() for p in params]
     loss_before = loss()
@@ -105,7 +107,7 @@ def trpo_step(
         with torch.no_grad():
             for p, p0, s in zip(params, start, steps, strict=True):
                 p.copy_(p0 + fraction * s.view_as(p))
-        new_loss, new_kl = float(loss().detach()), float(kl().detach())
+            new_loss, new_kl = float(loss()), float(kl())
         if new_loss < before and new_kl <= config.max_kl:
             return {"loss_before": before, "loss_after": new_loss, "kl": new_kl, "step_fraction": fraction}
     with torch.no_grad():

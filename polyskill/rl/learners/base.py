@@ -90,14 +90,11 @@ class PolicyLearner(nn.Module):
         """One vanilla policy-gradient step for every task on its own episodes: params - lr * grad of its REINFORCE
         loss. With `create_graph` the step is differentiable (second-order MAML); otherwise the gradient is a
         constant, so the result depends on `params` with derivative one (first order), or not at all if they do
-        not require gradients."""
+        not require gradients or gradients are off (the step's values are the same)."""
         step = self.inner_lr if lr is None else lr
+        tracked = torch.is_grad_enabled() and any(v.requires_grad for v in params.values())
         with torch.enable_grad():
-            live = (
-                params
-                if any(v.requires_grad for v in params.values())
-                else {k: v.detach().requires_grad_() for k, v in params.items()}
-            )
+            live = params if tracked else {k: v.detach().requires_grad_() for k, v in params.items()}
             log_probs = self.log_prob(episodes, live)
             loss = torch.stack(
                 [reinforce_loss(log_probs[i], advantages[i], episodes.mask[i]) for i in range(episodes.tasks)]

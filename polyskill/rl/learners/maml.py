@@ -105,10 +105,12 @@ class MAMLRL(PolicyLearner):
 
     def adapted(self, it: _Iteration) -> Params:
         """Every task's adapted parameters as a function of the live initial parameters, replaying the inner steps
-        on the episodes they were taken on (differentiable through the steps unless first order)."""
+        on the episodes they were taken on (differentiable through the steps unless first order, or when no
+        gradient is wanted: the same values, without the graph of the inner gradients)."""
         params = self.shared(it.valid.tasks)
+        second_order = not self.first_order and torch.is_grad_enabled()
         for episodes, advantages in zip(it.train, it.train_advantages, strict=True):
-            params = self.inner_step(params, episodes, advantages, create_graph=not self.first_order)
+            params = self.inner_step(params, episodes, advantages, create_graph=second_order)
         return params
 
     # -- the outer objective --------------------------------------------------------------------------------
