@@ -147,7 +147,7 @@ def test_two_trainings_started_at_once_into_one_directory_never_both_run(tmp_pat
 
 
 def test_an_evaluation_during_training_is_kept_in_the_summary(tmp_path):
-    recipe = tiny_recipe(tmp_path, steps=2000, val_every=50, log_every=50)
+    recipe = tiny_recipe(tmp_path, steps=1500, val_every=50, log_every=50)
     run = tmp_path / "run"
     child = subprocess.Popen(
         _cli("train", recipe, "--out", run, "--quiet", "--no-eval"),
@@ -173,7 +173,7 @@ def test_an_evaluation_during_training_is_kept_in_the_summary(tmp_path):
         code = child.wait(timeout=600)
     assert code == 0, child.stderr.read()
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["steps"] == 2000
+    assert summary["status"] == "finished" and summary["steps"] == 1500
     assert [(r["way"], r["episodes"]) for r in summary["test"]] == [(3, 4)]
 
 

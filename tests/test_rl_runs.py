@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import polyskill_cli
 from test_runs import _assert_same_run, _kill_mid_run_and_resume
 
 from polyskill.cli import main
@@ -32,7 +31,9 @@ def _tiny(folder: Path, base: str = "navigation2d-maml", name: str = "tiny-rl", 
     recipe = yaml.safe_load(Path(f"polyskill/recipes/{base}.yaml").read_text())
     recipe["env"].update(horizon=20, episodes=5)
     recipe["policy"]["widths"] = [16, 16]
-    recipe["train"].update(steps=12, meta_batch=4, log_every=3, val_every=4)
+    recipe["train"].update(steps=12, log_every=3, val_every=4)
+    if "meta_batch" in recipe["train"]:
+        recipe["train"]["meta_batch"] = 4
     recipe["eval"].update(tasks=4, steps=1)
     for section, values in sections.items():
         recipe.setdefault(section, {}).update(values)
@@ -138,10 +139,10 @@ def test_the_multitask_update_with_equal_weights_is_the_summed_per_task_gradient
 
 
 def test_maml_on_2d_navigation_learns_to_adapt():
-    """A real, short MAML-TRPO run (5 meta-iterations of 10 tasks x 10 episodes) and the MAML paper's measure on 10
-    new tasks: the trained policy after one policy-gradient step beats itself before the step, and beats a freshly
-    initialised policy after the same step, by clear margins."""
-    recipe = load("navigation2d-maml", ["train.meta_batch=10", "env.episodes=10"])
+    """A real, short MAML-TRPO run (5 meta-iterations of 10 tasks x 10 episodes, a 32-32 policy) and the MAML
+    paper's measure on 10 new goals: the trained policy after one policy-gradient step beats itself before the
+    step, and beats a freshly initialised policy after the same step, by clear margins."""
+    recipe = load("navigation2d-maml", ["train.meta_batch=10", "env.episodes=10", "policy.widths=[32, 32]"])
     algo = learner(recipe)
     stream = Rollouts(task_family(recipe), 10, 0)
     for _ in range(5):
@@ -154,35 +155,33 @@ def test_maml_on_2d_navigation_learns_to_adapt():
     }
     trained, random = curves["trained"].curve, curves["random"].curve
     print(f"returns before/after one step: trained {trained}, random {random}")
-    # observed: trained [-46.9, -40.6], random [-90.0, -82.9]
-    assert trained[1] > trained[0] + 3
+    # observed: trained [-42.9, -31.8], random [-71.8, -63.8]
+    assert trained[1] > trained[0] + 5
     assert trained[1] > random[1] + 20
 
 
 def test_an_rl_run_killed_with_sigkill_resumes_to_the_same_parameters_and_metrics(tmp_path):
-    recipe = _tiny(tmp_path, eval={"validate": True, "val_tasks": 2})
+    recipe = _tiny(tmp_path, eval={"validate": True, "val_tasks": 2}, policy={"widths": [8]})
     straight = tmp_path / "straight"
-    done = polyskill_cli("train", recipe, "--out", straight, "--quiet", "--no-eval")
-    assert done.returncode == 0, done.stderr
+    assert main(["train", str(recipe), "--out", str(straight), "--quiet", "--no-eval"]) == 0
     run = tmp_path / "run"
     _kill_mid_run_and_resume([recipe], run, 12, kill_after=5)
     _assert_same_run(straight, run, 12)
 
 
-def test_an_rl_run_trains_evaluates_and_rolls_out_from_the_command_line(tmp_path):
+def test_an_rl_run_trains_evaluates_and_rolls_out_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "run"
-    done = polyskill_cli("train", _tiny(tmp_path), "--out", run, "--quiet")
-    assert done.returncode == 0, done.stderr
-    assert "trained policy, return after 0..1 adaptation steps" in done.stdout
-    assert "random policy" in done.stdout
+    assert main(["train", str(_tiny(tmp_path)), "--out", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "trained policy, return after 0..1 adaptation steps" in out and "random policy" in out
     summary = json.loads((run / "summary.json").read_text())
     results = {r["init"]: r for r in summary["test"]}
     assert set(results) == {"trained", "random"} and len(results["trained"]["curve"]) == 2
-    again = polyskill_cli("eval", run, "--episodes", "3", "--seed", "4")
-    assert again.returncode == 0, again.stderr and "3 episodes a step" in again.stdout
-    shown = polyskill_cli("rollout", run, "--task", "goal=0.3,-0.2", "--steps", "2", "--video", tmp_path / "nav.gif")
-    assert shown.returncode == 0, shown.stderr
-    assert "after 2 adaptation steps: mean return" in shown.stdout and (tmp_path / "nav.gif").stat().st_size > 0
+    assert main(["eval", str(run), "--episodes", "3", "--seed", "4"]) == 0
+    assert "3 episodes a step" in capsys.readouterr().out
+    video = tmp_path / "nav.gif"
+    assert main(["rollout", str(run), "--task", "goal=0.3,-0.2", "--steps", "2", "--video", str(video)]) == 0
+    assert "after 2 adaptation steps: mean return" in capsys.readouterr().out and video.stat().st_size > 0
     assert main(["report", str(run), "--out", str(tmp_path / "report.html")]) == 0
     html = (tmp_path / "report.html").read_text()
     assert 'alt="return of run against adaptation steps"' in html
@@ -203,6 +202,7 @@ def test_an_rl_run_trains_evaluates_and_rolls_out_from_the_command_line(tmp_path
         (["--set", "train.meta_batch=10000000"], "one rollout would hold"),
         (["--set", "policy.init_std=1e300"], "policy.init_std"),
         (["--set", "algo.inner_lr=1e30"], "the policy diverged"),
+        (["--set", "train.lr=0.01"], "TRPO's outer step uses no optimiser"),
     ],
 )
 def test_bad_rl_settings_are_one_line_and_exit_2(tmp_path, capsys, args, message):
@@ -213,7 +213,7 @@ def test_bad_rl_settings_are_one_line_and_exit_2(tmp_path, capsys, args, message
 
 def test_a_sweep_of_an_rl_recipe_without_validation_says_how_to_turn_it_on(tmp_path, capsys):
     pytest.importorskip("optuna")
-    code = main(["sweep", str(_tiny(tmp_path)), "--param", "train.lr=loguniform(1e-4,1e-2)", "--trials", "1"])
+    code = main(["sweep", str(_tiny(tmp_path)), "--param", "algo.max_kl=loguniform(1e-3,1e-1)", "--trials", "1"])
     assert code == 2 and "--set eval.validate=true" in capsys.readouterr().err
 
 
@@ -225,6 +225,7 @@ def test_multitask_recipes_check_their_task_list(tmp_path, capsys):
         (["--set", "env.tasks=[{goal_x: 0.1}, {goal_x: 0.2, goal_y: 0}]"], "env.tasks[0]"),
         (["--set", "env.tasks=null"], "give env.tasks"),
         (["--set", "mtl.weighting=uw"], "learns parameters of its own"),
+        (["--set", "train.meta_batch=4"], "samples every task of env.tasks"),
     ]
     recipe = _tiny(tmp_path, "navigation2d-multitask", "tiny-mt")
     for args, message in bad:

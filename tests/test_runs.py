@@ -110,22 +110,15 @@ def test_a_multitask_run_with_a_stateful_weighting_survives_sigkill_too(tmp_path
         "--set",
         "mtl.weighting=dwa",
         "--set",
-        "train.steps=600",
+        "train.steps=300",
         "--set",
-        "train.val_every=100",
+        "train.val_every=50",
         "--set",
         "train.log_every=7",
     ]
-    done = subprocess.run(
-        _cli("train", *args, "--out", tmp_path / "straight", "--quiet", "--no-eval"),
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    _kill_mid_run_and_resume(args, tmp_path / "run", 600, kill_after=200)
-    _assert_same_run(tmp_path / "straight", tmp_path / "run", 600)
+    assert main(["train", *args, "--out", str(tmp_path / "straight"), "--quiet", "--no-eval"]) == 0
+    _kill_mid_run_and_resume(args, tmp_path / "run", 300, kill_after=100)
+    _assert_same_run(tmp_path / "straight", tmp_path / "run", 300)
 
 
 def test_a_run_that_is_training_right_now_is_not_resumed_by_a_second_process(tmp_path):

@@ -28,6 +28,7 @@ from ...rl.policy import GaussianPolicy
 from ...rl.results import AdaptationResult, TaskReturnsResult
 from ...rl.rollouts import Rollouts
 from ...rl.trainer import RLTrainer
+from ...train.episodic import FitConfig
 from ..spec import at_least, building, choice, options, parse_named, parsed
 from .base import EvalRequest, Kind, Recipe, Root, Setup
 
@@ -36,6 +37,7 @@ MAX_HORIZON, MAX_EPISODES = 100_000, 10_000
 #: environment steps one rollout may hold in memory (tasks x episodes x horizon; about 100 bytes a step)
 MAX_ROLLOUT_STEPS = 20_000_000
 LEARNER_ARGS = ("policy", "tasks", "weighting")
+OPTIMISER_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "schedule", "lr_step", "lr_gamma", "grad_clip")
 
 
 @dataclass
@@ -168,6 +170,25 @@ class RLKind(Kind):
     unused_train_keys = frozenset({"precision"})
     eval_options = frozenset({"episodes", "seed"})
     validation_setting = "--set eval.validate=true"
+
+    def load(self, values: dict[str, Any]) -> Recipe:
+        """As every kind loads, and one error for a `train:` key set to other than its default that the learner's
+        update never reads: TRPO's outer step takes no optimiser, and a multi-task iteration samples every one of
+        its tasks (no meta-batch)."""
+        recipe = cast(RLRecipe, super().load(values))
+        raw = values.get("train")
+        train: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if RL_ALGORITHMS[recipe.algo["name"]].fixed_tasks:
+            unused, why = {"meta_batch"}, "a multi-task iteration samples every task of env.tasks"
+        elif recipe.algo.get("outer", "trpo") == "trpo":
+            unused, why = set(OPTIMISER_KEYS), "TRPO's outer step uses no optimiser (algo.outer: ppo does)"
+        else:
+            unused, why = set(), ""
+        defaults = FitConfig()  # a run's config.yaml lists every key, at its default when unused
+        found = sorted(k for k in unused & set(train) if getattr(recipe.train, k) != getattr(defaults, k))
+        if found:
+            raise ConfigError(f"train.{found[0]} is not used by this recipe: {why}")
+        return recipe
 
     def check(self, recipe: RLRecipe) -> None:
         cls = RL_ALGORITHMS[recipe.algo["name"]]
