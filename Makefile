@@ -38,9 +38,11 @@ lint: install
 browser:
 	bash scripts/install_browser.sh
 
-# The checks, then the suite (pytest's exit code 5, no test collected, fails it too).
+# The checks, then the suite (pytest's exit code 5, no test collected, fails it too), on PYTEST_WORKERS processes
+# (pytest-xdist), each running whole test files.
+PYTEST_WORKERS ?= 2
 test: lint browser
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests
 
 bench: install
 	$(BIN)/python benchmarks/episode_sampling.py
