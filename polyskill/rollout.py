@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError, RunError
-from .recipes.kinds.rl import RLRecipe, task_family
+from .recipes.kinds.rl import RLRecipe, check_rollout_size, task_family
 from .recipes.runner import trained_model
 from .rl.envs.base import Task, TaskFamily
 from .rl.learners.base import Params, PolicyLearner
@@ -122,6 +122,7 @@ def _rollout(args: argparse.Namespace) -> int:
     family = task_family(recipe)
     task = family.parse_task(args.task)
     episodes = args.episodes or recipe.env.episodes
+    check_rollout_size(1, episodes, family.horizon, "--episodes")
     shown = demonstrate(learner, family, task, args.steps, episodes, args.seed, args.lr or recipe.eval.lr)
     if learner.fixed_tasks:
         print(f"{recipe.env.name}, task {shown.label}: mean return {shown.returns[0]:.2f} over {episodes} episodes")

@@ -261,6 +261,13 @@ def test_bad_rollouts_are_one_line_and_exit_2(nav_run, capsys, args, message):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_an_evaluation_or_rollout_too_large_to_hold_is_refused(nav_run, capsys):
+    assert main(["eval", str(nav_run), "--episodes", "100000000"]) == 2
+    assert "one rollout would hold" in capsys.readouterr().err
+    assert main(["rollout", str(nav_run), "--task", "goal=0.1,0.1", "--episodes", "5000", "--steps", "0"]) == 0
+    capsys.readouterr()
+
+
 def test_rollout_refuses_a_run_of_another_kind(tmp_path, capsys):
     from conftest import tiny_recipe
 

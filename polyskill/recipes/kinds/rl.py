@@ -123,6 +123,16 @@ class RLRecipe(Recipe):
     eval: RLEval = field(default_factory=RLEval)
 
 
+def check_rollout_size(tasks: int, episodes: int, horizon: int, lower: str) -> None:
+    """One ConfigError when a rollout of `tasks` x `episodes` episodes of `horizon` steps would not fit in memory
+    (`lower`: the settings that shrink it)."""
+    if tasks * episodes * horizon > MAX_ROLLOUT_STEPS:
+        raise ConfigError(
+            f"one rollout would hold {tasks} tasks x {episodes} episodes x {horizon} steps, more than "
+            f"{MAX_ROLLOUT_STEPS:,} environment steps: lower {lower}"
+        )
+
+
 def task_family(recipe: RLRecipe) -> TaskFamily:
     """The recipe's task family (one ConfigError when its environment cannot be made here)."""
     return family(recipe.env.name, recipe.env.horizon)
@@ -205,12 +215,9 @@ class RLKind(Kind):
             fixed_tasks(recipe, tasks_of)
         tasks = len(recipe.env.tasks or []) if cls.fixed_tasks else max(recipe.train.meta_batch, recipe.eval.tasks)
         episodes = max(recipe.env.episodes, recipe.eval.episodes or 0)
-        if tasks * episodes * tasks_of.horizon > MAX_ROLLOUT_STEPS:
-            raise ConfigError(
-                f"one rollout would hold {tasks} tasks x {episodes} episodes x {tasks_of.horizon} steps, more than "
-                f"{MAX_ROLLOUT_STEPS:,} environment steps: lower train.meta_batch, eval.tasks, env.episodes or "
-                f"env.horizon"
-            )
+        check_rollout_size(
+            tasks, episodes, tasks_of.horizon, "train.meta_batch, eval.tasks, env.episodes or env.horizon"
+        )
 
     def algorithm_label(self, recipe: RLRecipe) -> str:
         name = str(recipe.algo["name"])
@@ -279,6 +286,8 @@ class RLKind(Kind):
         if request.split not in SPLIT_SEEDS:
             raise ConfigError(f"--split must be one of {', '.join(SPLIT_SEEDS)} for rl runs, got {request.split!r}")
         seed = recipe.eval.seed if request.seed is None else request.seed
+        tasks = len(recipe.env.tasks or []) or recipe.eval.tasks
+        check_rollout_size(tasks, self._episodes(recipe, request), task_family(recipe).horizon, "--episodes")
         return self.protocols(
             recipe, request.split, recipe.eval.tasks, self._episodes(recipe, request), seed, recipe.eval.random
         )
