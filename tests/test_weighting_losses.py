@@ -49,19 +49,19 @@ def test_uncertainty_gradient_matches_closed_form():
     w = uw.weights(losses)
     assert w.requires_grad and isinstance(uw, LossWeighting)
     torch.testing.assert_close(w, torch.exp(-uw.log_vars.detach()))
-    total = (w * losses).sum() + uw.regularizer()
+    total = (w * losses).sum() + uw.regularizer(losses)
     (grad,) = torch.autograd.grad(total, uw.log_vars)
     torch.testing.assert_close(grad, 1 - torch.exp(-uw.log_vars.detach()) * losses)
 
 
 def test_uncertainty_moves_to_log_loss():
     uw = UncertaintyWeighting(3)
-    assert uw.weights(torch.ones(3)).tolist() == [1.0, 1.0, 1.0] and float(uw.regularizer().detach()) == 0
+    assert uw.weights(torch.ones(3)).tolist() == [1.0, 1.0, 1.0] and float(uw.regularizer(losses).detach()) == 0
     losses = torch.tensor([0.5, 2.0, 8.0])
     opt = torch.optim.SGD(uw.parameters(), lr=0.1)
     for _ in range(600):
         opt.zero_grad()
-        ((uw.weights(losses) * losses).sum() + uw.regularizer()).backward()
+        ((uw.weights(losses) * losses).sum() + uw.regularizer(losses)).backward()
         opt.step()
     torch.testing.assert_close(uw.log_vars.detach(), losses.log(), atol=1e-4, rtol=0)
     w = uw.weights(losses).detach()

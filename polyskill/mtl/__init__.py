@@ -2,7 +2,16 @@
 strategies and the step that combines them, and task affinity."""
 
 from .architectures import ARCHITECTURE_NAMES, architecture_class
-from .base import Aggregation, Aggregator, LossWeighting, MultiTaskModel, Weighting, project_simplex
+from .base import (
+    Aggregation,
+    Aggregator,
+    BilevelWeighting,
+    JacobianAggregator,
+    LossWeighting,
+    MultiTaskModel,
+    Weighting,
+    project_simplex,
+)
 from .reduction import LOCAL, Reduction
 from .weighting import AGGREGATOR_NAMES, aggregator_class
 
@@ -12,6 +21,8 @@ __all__ = [
     "LOCAL",
     "Aggregation",
     "Aggregator",
+    "BilevelWeighting",
+    "JacobianAggregator",
     "LossWeighting",
     "MultiTaskModel",
     "Reduction",

@@ -1,9 +1,11 @@
 """The multi-task interfaces: an architecture gives one output per task and says which parameters are shared; a
 weighting turns the losses (a loss weighting) or the per-task gradients through their Gram matrix (a gradient
-aggregator) into task weights, and the shared update is always `weights @ G`."""
+aggregator) into task weights, and the shared update is `weights @ G`; a Jacobian aggregator, which reads the per-task
+gradients themselves (elementwise state or operations), returns the update direction with the weights it reports."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -55,21 +57,31 @@ class Aggregation:
 class Weighting(nn.Module):
     """A rule for task weights, w [T]; the shared parameters then move along sum_t w_t g_t.
 
-    Two kinds, each with its own `weights` signature: a `LossWeighting` reads the losses only (and training makes
-    one backward pass of sum_t w_t L_t), an `Aggregator` reads the Gram matrix of the per-task gradients as well.
-    `needs_num_tasks` says that the constructor takes `num_tasks` (stateful rules size their state with it).
+    Three kinds, each with its own signature: a `LossWeighting` reads the losses only (and training makes one
+    backward pass of sum_t w_t L_t), an `Aggregator` reads the Gram matrix of the per-task gradients as well, and
+    a `JacobianAggregator` reads the per-task gradients themselves. What else a rule needs it declares:
+    `needs_num_tasks` (the constructor takes `num_tasks`: stateful rules size their state with it),
+    `needs_losses_after_step` (`after_step` is given the batch's losses once the optimiser has stepped: FAMO) and
+    `needs_meta_batch` (a `BilevelWeighting`, given a second batch every step: Auto-Lambda).
     """
 
     needs_num_tasks: ClassVar[bool] = False
+    needs_losses_after_step: ClassVar[bool] = False
+    needs_meta_batch: ClassVar[bool] = False
 
     def weights_of(self, gram: Tensor | None, losses: Tensor) -> Tensor:  # pragma: no cover - interface
         """The weights [T] for the global batch's Gram matrix (None when no per-task gradients were computed) and
         detached losses [T]: where each kind's `weights` is called."""
         raise NotImplementedError
 
-    def regularizer(self) -> Tensor | None:
-        """A term added to the weighted loss (UW's log-variances), or None."""
+    def regularizer(self, losses: Tensor) -> Tensor | None:
+        """A term added to the training loss for the weighting's own parameters (UW's log-variances, IMTL-L's loss
+        scales), given the global batch's detached losses [T], or None."""
         return None
+
+    def after_step(self, losses: Tensor) -> None:
+        """With `needs_losses_after_step`: the same batch's losses [T] (detached, the global batch's) under the
+        parameters the optimiser has just produced."""
 
     def aggregate(self, grads: Tensor, losses: Tensor) -> Aggregation:
         """The update direction [P] for per-task gradients `grads` [T, P] and `losses` [T], with its weights."""
@@ -115,10 +127,51 @@ class Aggregator(Weighting):
         return self.weights(gram, losses.detach()).detach()
 
 
+class JacobianAggregator(Weighting):
+    """An update direction from the per-task gradients `jac` [T, P] themselves, for rules that keep elementwise
+    state (DB-MTL's and MoCo's gradient averages, ExcessMTL's squared-gradient sums) or act per coordinate
+    (GradDrop): `combine(jac, losses)`. `acts_per_coordinate` says that each coordinate of the direction depends
+    only on that coordinate's column of `jac` (then it may run on representation gradients, `mtl.rep_grad`)."""
+
+    acts_per_coordinate: ClassVar[bool] = False
+
+    def combine(self, jac: Tensor, losses: Tensor) -> Aggregation:  # pragma: no cover - interface
+        """This step's direction [P] and the task weights [T] it reports (those of its combination), from the
+        global batch's per-task gradients [T, P] and detached losses [T]; stateful rules advance here."""
+        raise NotImplementedError
+
+    def weights_of(self, gram: Tensor | None, losses: Tensor) -> Tensor:
+        raise TypeError(f"{type(self).__name__} reads the per-task gradients, not their Gram matrix: use combine")
+
+
+class BilevelWeighting(LossWeighting):
+    """A loss weighting whose weights are trained on a second batch (Auto-Lambda): before each step's weighted
+    backward pass, `meta_step` is given the model's parameters, the training batch's per-task losses and the meta
+    batch's loss as pure functions of them, and updates the weights the step then reads."""
+
+    needs_meta_batch: ClassVar[bool] = True
+
+    def meta_step(
+        self,
+        params: dict[str, Tensor],
+        shared: list[str],
+        train_losses: Callable[[dict[str, Tensor]], Tensor],
+        meta_loss: Callable[[dict[str, Tensor]], Tensor],
+    ) -> None:  # pragma: no cover - interface
+        """`params` {name: detached tensor} of the model; `shared` the names of its shared parameters;
+        `train_losses(params)` the training batch's per-task losses [T]; `meta_loss(params)` the scalar loss the
+        weights are trained to lower."""
+        raise NotImplementedError
+
+
 def combine_jacobian(weighting: Weighting, jac: Tensor, losses: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(weights [T], Gram matrix [T, T], direction [P]) for per-task gradients `jac` [T, P] and `losses` [T]: the
-    one place where weights become `w @ G`, for `Weighting.aggregate` and for the training step alike."""
+    one place where weights become the update, `w @ G` (or a Jacobian aggregator's own direction), for
+    `Weighting.aggregate` and for the training step alike."""
     gram = jac @ jac.T
+    if isinstance(weighting, JacobianAggregator):
+        aggregation = weighting.combine(jac, losses.detach())
+        return aggregation.weights.detach(), gram, aggregation.direction.detach().to(jac.dtype)
     weights = weighting.weights_of(gram, losses).detach()
     return weights, gram, weights.to(jac.dtype) @ jac
 

@@ -46,7 +46,7 @@ def combine(
     weights, gram, losses = grads.weigh(weighting, reduction)
     done = {id(p) for p in grads.write(weights)}
     accumulate(grads.heads)
-    extra = [e for e in (model.penalty(), weighting.regularizer()) if e is not None]
+    extra = [e for e in (model.penalty(), weighting.regularizer(losses)) if e is not None]
     if extra:
         torch.stack([e.reshape(()) for e in extra]).sum().backward()
     reduction.average_gradients([p for p in [*model.parameters(), *weighting.parameters()] if id(p) not in done])

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .base import Weighting, combine_jacobian
+from ..errors import ConfigError
+from .base import JacobianAggregator, Weighting, combine_jacobian
 from .reduction import Reduction
 
 Heads = list[tuple[Tensor, Tensor | None]]  # (parameter, this process's gradient of its own task's loss or None)
@@ -93,15 +94,32 @@ class RepresentationGradients(TaskGradients):
     shared: list[Tensor]
     block_diagonal: bool = False
     heads: Heads = field(default_factory=list)
+    combined: Tensor | None = None
 
     def weigh(self, weighting: Weighting, reduction: Reduction) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The Gram matrix's mean over the processes, weighted; a Jacobian aggregator that acts per coordinate
+        reads the rows themselves (this process's coordinates of the representation: the losses are the global
+        batch's, and each coordinate's direction needs only its own column)."""
         gram, losses = reduction.mean(self.gram / reduction.world, self.losses)
-        return weighting.weights_of(gram, losses), gram, losses
+        if not isinstance(weighting, JacobianAggregator):
+            return weighting.weights_of(gram, losses), gram, losses
+        if not weighting.acts_per_coordinate:
+            raise ConfigError(
+                f"mtl.rep_grad: {type(weighting).__name__} reads the whole per-task gradients, which the "
+                f"representation's are not on their own; use mtl.rep_grad: false"
+            )
+        rows = torch.block_diag(*self.rows.unbind(0)) if self.block_diagonal else self.rows
+        aggregation = weighting.combine(rows, losses)
+        self.combined = aggregation.direction.detach().to(self.rows.dtype)
+        return aggregation.weights.detach(), gram, losses
 
     def write(self, weights: Tensor) -> list[Tensor]:
-        w = weights.to(self.rows.dtype)
-        combined = w[:, None] * self.rows if self.block_diagonal else w @ self.rows
-        torch.autograd.backward(self.rep, combined.view_as(self.rep), inputs=self.shared)
+        if self.combined is not None:
+            combined = self.combined
+        else:
+            w = weights.to(self.rows.dtype)
+            combined = w[:, None] * self.rows if self.block_diagonal else w @ self.rows
+        torch.autograd.backward(self.rep, combined.reshape(self.rep.shape), inputs=self.shared)
         return []
 
 

@@ -40,6 +40,6 @@ class UncertaintyWeighting(LossWeighting):
             raise ValueError(f"uw was built for {self.log_vars.numel()} tasks, got losses {tuple(losses.shape)}")
         return torch.exp(-self.log_vars).to(device=losses.device, dtype=losses.dtype)
 
-    def regularizer(self) -> Tensor:
+    def regularizer(self, losses: Tensor) -> Tensor:
         """sum_t s_t: what keeps the log-variances from growing without bound."""
         return self.log_vars.sum()
