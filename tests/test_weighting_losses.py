@@ -56,7 +56,7 @@ def test_uncertainty_gradient_matches_closed_form():
 
 def test_uncertainty_moves_to_log_loss():
     uw = UncertaintyWeighting(3)
-    assert uw.weights(torch.ones(3)).tolist() == [1.0, 1.0, 1.0] and float(uw.regularizer(losses).detach()) == 0
+    assert uw.weights(torch.ones(3)).tolist() == [1.0, 1.0, 1.0] and float(uw.regularizer(torch.ones(3)).detach()) == 0
     losses = torch.tensor([0.5, 2.0, 8.0])
     opt = torch.optim.SGD(uw.parameters(), lr=0.1)
     for _ in range(600):
