@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from .affinity import AffinityTracker, lookahead_affinity
-from .base import MultiTaskModel, Weighting
+from .base import BilevelWeighting, MultiTaskModel, Weighting
 from .gradients import task_gradients
 from .losses import dense_losses, grouped_losses
 from .reduction import LOCAL, Reduction
@@ -54,13 +57,20 @@ class MultiTaskLearner(nn.Module):
         """[T] losses of a batch's outputs."""
         return (grouped_losses if self.partitioned else dense_losses)(outputs, y, self.tasks, self.classes)
 
-    def backward(self, x: Tensor, y: Tensor, reduction: Reduction = LOCAL) -> dict[str, Tensor]:
+    def backward(
+        self, x: Tensor, y: Tensor, reduction: Reduction = LOCAL, meta: tuple[Tensor, Tensor] | None = None
+    ) -> dict[str, Tensor]:
         """One step's gradients into `.grad`; returns detached metrics (total loss, and per task when few).
 
         With a `reduction` over several processes, (x, y) is this process's share of the global batch; the
         gradients left in `.grad`, the metrics and the affinity measured are the global batch's, identical on
-        every process (nothing is left to average).
+        every process (nothing is left to average). `meta` is the second batch a bilevel weighting
+        (`needs_meta_batch`) trains its weights on first.
         """
+        if isinstance(self.aggregator, BilevelWeighting):
+            if meta is None:
+                raise ValueError(f"{type(self.aggregator).__name__} needs a meta batch every step")
+            self._meta_step(x, y, *meta)
         measure = self.affinity_every > 0 and int(self.steps) % self.affinity_every == 0
         info = multitask_backward(
             self.model,
@@ -84,6 +94,32 @@ class MultiTaskLearner(nn.Module):
                 metrics[f"loss_{task}"] = info.losses[i]
                 metrics[f"weight_{task}"] = info.weights[i].detach().float()
         return metrics
+
+    def _meta_step(self, x: Tensor, y: Tensor, meta_x: Tensor, meta_y: Tensor) -> None:
+        """The bilevel weighting's update, given the model as a pure function of its parameters."""
+        assert isinstance(self.aggregator, BilevelWeighting)
+        model = self.model
+        params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+        frozen = {k: v for k, v in model.named_parameters() if not v.requires_grad}
+        buffers = dict(model.named_buffers())
+        shared_ids = {id(p) for p in model.shared_parameters()}
+        shared = [k for k, p in model.named_parameters() if id(p) in shared_ids and k in params]
+
+        def losses_on(inputs: Tensor, targets: Tensor) -> Callable[[dict[str, Tensor]], Tensor]:
+            return lambda p: self.losses(functional_call(model, ({**p, **frozen}, buffers), (inputs,)), targets)
+
+        meta_losses = losses_on(meta_x, meta_y)
+        with torch.enable_grad():
+            self.aggregator.meta_step(params, shared, losses_on(x, y), lambda p: meta_losses(p).sum())
+
+    def after_step(self, x: Tensor, y: Tensor, reduction: Reduction = LOCAL) -> None:
+        """For a weighting that `needs_losses_after_step`: the batch's global losses under the parameters the
+        optimiser has just produced (no gradient)."""
+        if not self.aggregator.needs_losses_after_step:
+            return
+        with torch.no_grad():
+            (losses,) = reduction.mean(self.losses(self.model(x), y))
+        self.aggregator.after_step(losses.detach())
 
     def _lookahead(self, x: Tensor, y: Tensor, reduction: Reduction) -> Tensor:
         """The lookahead affinity of the global batch: its per-task gradients, and every loss before and after a

@@ -283,6 +283,9 @@ class Trainer:
         )
 
     # -- the loop ---------------------------------------------------------------------------------
+    def after_optimizer_step(self) -> None:
+        """What a trainer does once the optimiser has stepped (the multi-task trainer's FAMO update); nothing here."""
+
     def train_step(self) -> dict[str, torch.Tensor]:
         """One meta-update's gradients (left in `.grad`) and its metrics; the optimiser step is fit's."""
         batch = self.train.sample(self.local_batch).to(self.device)
@@ -361,6 +364,7 @@ class Trainer:
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(self.algo.parameters(), config.grad_clip)
                 self.optimizer.step()
+                self.after_optimizer_step()
                 self.scheduler.step()
                 self.step += 1
                 self.count += 1

@@ -51,5 +51,14 @@ class MultiTaskTrainer(Trainer):
         )
 
     def train_step(self) -> dict[str, torch.Tensor]:
-        x, y = self.train.sample()
-        return self.algo.backward(x.to(self.device), y.to(self.device), reduction=RankReduction(self.dist))
+        """One batch (and, for a weighting that `needs_meta_batch`, the next one as its meta batch)."""
+        x, y = (t.to(self.device) for t in self.train.sample())
+        meta = None
+        if self.algo.aggregator.needs_meta_batch:
+            meta = tuple(t.to(self.device) for t in self.train.sample())
+        self.batch = (x, y)
+        return self.algo.backward(x, y, reduction=RankReduction(self.dist), meta=meta)
+
+    def after_optimizer_step(self) -> None:
+        """The step's batch again, for a weighting that reads its losses under the new parameters (FAMO)."""
+        self.algo.after_step(*self.batch, reduction=RankReduction(self.dist))

@@ -231,6 +231,11 @@ class MultiTaskKind(Kind):
     ) -> Setup:
         train = multitask_data(recipe.data, "train", root)
         model = learner(recipe, train)
+        if model.aggregator.needs_meta_batch and dist.world > 1:
+            raise ConfigError(
+                f"mtl.weighting {recipe.mtl.weighting} trains its weights on a meta batch, which runs on one process "
+                f"only: drop --nproc"
+            )
         batches = rank_batches(recipe, train, dist)
         val = self.validation_protocol(recipe, root)
 

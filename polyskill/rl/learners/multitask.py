@@ -48,6 +48,11 @@ class MultiTaskPolicy(PolicyLearner):
                 f"mtl.weighting {type(weighting).__name__} learns parameters of its own through the loss, which "
                 f"the policy-gradient update does not train: use a gradient aggregator or ew, rlw, dwa"
             )
+        if weighting.needs_losses_after_step or weighting.needs_meta_batch:
+            raise ConfigError(
+                f"mtl.weighting {type(weighting).__name__} reads losses after the step or a meta batch, which the "
+                f"policy-gradient update does not give: use a gradient aggregator or ew, rlw, dwa"
+            )
         self.tasks, self.weighting, self.epochs, self.clip = list(tasks), weighting, epochs, clip
 
     def inputs(self, obs: Tensor) -> Tensor:
