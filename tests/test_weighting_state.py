@@ -10,6 +10,7 @@ import torch
 
 from polyskill.errors import ConfigError
 from polyskill.mtl.base import LossWeighting
+from polyskill.mtl.weighting.famo import FAMO
 from polyskill.mtl.weighting.gls import GeometricLossStrategy
 from polyskill.mtl.weighting.stch import SmoothTchebycheff
 
@@ -115,3 +116,86 @@ def test_stch_resumes_mid_warmup():
 def test_stch_rejects_bad_options(kwargs, option):
     with pytest.raises(ConfigError, match=option):
         SmoothTchebycheff(**{"num_tasks": 3, **kwargs})
+
+
+# --- FAMO -------------------------------------------------------------------------------------------------------
+
+
+def test_famo_weights_are_the_gradient_of_its_log_loss_objective():
+    famo = FAMO(3)
+    with torch.no_grad():
+        famo.xi.copy_(torch.tensor([0.3, -1.0, 0.5], dtype=F64))
+    losses = torch.tensor([0.2, 1.5, 3.0], dtype=F64)
+    z = torch.softmax(famo.xi.clone(), 0)
+    c = (z / (losses + 1e-8)).sum()
+    expected = autograd_weights(lambda l: (z * torch.log(l + 1e-8)).sum() / c, losses)
+    w = famo.weights(losses)
+    torch.testing.assert_close(w, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(w.sum(), torch.tensor(1.0, dtype=F64))
+
+
+def test_famo_logits_follow_torch_adam_on_the_softmax_jacobian_of_the_improvements():
+    gen = torch.Generator().manual_seed(3)
+    famo = FAMO(4, w_lr=0.05, gamma=0.01)
+    xi = torch.zeros(4, dtype=F64, requires_grad=True)
+    adam = torch.optim.Adam([xi], lr=0.05, weight_decay=0.01)
+    for _ in range(6):
+        before = torch.rand(4, generator=gen, dtype=F64) + 0.5
+        after = before * (0.6 + 0.5 * torch.rand(4, generator=gen, dtype=F64))
+        z = torch.softmax(xi.detach(), 0)
+        expected = (z / (before + 1e-8)) / (z / (before + 1e-8)).sum()
+        torch.testing.assert_close(famo.weights(before), expected, rtol=1e-12, atol=0)
+        famo.after_step(after)
+        delta = torch.log(before + 1e-8) - torch.log(after + 1e-8)
+        (xi.grad,) = torch.autograd.grad(torch.softmax(xi, 0), xi, grad_outputs=delta)
+        adam.step()
+        torch.testing.assert_close(famo.xi, xi.detach(), rtol=1e-12, atol=1e-15)
+
+
+def test_famo_raises_the_weight_of_the_task_that_does_not_improve():
+    famo = FAMO(3, w_lr=0.1)
+    losses = torch.ones(3)
+    for _ in range(20):
+        famo.weights(losses)
+        famo.after_step(losses * torch.tensor([0.9, 0.9, 1.0]))  # the third task's loss never goes down
+    w = famo.weights(losses)
+    assert w[2] > 0.5 and w.dtype == torch.float32
+    assert not any(p is famo.xi for p in famo.parameters())
+
+
+def test_famo_resumes_exactly_even_between_the_weights_and_the_step():
+    gen = torch.Generator().manual_seed(4)
+    batches = [(torch.rand(3, generator=gen) + 0.5, torch.rand(3, generator=gen) + 0.4) for _ in range(6)]
+
+    def run(famo: FAMO, pairs) -> list[torch.Tensor]:
+        out = []
+        for before, after in pairs:
+            out.append(famo.weights(before))
+            famo.after_step(after)
+        return out
+
+    expected = run(FAMO(3), batches)
+    first = FAMO(3)
+    run(first, batches[:3])
+    first.weights(batches[3][0])
+    resumed = roundtrip(first, FAMO(3))
+    resumed.after_step(batches[3][1])
+    for got, want in zip(run(resumed, batches[4:]), expected[4:], strict=True):
+        assert torch.equal(got, want)
+    with pytest.raises(RuntimeError, match="after_step"):
+        resumed.after_step(batches[0][1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"w_lr": 0}, "w_lr"),
+        ({"w_lr": "0.1"}, "w_lr"),
+        ({"gamma": -1e-3}, "gamma"),
+        ({"gamma": float("inf")}, "gamma"),
+        ({"num_tasks": True}, "num_tasks"),
+    ],
+)
+def test_famo_rejects_bad_options(kwargs, option):
+    with pytest.raises(ConfigError, match=option):
+        FAMO(**{"num_tasks": 3, **kwargs})
