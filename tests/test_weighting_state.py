@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from polyskill.errors import ConfigError
-from polyskill.mtl.base import LossWeighting
+from polyskill.mtl.base import Aggregator, LossWeighting
 from polyskill.mtl.weighting.famo import FAMO
 from polyskill.mtl.weighting.gls import GeometricLossStrategy
+from polyskill.mtl.weighting.imtl import IMTLG
+from polyskill.mtl.weighting.imtl_hybrid import IMTLHybrid
 from polyskill.mtl.weighting.stch import SmoothTchebycheff
 
 F64 = torch.float64
@@ -199,3 +201,39 @@ def test_famo_resumes_exactly_even_between_the_weights_and_the_step():
 def test_famo_rejects_bad_options(kwargs, option):
     with pytest.raises(ConfigError, match=option):
         FAMO(**{"num_tasks": 3, **kwargs})
+
+
+# --- IMTL (hybrid) ----------------------------------------------------------------------------------------------
+
+
+def test_imtl_hybrid_is_imtl_g_on_the_scaled_gradients():
+    gen = torch.Generator().manual_seed(5)
+    imtl = IMTLHybrid(3)
+    assert isinstance(imtl, Aggregator)
+    with torch.no_grad():
+        imtl.loss_scale.copy_(torch.tensor([0.7, -0.4, 0.1]))
+    g = torch.randn(3, 6, generator=gen, dtype=F64)
+    losses = torch.rand(3, generator=gen, dtype=F64) + 0.5
+    out = imtl.aggregate(g, losses)
+    scaled = torch.exp(imtl.loss_scale.detach().to(F64))[:, None] * g
+    # the paper's IMTL-G on the scaled vectors: alpha_{2:T} = g_1 U^T (D U^T)^-1, D = [g_1 - g_t], U = [u_1 - u_t]
+    unit = scaled / scaled.norm(dim=1, keepdim=True)
+    d, u = scaled[0] - scaled[1:], unit[0] - unit[1:]
+    rest = scaled[0] @ u.T @ torch.linalg.inv(d @ u.T)
+    alpha = torch.cat([(1 - rest.sum()).unsqueeze(0), rest])
+    torch.testing.assert_close(out.direction, alpha @ scaled, rtol=1e-10, atol=1e-12)
+    projections = unit @ out.direction
+    torch.testing.assert_close(projections, projections[:1].expand(3), rtol=1e-10, atol=1e-12)
+
+
+def test_imtl_hybrid_scale_gradient_and_starting_point():
+    imtl = IMTLHybrid(3)
+    gram = torch.tensor([[2.0, 0.3, -0.5], [0.3, 1.0, 0.2], [-0.5, 0.2, 3.0]], dtype=F64)
+    ones = torch.ones(3, dtype=F64)
+    torch.testing.assert_close(imtl.weights(gram, ones), IMTLG().weights(gram, ones))  # s = 0: IMTL-G itself
+    with torch.no_grad():
+        imtl.loss_scale.copy_(torch.tensor([-1.0, 0.0, 0.5]))
+    losses = torch.tensor([0.2, 1.0, 3.0])
+    (grad,) = torch.autograd.grad(imtl.regularizer(losses), imtl.loss_scale)
+    torch.testing.assert_close(grad, torch.exp(imtl.loss_scale.detach()) * losses - 1)
+    assert [n for n, _ in imtl.named_parameters()] == ["loss_scale"]
