@@ -10,6 +10,7 @@ import torch
 
 from polyskill.errors import ConfigError
 from polyskill.mtl.base import Aggregator, LossWeighting
+from polyskill.mtl.weighting.dbmtl import DBMTL
 from polyskill.mtl.weighting.famo import FAMO
 from polyskill.mtl.weighting.gls import GeometricLossStrategy
 from polyskill.mtl.weighting.imtl import IMTLG
@@ -116,7 +117,7 @@ def test_stch_resumes_mid_warmup():
     ],
 )
 def test_stch_rejects_bad_options(kwargs, option):
-    with pytest.raises(ConfigError, match=option):
+    with pytest.raises(ConfigError, match=f"{option} must"):
         SmoothTchebycheff(**{"num_tasks": 3, **kwargs})
 
 
@@ -199,7 +200,7 @@ def test_famo_resumes_exactly_even_between_the_weights_and_the_step():
     ],
 )
 def test_famo_rejects_bad_options(kwargs, option):
-    with pytest.raises(ConfigError, match=option):
+    with pytest.raises(ConfigError, match=f"{option} must"):
         FAMO(**{"num_tasks": 3, **kwargs})
 
 
@@ -237,3 +238,91 @@ def test_imtl_hybrid_scale_gradient_and_starting_point():
     (grad,) = torch.autograd.grad(imtl.regularizer(losses), imtl.loss_scale)
     torch.testing.assert_close(grad, torch.exp(imtl.loss_scale.detach()) * losses - 1)
     assert [n for n, _ in imtl.named_parameters()] == ["loss_scale"]
+
+
+# --- Jacobian aggregators: shared checks -----------------------------------------------------------------------
+
+
+def jacobian_steps(gen: torch.Generator, steps: int, t: int = 3, p: int = 7) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`steps` random (per-task gradients [T, P], losses [T]) pairs, in float64."""
+    return [
+        (torch.randn(t, p, generator=gen, dtype=F64), torch.rand(t, generator=gen, dtype=F64) + 0.3)
+        for _ in range(steps)
+    ]
+
+
+def check_resumes_exactly(make, batches, split: int) -> None:
+    """`make()` run over `batches` straight, and stopped after `split`, checkpointed and resumed into a fresh one,
+    gives identical directions and weights; a checkpoint taken before the first step empties a used state."""
+    straight = make()
+    expected = [straight.combine(j, l) for j, l in batches]
+    first = make()
+    for j, l in batches[:split]:
+        first.combine(j, l)
+    resumed = roundtrip(first, make())
+    for (j, l), want in zip(batches[split:], expected[split:], strict=True):
+        got = resumed.combine(j, l)
+        assert torch.equal(got.direction, want.direction) and torch.equal(got.weights, want.weights)
+    reset = roundtrip(make(), resumed)
+    got = reset.combine(*batches[0])
+    assert torch.equal(got.direction, expected[0].direction)
+
+
+def check_float32_state_round_trips(make) -> None:
+    """A float32 Jacobian keeps float32 state, and a checkpoint of it loads into a fresh aggregator."""
+    gen = torch.Generator().manual_seed(9)
+    jac, losses = torch.randn(3, 5, generator=gen), torch.rand(3, generator=gen) + 0.5
+    agg = make()
+    out = agg.combine(jac, losses)
+    assert out.direction.dtype == torch.float32 and out.weights.dtype == torch.float32
+    assert torch.isfinite(out.direction).all() and torch.isfinite(out.weights).all()
+    twin = roundtrip(agg, make())
+    assert torch.equal(twin.combine(jac, losses).direction, agg.combine(jac, losses).direction)
+
+
+# --- DB-MTL -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("beta, beta_sigma", [(0.9, 0.0), (0.6, 0.5)])
+def test_dbmtl_follows_its_update_equations(beta, beta_sigma):
+    gen = torch.Generator().manual_seed(6)
+    db = DBMTL(3, beta=beta, beta_sigma=beta_sigma)
+    ema = torch.zeros(3, 7, dtype=F64)
+    for k, (jac, losses) in enumerate(jacobian_steps(gen, 5), start=1):
+        log_grads = torch.stack([jac[t] / (losses[t] + 1e-8) for t in range(3)])  # gradient of log(L_t + 1e-8)
+        rate = beta / k**beta_sigma
+        ema = rate * ema + (1 - rate) * log_grads
+        norms = torch.stack([ema[t].norm() for t in range(3)])
+        alpha = norms.max() / norms
+        out = db.combine(jac, losses)
+        torch.testing.assert_close(out.weights, alpha, rtol=1e-12, atol=0)
+        torch.testing.assert_close(out.direction, sum(alpha[t] * ema[t] for t in range(3)), rtol=1e-10, atol=1e-12)
+        rescaled = torch.stack([alpha[t] * ema[t] for t in range(3)]).norm(dim=1)
+        torch.testing.assert_close(rescaled, rescaled.max().expand(3))  # every averaged gradient at the largest norm
+
+
+def test_dbmtl_resumes_exactly_and_keeps_float32_state():
+    check_resumes_exactly(lambda: DBMTL(3, beta_sigma=0.5), jacobian_steps(torch.Generator().manual_seed(7), 6), 2)
+    check_float32_state_round_trips(lambda: DBMTL(3))
+    db = DBMTL(3)
+    db.combine(torch.randn(3, 5), torch.ones(3))
+    assert db.grad_ema.shape == (3, 5) and db.grad_ema.dtype == torch.float32
+    with pytest.raises(ValueError, match="shape"):
+        db.combine(torch.randn(3, 6), torch.ones(3))
+    zero = DBMTL(2).combine(torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.ones(2))
+    assert zero.weights.tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"beta": 1.0}, "beta"),
+        ({"beta": -0.1}, "beta"),
+        ({"beta_sigma": -1}, "beta_sigma"),
+        ({"beta_sigma": False}, "beta_sigma"),
+        ({"num_tasks": 2.5}, "num_tasks"),
+    ],
+)
+def test_dbmtl_rejects_bad_options(kwargs, option):
+    with pytest.raises(ConfigError, match=f"{option} must"):
+        DBMTL(**{"num_tasks": 3, **kwargs})
