@@ -1,0 +1,235 @@
+"""Every weighting (under hard sharing) and every architecture (under equal weighting) on several multi-task
+recipes, over several training seeds: mean and standard deviation of the test figure and of delta-m against the
+same seed's single-task baseline, and the mean rank across the recipes; markdown tables on stdout, every number in
+a JSON file, and a figure of delta-m with error bars.
+
+    POLYSKILL_DATA=../shared/data .venv/bin/python scripts/mtl_seeds.py multifashion-hps:500 school-hps:500 \\
+        parkinsons-subjects-hps:1000 --seeds 3 --jobs 2 --out runs/seeds --figure docs/mtl-seeds.png
+
+Each `RECIPE:STEPS` trains for STEPS steps, validating every STEPS / 2, and is tested at its best validation
+checkpoint. Runs are made in `--jobs` worker processes of one thread each, in-process (the data set is loaded once
+per worker); a finished run is not trained again, so the command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+WEIGHTINGS_HEAD = "hps+"
+
+
+def configurations(weightings: list[str], architectures: list[str], aggregator: str) -> list[tuple[str, list[str]]]:
+    """(label, overrides): the single-task baseline, hard sharing under every weighting, every other architecture
+    under equal weighting, and cross-stitch under `aggregator` with its towers private (the default) and shared."""
+    out = [("single", ["mtl.architecture=single", "mtl.weighting=ew"])]
+    out += [(f"hps+{w}", ["mtl.architecture=hps", f"mtl.weighting={w}"]) for w in weightings]
+    out += [(f"{a}+ew", [f"mtl.architecture={a}", "mtl.weighting=ew"]) for a in architectures]
+    if aggregator:
+        stitch = ["mtl.architecture=cross_stitch", f"mtl.weighting={aggregator}"]
+        out += [
+            (f"cross_stitch+{aggregator}", stitch),
+            (f"cross_stitch+{aggregator} (towers shared)", [*stitch, "mtl.architecture_options.share_towers=true"]),
+        ]
+    return out
+
+
+def run_folder(out: Path, recipe: str, label: str, seed: int) -> Path:
+    safe = label.replace("+", "-").replace(" (towers shared)", "-towers")
+    return out / recipe / safe / f"seed{seed}"
+
+
+def finished(run: Path) -> dict[str, Any] | None:
+    path = run / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if "test" in summary else None
+
+
+def work(job: tuple[str, int, int, list[str], str]) -> tuple[str, float, str]:
+    """Train one run in this worker process (one thread); returns (folder, seconds, error or '')."""
+    recipe_name, steps, seed, overrides, folder = job
+    import shutil
+
+    import torch
+
+    from polyskill.errors import PolyskillError
+    from polyskill.recipes import load
+    from polyskill.recipes.runner import train_run
+
+    torch.set_num_threads(1)
+    run = Path(folder)
+    if finished(run) is not None:
+        return folder, 0.0, ""
+    shutil.rmtree(run, ignore_errors=True)
+    sets = [
+        *overrides,
+        f"train.seed={seed}",
+        f"train.steps={steps}",
+        f"train.val_every={max(1, steps // 2)}",
+        f"train.log_every={max(1, steps // 10)}",
+        "mtl.baseline=null",
+    ]
+    started = time.perf_counter()
+    try:
+        train_run(load(recipe_name, sets), run, progress=False, echo=lambda _: None)
+    except PolyskillError as exc:
+        return folder, time.perf_counter() - started, str(exc)
+    except Exception as exc:  # a failing method must not stop the other runs; it is reported and left out
+        return folder, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+    return folder, time.perf_counter() - started, ""
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def collect(
+    out: Path, recipes: list[str], configs: list[tuple[str, list[str]]], seeds: int
+) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """{recipe: {label: {"metric": [...], "delta_m": [...], "seconds": [...]}}} over the finished seeds."""
+    from polyskill.eval.multitask import delta_m
+
+    table: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for recipe in recipes:
+        rows: dict[str, dict[str, list[float]]] = {}
+        for label, _ in configs:
+            row: dict[str, list[float]] = {"metric": [], "delta_m": [], "seconds": []}
+            for seed in range(seeds):
+                summary = finished(run_folder(out, recipe, label, seed))
+                base = finished(run_folder(out, recipe, "single", seed))
+                if summary is None or base is None:
+                    continue
+                test, base_test = summary["test"][-1], base["test"][-1]
+                overall = test["overall"]
+                row["metric"].append(100 * overall.get("accuracy", overall.get("explained_variance", float("nan"))))
+                row["delta_m"].append(delta_m(test, base_test))
+                row["seconds"].append(summary.get("train_seconds", float("nan")))
+            rows[label] = row
+        table[recipe] = rows
+    return table
+
+
+def mean_ranks(table: dict[str, dict[str, dict[str, list[float]]]], labels: list[str]) -> dict[str, float]:
+    """Each label's rank by mean delta-m within `labels` (1 = best), averaged over the recipes where every label
+    has results."""
+    ranks: dict[str, list[float]] = {label: [] for label in labels}
+    for rows in table.values():
+        if not all(rows[label]["delta_m"] for label in labels):
+            continue
+        means = sorted(labels, key=lambda label: -statistics.fmean(rows[label]["delta_m"]))
+        for position, label in enumerate(means, start=1):
+            ranks[label].append(position)
+    return {label: statistics.fmean(r) if r else float("nan") for label, r in ranks.items()}
+
+
+def markdown(table: dict[str, dict[str, dict[str, list[float]]]], labels: list[str], title: str) -> str:
+    recipes = list(table)
+    ranks = mean_ranks(table, labels)
+    head = [f"{r} test %" for r in recipes] + [f"{r} delta-m %" for r in recipes]
+    lines = [f"**{title}**", "", "| configuration | " + " | ".join(head) + " | mean rank |", "|---" * (len(head) + 2) + "|"]
+    for label in sorted(labels, key=lambda label: ranks[label]):
+        cells = []
+        for r in recipes:
+            values = table[r][label]["metric"]
+            cells.append(spread(values) if values else "n/a")
+        for r in recipes:
+            values = table[r][label]["delta_m"]
+            cells.append(spread(values) if values else "n/a")
+        rank = f"{ranks[label]:.2f}" if ranks[label] == ranks[label] else "n/a"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {rank} |")
+    return "\n".join(lines)
+
+
+def figure(table: dict[str, dict[str, dict[str, list[float]]]], labels: list[str], path: Path) -> None:
+    """delta-m (mean, error bar one standard deviation over the seeds) of every configuration, one panel per
+    recipe."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recipes = list(table)
+    fig, axes = plt.subplots(1, len(recipes), figsize=(5 * len(recipes), 0.28 * len(labels) + 1.5), sharey=True)
+    axes = axes if len(recipes) > 1 else [axes]
+    for ax, recipe in zip(axes, recipes, strict=True):
+        rows = table[recipe]
+        means = [statistics.fmean(rows[label]["delta_m"]) if rows[label]["delta_m"] else float("nan") for label in labels]
+        sds = [statistics.stdev(rows[label]["delta_m"]) if len(rows[label]["delta_m"]) > 1 else 0.0 for label in labels]
+        colours = ["tab:blue" if label.startswith(WEIGHTINGS_HEAD) else "tab:orange" for label in labels]
+        ax.barh(range(len(labels)), means, xerr=sds, color=colours, capsize=2)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(recipe)
+        ax.set_xlabel("delta-m % (vs single-task, mean ± sd over seeds)")
+    axes[0].set_yticks(range(len(labels)), labels)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("recipes", nargs="+", help="RECIPE:STEPS, each a multi-task recipe and its step budget")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each")
+    parser.add_argument("--out", default="runs/seeds")
+    parser.add_argument("--weightings", default=None, help="comma-separated (default: every registered one)")
+    parser.add_argument("--architectures", default=None, help="comma-separated (default: every registered one)")
+    parser.add_argument("--towers", default="mgda", help="aggregator of the cross-stitch towers pair ('' to skip)")
+    parser.add_argument("--figure", default=None, help="where to save the delta-m figure (.png)")
+    parser.add_argument("--json", default=None, help="where to save every number (default OUT/seeds.json)")
+    parser.add_argument("--collect-only", action="store_true", help="tabulate the finished runs, train nothing")
+    args = parser.parse_args()
+
+    from polyskill.mtl import AGGREGATOR_NAMES, ARCHITECTURE_NAMES
+
+    weightings = args.weightings.split(",") if args.weightings else list(AGGREGATOR_NAMES)
+    architectures = (
+        args.architectures.split(",")
+        if args.architectures
+        else [a for a in ARCHITECTURE_NAMES if a not in ("single", "hps")]
+    )
+    configs = configurations(weightings, architectures, args.towers)
+    budgets = []
+    for item in args.recipes:
+        name, _, steps = item.partition(":")
+        budgets.append((name, int(steps) if steps else 0))
+    out = Path(args.out)
+    if not args.collect_only:
+        jobs = [
+            (name, steps, seed, overrides, str(run_folder(out, name, label, seed)))
+            for seed in range(args.seeds)
+            for name, steps in budgets
+            for label, overrides in configs
+        ]
+        jobs.sort(key=lambda job: (job[2], "mtl.architecture=single" not in job[3]))  # baselines of a seed first
+        todo = [job for job in jobs if finished(Path(job[4])) is None]
+        print(f"{len(todo)} of {len(jobs)} runs to train", file=sys.stderr)
+        os.environ["OMP_NUM_THREADS"] = "1"
+        with mp.get_context("fork").Pool(args.jobs, maxtasksperchild=20) as pool:
+            for folder, seconds, error in pool.imap_unordered(work, todo):
+                print(f"{folder}: {'FAILED ' + error if error else f'{seconds:.0f} s'}", file=sys.stderr, flush=True)
+    names = [name for name, _ in budgets]
+    table = collect(out, names, configs, args.seeds)
+    weighting_labels = [label for label, _ in configs if label.startswith(WEIGHTINGS_HEAD)]
+    architecture_labels = ["hps+ew"] + [label for label, _ in configs[1:] if not label.startswith(WEIGHTINGS_HEAD)]
+    print(markdown(table, weighting_labels, "Weightings under hard parameter sharing"))
+    print()
+    print(markdown(table, architecture_labels, "Architectures (equal weighting unless named)"))
+    Path(args.json or out / "seeds.json").write_text(json.dumps({"seeds": args.seeds, "runs": table}, indent=1))
+    if args.figure:
+        figure(table, weighting_labels + architecture_labels[1:], Path(args.figure))
+
+
+if __name__ == "__main__":
+    main()
