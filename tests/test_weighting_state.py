@@ -15,6 +15,7 @@ from polyskill.mtl.weighting.famo import FAMO
 from polyskill.mtl.weighting.gls import GeometricLossStrategy
 from polyskill.mtl.weighting.imtl import IMTLG
 from polyskill.mtl.weighting.imtl_hybrid import IMTLHybrid
+from polyskill.mtl.weighting.moco import MoCo
 from polyskill.mtl.weighting.stch import SmoothTchebycheff
 
 F64 = torch.float64
@@ -326,3 +327,57 @@ def test_dbmtl_resumes_exactly_and_keeps_float32_state():
 def test_dbmtl_rejects_bad_options(kwargs, option):
     with pytest.raises(ConfigError, match=f"{option} must"):
         DBMTL(**{"num_tasks": 3, **kwargs})
+
+
+# --- MoCo -------------------------------------------------------------------------------------------------------
+
+
+def simplex_projection_by_bisection(v: torch.Tensor) -> torch.Tensor:
+    """argmin_{x in simplex} ||x - v||: x = max(v - theta, 0) with theta found by bisection so that sum x = 1."""
+    low, high = float(v.min()) - 1.0, float(v.max())
+    for _ in range(200):
+        theta = 0.5 * (low + high)
+        if float((v - theta).clamp_min(0).sum()) > 1.0:
+            low = theta
+        else:
+            high = theta
+    return (v - 0.5 * (low + high)).clamp_min(0)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.3])
+def test_moco_follows_its_update_equations(rho):
+    gen = torch.Generator().manual_seed(8)
+    beta, beta_sigma, gamma, gamma_sigma = 0.5, 0.5, 0.8, 0.5
+    moco = MoCo(3, beta=beta, beta_sigma=beta_sigma, gamma=gamma, gamma_sigma=gamma_sigma, rho=rho)
+    y, lambd = torch.zeros(3, 7, dtype=F64), torch.full((3,), 1 / 3, dtype=F64)
+    for k, (jac, losses) in enumerate(jacobian_steps(gen, 6), start=1):
+        h = torch.stack([losses[t] * jac[t] / (jac[t].norm() + 1e-8) for t in range(3)])
+        y = y - beta / k**beta_sigma * (y - h)
+        step = gamma / k**gamma_sigma * (y @ y.T + rho * torch.eye(3, dtype=F64)) @ lambd
+        lambd = simplex_projection_by_bisection(lambd - step)
+        out = moco.combine(jac, losses)
+        torch.testing.assert_close(out.weights, lambd, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(out.direction, y.T @ lambd, rtol=1e-9, atol=1e-12)
+
+
+def test_moco_resumes_exactly_and_keeps_float32_state():
+    check_resumes_exactly(lambda: MoCo(3), jacobian_steps(torch.Generator().manual_seed(10), 6), 3)
+    check_float32_state_round_trips(lambda: MoCo(3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"beta": 0}, "beta"),
+        ({"beta": 1.5}, "beta"),
+        ({"beta_sigma": -0.5}, "beta_sigma"),
+        ({"gamma": 0}, "gamma"),
+        ({"gamma_sigma": float("nan")}, "gamma_sigma"),
+        ({"rho": -1}, "rho"),
+        ({"rho": True}, "rho"),
+        ({"num_tasks": 0}, "num_tasks"),
+    ],
+)
+def test_moco_rejects_bad_options(kwargs, option):
+    with pytest.raises(ConfigError, match=f"{option} must"):
+        MoCo(**{"num_tasks": 3, **kwargs})
