@@ -13,6 +13,7 @@ from polyskill.mtl.base import Aggregator, LossWeighting
 from polyskill.mtl.weighting.dbmtl import DBMTL
 from polyskill.mtl.weighting.famo import FAMO
 from polyskill.mtl.weighting.gls import GeometricLossStrategy
+from polyskill.mtl.weighting.graddrop import GradDrop
 from polyskill.mtl.weighting.imtl import IMTLG
 from polyskill.mtl.weighting.imtl_hybrid import IMTLHybrid
 from polyskill.mtl.weighting.moco import MoCo
@@ -381,3 +382,50 @@ def test_moco_resumes_exactly_and_keeps_float32_state():
 def test_moco_rejects_bad_options(kwargs, option):
     with pytest.raises(ConfigError, match=f"{option} must"):
         MoCo(**{"num_tasks": 3, **kwargs})
+
+
+# --- GradDrop ---------------------------------------------------------------------------------------------------
+
+
+def explicit_graddrop(g: torch.Tensor, uniform: torch.Tensor, leak: float) -> torch.Tensor:
+    """The paper's rule coordinate by coordinate: purity P, masks I[P > U] I[g > 0] + I[P < U] I[g < 0]."""
+    out = torch.zeros(g.shape[1], dtype=g.dtype)
+    for i in range(g.shape[1]):
+        column = g[:, i]
+        purity = 0.5 * (1 + column.sum() / column.abs().sum()) if column.abs().sum() > 0 else 0.5
+        for t in range(g.shape[0]):
+            mask = float((purity > uniform[i] and column[t] > 0) or (purity < uniform[i] and column[t] < 0))
+            out[i] += (leak + (1 - leak) * mask) * column[t]
+    return out
+
+
+@pytest.mark.parametrize("leak", [0.0, 0.25])
+def test_graddrop_masks_each_coordinate_by_the_sign_it_draws(leak):
+    gen = torch.Generator().manual_seed(11)
+    drop = GradDrop(leak=leak, seed=3)
+    assert GradDrop.acts_per_coordinate
+    uniforms = torch.Generator().manual_seed(3)  # the same stream as the aggregator's generator
+    for _ in range(3):
+        g = torch.randn(4, 50, generator=gen, dtype=F64)
+        g[:, 0] = 0.0  # a coordinate no task moves
+        out = drop.combine(g, torch.ones(4, dtype=F64))
+        uniform = torch.rand(50, generator=uniforms, dtype=F64)
+        torch.testing.assert_close(out.direction, explicit_graddrop(g, uniform, leak), rtol=1e-12, atol=1e-15)
+        assert out.weights.tolist() == [1.0] * 4
+
+
+def test_graddrop_keeps_everything_when_signs_agree_and_resumes_exactly():
+    gen = torch.Generator().manual_seed(12)
+    signs = torch.where(torch.rand(9, generator=gen) < 0.5, -1.0, 1.0).to(F64)
+    g = torch.rand(3, 9, generator=gen, dtype=F64) * signs  # every task agrees on each coordinate's sign
+    torch.testing.assert_close(GradDrop().combine(g, torch.ones(3, dtype=F64)).direction, g.sum(0))
+    batches = [(torch.randn(3, 20, generator=gen, dtype=F64), torch.ones(3, dtype=F64)) for _ in range(5)]
+    check_resumes_exactly(lambda: GradDrop(seed=5), batches, 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, option", [({"leak": -0.1}, "leak"), ({"leak": 2}, "leak"), ({"seed": -1}, "seed"), ({"seed": 1.0}, "seed")]
+)
+def test_graddrop_rejects_bad_options(kwargs, option):
+    with pytest.raises(ConfigError, match=f"{option} must"):
+        GradDrop(**kwargs)
