@@ -136,7 +136,12 @@ def markdown(table: dict[str, dict[str, dict[str, list[float]]]], labels: list[s
     recipes = list(table)
     ranks = mean_ranks(table, labels)
     head = [f"{r} test %" for r in recipes] + [f"{r} delta-m %" for r in recipes]
-    lines = [f"**{title}**", "", "| configuration | " + " | ".join(head) + " | mean rank |", "|---" * (len(head) + 2) + "|"]
+    lines = [
+        f"**{title}**",
+        "",
+        "| configuration | " + " | ".join(head) + " | mean rank |",
+        "|---" * (len(head) + 2) + "|",
+    ]
     for label in sorted(labels, key=lambda label: ranks[label]):
         cells = []
         for r in recipes:
@@ -163,7 +168,9 @@ def figure(table: dict[str, dict[str, dict[str, list[float]]]], labels: list[str
     axes = axes if len(recipes) > 1 else [axes]
     for ax, recipe in zip(axes, recipes, strict=True):
         rows = table[recipe]
-        means = [statistics.fmean(rows[label]["delta_m"]) if rows[label]["delta_m"] else float("nan") for label in labels]
+        means = [
+            statistics.fmean(rows[label]["delta_m"]) if rows[label]["delta_m"] else float("nan") for label in labels
+        ]
         sds = [statistics.stdev(rows[label]["delta_m"]) if len(rows[label]["delta_m"]) > 1 else 0.0 for label in labels]
         colours = ["tab:blue" if label.startswith(WEIGHTINGS_HEAD) else "tab:orange" for label in labels]
         ax.barh(range(len(labels)), means, xerr=sds, color=colours, capsize=2)

@@ -47,10 +47,10 @@ def main() -> None:
         base_run = out / f"{args.baseline}-{seed}"
         base = train(args.baseline, base_run, split)
         multi = train(args.recipe, out / f"{args.recipe}-{seed}", [*split, f"mtl.baseline={base_run}"])
-        metric = metric or ("accuracy" if "accuracy" in multi["test"]["overall"] else "explained_variance")
-        rows["baseline"].append(100 * base["test"]["overall"][metric])
-        rows["multi-task"].append(100 * multi["test"]["overall"][metric])
-        rows["delta-m"].append(multi["test_delta_m"]["value"])
+        metric = metric or ("accuracy" if "accuracy" in multi["test"][-1]["overall"] else "explained_variance")
+        rows["baseline"].append(100 * base["test"][-1]["overall"][metric])
+        rows["multi-task"].append(100 * multi["test"][-1]["overall"][metric])
+        rows["delta-m"].append(multi["test"][-1]["delta_m"])
         print(
             f"split {seed}: baseline {rows['baseline'][-1]:.2f}, multi-task {rows['multi-task'][-1]:.2f}, "
             f"delta-m {rows['delta-m'][-1]:+.2f}",

@@ -47,7 +47,7 @@ def train(recipe: str, label: str, overrides: list[str], out: Path, baseline: Pa
 
 
 def row(label: str, summary: dict, tasks: list[str]) -> str:
-    test = summary["test"]
+    test = summary["test"][-1]
     cells = []
     for task in tasks:
         metric = test["primary"][task]
@@ -58,7 +58,7 @@ def row(label: str, summary: dict, tasks: list[str]) -> str:
         cells.append(f"{100 * overall['accuracy']:.2f}")
     else:
         cells += [f"{100 * overall['explained_variance']:.1f}", f"{overall['rmse']:.3f}"]
-    dm = summary.get("test_delta_m", {}).get("value")
+    dm = test.get("delta_m")
     cells.append("0 (reference)" if "single" in label else (f"{dm:+.2f}" if dm is not None else "n/a"))
     cells.append(f"{summary['train_seconds']:.0f}")
     return f"| {label} | " + " | ".join(cells) + " |"
@@ -84,7 +84,7 @@ def main() -> None:
         if baseline is None:
             baseline = Path(summary["run"])
         summaries.append((label, summary))
-    first = summaries[0][1]["test"]
+    first = summaries[0][1]["test"][-1]
     tasks = list(first["per_task"]) if args.per_task else []
     overall = ["mean accuracy %"] if "accuracy" in first["overall"] else ["explained variance %", "RMSE"]
     head = [f"{t} ({first['primary'][t]})" for t in tasks] + overall + ["delta-m %", "train s"]
