@@ -14,6 +14,10 @@ _REGISTRY = LazyRegistry(
         "sluice": "sluice:Sluice",
         "mmoe": "mmoe:MMoE",
         "mtan": "mtan:MTAN",
+        "cgc": "cgc:CGC",
+        "ple": "ple:PLE",
+        "dselect_k": "dselect_k:DSelectK",
+        "ltb": "ltb:LTB",
     },
 )
 ARCHITECTURE_NAMES: tuple[str, ...] = _REGISTRY.names

@@ -1,5 +1,6 @@
 """What the multi-task architectures share: option and task-name checks, building encoders, towers and heads,
-probing feature shapes, the mixing matrices of cross-stitch and sluice, and the shared-xor-task parameter check.
+probing feature shapes, the mixing matrices of cross-stitch and sluice, softmax gates over experts (MMoE's family),
+and the shared-xor-task parameter check.
 
 An encoder factory builds an `nn.Sequential` whose children are the *stages* (layers or blocks) between which
 the architectures that connect towers act; a head factory builds one task's head on the encoder's output.
@@ -117,6 +118,22 @@ def build_heads(tasks: Sequence[str], head: HeadFactory, feature_shape: Sequence
     return heads
 
 
+def build_experts(encoder: EncoderFactory, count: int) -> nn.ModuleList:
+    """`count` fresh encoders (each an `nn.Sequential` of stages) from the factory."""
+    return nn.ModuleList(build_encoder(encoder) for _ in range(count))
+
+
+def gate(in_shape: Sequence[int], experts: int) -> nn.Linear:
+    """The linear map from one flattened example of shape `in_shape` to `experts` gate logits."""
+    return nn.Linear(math.prod(in_shape), experts)
+
+
+def mix_experts(weights: Tensor, stacked: Tensor) -> Tensor:
+    """sum_e weights[b, e] * stacked[b, e, ...]: each example's mixture of the experts' outputs, for `weights`
+    [batch, experts] and batch-first `stacked` [batch, experts, ...]."""
+    return (weights.reshape(*weights.shape, *([1] * (stacked.dim() - 2))) * stacked).sum(1)
+
+
 def parameters_of(*modules: nn.Module) -> list[nn.Parameter]:
     """The parameters of the given modules, in order."""
     return [p for module in modules for p in module.parameters()]
@@ -134,8 +151,12 @@ def mixing_matrix(n: int, init: str, alpha_self: float) -> Tensor:
 class TowerModel(MultiTaskModel):
     """One encoder (a *tower*) and one head per task, nothing shared; subclasses add what connects them.
 
-    `stage_shapes` holds the per-example output shape of every stage of a tower.
+    `stage_shapes` holds the per-example output shape of every stage of a tower. `share_towers` (False here;
+    cross-stitch's and sluice's option) declares the towers shared parameters rather than their tasks' own: once
+    the towers are mixed, every task's output depends on every tower.
     """
+
+    share_towers = False
 
     def __init__(
         self, tasks: Sequence[str], encoder: EncoderFactory, head: HeadFactory, input_shape: Sequence[int]
@@ -169,12 +190,18 @@ class TowerModel(MultiTaskModel):
                 record.append(f)
         return recorded
 
+    def tower_parameters(self) -> list[nn.Parameter]:
+        """Every tower's parameters, in task order, when the towers are declared shared; else none."""
+        return parameters_of(*self.towers.values()) if self.share_towers else []
+
     def shared_parameters(self) -> list[nn.Parameter]:
-        """None: the towers belong to their tasks."""
-        return []
+        """The towers when declared shared, else none (the towers belong to their tasks)."""
+        return self.tower_parameters()
 
     def task_parameters(self, task: str) -> list[nn.Parameter]:
-        """The task's tower and head."""
+        """The task's head, and its tower unless the towers are declared shared."""
+        if self.share_towers:
+            return list(self.heads[task].parameters())
         return parameters_of(self.towers[task], self.heads[task])
 
 

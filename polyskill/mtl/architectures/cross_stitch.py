@@ -20,8 +20,9 @@ class CrossStitch(TowerModel):
     Options: `init` "identity" (default: the towers start independent) or "mixed" (`alpha_self` on the
     diagonal, the rest of each row spread evenly: the paper's (0.9, 0.1) for two tasks); `alpha_self`
     (in [0, 1], default 0.9); `per_channel` (default True: one [T, T] matrix per channel, or per feature
-    for flat features, as in the paper; False: one [T, T] matrix per stage). The units are the shared
-    parameters; towers and heads belong to their tasks.
+    for flat features, as in the paper; False: one [T, T] matrix per stage); `share_towers` (default False:
+    the units are the shared parameters, towers and heads belong to their tasks; True: the towers are shared
+    parameters too, so that a gradient aggregator acts on them, and each task owns its head only).
     """
 
     def __init__(
@@ -34,11 +35,14 @@ class CrossStitch(TowerModel):
         init: str = "identity",
         alpha_self: float = 0.9,
         per_channel: bool = True,
+        share_towers: bool = False,
     ) -> None:
         check_option("cross_stitch", "init", init in INITS, f"one of {INITS}", init)
         check_option("cross_stitch", "alpha_self", is_real(alpha_self, 0.0, 1.0), "a number in [0, 1]", alpha_self)
         check_option("cross_stitch", "per_channel", isinstance(per_channel, bool), "true or false", per_channel)
+        check_option("cross_stitch", "share_towers", isinstance(share_towers, bool), "true or false", share_towers)
         super().__init__(tasks, encoder, head, input_shape)
+        self.share_towers = share_towers
         self.per_channel = per_channel
         base = mixing_matrix(len(self.tasks), init, float(alpha_self))
         self.units = nn.ParameterList(
@@ -62,5 +66,5 @@ class CrossStitch(TowerModel):
         return {task: self.heads[task](z) for task, z in zip(self.tasks, finals, strict=True)}
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """The cross-stitch units."""
-        return list(self.units)
+        """The cross-stitch units (and the towers, with `share_towers`)."""
+        return [*self.units, *self.tower_parameters()]

@@ -44,8 +44,9 @@ class Sluice(TowerModel):
     alpha matrices, "identity" (default) or "mixed" (`alpha_self` on the diagonal, the rest spread evenly
     over the other T*K - 1 subspaces); `alpha_self` (in [0, 1], default 0.9); `beta_init` "last" (default:
     weight 1 on the final stage, 0 elsewhere) or "uniform" (1 / #combined stages each); `orthogonality`
-    weight (>= 0, default 0: off; the unnormalised term grows with batch size and width).
-    The alpha matrices are shared; towers, heads and betas belong to their tasks.
+    weight (>= 0, default 0: off; the unnormalised term grows with batch size and width); `share_towers`
+    (default False: the alpha matrices are shared, towers, heads and betas belong to their tasks; True: the
+    towers are shared too, and each task owns its head and betas).
 
     `penalty()` is `orthogonality` times the term of the latest forward call (None before one, or when the
     weight is 0); forward calls made under torch.func transforms (vmap, grad) do not record it.
@@ -63,13 +64,16 @@ class Sluice(TowerModel):
         alpha_self: float = 0.9,
         beta_init: str = "last",
         orthogonality: float = 0.0,
+        share_towers: bool = False,
     ) -> None:
         check_option("sluice", "subspaces", is_int(subspaces, 1), "an integer >= 1", subspaces)
         check_option("sluice", "init", init in INITS, f"one of {INITS}", init)
         check_option("sluice", "alpha_self", is_real(alpha_self, 0.0, 1.0), "a number in [0, 1]", alpha_self)
         check_option("sluice", "beta_init", beta_init in BETA_INITS, f"one of {BETA_INITS}", beta_init)
         check_option("sluice", "orthogonality", is_real(orthogonality, 0.0), "a finite number >= 0", orthogonality)
+        check_option("sluice", "share_towers", isinstance(share_towers, bool), "true or false", share_towers)
         super().__init__(tasks, encoder, head, input_shape)
+        self.share_towers = share_towers
         for s, shape in enumerate(self.stage_shapes[:-1]):
             if shape[0] % subspaces:
                 raise ConfigError(
@@ -131,9 +135,9 @@ class Sluice(TowerModel):
         return self.orthogonality_weight * self._orthogonality
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """The alpha (subspace mixing) matrices."""
-        return list(self.alphas)
+        """The alpha (subspace mixing) matrices (and the towers, with `share_towers`)."""
+        return [*self.alphas, *self.tower_parameters()]
 
     def task_parameters(self, task: str) -> list[nn.Parameter]:
-        """The task's tower, head and beta weights."""
+        """The task's head and beta weights, and its tower unless the towers are shared."""
         return [*super().task_parameters(task), self.betas[task]]
