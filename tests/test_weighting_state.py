@@ -11,6 +11,7 @@ import torch
 from polyskill.errors import ConfigError
 from polyskill.mtl.base import Aggregator, LossWeighting
 from polyskill.mtl.weighting.dbmtl import DBMTL
+from polyskill.mtl.weighting.excessmtl import ExcessMTL
 from polyskill.mtl.weighting.famo import FAMO
 from polyskill.mtl.weighting.gls import GeometricLossStrategy
 from polyskill.mtl.weighting.graddrop import GradDrop
@@ -429,3 +430,53 @@ def test_graddrop_keeps_everything_when_signs_agree_and_resumes_exactly():
 def test_graddrop_rejects_bad_options(kwargs, option):
     with pytest.raises(ConfigError, match=f"{option} must"):
         GradDrop(**kwargs)
+
+
+# --- ExcessMTL --------------------------------------------------------------------------------------------------
+
+
+def test_excessmtl_follows_its_update_equations():
+    gen = torch.Generator().manual_seed(13)
+    eta = 0.5
+    excess = ExcessMTL(3, robust_step_size=eta)
+    h, w, first = torch.zeros(3, 7, dtype=F64), torch.ones(3, dtype=F64), None
+    for step, (jac, losses) in enumerate(jacobian_steps(gen, 6)):
+        h = h + jac**2
+        risk = torch.stack([jac[t] @ (jac[t] / torch.sqrt(h[t] + 1e-7)) for t in range(3)])
+        if step == 0:
+            first = risk
+        else:
+            w = w * torch.exp(eta * risk / first)
+            w = w / w.sum() * 3
+        out = excess.combine(jac, losses)
+        torch.testing.assert_close(out.weights, w, rtol=1e-12, atol=0)
+        torch.testing.assert_close(out.direction, w @ jac, rtol=1e-12, atol=1e-15)
+
+
+def test_excessmtl_waits_for_a_non_zero_gradient_and_favours_the_larger_excess_risk():
+    excess = ExcessMTL(2, robust_step_size=0.5)
+    assert excess.combine(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.ones(2)).weights.tolist() == [1.0, 1.0]
+    excess.combine(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.ones(2))  # the second task's first estimate
+    assert excess.initial_risk[1] > 0 and torch.isfinite(excess.task_weights).all()
+    w = excess.task_weights.clone()
+    # the first task's gradient keeps its size (its risk falls as H grows: sum 1/sqrt(k)); the second's grows
+    out = excess.combine(torch.tensor([[1.0, 0.0], [0.0, 20.0]]), torch.ones(2))
+    assert out.weights[1] / out.weights[0] > w[1] / w[0]
+
+
+def test_excessmtl_resumes_exactly_and_keeps_float32_state():
+    check_resumes_exactly(lambda: ExcessMTL(3), jacobian_steps(torch.Generator().manual_seed(14), 6), 3)
+    check_float32_state_round_trips(lambda: ExcessMTL(3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"robust_step_size": 0}, "robust_step_size"),
+        ({"robust_step_size": float("inf")}, "robust_step_size"),
+        ({"num_tasks": -2}, "num_tasks"),
+    ],
+)
+def test_excessmtl_rejects_bad_options(kwargs, option):
+    with pytest.raises(ConfigError, match=f"{option} must"):
+        ExcessMTL(**{"num_tasks": 3, **kwargs})
