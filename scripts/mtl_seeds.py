@@ -213,13 +213,13 @@ def main() -> None:
         budgets.append((name, int(steps) if steps else 0))
     out = Path(args.out)
     if not args.collect_only:
+        # the baselines first, then one configuration at a time over its seeds, so a stopped command leaves whole rows
         jobs = [
             (name, steps, seed, overrides, str(run_folder(out, name, label, seed)))
-            for seed in range(args.seeds)
-            for name, steps in budgets
             for label, overrides in configs
+            for name, steps in budgets
+            for seed in range(args.seeds)
         ]
-        jobs.sort(key=lambda job: (job[2], "mtl.architecture=single" not in job[3]))  # baselines of a seed first
         todo = [job for job in jobs if finished(Path(job[4])) is None]
         print(f"{len(todo)} of {len(jobs)} runs to train", file=sys.stderr)
         os.environ["OMP_NUM_THREADS"] = "1"
