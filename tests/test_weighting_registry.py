@@ -1,5 +1,6 @@
 """Every registered weighting, found by iterating the registry: one kind each, its declared needs, the one
-combination path shared by `aggregate` and training, and a checkpoint round trip."""
+combination path shared by `aggregate` and training (weights @ G, or a Jacobian aggregator's own direction), and a
+checkpoint round trip."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from polyskill.mtl import AGGREGATOR_NAMES, aggregator_class
-from polyskill.mtl.base import Aggregator, LossWeighting, MultiTaskModel, Weighting
+from polyskill.mtl.base import Aggregator, JacobianAggregator, LossWeighting, MultiTaskModel, Weighting
 from polyskill.mtl.step import multitask_backward
 
 F64 = torch.float64
@@ -24,11 +25,17 @@ def build(name: str) -> Weighting:
     return cls(num_tasks=TASKS) if cls.needs_num_tasks else cls()
 
 
-def direct_weights(weighting: Weighting, gram: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
-    """The weights through each kind's own `weights` signature."""
+def direct(weighting: Weighting, grads: torch.Tensor, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights, direction) through each kind's own signature: `weights(losses)`, `weights(gram, losses)` (the
+    direction is then weights @ grads) or a Jacobian aggregator's `combine(grads, losses)`."""
+    if isinstance(weighting, JacobianAggregator):
+        out = weighting.combine(grads, losses)
+        return out.weights.detach(), out.direction.detach()
     if isinstance(weighting, LossWeighting):
-        return weighting.weights(losses).detach()
-    return weighting.weights(gram, losses).detach()
+        w = weighting.weights(losses).detach()
+    else:
+        w = weighting.weights(grads @ grads.T, losses).detach()
+    return w, w.to(grads.dtype) @ grads
 
 
 class Net(MultiTaskModel):
@@ -60,7 +67,7 @@ def test_every_name_has_its_own_module():
 @pytest.mark.parametrize("name", AGGREGATOR_NAMES)
 def test_one_kind_and_declared_needs(name):
     cls = aggregator_class(name)
-    assert issubclass(cls, LossWeighting) != issubclass(cls, Aggregator)
+    assert sum(issubclass(cls, kind) for kind in (LossWeighting, Aggregator, JacobianAggregator)) == 1
     assert cls.needs_num_tasks == ("num_tasks" in inspect.signature(cls).parameters)
 
 
@@ -70,17 +77,17 @@ def test_aggregate_is_the_weights_times_the_gradients(name):
     grads = torch.randn(TASKS, 7, generator=gen, dtype=F64)
     losses = torch.rand(TASKS, generator=gen, dtype=F64) + 0.5
     out = build(name).aggregate(grads, losses)
-    expected = direct_weights(build(name).double(), grads @ grads.T, losses)  # a twin in the same initial state
+    weights, direction = direct(build(name).double(), grads, losses)  # a twin in the same initial state
     assert out.weights.shape == (TASKS,) and torch.isfinite(out.weights).all()
-    torch.testing.assert_close(out.weights, expected.to(F64), rtol=1e-12, atol=0)
-    torch.testing.assert_close(out.direction, expected.to(F64) @ grads, rtol=1e-12, atol=0)
+    torch.testing.assert_close(out.weights, weights.to(F64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(out.direction, direction.to(F64), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("name", AGGREGATOR_NAMES)
 def test_a_training_step_moves_the_shared_parameters_along_the_weighted_task_gradients(name):
     torch.manual_seed(0)
     model = Net().double()
-    weighting = build(name).double()
+    weighting, twin = build(name).double(), build(name).double()
     x, y = torch.randn(8, 5, dtype=F64), torch.randn(8, TASKS, dtype=F64)
     jac = []
     for i, task in enumerate(model.tasks):  # per-task gradients of the shared parameters, one backward each
@@ -88,7 +95,11 @@ def test_a_training_step_moves_the_shared_parameters_along_the_weighted_task_gra
         jac.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, model.shared_parameters())]))
     info = multitask_backward(model, weighting, x, y, (0,) * TASKS, want_gram=True)
     shared = torch.cat([p.grad.reshape(-1) for p in model.shared_parameters()])
-    torch.testing.assert_close(shared, info.weights.to(F64) @ torch.stack(jac))
+    if isinstance(weighting, JacobianAggregator):
+        expected = twin.combine(torch.stack(jac), info.losses.to(F64)).direction
+    else:
+        expected = info.weights.to(F64) @ torch.stack(jac)
+    torch.testing.assert_close(shared, expected)
     torch.testing.assert_close(info.gram, torch.stack(jac) @ torch.stack(jac).T)
 
 
