@@ -4,6 +4,7 @@ written out here on explicit losses and gradient vectors; stateful rules resume 
 from __future__ import annotations
 
 import io
+from typing import TypeVar
 
 import pytest
 import torch
@@ -21,9 +22,10 @@ from polyskill.mtl.weighting.moco import MoCo
 from polyskill.mtl.weighting.stch import SmoothTchebycheff
 
 F64 = torch.float64
+M = TypeVar("M", bound=torch.nn.Module)
 
 
-def roundtrip(module: torch.nn.Module, fresh: torch.nn.Module) -> torch.nn.Module:
+def roundtrip(module: torch.nn.Module, fresh: M) -> M:
     """Load `module`'s state, saved and read back as a checkpoint is (weights_only), into `fresh`."""
     buffer = io.BytesIO()
     torch.save(module.state_dict(), buffer)
@@ -439,7 +441,7 @@ def test_excessmtl_follows_its_update_equations():
     gen = torch.Generator().manual_seed(13)
     eta = 0.5
     excess = ExcessMTL(3, robust_step_size=eta)
-    h, w, first = torch.zeros(3, 7, dtype=F64), torch.ones(3, dtype=F64), None
+    h, w, first = torch.zeros(3, 7, dtype=F64), torch.ones(3, dtype=F64), torch.ones(3, dtype=F64)
     for step, (jac, losses) in enumerate(jacobian_steps(gen, 6)):
         h = h + jac**2
         risk = torch.stack([jac[t] @ (jac[t] / torch.sqrt(h[t] + 1e-7)) for t in range(3)])

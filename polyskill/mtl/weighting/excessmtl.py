@@ -1,4 +1,4 @@
-"""ExcessMTL: He, Vishwakarma, Huang, Liu and Sala (2024), "Robust multi-task learning with excess risks".
+"""ExcessMTL: He, Zhou, Zhang, Yun, Xu, Zeng, Chilimbi and Zhao (2024), "Robust multi-task learning with excess risks".
 
 Rule: each task's excess risk is estimated from its gradient g_t and the running sum of its squared gradients
 H_t (a diagonal curvature estimate, as in AdaGrad): r_t = g_t . (g_t / sqrt(H_t + 1e-7)), with H_t updated with

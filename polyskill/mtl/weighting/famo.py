@@ -1,4 +1,4 @@
-"""FAMO: Liu, Liu, Stone and Liu (2023), "FAMO: fast adaptive multitask optimization".
+"""FAMO: Liu, Feng, Stone and Liu (2023), "FAMO: fast adaptive multitask optimization".
 
 Rule: task logits xi (initialised at 0), z = softmax(xi). The step descends sum_t z_t log(L_t - L*_t) / c with
 c = sum_t z_t / (L_t - L*_t) held constant, i.e. a weighted sum with w_t = z_t / (c (L_t - L*_t)) (summing to 1),

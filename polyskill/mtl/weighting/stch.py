@@ -1,4 +1,4 @@
-"""Smooth Tchebycheff scalarisation: Lin, Zhang, Zhang, Liu and Zhang (2024), "Smooth Tchebycheff scalarization for
+"""Smooth Tchebycheff scalarisation: Lin, Zhang, Yang, Liu, Wang and Zhang (2024), "Smooth Tchebycheff scalarization for
 multi-objective optimization".
 
 Rule: minimise S(L) = T mu log sum_t exp(log(L_t / z_t) / mu), a smooth maximum (temperature `mu`) of the log
