@@ -482,3 +482,16 @@ def test_excessmtl_resumes_exactly_and_keeps_float32_state():
 def test_excessmtl_rejects_bad_options(kwargs, option):
     with pytest.raises(ConfigError, match=f"{option} must"):
         ExcessMTL(**{"num_tasks": 3, **kwargs})
+
+
+# --- many tasks -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [DBMTL, MoCo, ExcessMTL], ids=["dbmtl", "moco", "excessmtl"])
+def test_139_tasks_keep_one_state_row_per_task_and_stay_finite(make):
+    gen = torch.Generator().manual_seed(15)
+    agg = make(139)
+    for _ in range(3):
+        out = agg.combine(torch.randn(139, 40, generator=gen), torch.rand(139, generator=gen) + 0.1)
+        assert torch.isfinite(out.direction).all() and torch.isfinite(out.weights).all()
+    assert [tuple(agg.get_buffer(name).shape) for name in agg.lazy_buffers] == [(139, 40)]
