@@ -1,0 +1,242 @@
+"""The dual-cone projection (UPGrad, DualProj), FairGrad, ConFIG, GradVac and SDMGrad against their papers'
+definitions, computed independently on the explicit gradient vectors G [T, P] (the aggregators only see G G^T): a
+brute-force active-set enumeration and scipy's NNLS for the projection, scipy's least squares for FairGrad, the
+pseudo-inverse of the unit gradients for ConFIG, and the papers' update loops written out for GradVac and SDMGrad."""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import pytest
+import torch
+from scipy.optimize import nnls
+
+from polyskill.errors import ConfigError
+from polyskill.mtl.weighting.dual_cone import _lawson_hanson, dual_cone_weights
+from polyskill.mtl.weighting.dualproj import DualProj
+from polyskill.mtl.weighting.upgrad import UPGrad
+
+F64 = torch.float64
+
+
+def random_grads(gen: torch.Generator, t: int, p: int, conflict: bool = True) -> torch.Tensor:
+    """Task gradients of varied norms; `conflict` mixes in a shared direction of random sign per task."""
+    g = torch.randn(t, p, generator=gen, dtype=F64) * (0.2 + 3 * torch.rand(t, 1, generator=gen, dtype=F64))
+    if conflict:
+        shared = torch.randn(p, generator=gen, dtype=F64)
+        g = g + torch.randn(t, 1, generator=gen, dtype=F64) * shared
+    return g
+
+
+def zeros(t: int) -> torch.Tensor:
+    return torch.zeros(t, dtype=F64)
+
+
+def roundtrip(module: torch.nn.Module) -> dict:
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+# -- the dual-cone projection ---------------------------------------------------------------------------------
+def brute_force_box_qp(m: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """min v^T M v s.t. v >= u by enumerating the free sets F: v_A = u_A, M_FF v_F = -M_FA u_A (least squares, so a
+    singular block is allowed), kept when consistent and feasible; the best objective wins."""
+    t = m.shape[0]
+    scale = float(m.diagonal().max()) * float(u.abs().max())
+    best, best_value = None, float("inf")
+    for size in range(t + 1):
+        for free in itertools.combinations(range(t), size):
+            f = list(free)
+            a = [i for i in range(t) if i not in free]
+            v = u.clone()
+            if f:
+                rhs = -(m[f][:, a] @ u[a]) if a else torch.zeros(size, dtype=F64)
+                v[f] = torch.linalg.lstsq(m[f][:, f], rhs[:, None], driver="gelsd").solution[:, 0]
+            mv = m @ v
+            if f and (mv[f].abs().max() > 1e-9 * scale or (v[f] - u[f]).min() < -1e-12):
+                continue
+            if a and mv[a].min() < -1e-12 * scale:
+                continue
+            value = float(v @ m @ v)
+            if value < best_value:
+                best, best_value = v, value
+    assert best is not None
+    return best, best_value
+
+
+def nnls_projection(g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The projection of u^T G onto {x : G x >= 0} by Moreau's decomposition: u^T G + lambda^T G with
+    lambda = argmin_{lambda >= 0} ||G^T (u + lambda)||, scipy's NNLS on the explicit vectors."""
+    lam, _ = nnls(g.T.numpy(), -(g.T @ u).numpy(), maxiter=50 * g.shape[0])
+    return (u + torch.from_numpy(lam)) @ g
+
+
+def assert_no_conflict(g: torch.Tensor, weights: torch.Tensor) -> None:
+    """G d >= 0 for d = weights^T G, up to rounding: relative to max ||g_t||^2 max |w_t| (d itself may be ~0)."""
+    d = weights @ g
+    assert float((g @ d).min()) >= -1e-10 * float(g.norm(dim=1).max() ** 2 * weights.abs().max())
+
+
+def assert_kkt(m: torch.Tensor, u: torch.Tensor, v: torch.Tensor, rtol: float = 1e-10) -> None:
+    """v >= u, M v >= 0 and (v - u)_t (M v)_t = 0, relative to max M_tt and max |v|."""
+    scale = float(m.diagonal().max()) * max(float(v.abs().max()), float(u.abs().max()))
+    mv = m @ v
+    assert (v >= u).all()
+    assert float(mv.min()) >= -rtol * scale
+    assert float(((v - u) * mv).abs().max()) <= rtol * scale * max(1.0, float(v.abs().max()))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dual_cone_weights_match_the_brute_force_solution(seed):
+    gen = torch.Generator().manual_seed(seed)
+    t = 2 + seed % 4
+    singular = seed % 3 == 2
+    g = random_grads(gen, t, t - 1 if singular else t + 3)
+    m = g @ g.T
+    lower = torch.randn(t, t, generator=gen, dtype=F64)
+    lower[0] = torch.rand(t, generator=gen, dtype=F64)
+    v = dual_cone_weights(m, lower)
+    for row in range(t):
+        expected, value = brute_force_box_qp(m, lower[row])
+        assert_kkt(m, lower[row], v[row])
+        assert float(v[row] @ m @ v[row]) == pytest.approx(value, rel=1e-9, abs=1e-12 * float(m.diagonal().max()))
+        torch.testing.assert_close(v[row] @ g, expected @ g, rtol=1e-7, atol=1e-9 * float(g.norm(dim=1).max()))
+        if not singular:
+            torch.testing.assert_close(v[row], expected, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("t,p", [(12, 40), (30, 200), (40, 10), (25, 25)])
+def test_dual_cone_projection_agrees_with_scipy_nnls(t, p):
+    gen = torch.Generator().manual_seed(t * p)
+    g = random_grads(gen, t, p)
+    lower = torch.eye(t, dtype=F64) * torch.rand(t, 1, generator=gen, dtype=F64)
+    v = dual_cone_weights(g @ g.T, lower)
+    for row in range(t):
+        assert_kkt(g @ g.T, lower[row], v[row])
+        d = v[row] @ g
+        expected = nnls_projection(g, lower[row])
+        torch.testing.assert_close(d, expected, rtol=0, atol=1e-8 * float(g.norm(dim=1).max()))
+        assert_no_conflict(g, v[row])
+
+
+def test_dual_cone_singular_gram_matrices():
+    """Duplicated gradients, a zero gradient and more tasks than dimensions: v may not be unique, d is."""
+    gen = torch.Generator().manual_seed(5)
+    base = random_grads(gen, 6, 8)
+    duplicated = torch.cat([base, base[:3], 2 * base[3:4]])
+    with_zero = torch.cat([base, torch.zeros(1, 8, dtype=F64)])
+    wide = random_grads(gen, 20, 4)
+    positive_span = torch.cat([torch.eye(3, dtype=F64), -torch.ones(1, 3, dtype=F64)])
+    for g in (duplicated, with_zero, wide, positive_span):
+        t = g.shape[0]
+        lower = torch.eye(t, dtype=F64) / t
+        v = dual_cone_weights(g @ g.T, lower)
+        for row in range(t):
+            assert_kkt(g @ g.T, lower[row], v[row])
+            torch.testing.assert_close(v[row] @ g, nnls_projection(g, lower[row]), rtol=0, atol=1e-9)
+    zero_row = dual_cone_weights(with_zero @ with_zero.T, torch.eye(7, dtype=F64))
+    assert torch.equal(zero_row[:, 6], torch.tensor([0.0] * 6 + [1.0], dtype=F64))
+    # the four directions positively span R^3: the dual cone is {0}, every projection is zero
+    v = dual_cone_weights(positive_span @ positive_span.T, torch.eye(4, dtype=F64))
+    assert float((v @ positive_span).abs().max()) < 1e-12
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lawson_hanson_fallback_matches_the_brute_force_solution(seed):
+    """The exact fallback, which the block pivoting rarely leaves anything to, on its own."""
+    gen = torch.Generator().manual_seed(100 + seed)
+    t = 3 + seed % 3
+    g = random_grads(gen, t, 2 if seed % 2 else t + 2)
+    m = g @ g.T
+    u = torch.randn(t, generator=gen, dtype=F64)
+    v = torch.from_numpy(_lawson_hanson(m.numpy(), u.numpy(), 100))
+    expected, value = brute_force_box_qp(m, u)
+    assert_kkt(m, u, v)
+    assert float(v @ m @ v) == pytest.approx(value, rel=1e-9, abs=1e-12)
+    torch.testing.assert_close(v @ g, expected @ g, rtol=1e-7, atol=1e-10)
+
+
+def test_dual_cone_weights_scale_with_the_bounds_not_the_gram_matrix():
+    gen = torch.Generator().manual_seed(6)
+    g = random_grads(gen, 8, 12)
+    lower = torch.rand(3, 8, generator=gen, dtype=F64)
+    v = dual_cone_weights(g @ g.T, lower)
+    torch.testing.assert_close(dual_cone_weights(1e-6 * (g @ g.T), lower), v, rtol=1e-9, atol=0)
+    torch.testing.assert_close(dual_cone_weights(g @ g.T, 7.0 * lower), 7.0 * v, rtol=1e-9, atol=0)
+    single = dual_cone_weights(g @ g.T, lower[1])
+    assert single.shape == (8,)
+    torch.testing.assert_close(single, v[1], rtol=1e-12, atol=0)
+    assert torch.equal(dual_cone_weights(torch.zeros(3, 3, dtype=F64), lower[:, :3]), lower[:, :3])
+    with pytest.raises(ValueError, match="Gram matrix"):
+        dual_cone_weights(g @ g.T, lower[:, :5])
+
+
+# -- UPGrad and DualProj --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("t", [2, 3, 5, 9])
+def test_upgrad_is_the_mean_of_the_projected_gradients(t):
+    gen = torch.Generator().manual_seed(10 + t)
+    for _ in range(4):
+        g = random_grads(gen, t, 7)
+        agg = UPGrad().aggregate(g, zeros(t))
+        expected = torch.stack([nnls_projection(g, torch.eye(t, dtype=F64)[i]) for i in range(t)]).mean(0)
+        torch.testing.assert_close(agg.direction, expected, rtol=0, atol=1e-9 * float(g.norm(dim=1).max()))
+        assert_no_conflict(g, agg.weights)
+
+
+def test_upgrad_pref_vector_weights_each_projection():
+    gen = torch.Generator().manual_seed(11)
+    g = random_grads(gen, 4, 6)
+    pref = [0.5, 2.0, 0.0, 1.0]
+    direction = UPGrad(pref_vector=pref).aggregate(g, zeros(4)).direction
+    expected = sum(nnls_projection(g, p * torch.eye(4, dtype=F64)[i]) for i, p in enumerate(pref))
+    torch.testing.assert_close(direction, expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("t", [2, 4, 7])
+def test_dualproj_projects_the_mean_gradient(t):
+    gen = torch.Generator().manual_seed(20 + t)
+    for _ in range(4):
+        g = random_grads(gen, t, 6)
+        agg = DualProj().aggregate(g, zeros(t))
+        expected = nnls_projection(g, torch.full((t,), 1.0 / t, dtype=F64))
+        torch.testing.assert_close(agg.direction, expected, rtol=0, atol=1e-9 * float(g.norm(dim=1).max()))
+        assert (agg.weights >= 1.0 / t).all()
+        assert_no_conflict(g, agg.weights)
+
+
+def test_upgrad_and_dualproj_leave_non_conflicting_gradients_alone():
+    gen = torch.Generator().manual_seed(12)
+    g = torch.rand(5, 8, generator=gen, dtype=F64)  # non-negative entries: no two gradients conflict
+    for agg in (UPGrad(), DualProj()):
+        assert torch.equal(agg.weights(g @ g.T, zeros(5)), torch.full((5,), 0.2, dtype=F64))
+    pref = [1.0, 2.0, 3.0, 4.0, 5.0]
+    for agg in (UPGrad(pref_vector=pref), DualProj(pref_vector=pref)):
+        assert torch.equal(agg.weights(g @ g.T, zeros(5)), torch.tensor(pref, dtype=F64))
+
+
+def test_upgrad_on_139_tasks_is_exact():
+    """School's task count, the batched solver's full path (conflicts everywhere), against the KKT conditions."""
+    gen = torch.Generator().manual_seed(13)
+    g = torch.randn(139, 300, generator=gen, dtype=F64)
+    m = g @ g.T
+    lower = torch.eye(139, dtype=F64) / 139
+    v = dual_cone_weights(m, lower)
+    for row in range(0, 139, 10):
+        assert_kkt(m, lower[row], v[row])
+    torch.testing.assert_close(UPGrad().weights(m, zeros(139)), v.sum(0), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", [UPGrad, DualProj])
+@pytest.mark.parametrize("pref", [[], [1.0, -1.0], [0.0, 0.0], "ab", [1.0, float("nan")], [True, 1.0]])
+def test_dual_cone_aggregators_reject_bad_pref_vector(cls, pref):
+    with pytest.raises(ConfigError, match="pref_vector"):
+        cls(pref_vector=pref)
+
+
+@pytest.mark.parametrize("cls", [UPGrad, DualProj])
+def test_dual_cone_aggregators_pref_vector_must_match_the_tasks(cls):
+    with pytest.raises(ConfigError, match="3 tasks"):
+        cls(pref_vector=[1.0, 2.0]).weights(torch.eye(3, dtype=F64), zeros(3))
