@@ -8,13 +8,16 @@ from __future__ import annotations
 import io
 import itertools
 
+import numpy as np
 import pytest
 import torch
-from scipy.optimize import nnls
+from scipy.optimize import least_squares, nnls
 
 from polyskill.errors import ConfigError
 from polyskill.mtl.weighting.dual_cone import _lawson_hanson, dual_cone_weights
 from polyskill.mtl.weighting.dualproj import DualProj
+from polyskill.mtl.weighting.fairgrad import FairGrad, solve_fairgrad
+from polyskill.mtl.weighting.nash import solve_nash
 from polyskill.mtl.weighting.upgrad import UPGrad
 
 F64 = torch.float64
@@ -240,3 +243,100 @@ def test_dual_cone_aggregators_reject_bad_pref_vector(cls, pref):
 def test_dual_cone_aggregators_pref_vector_must_match_the_tasks(cls):
     with pytest.raises(ConfigError, match="3 tasks"):
         cls(pref_vector=[1.0, 2.0]).weights(torch.eye(3, dtype=F64), zeros(3))
+
+
+# -- FairGrad -------------------------------------------------------------------------------------------------
+def fairgrad_residual(m: torch.Tensor, w: torch.Tensor, alpha: float) -> float:
+    """max_t |w_t^(1/alpha) (M w)_t - 1|: the paper's condition (M w)_t = w_t^(-1/alpha), relative."""
+    return float((w.pow(1 / alpha) * (m @ w) - 1).abs().max())
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.5, 1.0, 2.0, 5.0, 20.0])
+def test_fairgrad_weights_satisfy_the_condition_and_match_scipy_least_squares(alpha):
+    """Against LibMTL's call (scipy's least_squares from 1/T, tolerances tightened) wherever that converges: for large
+    alpha some weights fall to ~1e-20 and scipy stops at a residual of ~0.15 (seen for alpha = 20, T = 5 and 8)."""
+    gen = torch.Generator().manual_seed(int(10 * alpha))
+    compared = 0
+    for t in (2, 3, 5, 8):
+        g = random_grads(gen, t, t + 4)
+        m = g @ g.T
+        w = solve_fairgrad(m, alpha, tol=1e-13, eps=0.0)
+        assert (w > 0).all()
+        assert fairgrad_residual(m, w, alpha) <= 1e-11
+        a = m.numpy()
+        reference = least_squares(
+            lambda x, a=a: a @ x - np.power(1 / x, 1 / alpha),
+            np.ones(t) / t,
+            bounds=(0, np.inf),
+            xtol=1e-15,
+            ftol=1e-15,
+            gtol=1e-15,
+        ).x
+        if fairgrad_residual(m, torch.from_numpy(reference), alpha) <= 1e-10:
+            torch.testing.assert_close(w, torch.from_numpy(reference), rtol=1e-7, atol=0)
+            compared += 1
+        torch.testing.assert_close(FairGrad(alpha=alpha).weights(m, zeros(t)), w, rtol=1e-5, atol=0)  # eps, tol
+    assert compared >= 2
+
+
+def test_fairgrad_with_alpha_one_is_nash_mtl():
+    gen = torch.Generator().manual_seed(30)
+    for t in (2, 4, 7):
+        g = random_grads(gen, t, t + 2)
+        m = g @ g.T
+        torch.testing.assert_close(
+            solve_fairgrad(m, 1.0, tol=1e-13, eps=0.0),
+            solve_nash(m, max_iter=50, tol=1e-13, eps=0.0),
+            rtol=1e-9,
+            atol=0,
+        )
+
+
+def test_fairgrad_closed_forms_and_scaling():
+    """Orthogonal gradients: w_t = ||g_t||^(-2 alpha / (alpha + 1)); M -> c M gives w -> c^(-alpha / (alpha + 1)) w."""
+    gen = torch.Generator().manual_seed(31)
+    q, _ = torch.linalg.qr(torch.randn(6, 4, generator=gen, dtype=F64))
+    norms = torch.tensor([0.1, 1.0, 3.0, 20.0], dtype=F64)
+    g = norms[:, None] * q.T
+    for alpha in (0.5, 1.0, 3.0):
+        w = FairGrad(alpha=alpha, tol=1e-13, eps=0.0).weights(g @ g.T, zeros(4))
+        torch.testing.assert_close(w, norms.pow(-2 * alpha / (alpha + 1)), rtol=1e-10, atol=0)
+    g = random_grads(gen, 5, 7)
+    for alpha in (0.5, 2.0):
+        w = solve_fairgrad(g @ g.T, alpha, tol=1e-13, eps=0.0)
+        for c in (1e-4, 30.0):
+            scaled = solve_fairgrad(c * (g @ g.T), alpha, tol=1e-13, eps=0.0)
+            torch.testing.assert_close(scaled, w * c ** (-alpha / (alpha + 1)), rtol=1e-9, atol=0)
+
+
+def test_fairgrad_degenerate_gradients_stay_finite():
+    with_zero = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0], [0.5, -1.0, 1.0]], dtype=F64)
+    w = FairGrad(alpha=2.0).weights(with_zero @ with_zero.T, zeros(3))
+    assert w[1] == 0 and (w[[0, 2]] > 0).all()
+    live = with_zero[[0, 2]]
+    assert fairgrad_residual(live @ live.T, w[[0, 2]], 2.0) <= 1e-8  # the ridge eps
+    opposite = torch.tensor([[1.0, 2.0], [-1.0, -2.0]], dtype=F64)
+    for g in (opposite, torch.zeros(2, 2, dtype=F64)):
+        for alpha in (0.5, 1.0, 4.0):
+            assert torch.isfinite(FairGrad(alpha=alpha).weights(g @ g.T, zeros(2))).all()
+    g32 = torch.randn(3, 5, generator=torch.Generator().manual_seed(32))
+    w32 = FairGrad().weights(g32 @ g32.T, torch.zeros(3))
+    assert w32.dtype == torch.float32 and torch.isfinite(w32).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"alpha": 0.0},
+        {"alpha": -1.0},
+        {"alpha": True},
+        {"alpha": float("inf")},
+        {"tol": 0.0},
+        {"eps": -1e-8},
+        {"max_iter": 0},
+        {"max_iter": 2.0},
+    ],
+)
+def test_fairgrad_rejects_bad_options(kwargs):
+    with pytest.raises(ConfigError, match="fairgrad"):
+        FairGrad(**kwargs)
