@@ -14,10 +14,15 @@ import torch
 from scipy.optimize import least_squares, nnls
 
 from polyskill.errors import ConfigError
+from polyskill.mtl.weighting.config import ConFIG
 from polyskill.mtl.weighting.dual_cone import _lawson_hanson, dual_cone_weights
 from polyskill.mtl.weighting.dualproj import DualProj
 from polyskill.mtl.weighting.fairgrad import FairGrad, solve_fairgrad
+from polyskill.mtl.weighting.gradvac import GradVac, draw_orders
+from polyskill.mtl.weighting.mgda import min_norm_weights
 from polyskill.mtl.weighting.nash import solve_nash
+from polyskill.mtl.weighting.pcgrad import PCGrad
+from polyskill.mtl.weighting.sdmgrad import SDMGrad
 from polyskill.mtl.weighting.upgrad import UPGrad
 
 F64 = torch.float64
@@ -340,3 +345,227 @@ def test_fairgrad_degenerate_gradients_stay_finite():
 def test_fairgrad_rejects_bad_options(kwargs):
     with pytest.raises(ConfigError, match="fairgrad"):
         FairGrad(**kwargs)
+
+
+# -- ConFIG ---------------------------------------------------------------------------------------------------
+def explicit_config(g: torch.Tensor) -> torch.Tensor:
+    """Eq. 2 on the vectors: g_u = pinv(U) 1 with the unit gradients as rows of U, d = (sum_i g_i . g_v) g_v."""
+    norms = g.norm(dim=1, keepdim=True)
+    units = torch.where(norms > 0, g / torch.where(norms > 0, norms, torch.ones_like(norms)), torch.zeros_like(g))
+    g_u = torch.linalg.pinv(units) @ torch.ones(g.shape[0], dtype=F64)
+    g_v = g_u / g_u.norm()
+    return (g @ g_v).sum() * g_v
+
+
+@pytest.mark.parametrize("t,p", [(2, 5), (3, 3), (5, 12), (8, 4)])
+def test_config_matches_the_pseudo_inverse_of_the_unit_gradients(t, p):
+    gen = torch.Generator().manual_seed(40 + t * p)
+    for _ in range(5):
+        g = random_grads(gen, t, p)
+        direction = ConFIG().aggregate(g, zeros(t)).direction
+        torch.testing.assert_close(direction, explicit_config(g), rtol=1e-8, atol=1e-10 * float(g.norm(dim=1).max()))
+        if t <= p:  # linearly independent: the same positive cosine with every gradient
+            cosines = (g @ direction) / (g.norm(dim=1) * direction.norm())
+            assert float(cosines.min()) > 0
+            torch.testing.assert_close(cosines, cosines.mean().expand(t), rtol=1e-9, atol=0)
+
+
+def test_config_degenerate_gradients():
+    gen = torch.Generator().manual_seed(41)
+    base = random_grads(gen, 3, 6)
+    duplicated = torch.cat([base, 2.5 * base[1:2]])
+    direction = ConFIG().aggregate(duplicated, zeros(4)).direction
+    torch.testing.assert_close(direction, explicit_config(duplicated), rtol=1e-7, atol=1e-9)
+    with_zero = torch.cat([base[:1], torch.zeros(1, 6, dtype=F64), base[1:]])
+    agg = ConFIG().aggregate(with_zero, zeros(4))
+    assert agg.weights[1] == 0
+    torch.testing.assert_close(agg.direction, ConFIG().aggregate(base, zeros(3)).direction, rtol=1e-10, atol=0)
+    assert torch.equal(ConFIG().weights(torch.zeros(3, 3, dtype=F64), zeros(3)), zeros(3))
+    opposite = torch.tensor([[1.0, 2.0], [-1.0, -2.0]], dtype=F64)
+    assert torch.isfinite(ConFIG().weights(opposite @ opposite.T, zeros(2))).all()
+
+
+# -- GradVac --------------------------------------------------------------------------------------------------
+def explicit_gradvac(g: torch.Tensor, order: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
+    """The paper's loop on the vectors: each g_i' against the original g_j in the given order, towards the target
+    similarity, then the moving average of the similarity seen. Updates `target`; returns sum_i g_i'."""
+    total = torch.zeros(g.shape[1], dtype=F64)
+    for i in range(g.shape[0]):
+        gi = g[i].clone()
+        for j in order[i].tolist():
+            phi = float(gi @ g[j] / (gi.norm() * g[j].norm()))
+            goal = float(target[i, j])
+            if phi < goal:
+                gi = (
+                    gi
+                    + gi.norm()
+                    * (goal * (1 - phi**2) ** 0.5 - phi * (1 - goal**2) ** 0.5)
+                    / (g[j].norm() * (1 - goal**2) ** 0.5)
+                    * g[j]
+                )
+            target[i, j] = (1 - beta) * goal + beta * phi
+        total += gi
+    return total
+
+
+@pytest.mark.parametrize("t", [2, 3, 5])
+def test_gradvac_matches_the_paper_loop_over_several_steps(t):
+    gen = torch.Generator().manual_seed(50 + t)
+    agg = GradVac(num_tasks=t, beta=0.3, seed=4)
+    twin = torch.Generator().manual_seed(4)
+    target = torch.zeros(t, t, dtype=F64)
+    modified = 0
+    for _ in range(8):
+        g = random_grads(gen, t, 6)
+        before = target.clone()
+        expected = explicit_gradvac(g, draw_orders(t, twin), target, 0.3)
+        direction = agg.aggregate(g, zeros(t)).direction
+        torch.testing.assert_close(direction, expected, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(agg.target, target, rtol=1e-12, atol=1e-15)
+        modified += int(not torch.allclose(expected, g.sum(0)))
+        assert not torch.equal(before, target)
+    assert modified >= 3
+
+
+def test_gradvac_reaches_the_target_similarity_and_beta_zero_is_pcgrad():
+    gen = torch.Generator().manual_seed(51)
+    g = torch.tensor([[1.0, 0.2, 0.0], [0.3, 1.0, 0.5]], dtype=F64)
+    agg = GradVac(num_tasks=2, beta=0.5)
+    agg.target.fill_(0.8)
+    coef_direction = agg.aggregate(g, zeros(2)).direction
+    phi = float(g[0] @ g[1] / (g[0].norm() * g[1].norm()))
+    assert phi < 0.8
+    g0 = g[0] + g[0].norm() * (0.8 * (1 - phi**2) ** 0.5 - phi * 0.6) / (g[1].norm() * 0.6) * g[1]
+    assert float(g0 @ g[1] / (g0.norm() * g[1].norm())) == pytest.approx(0.8, abs=1e-12)
+    torch.testing.assert_close(
+        coef_direction,
+        g0
+        + g[1]
+        + (explicit_gradvac(g, torch.tensor([[1], [0]]), torch.full((2, 2), 0.8, dtype=F64), 0.5) - g0 - g[1]),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    assert float(agg.target[0, 1]) == pytest.approx(0.5 * 0.8 + 0.5 * phi, abs=1e-12)
+    vaccine, pcgrad = GradVac(num_tasks=5, beta=0.0, seed=3), PCGrad(seed=3)
+    for _ in range(4):
+        g = random_grads(gen, 5, 7)
+        torch.testing.assert_close(
+            vaccine.weights(g @ g.T, zeros(5)), pcgrad.weights(g @ g.T, zeros(5)), rtol=1e-10, atol=1e-12
+        )
+
+
+def test_gradvac_resumes_bit_identically():
+    gen = torch.Generator().manual_seed(52)
+    grams = [x @ x.T for x in (random_grads(gen, 4, 6) for _ in range(7))]
+    agg = GradVac(num_tasks=4, seed=9)
+    for gram in grams[:3]:
+        agg.weights(gram, zeros(4))
+    state = roundtrip(agg)
+    assert state["target"].dtype == F64 and state["target"].abs().sum() > 0
+    resumed = GradVac(num_tasks=4, seed=1)
+    resumed.load_state_dict(state)
+    assert resumed.seed == 9
+    for gram in grams[3:]:
+        assert torch.equal(agg.weights(gram, zeros(4)), resumed.weights(gram, zeros(4)))
+    assert torch.equal(agg.target, resumed.target)
+
+
+def test_gradvac_degenerate_gradients_and_task_count():
+    with_zero = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0], [-1.0, 1.0, 0.5]], dtype=F64)
+    agg = GradVac(num_tasks=3, beta=1.0)
+    for _ in range(3):  # beta = 1 sets targets to the last similarity, +-1 for parallel gradients
+        assert torch.isfinite(agg.weights(with_zero @ with_zero.T, zeros(3))).all()
+    parallel = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]], dtype=F64)
+    for _ in range(3):
+        assert torch.isfinite(agg.weights(parallel @ parallel.T, zeros(3))).all()
+    with pytest.raises(ValueError, match="3 tasks"):
+        agg.weights(torch.eye(4, dtype=F64), zeros(4))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"num_tasks": 0}, {"beta": 1.5}, {"beta": -0.1}, {"beta": True}, {"seed": -1}, {"seed": 1.0}]
+)
+def test_gradvac_rejects_bad_options(kwargs):
+    with pytest.raises(ConfigError, match="gradvac"):
+        GradVac(**{"num_tasks": 3, **kwargs})
+
+
+# -- SDMGrad --------------------------------------------------------------------------------------------------
+def simplex_projection(v: np.ndarray) -> np.ndarray:
+    """The official code's Euclidean projection onto the simplex (sort, threshold)."""
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u)
+    rho = np.nonzero(u * np.arange(1, v.size + 1) > (css - 1))[0][-1]
+    return np.clip(v - (css[rho] - 1) / (rho + 1), 0, None)
+
+
+def explicit_sdmgrad_step(g: torch.Tensor, w: torch.Tensor, lamda: float, niter: int) -> torch.Tensor:
+    """One step of the official code on the vectors (its three batches being the same one here, and without its
+    1e-8 in the scale): normalised G G^T, torch.optim.SGD(lr=5, momentum=0.5) on w with the gradient
+    G G^T w + lamda G G^T 1 / T, projected after each iteration; w is updated in place, the update returned."""
+    gg = g @ g.T
+    gg = gg / gg.diagonal().sqrt().mean() ** 2
+    pull = gg.mean(1)
+    w.requires_grad_(True)
+    optimizer = torch.optim.SGD([w], lr=5, momentum=0.5)
+    for _ in range(niter):
+        optimizer.zero_grad()
+        w.grad = gg @ w.detach() + lamda * pull
+        optimizer.step()
+        w.data.copy_(torch.from_numpy(simplex_projection(w.data.numpy())))
+    w.requires_grad_(False)
+    return (w @ g + lamda * g.mean(0)) / (1 + lamda)
+
+
+@pytest.mark.parametrize("t,lamda,niter", [(2, 0.3, 20), (3, 0.3, 20), (5, 0.0, 7), (4, 2.0, 3)])
+def test_sdmgrad_matches_the_official_loop_over_several_steps(t, lamda, niter):
+    gen = torch.Generator().manual_seed(60 + t)
+    agg = SDMGrad(num_tasks=t, lamda=lamda, niter=niter)
+    w = torch.full((t,), 1.0 / t, dtype=F64)
+    for _ in range(5):
+        g = random_grads(gen, t, 6)
+        expected = explicit_sdmgrad_step(g, w, lamda, niter)
+        out = agg.aggregate(g, zeros(t))
+        torch.testing.assert_close(out.direction, expected.detach(), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(agg.w, w.detach(), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(out.weights, (w.detach() + lamda / t) / (1 + lamda), rtol=1e-10, atol=1e-12)
+
+
+def test_sdmgrad_limits_and_resume():
+    """A large lamda gives the mean gradient; lamda = 0 MGDA's min-norm point when that is a vertex of the simplex
+    (with LR = 5 the heavy-ball iteration is unstable on the normalised Gram matrix, lambda_max >= 1 > 2 (1 +
+    MOMENTUM) / LR, so elsewhere w cycles, as the official code's does); resuming is exact."""
+    gen = torch.Generator().manual_seed(61)
+    g = random_grads(gen, 4, 8)
+    heavy = SDMGrad(num_tasks=4, lamda=1e6).weights(g @ g.T, zeros(4))
+    torch.testing.assert_close(heavy, torch.full((4,), 0.25, dtype=F64), rtol=0, atol=1e-6)
+    g = torch.tensor([[1.0, 0.0, 0.0], [2.0, 1.0, 0.0], [1.5, -0.5, 2.0]], dtype=F64)  # g_1 . g_t >= ||g_1||^2
+    assert torch.equal(min_norm_weights(g @ g.T), torch.tensor([1.0, 0.0, 0.0], dtype=F64))
+    torch.testing.assert_close(SDMGrad(num_tasks=3, lamda=0.0).weights(g @ g.T, zeros(3)), min_norm_weights(g @ g.T))
+
+    grams = [x @ x.T for x in (random_grads(gen, 3, 5) for _ in range(6))]
+    agg = SDMGrad(num_tasks=3)
+    for gram in grams[:2]:
+        agg.weights(gram, zeros(3))
+    resumed = SDMGrad(num_tasks=3)
+    resumed.load_state_dict(roundtrip(agg))
+    assert not torch.equal(resumed.w, torch.full((3,), 1 / 3, dtype=F64))
+    for gram in grams[2:]:
+        assert torch.equal(agg.weights(gram, zeros(3)), resumed.weights(gram, zeros(3)))
+
+
+def test_sdmgrad_zero_gradients_and_task_count():
+    agg = SDMGrad(num_tasks=3, lamda=0.5)
+    w = agg.weights(torch.zeros(3, 3, dtype=F64), zeros(3))
+    torch.testing.assert_close(w, torch.full((3,), 1 / 3, dtype=F64))
+    with pytest.raises(ValueError, match="3 tasks"):
+        agg.weights(torch.eye(2, dtype=F64), zeros(2))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"num_tasks": 0}, {"lamda": -0.1}, {"lamda": float("nan")}, {"lamda": True}, {"niter": 0}, {"niter": 2.0}],
+)
+def test_sdmgrad_rejects_bad_options(kwargs):
+    with pytest.raises(ConfigError, match="sdmgrad"):
+        SDMGrad(**{"num_tasks": 3, **kwargs})

@@ -1,0 +1,126 @@
+"""GradVac, "Gradient vaccine: investigating and improving multi-task optimization in massively multilingual models"
+(Wang, Tsvetkov, Firat and Cao, 2021).
+
+Like PCGrad, each task gradient g_i is modified against the other tasks' original gradients g_j, taken in a random
+order, but towards an adaptive target similarity instead of orthogonality: with phi_ij = cos(g_i', g_j) and the
+target phi^_ij, an exponential moving average of the similarities seen before, whenever phi_ij < phi^_ij
+
+    g_i' <- g_i' + ||g_i'|| (phi^_ij sqrt(1 - phi_ij^2) - phi_ij sqrt(1 - phi^_ij^2))
+                   / (||g_j|| sqrt(1 - phi^_ij^2)) g_j,
+
+which makes cos(g_i', g_j) = phi^_ij; then phi^_ij <- (1 - beta) phi^_ij + beta phi_ij for every pair visited
+(phi^ starts at 0). The update is the sum of the modified gradients. With beta = 0 the target stays 0 and the rule
+is PCGrad's projection.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ...errors import ConfigError
+from ..base import Aggregator
+
+
+def draw_orders(num_tasks: int, generator: torch.Generator) -> Tensor:
+    """For each task i, a random order [T, T-1] of the other tasks, as PCGrad draws them (the same draws for the
+    same generator state). Advances the generator when T >= 3 (with two tasks there is one order)."""
+    others = torch.arange(num_tasks).repeat(num_tasks, 1)
+    others = others[~torch.eye(num_tasks, dtype=torch.bool)].view(num_tasks, num_tasks - 1)
+    if num_tasks < 3:
+        return others
+    perms = torch.rand(num_tasks, num_tasks - 1, generator=generator).argsort(1)
+    return others.gather(1, perms)
+
+
+def gradvac_coefficients(gram: Tensor, order: Tensor, target: Tensor, beta: float) -> Tensor:
+    """The coefficients C [T, T] of the modified gradients, g_i' = sum_k C[i, k] g_k, for the Gram matrix M [T, T]
+    (float64) and orders [T, T-1]; updates the targets phi^ `target` [T, T] (float64) in place.
+
+    Every modification adds a multiple of an original gradient, so C starts at the identity and only inner products
+    are needed: g_i' . g_j = (C M)_ij and ||g_i'||^2 = (C M C^T)_ii. All tasks i take their k-th partner j at once
+    (each row of C changes only through its own partners). A similarity with a zero gradient counts as 0 and
+    modifies nothing (the paper's code divides by the norms plus 1e-8); a target of +-1 (possible only with
+    beta = 1) modifies nothing either, as the rule's denominator sqrt(1 - phi^^2) is then 0.
+    """
+    t = gram.shape[0]
+    coef = torch.eye(t, dtype=gram.dtype)
+    cm = gram.clone()
+    rows = torch.arange(t)
+    norms_j = gram.diagonal().clamp_min(0).sqrt()
+    for k in range(t - 1):
+        j = order[:, k]
+        norm_i = (cm * coef).sum(1).clamp_min(0).sqrt()
+        norm_j = norms_j[j]
+        valid = (norm_i > 0) & (norm_j > 0)
+        denominator = torch.where(valid, norm_i * norm_j, torch.ones_like(norm_i))
+        phi = torch.where(valid, (cm[rows, j] / denominator).clamp(-1.0, 1.0), torch.zeros_like(norm_i))
+        goal = target[rows, j]
+        room = (1.0 - goal.square()).clamp_min(0).sqrt()
+        apply = valid & (phi < goal) & (room > 0)
+        step = torch.where(
+            apply,
+            norm_i
+            * (goal * (1.0 - phi.square()).clamp_min(0).sqrt() - phi * room)
+            / torch.where(apply, norm_j * room, torch.ones_like(norm_j)),
+            torch.zeros_like(norm_i),
+        )
+        coef[rows, j] += step
+        cm += step[:, None] * gram[j]
+        target[rows, j] = (1.0 - beta) * goal + beta * phi
+    return coef
+
+
+class GradVac(Aggregator):
+    """Gradient vaccine: weights are the column sums of the modification coefficients.
+
+    Needs the Gram matrix only, and `num_tasks` to size its state. State: the targets phi^ [T, T] (a float64 buffer)
+    and the `torch.Generator` seeded with `seed` that draws the orders (extra state), so a resumed run continues
+    bit-identically. Cost per step: T - 1 rounds of O(T^2) on the [T, T] Gram matrix, O(T^3), besides the T x P
+    Jacobian the step computes anyway. The paper applies the rule to each layer's gradients separately (its targets
+    are per layer); this is the whole-model version (LibMTL's default group_type 0): one set of targets for the
+    shared parameters as a whole, which is what their Gram matrix describes.
+    """
+
+    target: Tensor
+    needs_num_tasks = True
+
+    def __init__(self, num_tasks: int, beta: float = 0.5, seed: int = 0) -> None:
+        super().__init__()
+        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
+            raise ConfigError(f"gradvac: num_tasks must be a positive integer, got {num_tasks!r}")
+        if (
+            isinstance(beta, bool)
+            or not isinstance(beta, (int, float))
+            or not math.isfinite(beta)
+            or not 0 <= beta <= 1
+        ):
+            raise ConfigError(f"gradvac: beta must be a number in [0, 1], got {beta!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"gradvac: seed must be a non-negative integer, got {seed!r}")
+        self.num_tasks, self.beta, self.seed = num_tasks, float(beta), seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("target", torch.zeros(num_tasks, num_tasks, dtype=torch.float64))
+
+    def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
+        t = gram.shape[0]
+        if t != self.num_tasks:
+            raise ValueError(f"gradvac was built for {self.num_tasks} tasks, got a Gram matrix {tuple(gram.shape)}")
+        m = gram.detach().to(device="cpu", dtype=torch.float64)
+        target = self.target.detach().to(device="cpu", dtype=torch.float64)
+        coef = gradvac_coefficients(0.5 * (m + m.T), draw_orders(t, self.generator), target, self.beta)
+        self.target.copy_(target)
+        return coef.sum(0).to(device=gram.device, dtype=gram.dtype)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"seed": self.seed, "rng": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.seed = int(state["seed"])
+        self.generator.set_state(state["rng"].cpu())
+
+    def extra_repr(self) -> str:
+        return f"num_tasks={self.num_tasks}, beta={self.beta}, seed={self.seed}"
