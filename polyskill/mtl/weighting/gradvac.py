@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,40 +37,44 @@ def draw_orders(num_tasks: int, generator: torch.Generator) -> Tensor:
     return others.gather(1, perms)
 
 
-def gradvac_coefficients(gram: Tensor, order: Tensor, target: Tensor, beta: float) -> Tensor:
+def gradvac_coefficients(gram: np.ndarray, order: np.ndarray, target: np.ndarray, beta: float) -> np.ndarray:
     """The coefficients C [T, T] of the modified gradients, g_i' = sum_k C[i, k] g_k, for the Gram matrix M [T, T]
     (float64) and orders [T, T-1]; updates the targets phi^ `target` [T, T] (float64) in place.
 
     Every modification adds a multiple of an original gradient, so C starts at the identity and only inner products
-    are needed: g_i' . g_j = (C M)_ij and ||g_i'||^2 = (C M C^T)_ii. All tasks i take their k-th partner j at once
-    (each row of C changes only through its own partners). A similarity with a zero gradient counts as 0 and
-    modifies nothing (the paper's code divides by the norms plus 1e-8); a target of +-1 (possible only with
-    beta = 1) modifies nothing either, as the rule's denominator sqrt(1 - phi^^2) is then 0.
+    are needed: g_i' . g_j = (C M)_ij, kept as CM, and ||g_i'||^2, kept as n_i and updated with
+    ||g_i' + c g_j||^2 = n_i + 2 c g_i' . g_j + c^2 M_jj. All tasks i take their k-th partner j at once (each row of C
+    changes only through its own partners); numpy, as the T - 1 rounds are many small operations. A similarity with
+    a zero gradient counts as 0 and modifies nothing (the paper's code divides by the norms plus 1e-8); a target of
+    +-1 (possible only with beta = 1) modifies nothing either, as the rule's denominator sqrt(1 - phi^^2) is then 0.
     """
     t = gram.shape[0]
-    coef = torch.eye(t, dtype=gram.dtype)
-    cm = gram.clone()
-    rows = torch.arange(t)
-    norms_j = gram.diagonal().clamp_min(0).sqrt()
+    coef = np.eye(t)
+    cm = gram.copy()
+    rows = np.arange(t)
+    sq_norms = np.clip(np.diag(gram), 0.0, None)
+    norms_j = np.sqrt(sq_norms)
+    sq_norm_i = sq_norms.copy()
     for k in range(t - 1):
         j = order[:, k]
-        norm_i = (cm * coef).sum(1).clamp_min(0).sqrt()
+        norm_i = np.sqrt(np.clip(sq_norm_i, 0.0, None))
         norm_j = norms_j[j]
+        dot = cm[rows, j]
         valid = (norm_i > 0) & (norm_j > 0)
-        denominator = torch.where(valid, norm_i * norm_j, torch.ones_like(norm_i))
-        phi = torch.where(valid, (cm[rows, j] / denominator).clamp(-1.0, 1.0), torch.zeros_like(norm_i))
+        phi = np.where(valid, np.clip(dot / np.where(valid, norm_i * norm_j, 1.0), -1.0, 1.0), 0.0)
         goal = target[rows, j]
-        room = (1.0 - goal.square()).clamp_min(0).sqrt()
+        room = np.sqrt(np.clip(1.0 - goal * goal, 0.0, None))
         apply = valid & (phi < goal) & (room > 0)
-        step = torch.where(
+        step = np.where(
             apply,
             norm_i
-            * (goal * (1.0 - phi.square()).clamp_min(0).sqrt() - phi * room)
-            / torch.where(apply, norm_j * room, torch.ones_like(norm_j)),
-            torch.zeros_like(norm_i),
+            * (goal * np.sqrt(np.clip(1.0 - phi * phi, 0.0, None)) - phi * room)
+            / np.where(apply, norm_j * room, 1.0),
+            0.0,
         )
         coef[rows, j] += step
         cm += step[:, None] * gram[j]
+        sq_norm_i += step * (2.0 * dot + step * sq_norms[j])
         target[rows, j] = (1.0 - beta) * goal + beta * phi
     return coef
 
@@ -109,11 +114,11 @@ class GradVac(Aggregator):
         t = gram.shape[0]
         if t != self.num_tasks:
             raise ValueError(f"gradvac was built for {self.num_tasks} tasks, got a Gram matrix {tuple(gram.shape)}")
-        m = gram.detach().to(device="cpu", dtype=torch.float64)
-        target = self.target.detach().to(device="cpu", dtype=torch.float64)
-        coef = gradvac_coefficients(0.5 * (m + m.T), draw_orders(t, self.generator), target, self.beta)
-        self.target.copy_(target)
-        return coef.sum(0).to(device=gram.device, dtype=gram.dtype)
+        m = gram.detach().to(device="cpu", dtype=torch.float64).numpy()
+        target = self.target.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+        coef = gradvac_coefficients(0.5 * (m + m.T), draw_orders(t, self.generator).numpy(), target, self.beta)
+        self.target.copy_(torch.from_numpy(target))
+        return torch.from_numpy(coef.sum(0)).to(device=gram.device, dtype=gram.dtype)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"seed": self.seed, "rng": self.generator.get_state()}
