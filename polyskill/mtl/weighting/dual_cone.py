@@ -57,7 +57,7 @@ def _guess_free_sets(m: Tensor, lower: Tensor) -> Tensor:
     return (x > low + 1e-9 * low.abs().amax(1, keepdim=True)) & (d > 0)
 
 
-def _solve_on_free_sets(m_ext: Tensor, lower: Tensor, free: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _solve_on_free_sets(m: Tensor, m_ext: Tensor, lower: Tensor, free: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(v [B, T], free [B, T]): v_A = u_A on the active set A and M_FF v_F = -M_FA u_A on the free set F, each row
     its own F, by batched Cholesky factorisations of the free blocks padded to the largest with identity (`m_ext` is
     blockdiag(M, I_T): padding slot s reads index T + s). A free variable whose gradient depends linearly on those
@@ -89,14 +89,16 @@ def _solve_on_free_sets(m_ext: Tensor, lower: Tensor, free: Tensor) -> tuple[Ten
         chol, _ = torch.linalg.cholesky_ex(block)
         bad = ~(chol.diagonal(dim1=1, dim2=2).square() > PIVOT_RTOL * block.diagonal(dim1=1, dim2=2))
         failed = bad.any(1)
-        done = ~failed
-        if bool(done.any()):
-            rhs = torch.cat([-((low[done] * ~sub[done]) @ m_ext[:t, :t]), torch.zeros_like(low[done])], 1)
-            factor = chol[done]  # two triangular solves: a quarter of cholesky_solve's time on these batches
-            half = torch.linalg.solve_triangular(factor, rhs.gather(1, idx[done])[:, :, None], upper=False)
+        rows, factor, slot_idx, low_d, sub_d = pending, chol, idx, low, sub
+        if bool(failed.any()):  # copy the solvable rows out only when some are not
+            keep = (~failed).nonzero().squeeze(1)
+            rows, factor, slot_idx, low_d, sub_d = pending[keep], chol[keep], idx[keep], low[keep], sub[keep]
+        if rows.numel():
+            rhs = torch.cat([-((low_d * ~sub_d) @ m), torch.zeros_like(low_d)], 1).gather(1, slot_idx)
+            # two triangular solves: a quarter of cholesky_solve's time on these batches
+            half = torch.linalg.solve_triangular(factor, rhs[:, :, None], upper=False)
             x = torch.linalg.solve_triangular(factor.mT, half, upper=True)[:, :, 0]
-            v_ext = torch.cat([low[done], torch.zeros_like(low[done])], 1).scatter(1, idx[done], x)
-            v[pending[done]] = v_ext[:, :t]
+            v[rows] = torch.cat([low_d, torch.zeros_like(low_d)], 1).scatter(1, slot_idx, x)[:, :t]
         first = bad[failed].to(torch.int8).argmax(1)
         pending = pending[failed]
         free[pending, order[failed].gather(1, first[:, None]).squeeze(1)] = False
@@ -123,7 +125,7 @@ def _block_pivoting(m: Tensor, lower: Tensor, free: Tensor, max_iter: int) -> tu
     todo = torch.arange(b)
     for _ in range(max_iter):
         low = lower[todo]
-        cur, on, ok = _solve_on_free_sets(m_ext, low, free[todo])
+        cur, on, ok = _solve_on_free_sets(m, m_ext, low, free[todo])
         v[todo] = cur
         free[todo[~ok]] = on[~ok]
         later, todo, low, cur, on = todo[~ok], todo[ok], low[ok], cur[ok], on[ok]
