@@ -15,7 +15,7 @@ from scipy.optimize import least_squares, nnls
 
 from polyskill.errors import ConfigError
 from polyskill.mtl.weighting.config import ConFIG
-from polyskill.mtl.weighting.dual_cone import _lawson_hanson, dual_cone_weights
+from polyskill.mtl.weighting.dual_cone import _lawson_hanson, _positive_null_combination, dual_cone_weights
 from polyskill.mtl.weighting.dualproj import DualProj
 from polyskill.mtl.weighting.fairgrad import FairGrad, solve_fairgrad
 from polyskill.mtl.weighting.gradvac import GradVac, draw_orders
@@ -147,9 +147,13 @@ def test_dual_cone_singular_gram_matrices():
             torch.testing.assert_close(v[row] @ g, nnls_projection(g, lower[row]), rtol=0, atol=1e-9)
     zero_row = dual_cone_weights(with_zero @ with_zero.T, torch.eye(7, dtype=F64))
     assert torch.equal(zero_row[:, 6], torch.tensor([0.0] * 6 + [1.0], dtype=F64))
-    # the four directions positively span R^3: the dual cone is {0}, every projection is zero
+    # the four directions positively span R^3: the dual cone is {0}, every projection is zero (the closed form);
+    # duplicated gradients do not span positively (block pivoting)
     v = dual_cone_weights(positive_span @ positive_span.T, torch.eye(4, dtype=F64))
     assert float((v @ positive_span).abs().max()) < 1e-12
+    w = _positive_null_combination(positive_span @ positive_span.T)
+    assert w is not None and (w >= 1).all() and float((w @ positive_span).abs().max()) < 1e-12
+    assert _positive_null_combination((duplicated @ duplicated.T) / float((duplicated @ duplicated.T).max())) is None
 
 
 @pytest.mark.parametrize("seed", range(6))

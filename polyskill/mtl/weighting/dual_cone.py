@@ -197,6 +197,19 @@ def _lawson_hanson(m: np.ndarray, lower: np.ndarray, max_iter: int) -> np.ndarra
     return lower + x
 
 
+def _positive_null_combination(m: Tensor) -> Tensor | None:
+    """w >= 1 with M w = 0 (within rounding) when the gradients positively span their span, else None.
+
+    Stiemke's alternative: either some x has G x >= 0 with G x != 0, or some w > 0 has G^T w = 0. The second holds
+    exactly when the problem with u = 1 has a solution with w^T M w = 0 (solved by Lawson and Hanson's method). Then
+    the dual cone holds no direction along the gradients, every projection is zero, and v = s w with
+    s = max(0, max_t u_t / w_t) is optimal for every row: the case (more tasks than parameters, gradients all around)
+    where block pivoting cycles, solved at the cost of one row."""
+    t = m.shape[0]
+    w = torch.from_numpy(_lawson_hanson(m.numpy(), np.ones(t), 10 * t + 10))
+    return w if float(w @ m @ w) <= float(_tolerance(t, w[None])[0]) * float(w.abs().max()) else None
+
+
 def dual_cone_weights(gram: Tensor, lower: Tensor, max_iter: int = 20) -> Tensor:
     """v [B, T] (or [T] for `lower` [T]) with v^T G the projection of u^T G onto the dual cone of the gradients, for
     each row u of `lower`, from the Gram matrix `gram` = G G^T [T, T].
@@ -205,9 +218,10 @@ def dual_cone_weights(gram: Tensor, lower: Tensor, max_iter: int = 20) -> Tensor
     with M). A row with M u >= 0 is its own projection (v = u); the others start from free sets guessed by a few
     projected gradient steps and are solved exactly by block principal pivoting, all rows at once; a row it leaves
     unsolved after `max_iter` iterations (seen only for a singular M, with more tasks than parameters) is solved by
-    Lawson and Hanson's method. The
-    result has v >= u exactly and M v >= 0, (v - u) (M v) = 0 within about 1e3 T eps max(|v|, 1) (normalised
-    units). Tasks with zero gradients keep v_t = u_t.
+    Lawson and Hanson's method. A singular M whose gradients positively span their span (then every projection is
+    zero) is recognised first and solved in closed form (`_positive_null_combination`). The result has v >= u
+    exactly and M v >= 0, (v - u) (M v) = 0 within about 1e3 T eps max(|v|, 1) (normalised units). Tasks with zero
+    gradients keep v_t = u_t.
     """
     single = lower.dim() == 1
     rows = lower[None] if single else lower
@@ -228,8 +242,13 @@ def dual_cone_weights(gram: Tensor, lower: Tensor, max_iter: int = 20) -> Tensor
         hard = ((un @ m) < -_tolerance(t, un)[:, None]).any(1).nonzero().squeeze(1)
         if hard.numel():
             low = un[hard]
-            v, solved = _block_pivoting(m, low, _guess_free_sets(m, low), max_iter)
-            if not bool(solved.all()):
+            chol, _ = torch.linalg.cholesky_ex(m)
+            singular = not bool((chol.diagonal().square() > PIVOT_RTOL * m.diagonal()).all())
+            null = _positive_null_combination(m) if singular else None
+            if null is not None:
+                v = (low / null).amax(1, keepdim=True).clamp_min(0) * null
+            else:
+                v, solved = _block_pivoting(m, low, _guess_free_sets(m, low), max_iter)
                 m_np = m.numpy()
                 for r in (~solved).nonzero().squeeze(1).tolist():
                     v[r] = torch.from_numpy(_lawson_hanson(m_np, low[r].numpy(), 10 * t + 10))
