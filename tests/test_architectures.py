@@ -12,11 +12,15 @@ from torch import nn
 
 from polyskill.errors import ConfigError
 from polyskill.mtl.architectures import ARCHITECTURE_NAMES, architecture_class
+from polyskill.mtl.architectures.cgc import CGC
 from polyskill.mtl.architectures.common import check_partition
 from polyskill.mtl.architectures.cross_stitch import CrossStitch
+from polyskill.mtl.architectures.dselect_k import DSelectK
 from polyskill.mtl.architectures.hard_sharing import HardSharing
+from polyskill.mtl.architectures.ltb import LTB
 from polyskill.mtl.architectures.mmoe import MMoE
 from polyskill.mtl.architectures.mtan import MTAN
+from polyskill.mtl.architectures.ple import PLE
 from polyskill.mtl.architectures.single_task import SingleTask
 from polyskill.mtl.architectures.sluice import Sluice
 from polyskill.mtl.architectures.soft_sharing import SoftSharing
@@ -400,5 +404,5 @@ def test_learns_two_tasks(name):
 
 
 def test_registry_names_each_class():
-    expected = [HardSharing, SingleTask, SoftSharing, CrossStitch, Sluice, MMoE, MTAN]
+    expected = [HardSharing, SingleTask, SoftSharing, CrossStitch, Sluice, MMoE, MTAN, CGC, PLE, DSelectK, LTB]
     assert [architecture_class(name) for name in ARCHITECTURE_NAMES] == expected

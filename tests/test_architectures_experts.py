@@ -457,15 +457,12 @@ def test_ltb_steps_advance_per_training_step_and_resume_exactly():
     x = batch()
     first = model(x)["a"]
     assert torch.equal(model(x)["a"], first)  # the same step: the same tree, however often it runs
-    assert model.penalty() is None and int(model.step) == 1
-    assert not torch.equal(model(x)["a"], first)
+    assert model.penalty() is None and int(model.step) == 0  # no extra loss, and reading it moves nothing
+    model.step_done()
+    assert int(model.step) == 1 and not torch.equal(model(x)["a"], first)
     assert model.temperature() == pytest.approx(1.5 / math.sqrt(1.1))
-    model.eval()
-    model.penalty()
-    assert int(model.step) == 1  # evaluation is not a training step
-    model.train()
     for _ in range(4):
-        model.penalty()
+        model.step_done()
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
@@ -474,8 +471,21 @@ def test_ltb_steps_advance_per_training_step_and_resume_exactly():
     assert int(resumed.step) == 5 and torch.equal(resumed.seed, model.seed)
     for _ in range(2):
         assert torch.equal(resumed(x)["b"], model(x)["b"])
-        model.penalty()
-        resumed.penalty()
+        model.step_done()
+        resumed.step_done()
+
+
+def test_the_learner_ends_each_training_step_once():
+    model = build("ltb")
+    learner = MultiTaskLearner(model, aggregator_class("pcgrad")(), (3, 2))
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(8, IN, generator=g)
+    y = torch.stack([torch.randint(0, 3, (8,), generator=g), torch.randint(0, 2, (8,), generator=g)], dim=1)
+    for step in range(3):
+        learner.backward(x, y)
+        assert int(model.step) == step  # the step's forward calls all see one tree
+        learner.after_step(x, y)
+        assert int(model.step) == step + 1
 
 
 # -- cross-stitch and sluice with shared towers -------------------------------------------------------------------
@@ -545,7 +555,6 @@ def test_training_step_matches_per_task_backward_passes(variant, partitioned):
         own[task] = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.task_parameters(task)]
     jac = torch.stack(rows)
     want = jac.norm(dim=1).clamp_min(1e-6).reciprocal() @ jac
-    step = int(model.step) if name == "ltb" else None
     model.zero_grad(set_to_none=True)
     multitask_backward(model, InverseNorm(), x, y, classes, partitioned=partitioned)
     got = flat_grad(shared)
@@ -553,8 +562,6 @@ def test_training_step_matches_per_task_backward_passes(variant, partitioned):
     for task in TASKS:
         for p, expected in zip(model.task_parameters(task), own[task], strict=True):
             torch.testing.assert_close(p.grad if p.grad is not None else torch.zeros_like(p), expected)
-    if step is not None:
-        assert int(model.step) == step + 1  # one training step, one advance
 
 
 # -- learning ----------------------------------------------------------------------------------------------------

@@ -45,6 +45,11 @@ class MultiTaskModel(nn.Module):
         """An extra term added to the training loss (soft sharing's L2 pull between towers), or None."""
         return None
 
+    def step_done(self) -> None:
+        """Called by the learner once a training step is complete (the optimiser has stepped): a model that changes
+        with the step count (learning to branch's temperature and Gumbel noise) advances here, so that every forward
+        call within one step, under torch.func transforms or not, sees the same model."""
+
 
 @dataclass
 class Aggregation:

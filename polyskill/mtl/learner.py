@@ -113,13 +113,13 @@ class MultiTaskLearner(nn.Module):
             self.aggregator.meta_step(params, shared, losses_on(x, y), lambda p: meta_losses(p).sum())
 
     def after_step(self, x: Tensor, y: Tensor, reduction: Reduction = LOCAL) -> None:
-        """For a weighting that `needs_losses_after_step`: the batch's global losses under the parameters the
-        optimiser has just produced (no gradient)."""
-        if not self.aggregator.needs_losses_after_step:
-            return
-        with torch.no_grad():
-            (losses,) = reduction.mean(self.losses(self.model(x), y))
-        self.aggregator.after_step(losses.detach())
+        """The end of a training step, once the optimiser has stepped: a weighting that `needs_losses_after_step`
+        gets the batch's global losses under the new parameters (no gradient), then the model's `step_done`."""
+        if self.aggregator.needs_losses_after_step:
+            with torch.no_grad():
+                (losses,) = reduction.mean(self.losses(self.model(x), y))
+            self.aggregator.after_step(losses.detach())
+        self.model.step_done()
 
     def _lookahead(self, x: Tensor, y: Tensor, reduction: Reduction) -> Tensor:
         """The lookahead affinity of the global batch: its per-task gradients, and every loss before and after a

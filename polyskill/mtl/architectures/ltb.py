@@ -14,11 +14,10 @@ What is implemented where the paper leaves room:
   same inverse square root); decay 0 keeps it fixed;
 - evaluation mode drops the noise: d_c = softmax(theta_c / tau(s)), or the one-hot argmax with `hard`, which is
   the tree the search has found (the paper retrains that tree; here it is simply the model evaluated);
-- the step count s: a buffer advanced once per training step. The training step reads `penalty()` exactly once,
-  after the step's gradients, outside any torch.func transform, so that read advances it (and returns None).
-  Advancing in `forward` would not do: the per-task gradient strategies run the model several times per step or
-  only under torch.func transforms, which cannot mutate a buffer, and every forward call of one step (a
-  lookahead, a bilevel weighting's meta step) must see the same tree;
+- the step count s: a buffer advanced by `step_done`, which the learner calls once per training step after the
+  optimiser step. Advancing in `forward` would not do: the per-task gradient strategies run the model several
+  times per step or only under torch.func transforms, which cannot mutate a buffer, and every forward call of
+  one step (a lookahead, a bilevel weighting's meta step, FAMO's losses after the step) must see the same tree;
 - the noise g of step s is a pure function of (seed, s), drawn by NumPy's PCG64 (so torch.func transforms see
   constants, not random operations): with the seed a buffer drawn at construction from torch's generator (which
   the trainer seeds), a resumed run draws exactly the noise it would have.
@@ -155,14 +154,9 @@ class LTB(MultiTaskModel):
         leaf_inputs = mix_parents(weights[-1], features)
         return {task: self.heads[task](self.leaves[task](f)) for task, f in zip(self.tasks, leaf_inputs, strict=True)}
 
-    def advance(self) -> None:
+    def step_done(self) -> None:
         """One training step done: the next forward calls draw the next step's noise at its temperature."""
         self.step += 1
-
-    def penalty(self) -> None:
-        """No extra loss; in training mode, the read that ends a training step advances the step count."""
-        if self.training:
-            self.advance()
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Every node below the leaves and their branching logits."""
