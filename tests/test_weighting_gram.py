@@ -156,6 +156,23 @@ def test_dual_cone_singular_gram_matrices():
     assert _positive_null_combination((duplicated @ duplicated.T) / float((duplicated @ duplicated.T).max())) is None
 
 
+def test_dual_cone_float32_gram_matrices_are_the_float64_projection_to_their_rounding():
+    """A float32 Gram matrix of more gradients than dimensions is indefinite by rounding (its zero eigenvalues come
+    out as +-1e-7): the projections still match the exact float64 ones to float32's precision."""
+    gen = torch.Generator().manual_seed(7)
+    for t, p in ((20, 10), (12, 30), (40, 8)):
+        g = random_grads(gen, t, p).float()
+        assert float(torch.linalg.eigvalsh((g @ g.T).double())[0]) < 0 or t <= p
+        lower = torch.eye(t) / t
+        v = dual_cone_weights(g @ g.T, lower)
+        assert v.dtype == torch.float32
+        g64 = g.double()
+        scale = float(g64.norm(dim=1).max())
+        for row in range(t):
+            expected = nnls_projection(g64, lower[row].double())
+            torch.testing.assert_close(v[row].double() @ g64, expected, rtol=0, atol=1e-4 * scale)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_lawson_hanson_fallback_matches_the_brute_force_solution(seed):
     """The exact fallback, which the block pivoting rarely leaves anything to, on its own."""

@@ -22,8 +22,9 @@ from ..base import Aggregator
 def config_weights(gram: Tensor) -> Tensor:
     """The ConFIG weights [T] from the Gram matrix M [T, T], in float64 on the CPU.
 
-    C^+ drops the eigenvalues of C at most (T sqrt(eps))^2 times the largest: singular values of U below T sqrt(eps)
-    of the largest, as many as the Gram matrix resolves (its entries carry an error of about eps ||g||^2). Zero
+    C^+ drops the eigenvalues of C at most (T sqrt(eps))^2 times the largest, eps that of the Gram matrix's dtype:
+    singular values of U below T sqrt(eps) of the largest, as many as the Gram matrix resolves (its entries carry an
+    error of about eps ||g||^2), the threshold Aligned-MTL uses too. Zero
     gradients have no unit vector: their row of U is zero, so they get weight 0 (as torchjd does). Weights 0 when
     g_u = 0 (every gradient zero).
     """
@@ -35,7 +36,7 @@ def config_weights(gram: Tensor) -> Tensor:
     inverse = torch.where(alive, 1.0 / torch.where(alive, norms, torch.ones_like(norms)), torch.zeros_like(norms))
     cosines = inverse[:, None] * m * inverse[None, :]
     lam, vec = torch.linalg.eigh(cosines)
-    rtol = t * torch.finfo(torch.float64).eps ** 0.5
+    rtol = t * torch.finfo(gram.dtype).eps ** 0.5
     keep = lam > rtol**2 * lam[-1].clamp_min(0)
     pinv = (vec * torch.where(keep, 1.0 / torch.where(keep, lam, torch.ones_like(lam)), torch.zeros_like(lam))) @ vec.T
     a = inverse * pinv.sum(1)

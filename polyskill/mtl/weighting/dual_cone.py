@@ -25,6 +25,15 @@ PIVOT_RTOL = 1e-10
 # Kim and Park's safeguard: full exchanges allowed without fewer infeasible variables before the block pivoting
 # exchanges one variable at a time.
 FULL_EXCHANGES = 3
+# A Gram matrix computed in less than float64 (float32 from a float32 Jacobian) carries rounding errors of a few
+# eps(dtype) max_t M_tt in its eigenvalues (seen: 2e-7 in float32, down to -2e-7, at T = 139 with 64 parameters, where
+# the quadratic program is then not convex). Its eigenvalues below this many T eps(dtype) times the largest are set
+# to zero: indefinite rounding becomes the rank deficiency it stands for. A float64 Gram matrix is used as it is.
+LOW_PRECISION_RTOL = 1.0
+# Block pivoting iterations allowed for a singular Gram matrix, where the method is not finite: the singular cases it
+# solves took at most 6 (duplicated gradients, 139 tasks with 64 to 130 parameters); those it does not (gradients
+# that nearly span their span positively) go to the Lawson-Hanson method after these.
+SINGULAR_MAX_ITER = 10
 # Projected gradient iterations that guess the free sets before the exact method starts.
 WARM_START_ITERATIONS = 30
 # Linearly dependent free variables a row may set aside in one solve, each a further factorisation; a row with more
@@ -151,13 +160,15 @@ def _lawson_hanson(m: np.ndarray, lower: np.ndarray, max_iter: int) -> np.ndarra
     """v for one row by Lawson and Hanson's active-set method (1974, "Solving least squares problems", ch. 23) on
     x = v - u >= 0, in Gram form (Bro and de Jong, 1997). The free variables' gradients stay linearly independent (a
     candidate whose Cholesky pivot on the free block is below `PIVOT_RTOL` of its diagonal waits until another
-    variable enters), so every solve is well posed and the method is finite for a singular M too. The Cholesky
-    factor of the free block grows by a row when a variable enters and is recomputed when one leaves."""
+    variable enters), so every solve is well posed and the method is finite for a singular M too; so does a candidate
+    that leaves again at once with a zero step (rounding in a degenerate problem), which would otherwise enter and
+    leave forever. The Cholesky factor of the free block grows by a row when a variable enters and is recomputed when
+    one leaves."""
     t = lower.shape[0]
     base = m @ lower
     x = np.zeros(t)
     idx = np.zeros(0, dtype=np.int64)
-    chol = np.zeros((0, 0))
+    factor = np.zeros((t, t))
     waiting = np.zeros(t, dtype=bool)
     for _ in range(max_iter):
         gain = -(base + m @ x)
@@ -167,15 +178,17 @@ def _lawson_hanson(m: np.ndarray, lower: np.ndarray, max_iter: int) -> np.ndarra
         if not candidates.any():
             break
         j = int(np.argmax(np.where(candidates, gain, -np.inf)))
-        col = np.linalg.solve(chol, m[idx, j]) if idx.size else np.zeros(0)
+        k = idx.size
+        col = np.linalg.solve(factor[:k, :k], m[idx, j]) if k else np.zeros(0)
         pivot = m[j, j] - col @ col
         if not pivot > PIVOT_RTOL * m[j, j]:
             waiting[j] = True
             continue
-        waiting[:] = False
         idx = np.append(idx, j)
-        chol = np.block([[chol, np.zeros((idx.size - 1, 1))], [col[None], np.sqrt(pivot)]])
+        factor[k, :k], factor[k, k] = col, np.sqrt(pivot)
         while True:
+            k = idx.size
+            chol = factor[:k, :k]
             z_free = np.linalg.solve(chol.T, np.linalg.solve(chol, -base[idx]))
             if (z_free > 0).all():
                 x = np.zeros(t)
@@ -187,13 +200,17 @@ def _lawson_hanson(m: np.ndarray, lower: np.ndarray, max_iter: int) -> np.ndarra
             ratios = np.where(blocked, x_free / np.where(blocked & (gap > 0), gap, 1.0), np.inf)
             ratios[blocked & ~(gap > 0)] = 0.0
             r = int(np.argmin(ratios))
+            if idx[r] == j and ratios[r] == 0.0:
+                waiting[j] = True
             x_free = x_free + ratios[r] * (z_free - x_free)
             keep = x_free > 0
             keep[r] = False
             x = np.zeros(t)
             x[idx[keep]] = x_free[keep]
             idx = idx[keep]
-            chol = np.linalg.cholesky(m[idx][:, idx]) if idx.size else np.zeros((0, 0))
+            factor[: idx.size, : idx.size] = np.linalg.cholesky(m[np.ix_(idx, idx)]) if idx.size else 0.0
+        if j in idx:
+            waiting[:] = False
     return lower + x
 
 
@@ -215,13 +232,16 @@ def dual_cone_weights(gram: Tensor, lower: Tensor, max_iter: int = 20) -> Tensor
     each row u of `lower`, from the Gram matrix `gram` = G G^T [T, T].
 
     Solved in float64 on the CPU, on the problem scaled to max_t M_tt = 1 and max_t |u_t| = 1 (v scales with u, not
-    with M). A row with M u >= 0 is its own projection (v = u); the others start from free sets guessed by a few
-    projected gradient steps and are solved exactly by block principal pivoting, all rows at once; a row it leaves
-    unsolved after `max_iter` iterations (seen only for a singular M, with more tasks than parameters) is solved by
-    Lawson and Hanson's method. A singular M whose gradients positively span their span (then every projection is
-    zero) is recognised first and solved in closed form (`_positive_null_combination`). The result has v >= u
-    exactly and M v >= 0, (v - u) (M v) = 0 within about 1e3 T eps max(|v|, 1) (normalised units). Tasks with zero
-    gradients keep v_t = u_t.
+    with M). A row with M u >= 0 is its own projection (v = u). A singular M whose gradients positively span their
+    span (then every projection is zero) is recognised first and solved in closed form
+    (`_positive_null_combination`). The other rows start from free sets guessed by a few projected gradient steps
+    and are solved exactly by block principal pivoting, all rows at once; a row it leaves unsolved after `max_iter`
+    iterations (`SINGULAR_MAX_ITER` for a singular M; seen only for a singular M, with more tasks than parameters) is
+    solved by Lawson and Hanson's method, one row at a time (20 to 40 ms a row at T = 139 here: seconds for UPGrad's
+    139 rows, the one slow case). The result has v >= u exactly and M v >= 0, (v - u) (M v) = 0 within about
+    1e3 T eps max(|v|, 1) (normalised units). Tasks with zero gradients keep v_t = u_t. A Gram matrix in lower
+    precision than float64 first has its eigenvalues at its own rounding set to zero (`LOW_PRECISION_RTOL`, one
+    eigendecomposition); the result is returned in the Gram matrix's dtype.
     """
     single = lower.dim() == 1
     rows = lower[None] if single else lower
@@ -237,6 +257,10 @@ def dual_cone_weights(gram: Tensor, lower: Tensor, max_iter: int = 20) -> Tensor
     m_scale = m.diagonal().max() if t else torch.zeros((), dtype=F64)
     if bool(m_scale > 0):
         m = m / m_scale
+        if gram.dtype != F64:
+            lam, vec = torch.linalg.eigh(m)
+            lam = torch.where(lam > LOW_PRECISION_RTOL * t * torch.finfo(gram.dtype).eps * lam[-1], lam, 0.0)
+            m = (vec * lam) @ vec.T
         u_scale = u.abs().amax(1, keepdim=True)
         un = u / torch.where(u_scale > 0, u_scale, torch.ones_like(u_scale))
         hard = ((un @ m) < -_tolerance(t, un)[:, None]).any(1).nonzero().squeeze(1)
@@ -248,7 +272,8 @@ def dual_cone_weights(gram: Tensor, lower: Tensor, max_iter: int = 20) -> Tensor
             if null is not None:
                 v = (low / null).amax(1, keepdim=True).clamp_min(0) * null
             else:
-                v, solved = _block_pivoting(m, low, _guess_free_sets(m, low), max_iter)
+                iterations = min(max_iter, SINGULAR_MAX_ITER) if singular else max_iter
+                v, solved = _block_pivoting(m, low, _guess_free_sets(m, low), iterations)
                 m_np = m.numpy()
                 for r in (~solved).nonzero().squeeze(1).tolist():
                     v[r] = torch.from_numpy(_lawson_hanson(m_np, low[r].numpy(), 10 * t + 10))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 from ..base import Aggregator
@@ -36,7 +35,7 @@ class DualProj(Aggregator):
 
     def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         p = preferences("dualproj", self.pref_vector, gram)
-        v = dual_cone_weights(gram.detach().to(device="cpu", dtype=torch.float64), p)
+        v = dual_cone_weights(gram.detach(), p)
         return v.to(device=gram.device, dtype=gram.dtype)
 
     def extra_repr(self) -> str:

@@ -69,7 +69,7 @@ class UPGrad(Aggregator):
 
     def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         p = preferences("upgrad", self.pref_vector, gram)
-        v = dual_cone_weights(gram.detach().to(device="cpu", dtype=torch.float64), torch.diag(p))
+        v = dual_cone_weights(gram.detach(), torch.diag(p))
         return v.sum(0).to(device=gram.device, dtype=gram.dtype)
 
     def extra_repr(self) -> str:
