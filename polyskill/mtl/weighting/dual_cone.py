@@ -257,15 +257,15 @@ def dual_cone_weights(gram: Tensor, lower: Tensor, max_iter: int = 20) -> Tensor
     m_scale = m.diagonal().max() if t else torch.zeros((), dtype=F64)
     if bool(m_scale > 0):
         m = m / m_scale
-        if gram.dtype != F64:
-            lam, vec = torch.linalg.eigh(m)
-            lam = torch.where(lam > LOW_PRECISION_RTOL * t * torch.finfo(gram.dtype).eps * lam[-1], lam, 0.0)
-            m = (vec * lam) @ vec.T
         u_scale = u.abs().amax(1, keepdim=True)
         un = u / torch.where(u_scale > 0, u_scale, torch.ones_like(u_scale))
         hard = ((un @ m) < -_tolerance(t, un)[:, None]).any(1).nonzero().squeeze(1)
         if hard.numel():
             low = un[hard]
+            if gram.dtype != F64:
+                lam, vec = torch.linalg.eigh(m)
+                lam = torch.where(lam > LOW_PRECISION_RTOL * t * torch.finfo(gram.dtype).eps * lam[-1], lam, 0.0)
+                m = (vec * lam) @ vec.T
             chol, _ = torch.linalg.cholesky_ex(m)
             singular = not bool((chol.diagonal().square() > PIVOT_RTOL * m.diagonal()).all())
             null = _positive_null_combination(m) if singular else None
