@@ -18,10 +18,10 @@ from polyskill.mtl.weighting.config import ConFIG
 from polyskill.mtl.weighting.dual_cone import _lawson_hanson, _positive_null_combination, dual_cone_weights
 from polyskill.mtl.weighting.dualproj import DualProj
 from polyskill.mtl.weighting.fairgrad import FairGrad, solve_fairgrad
-from polyskill.mtl.weighting.gradvac import GradVac, draw_orders
+from polyskill.mtl.weighting.gradvac import GradVac
 from polyskill.mtl.weighting.mgda import min_norm_weights
 from polyskill.mtl.weighting.nash import solve_nash
-from polyskill.mtl.weighting.pcgrad import PCGrad
+from polyskill.mtl.weighting.pcgrad import PCGrad, draw_orders
 from polyskill.mtl.weighting.sdmgrad import SDMGrad
 from polyskill.mtl.weighting.upgrad import UPGrad
 

@@ -24,17 +24,7 @@ from torch import Tensor
 
 from ...errors import ConfigError
 from ..base import Aggregator
-
-
-def draw_orders(num_tasks: int, generator: torch.Generator) -> Tensor:
-    """For each task i, a random order [T, T-1] of the other tasks, as PCGrad draws them (the same draws for the
-    same generator state). Advances the generator when T >= 3 (with two tasks there is one order)."""
-    others = torch.arange(num_tasks).repeat(num_tasks, 1)
-    others = others[~torch.eye(num_tasks, dtype=torch.bool)].view(num_tasks, num_tasks - 1)
-    if num_tasks < 3:
-        return others
-    perms = torch.rand(num_tasks, num_tasks - 1, generator=generator).argsort(1)
-    return others.gather(1, perms)
+from .pcgrad import draw_orders
 
 
 def gradvac_coefficients(gram: np.ndarray, order: np.ndarray, target: np.ndarray, beta: float) -> np.ndarray:

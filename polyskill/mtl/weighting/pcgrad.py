@@ -41,6 +41,17 @@ def pcgrad_coefficients(gram: Tensor, order: Tensor) -> Tensor:
     return coef
 
 
+def draw_orders(num_tasks: int, generator: torch.Generator) -> Tensor:
+    """For each task i, a random order [T, T-1] of the other tasks, drawn from `generator` (PCGrad's and GradVac's
+    projection orders). Advances the generator when T >= 3 (with two tasks there is one order)."""
+    others = torch.arange(num_tasks).repeat(num_tasks, 1)
+    others = others[~torch.eye(num_tasks, dtype=torch.bool)].view(num_tasks, num_tasks - 1)
+    if num_tasks < 3:
+        return others
+    perms = torch.rand(num_tasks, num_tasks - 1, generator=generator).argsort(1)
+    return others.gather(1, perms)
+
+
 class PCGrad(Aggregator):
     """Projecting conflicting gradients: weights are the column sums of the projection coefficients.
 
@@ -56,14 +67,8 @@ class PCGrad(Aggregator):
         self.generator = torch.Generator().manual_seed(seed)
 
     def draw_order(self, num_tasks: int) -> Tensor:
-        """For each task i, a random order [T, T-1] of the other tasks. Advances the generator when T >= 3 (with
-        two tasks there is one order)."""
-        others = torch.arange(num_tasks).repeat(num_tasks, 1)
-        others = others[~torch.eye(num_tasks, dtype=torch.bool)].view(num_tasks, num_tasks - 1)
-        if num_tasks < 3:
-            return others
-        perms = torch.rand(num_tasks, num_tasks - 1, generator=self.generator).argsort(1)
-        return others.gather(1, perms)
+        """For each task i, a random order [T, T-1] of the other tasks (see `draw_orders`)."""
+        return draw_orders(num_tasks, self.generator)
 
     def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         coef = pcgrad_coefficients(gram, self.draw_order(gram.shape[0]))
