@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -139,18 +138,39 @@ def suggest_groups(
 
 
 def _greedy(a: np.ndarray, limit: int) -> np.ndarray:
-    """Start from singletons; merge the pair of groups that raises the score most, while it rises (or while
-    there are more than `limit` groups)."""
-    labels = np.arange(len(a))
+    """Start from singletons; merge the pair of groups that raises the score most (the first such pair in
+    (group, group) order on ties), while it rises (or while there are more than `limit` groups).
+
+    A group G contributes S(G) / (|G| - 1) to the score, S(G) being the sum of the affinities between its
+    distinct members (0 for a task alone), so a merge changes only the two groups' terms; with the block sums
+    W[g, h] of the affinities from group g to group h every candidate merge is scored at once: O(T^3) in all."""
+    n = len(a)
+    labels = np.arange(n)
+    block = a - np.diag(np.diag(a))
+    size = np.ones(n)
+    alive = np.ones(n, dtype=bool)
+    upper = np.triu(np.ones((n, n), dtype=bool), 1)
+
+    def contribution(inner: np.ndarray, members: np.ndarray) -> np.ndarray:
+        return np.where(members > 1, inner / np.maximum(members - 1, 1), 0.0)
+
     while True:
-        current = partition_scores(labels[None], a)[0]
-        ids = np.unique(labels)
-        best, best_labels = -np.inf, None
-        for g, h in itertools.combinations(ids, 2):
-            trial = np.where(labels == h, g, labels)
-            score = partition_scores(trial[None], a)[0]
-            if score > best:
-                best, best_labels = score, trial
-        if best_labels is None or (best <= current and len(ids) <= limit):
+        inner = np.diag(block)
+        own = contribution(inner, size)
+        merged = contribution(inner[:, None] + inner[None, :] + block + block.T, size[:, None] + size[None, :])
+        gain = merged - own[:, None] - own[None, :]
+        valid = upper & alive[:, None] & alive[None, :]
+        if not valid.any():
             return labels
-        labels = best_labels
+        flat = np.where(valid, gain, -np.inf).ravel()
+        pick = int(np.argmax(flat))
+        if flat[pick] <= 0 and int(alive.sum()) <= limit:
+            return labels
+        g, h = divmod(pick, n)
+        labels = np.where(labels == h, g, labels)
+        block[g, :] += block[h, :]
+        block[:, g] += block[:, h]
+        block[h, :] = 0.0
+        block[:, h] = 0.0
+        size[g] += size[h]
+        alive[h] = False
