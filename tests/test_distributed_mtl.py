@@ -49,6 +49,7 @@ WEIGHTINGS = {
     "mgda": ["mtl.weighting=mgda"],
     "rlw": ["mtl.weighting=rlw"],
     "dwa": ["mtl.weighting=dwa", "mtl.options.period=2"],  # dynamic weights from step 5 on
+    "famo": ["mtl.weighting=famo"],  # the losses after each step, averaged over the ranks
 }
 
 
@@ -98,6 +99,13 @@ CASES = {  # name: (aggregator, options, partitioned, rep_grad, trunk, penalty)
     "dwa-dense": ("dwa", {"num_tasks": 4, "period": 1}, False, False, True, True),
     "uw-partitioned": ("uw", {"num_tasks": 4}, True, False, True, False),
     "rlw-dense": ("rlw", {}, False, False, True, False),
+    "dbmtl-dense-trunk": ("dbmtl", {"num_tasks": 4}, False, False, True, False),
+    "moco-partitioned-vmap": ("moco", {"num_tasks": 4}, True, False, False, False),
+    "excessmtl-partitioned-trunk": ("excessmtl", {"num_tasks": 4}, True, False, True, False),
+    "graddrop-dense-trunk": ("graddrop", {}, False, False, True, False),
+    "upgrad-partitioned-trunk": ("upgrad", {}, True, False, True, False),
+    "imtl_hybrid-dense": ("imtl_hybrid", {"num_tasks": 4}, False, False, True, False),
+    "stch-dense": ("stch", {"num_tasks": 4, "warmup_steps": 1}, False, False, True, False),
 }
 CALLS = 3  # backward passes per case, on fresh batches: the later ones see the aggregators' state
 
