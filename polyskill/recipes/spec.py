@@ -11,7 +11,7 @@ import inspect
 import math
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -50,7 +50,7 @@ def _type_name(tp: Any) -> str:
         return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
     if origin is dict:
         return "a mapping"
-    if origin is list:
+    if origin in (list, Sequence):
         return f"a list of {_type_name(typing.get_args(tp)[0]).split(' ', 1)[-1]}s"
     return names.get(tp, getattr(tp, "__name__", str(tp)))
 
@@ -67,7 +67,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                     return _coerce(value, option, key)
                 except ConfigError:
                     pass
-    elif origin is list:
+    elif origin in (list, Sequence):  # a sequence option is given as a list
         if isinstance(value, list):
             return [_coerce(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value)]
         if not isinstance(value, (dict, bool)) and value is not None:

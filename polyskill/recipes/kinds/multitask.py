@@ -23,7 +23,7 @@ from ...eval.protocol import EvalProtocol
 from ...eval.result import Result
 from ...eval.summary import RunSummary
 from ...mtl import AGGREGATOR_NAMES, ARCHITECTURE_NAMES, aggregator_class, architecture_class
-from ...mtl.base import MultiTaskModel, Weighting
+from ...mtl.base import JacobianAggregator, MultiTaskModel, Weighting
 from ...mtl.learner import MultiTaskLearner
 from ...nn.lenet import LeNetEncoder, lenet_head
 from ...train.checkpoint import read_json, write_json
@@ -165,6 +165,11 @@ def learner(recipe: MultiTaskRecipe, data: MultiTaskData) -> MultiTaskLearner:
             model.forward_with_representation(data.x[:2])
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if isinstance(aggregator, JacobianAggregator) and not aggregator.acts_per_coordinate:
+            raise ConfigError(
+                f"mtl.rep_grad: {spec.weighting} reads the whole per-task gradients of the shared parameters, which "
+                f"the representation's are not; use mtl.rep_grad: false"
+            )
     return MultiTaskLearner(
         model,
         aggregator,
