@@ -193,6 +193,11 @@ def main() -> None:
     parser.add_argument("--weightings", default=None, help="comma-separated (default: every registered one)")
     parser.add_argument("--architectures", default=None, help="comma-separated (default: every registered one)")
     parser.add_argument("--towers", default="mgda", help="aggregator of the cross-stitch towers pair ('' to skip)")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="RECIPE:FOLDER,... configurations not to train (n/a in the tables), FOLDER as the run folder names them",
+    )
     parser.add_argument("--figure", default=None, help="where to save the delta-m figure (.png)")
     parser.add_argument("--json", default=None, help="where to save every number (default OUT/seeds.json)")
     parser.add_argument("--collect-only", action="store_true", help="tabulate the finished runs, train nothing")
@@ -220,6 +225,8 @@ def main() -> None:
             for name, steps in budgets
             for seed in range(args.seeds)
         ]
+        skipped = {tuple(item.split(":", 1)) for item in args.skip.split(",") if item}
+        jobs = [job for job in jobs if (job[0], Path(job[4]).parent.name) not in skipped]
         todo = [job for job in jobs if finished(Path(job[4])) is None]
         print(f"{len(todo)} of {len(jobs)} runs to train", file=sys.stderr)
         os.environ["OMP_NUM_THREADS"] = "1"
