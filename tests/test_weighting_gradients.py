@@ -3,11 +3,11 @@ on the explicit gradient vectors G [T, P] (the aggregators only ever see G G^T).
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
 import torch
+from weighting_support import F64, random_grads, roundtrip, zeros
 
 from polyskill.errors import ConfigError
 from polyskill.mtl.weighting.aligned import AlignedMTL, alignment_matrix
@@ -15,28 +15,6 @@ from polyskill.mtl.weighting.cagrad import CAGrad, solve_cagrad
 from polyskill.mtl.weighting.imtl import IMTLG
 from polyskill.mtl.weighting.nash import NashMTL
 from polyskill.mtl.weighting.pcgrad import PCGrad
-
-F64 = torch.float64
-
-
-def random_grads(gen: torch.Generator, t: int, p: int, conflict: bool = True) -> torch.Tensor:
-    """Task gradients of varied norms; `conflict` mixes in a shared direction of random sign per task."""
-    g = torch.randn(t, p, generator=gen, dtype=F64) * (0.2 + 3 * torch.rand(t, 1, generator=gen, dtype=F64))
-    if conflict:
-        shared = torch.randn(p, generator=gen, dtype=F64)
-        g = g + torch.randn(t, 1, generator=gen, dtype=F64) * shared
-    return g
-
-
-def zeros(t: int) -> torch.Tensor:
-    return torch.zeros(t, dtype=F64)
-
-
-def roundtrip(module: torch.nn.Module) -> dict:
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 # -- PCGrad ---------------------------------------------------------------------------------------------------

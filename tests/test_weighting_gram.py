@@ -5,13 +5,13 @@ pseudo-inverse of the unit gradients for ConFIG, and the papers' update loops wr
 
 from __future__ import annotations
 
-import io
 import itertools
 
 import numpy as np
 import pytest
 import torch
 from scipy.optimize import least_squares, nnls
+from weighting_support import F64, random_grads, roundtrip, zeros
 
 from polyskill.errors import ConfigError
 from polyskill.mtl.weighting.config import ConFIG
@@ -24,28 +24,6 @@ from polyskill.mtl.weighting.nash import solve_nash
 from polyskill.mtl.weighting.pcgrad import PCGrad, draw_orders
 from polyskill.mtl.weighting.sdmgrad import SDMGrad
 from polyskill.mtl.weighting.upgrad import UPGrad
-
-F64 = torch.float64
-
-
-def random_grads(gen: torch.Generator, t: int, p: int, conflict: bool = True) -> torch.Tensor:
-    """Task gradients of varied norms; `conflict` mixes in a shared direction of random sign per task."""
-    g = torch.randn(t, p, generator=gen, dtype=F64) * (0.2 + 3 * torch.rand(t, 1, generator=gen, dtype=F64))
-    if conflict:
-        shared = torch.randn(p, generator=gen, dtype=F64)
-        g = g + torch.randn(t, 1, generator=gen, dtype=F64) * shared
-    return g
-
-
-def zeros(t: int) -> torch.Tensor:
-    return torch.zeros(t, dtype=F64)
-
-
-def roundtrip(module: torch.nn.Module) -> dict:
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 # -- the dual-cone projection ---------------------------------------------------------------------------------

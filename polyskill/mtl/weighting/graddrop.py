@@ -13,16 +13,16 @@ or, with `mtl.rep_grad`, those of the shared representation (the paper's setting
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from ...errors import ConfigError
 from ..base import Aggregation, JacobianAggregator
+from .seeded import Seeded
 
 
-class GradDrop(JacobianAggregator):
+class GradDrop(Seeded, JacobianAggregator):
     """Gradient sign dropout: at each coordinate, one sign is chosen at random (by the gradients' sign purity) and
     the gradients of the other sign are dropped.
 
@@ -39,10 +39,8 @@ class GradDrop(JacobianAggregator):
         super().__init__()
         if isinstance(leak, bool) or not isinstance(leak, (int, float)) or not (math.isfinite(leak) and 0 <= leak <= 1):
             raise ConfigError(f"graddrop: leak must be a number in [0, 1], got {leak!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"graddrop: seed must be a non-negative integer, got {seed!r}")
-        self.leak, self.seed = float(leak), seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.leak = float(leak)
+        self.seed_generator("graddrop", seed)
 
     def draw_uniforms(self, size: int) -> Tensor:
         """`size` float64 uniforms in [0, 1) from the generator (on the CPU)."""
@@ -62,13 +60,6 @@ class GradDrop(JacobianAggregator):
         kept = self.leak + (1 - self.leak) * mask.to(g.dtype)
         direction = (kept * g).sum(0)
         return Aggregation(direction, torch.ones(g.shape[0], dtype=g.dtype, device=g.device))
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"seed": self.seed, "rng": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.seed = int(state["seed"])
-        self.generator.set_state(state["rng"].cpu())
 
     def extra_repr(self) -> str:
         return f"leak={self.leak}, seed={self.seed}"

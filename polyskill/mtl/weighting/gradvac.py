@@ -16,7 +16,6 @@ is PCGrad's projection.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from torch import Tensor
 from ...errors import ConfigError
 from ..base import Aggregator
 from .pcgrad import draw_orders
+from .seeded import Seeded
 
 
 def gradvac_coefficients(gram: np.ndarray, order: np.ndarray, target: np.ndarray, beta: float) -> np.ndarray:
@@ -69,7 +69,7 @@ def gradvac_coefficients(gram: np.ndarray, order: np.ndarray, target: np.ndarray
     return coef
 
 
-class GradVac(Aggregator):
+class GradVac(Seeded, Aggregator):
     """Gradient vaccine: weights are the column sums of the modification coefficients.
 
     Needs the Gram matrix only, and `num_tasks` to size its state. State: the targets phi^ [T, T] (a float64 buffer)
@@ -94,10 +94,8 @@ class GradVac(Aggregator):
             or not 0 <= beta <= 1
         ):
             raise ConfigError(f"gradvac: beta must be a number in [0, 1], got {beta!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"gradvac: seed must be a non-negative integer, got {seed!r}")
-        self.num_tasks, self.beta, self.seed = num_tasks, float(beta), seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.num_tasks, self.beta = num_tasks, float(beta)
+        self.seed_generator("gradvac", seed)
         self.register_buffer("target", torch.zeros(num_tasks, num_tasks, dtype=torch.float64))
 
     def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
@@ -109,13 +107,6 @@ class GradVac(Aggregator):
         coef = gradvac_coefficients(0.5 * (m + m.T), draw_orders(t, self.generator).numpy(), target, self.beta)
         self.target.copy_(torch.from_numpy(target))
         return torch.from_numpy(coef.sum(0)).to(device=gram.device, dtype=gram.dtype)
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"seed": self.seed, "rng": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.seed = int(state["seed"])
-        self.generator.set_state(state["rng"].cpu())
 
     def extra_repr(self) -> str:
         return f"num_tasks={self.num_tasks}, beta={self.beta}, seed={self.seed}"

@@ -7,13 +7,11 @@ g_i^PC -= (g_i^PC . g_j / ||g_j||^2) g_j. The update is the sum of the projected
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from ...errors import ConfigError
 from ..base import Aggregator
+from .seeded import Seeded
 
 
 def pcgrad_coefficients(gram: Tensor, order: Tensor) -> Tensor:
@@ -52,7 +50,7 @@ def draw_orders(num_tasks: int, generator: torch.Generator) -> Tensor:
     return others.gather(1, perms)
 
 
-class PCGrad(Aggregator):
+class PCGrad(Seeded, Aggregator):
     """Projecting conflicting gradients: weights are the column sums of the projection coefficients.
 
     The orders are drawn from a `torch.Generator` seeded with `seed`; its state is part of `state_dict`
@@ -61,10 +59,7 @@ class PCGrad(Aggregator):
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"pcgrad: seed must be a non-negative integer, got {seed!r}")
-        self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed_generator("pcgrad", seed)
 
     def draw_order(self, num_tasks: int) -> Tensor:
         """For each task i, a random order [T, T-1] of the other tasks (see `draw_orders`)."""
@@ -73,13 +68,6 @@ class PCGrad(Aggregator):
     def weights(self, gram: Tensor, losses: Tensor) -> Tensor:
         coef = pcgrad_coefficients(gram, self.draw_order(gram.shape[0]))
         return coef.sum(0)
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"seed": self.seed, "rng": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.seed = int(state["seed"])
-        self.generator.set_state(state["rng"].cpu())
 
     def extra_repr(self) -> str:
         return f"seed={self.seed}"
