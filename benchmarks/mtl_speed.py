@@ -49,12 +49,14 @@ repeats, so that all see the same machine load; a repeat's time is its median st
 table gives the median over repeats.
 
 Memory (school-139; `--memory-only` for nothing else, `--no-memory` to skip): for each method and library a fresh
-model runs its first two steps (the first allocates Adam's and the weighting's state) under torch.profiler with
-`profile_memory=True`, which records every allocation and free of torch's CPU allocator; the running sum of those,
-counted from what was held before (model, batches), gives the peak tensor memory of a step and what stays held after
-(state, gradients). It is exact for tensors and blind to memory outside torch's allocator (numpy and solver
-arrays: T x T here) and to the allocator's and the heap's own overhead. The process's peak RSS is not used: on one
-long-lived process the same EW step showed RSS rises from 7 to 90 MB depending on what ran before it.
+model runs its first two steps (the first allocates Adam's and the weighting's state) with the profiler's memory
+reporting on (torch._C's `_enable_profiler` with `profile_memory` and only a record scope these steps never enter,
+so that no operator is recorded and the steps run at their plain speed; the full torch.profiler took 38 s and 4 GB
+for one of LibMTL's 139-task steps), which reports every allocation and free of torch's CPU allocator; their running
+sum, counted from what was held before (model, batches), gives the peak tensor memory of a step and what stays held
+after (state, gradients). It is exact for tensors and deterministic, and blind to memory outside torch's allocator
+(numpy and solver arrays: T x T here) and to the allocator's and the heap's own overhead. The process's peak RSS is
+not used: in one long-lived process the same EW step showed RSS rises from 7 to 90 MB depending on what ran before.
 
 `--check` (on by default) compares the first-step shared-parameter gradient of polyskill with the peers' for EW
 and MGDA. `--json OUT` saves a run and `--merge A.json B.json ...` prints the tables of runs split by `--methods`
@@ -474,15 +476,23 @@ MEMORY_STEPS = 2  # the first step (which allocates Adam's and the weighting's s
 
 
 def tensor_memory(torch, one, steps: int) -> dict:
-    """Bytes held by torch tensors over `steps` fresh steps, from the CPU allocator's allocations and frees that
-    torch.profiler records (profile_memory=True), counted from what was held before the first step (model,
-    batches): the peak of their running sum, and what is still held after the last step (state, gradients)."""
-    from torch.profiler import ProfilerActivity, profile
+    """Bytes held by torch tensors over `steps` fresh steps, from every allocation and free of torch's CPU allocator
+    as the profiler reports them (its memory reporting alone: the one record scope enabled is one these steps never
+    enter, so no operator is recorded, which keeps LibMTL's 139-task steps at their plain speed), counted from what
+    was held before the first step (model, batches): the peak of their running sum and what is held after the last
+    step (state, gradients)."""
+    from torch._C._profiler import ProfilerActivity, RecordScope, _ExperimentalConfig
+    from torch.autograd import ProfilerConfig, ProfilerState, _disable_profiler, _enable_profiler, _prepare_profiler
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    config = ProfilerConfig(ProfilerState.KINETO, False, True, False, False, False, _ExperimentalConfig())
+    _prepare_profiler(config, {ProfilerActivity.CPU})
+    _enable_profiler(config, {ProfilerActivity.CPU}, {RecordScope.LITE_INTERPRETER})
+    try:
         for i in range(steps):
             one(i)
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    finally:
+        recorded = _disable_profiler()
+    events = sorted((e.start_ns(), e.nbytes()) for e in recorded.events() if e.name() == "[memory]")
     held = peak = 0
     for _, nbytes in events:
         held += nbytes
