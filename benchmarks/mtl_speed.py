@@ -830,7 +830,13 @@ def table(results: dict, cases: list[str], methods: list[str], steps: dict[str, 
             if method == "ew" or ps is None:
                 continue
             peers = [m for m in (median_ms(results, p, case, method) for p in LIBS[1:]) if m]
-            if case == "school-139":
+            if case == "school-139" and method in LOSS_METHODS:
+                if peers:
+                    lines.append(
+                        f"- {case} {LABELS[method]}: faster peer / polyskill = {min(peers) / ps:.2f}x "
+                        "(a loss weighting: not judged against the goal)"
+                    )
+            elif case == "school-139":
                 if peers:
                     r = min(peers) / ps
                     lines.append(
