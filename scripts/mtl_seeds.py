@@ -120,16 +120,15 @@ def collect(
 
 
 def mean_ranks(table: dict[str, dict[str, dict[str, list[float]]]], labels: list[str]) -> dict[str, float]:
-    """Each label's rank by mean delta-m within `labels` (1 = best), averaged over the recipes where every label
-    has results."""
-    ranks: dict[str, list[float]] = {label: [] for label in labels}
+    """Each label's rank by mean delta-m (1 = best) among the labels run on every recipe, averaged over the
+    recipes; nan for a label missing somewhere."""
+    complete = [label for label in labels if all(rows[label]["delta_m"] for rows in table.values())]
+    ranks: dict[str, list[float]] = {label: [] for label in complete}
     for rows in table.values():
-        if not all(rows[label]["delta_m"] for label in labels):
-            continue
-        means = sorted(labels, key=lambda label: -statistics.fmean(rows[label]["delta_m"]))
+        means = sorted(complete, key=lambda label: -statistics.fmean(rows[label]["delta_m"]))
         for position, label in enumerate(means, start=1):
             ranks[label].append(position)
-    return {label: statistics.fmean(r) if r else float("nan") for label, r in ranks.items()}
+    return {label: statistics.fmean(ranks[label]) if label in ranks else float("nan") for label in labels}
 
 
 def markdown(table: dict[str, dict[str, dict[str, list[float]]]], labels: list[str], title: str) -> str:
@@ -142,7 +141,7 @@ def markdown(table: dict[str, dict[str, dict[str, list[float]]]], labels: list[s
         "| configuration | " + " | ".join(head) + " | mean rank |",
         "|---" * (len(head) + 2) + "|",
     ]
-    for label in sorted(labels, key=lambda label: ranks[label]):
+    for label in sorted(labels, key=lambda label: (ranks[label] != ranks[label], ranks[label])):
         cells = []
         for r in recipes:
             values = table[r][label]["metric"]
