@@ -1024,13 +1024,16 @@ def main() -> None:
                             max_seconds=args.max_seconds,
                         )
                         results.setdefault((lib, case, method), []).append(out)
+                        shown = f"{out['ms_per_step']:.1f} ms" if out["status"] == "ok" else out["status"]
+                        print(f"repeat {r + 1} {case} {method} {lib}: {shown}", file=sys.stderr, flush=True)
         memory = {}
         for case in [c for c in cases if c in MEMORY_CASES and args.memory]:
             for method in methods:
                 for lib in libs:
-                    memory[(lib, case, method)] = workers[lib].ask(
-                        case=case, method=method, steps=0, warmup=0, max_seconds=0, memory=True
-                    )
+                    out = workers[lib].ask(case=case, method=method, steps=0, warmup=0, max_seconds=0, memory=True)
+                    memory[(lib, case, method)] = out
+                    shown = f"{out['peak_mb']:.1f} MB" if out["status"] == "ok" else out["status"]
+                    print(f"memory {case} {method} {lib}: {shown}", file=sys.stderr, flush=True)
         for w in workers.values():
             w.close()
     run = {
