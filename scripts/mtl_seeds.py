@@ -214,7 +214,9 @@ def main() -> None:
     budgets = []
     for item in args.recipes:
         name, _, steps = item.partition(":")
-        budgets.append((name, int(steps) if steps else 0))
+        if not steps.isdigit() or int(steps) < 1:
+            parser.error(f"{item!r}: give each recipe as RECIPE:STEPS, STEPS a positive integer")
+        budgets.append((name, int(steps)))
     out = Path(args.out)
     if not args.collect_only:
         # the baselines first, then one configuration at a time over its seeds, so a stopped command leaves whole rows

@@ -48,8 +48,6 @@ def test_resume_continues_identically(tmp_path, weighting):
     for key, value in a.items():
         if torch.is_tensor(value):
             assert torch.equal(value, b[key]), key
-    extra_a, extra_b = straight.algo.aggregator.state_dict(), resumed.algo.aggregator.state_dict()
-    assert repr(extra_a) == repr(extra_b)
 
 
 def test_famo_moves_its_logits_only_after_the_optimiser_step(tmp_path):
