@@ -49,7 +49,7 @@ def _install(monkeypatch, root, name: str, content: bytes) -> None:
 
 
 def _idx(magic: int, shape: tuple[int, ...], payload: bytes) -> bytes:
-    return gzip.compress(struct.pack(f">I{len(shape)}I", magic, *shape) + payload)
+    return gzip.compress(struct.pack(f">I{len(shape)}I", magic, *shape) + payload, mtime=0)
 
 
 # Fashion-MNIST -------------------------------------------------------------------------------------------------
@@ -89,8 +89,9 @@ def test_fashion_mnist_matches_raw_bytes(fm_test, data_root):
         (_idx(IMAGES_MAGIC, (2, 28, 28), bytes(784)), "needs"),
         (_idx(IMAGES_MAGIC, (2, 28, 28), bytes(3 * 784)), "needs"),
         (b"not a gzip file at all", "decompress"),
-        (gzip.compress(b"\x00\x00"), "too short"),
+        (gzip.compress(b"\x00\x00", mtime=0), "too short"),
     ],
+    ids=["bad-magic", "too-few-bytes", "too-many-bytes", "not-gzip", "too-short"],
 )
 def test_bad_idx_is_a_data_error_naming_the_file(tmp_path, content, words):
     path = tmp_path / "bad-idx3-ubyte.gz"
