@@ -309,3 +309,19 @@ def test_a_test_split_that_cannot_be_read_is_refused_before_training(intents, tm
     assert main(["train", str(write_recipe(tmp_path, recipe)), "--out", str(tmp_path / "b"), "--quiet"]) == 2
     assert "nope.csv does not exist" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_a_classifier_over_the_training_classes_counts_them_without_encoding_the_texts(intents, tmp_path, monkeypatch):
+    """Building Baseline's classifier needs the number of training classes only: counting must not run the
+    encoder over the whole training set (minutes for a large set); the count is the encoded set's."""
+    from polyskill.recipes.kinds import fewshot_text
+    from polyskill.recipes.kinds.fewshot import algorithm, dataset
+
+    _, paths = intents
+    recipe = load(write_recipe(tmp_path, text_recipe(paths, TEXTCNN, "baseline")))
+    encoded = dataset(recipe, "train")
+    calls = []
+    monkeypatch.setattr(fewshot_text, "_encoded", lambda *args: calls.append(args))
+    algo = algorithm(recipe)
+    assert calls == []
+    assert algo.num_classes == encoded.num_classes == len(TRAIN)

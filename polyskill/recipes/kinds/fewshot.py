@@ -115,6 +115,13 @@ def dataset(recipe: FewShotRecipe, split: str, root: Root = None) -> ClassDatase
     return modality(recipe).classes(recipe, getattr(recipe.data, split), root)
 
 
+def class_count(recipe: FewShotRecipe, split: str, root: Root = None) -> int:
+    """How many classes `split` holds, counted without building its tensors where the modality can."""
+    if getattr(recipe.data, split) is None:
+        raise ConfigError(f"the recipe has no data.{split}")
+    return modality(recipe).num_classes(recipe, getattr(recipe.data, split), root)
+
+
 def input_shape(recipe: FewShotRecipe) -> tuple[int, ...]:
     return modality(recipe).input_shape(recipe)
 
@@ -132,7 +139,7 @@ def algorithm(recipe: FewShotRecipe, root: Root = None) -> FewShotAlgorithm:
     outputs = recipe.episodes.way if needs.output_layer else None
     context: dict[str, Any] = {"input_shape": input_shape(recipe), "classes": recipe.episodes.way}
     if "num_classes" in needs.builder_args and recipe.algo.get("num_classes") is None:
-        context["num_classes"] = dataset(recipe, "train", root).num_classes
+        context["num_classes"] = class_count(recipe, "train", root)
     return learner(recipe.algo, modality(recipe).network(recipe, outputs), context)
 
 

@@ -291,6 +291,9 @@ class TextModality(Modality):
         key = _featurizer_key(recipe, root)
         return _encoded(recipe.data.dataset, where, root, key, _stamp(recipe.data.dataset, where))
 
+    def num_classes(self, recipe: Any, where: str, root: Root = None) -> int:
+        return text_classes(recipe.data.dataset, where, root).num_classes
+
     def input_shape(self, recipe: Any) -> tuple[int, ...]:
         return tuple(recipe.model.input_shape())
 

@@ -31,6 +31,11 @@ class Modality(ABC):
         """The classes a split of the data section names (`where`: `vinyals/train`, `full-test`, a path, ...) as
         the tensors the model takes."""
 
+    def num_classes(self, recipe: Any, where: str, root: Root = None) -> int:
+        """How many classes a split holds; a modality whose `classes` is costly (encoding every text) counts them
+        without it, so that building a classifier over the training classes does not encode the set."""
+        return self.classes(recipe, where, root).num_classes
+
     @abstractmethod
     def input_shape(self, recipe: Any) -> tuple[int, ...]:
         """The shape of one example as the model takes it."""
