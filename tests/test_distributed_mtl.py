@@ -43,11 +43,11 @@ COMMON = [
     "train.log_every=4",
     "data.val=null",
 ]
+# Whole runs, one per kind of state a weighting carries between steps (the gradient paths of every kind are
+# compared rank by rank in-process below, in CASES): a random generator on every rank, loss windows in buffers,
+# and losses measured after the optimiser step.
 WEIGHTINGS = {
-    "ew": ["mtl.weighting=ew"],
     "pcgrad": ["mtl.weighting=pcgrad"],
-    "mgda": ["mtl.weighting=mgda"],
-    "rlw": ["mtl.weighting=rlw"],
     "dwa": ["mtl.weighting=dwa", "mtl.options.period=2"],  # dynamic weights from step 5 on
     "famo": ["mtl.weighting=famo"],  # the losses after each step, averaged over the ranks
 }

@@ -46,11 +46,11 @@ def test_stream_and_fixed_tasks_are_reproducible():
 def test_maml_learns_to_adapt_to_sinusoids():
     torch.manual_seed(0)
     algo = MAML(MLP([1, 40, 40, 1]), inner_lr=0.01, inner_steps=1, eval_steps=10)
-    fit(algo, SinusoidTasks(10, 10, seed=0), steps=1000, meta_batch=25, lr=2e-3, progress=False, log_every=500)
+    fit(algo, SinusoidTasks(10, 10, seed=0), steps=400, meta_batch=25, lr=2e-3, progress=False, log_every=500)
     test = SinusoidTasks(10, 50, seed=99)
     adapted = regression(algo, test, episodes=200, steps=10)
     unadapted = regression(algo, test, episodes=200, steps=0)
     assert algo.eval_steps == 10  # the steps are the protocol's, the learner is left as it was
     # a sinusoid's variance is A^2/2 (about 4.2 on average): the unadapted model cannot do much better
-    assert unadapted.mse > 2.5  # observed 3.075 on 2026-12-02
-    assert adapted.mse < 0.5 * unadapted.mse, (adapted, unadapted)  # observed 0.399 on 2026-12-02
+    assert unadapted.mse > 2.5  # observed 3.171 on 2026-12-03
+    assert adapted.mse < 0.5 * unadapted.mse, (adapted, unadapted)  # observed 0.928 on 2026-12-03
