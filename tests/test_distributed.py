@@ -255,12 +255,12 @@ def test_test_episodes_are_split_over_the_ranks_and_gathered(tmp_path):
 
 
 def test_torchrun_runs_the_same_module_the_same_way(tmp_path):
-    """`torchrun -m polyskill.cli train ...` (how several machines are used) trains what `--nproc` trains."""
+    """`torchrun -m polyskill.cli train ...` (how several machines are used) trains what `--nproc` trains: the
+    parameters one process reaches on the same global batches (as the `--nproc` runs above are held to)."""
     recipe = tiny_recipe(tmp_path, steps=4, val_every=2, meta_batch=2)
-    common = ["train", str(recipe), "--quiet", "--no-eval"]
-    runs = {
-        "nproc": [sys.executable, "-m", "polyskill.cli", *common, "--out", str(tmp_path / "nproc"), "--nproc", "2"],
-        "torchrun": [
+    overrides = [*ALGOS["protonet"], "data.val=null"]
+    done = subprocess.run(
+        [
             sys.executable,
             "-m",
             "torch.distributed.run",
@@ -269,18 +269,26 @@ def test_torchrun_runs_the_same_module_the_same_way(tmp_path):
             "2",
             "-m",
             "polyskill.cli",
-            *common,
+            "train",
+            str(recipe),
+            *[arg for o in overrides for arg in ("--set", o)],
+            "--quiet",
+            "--no-eval",
             "--out",
             str(tmp_path / "torchrun"),
         ],
-    }
-    for args in runs.values():
-        done = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=600)
-        assert done.returncode == 0, done.stderr
-    a, b = (load_checkpoint(tmp_path / name / "last.pt") for name in runs)
-    assert len(b["ranks"]) == 2
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    trained = load_checkpoint(tmp_path / "torchrun" / "last.pt")
+    assert len(trained["ranks"]) == 2
+    reference = _single_process(recipe, overrides, world=2)
+    for key, value in reference.items():
+        tolerance = 1e-3 if key.endswith(".0.bias") else 1e-5  # as above: zero-gradient biases move by noise only
+        assert torch.allclose(trained["model"][key], value, atol=tolerance, rtol=1e-5), key
 
 
 def test_a_time_budget_stops_every_rank_at_the_same_step(tmp_path):
