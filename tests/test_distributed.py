@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from conftest import tiny_recipe
 
 from polyskill.cli import main
 from polyskill.data import EpisodeSampler
 from polyskill.distributed import ShardedStream
 from polyskill.distributed.batch_norm import sync_batch_norms
+from polyskill.distributed.launch import free_port
 from polyskill.recipes import load
 from polyskill.recipes.kinds.fewshot import algorithm, dataset
+from polyskill.recipes.runner import train_run
 from polyskill.train import FitConfig, Trainer, load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -81,42 +84,41 @@ def _single_process(recipe_path: Path, overrides: list[str], world: int) -> dict
     return {k: v.detach().clone() for k, v in algo.named_parameters()}
 
 
-@pytest.mark.parametrize("name", sorted(ALGOS))
-def test_two_processes_end_with_the_parameters_of_one_given_the_same_global_batch(name, tmp_path):
-    recipe = tiny_recipe(tmp_path, steps=6, val_every=6, meta_batch=4, log_every=2)
-    overrides = [*ALGOS[name], "data.val=null"]
-    sets = [arg for o in overrides for arg in ("--set", o)]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "polyskill.cli",
-            "train",
-            str(recipe),
-            *sets,
-            "--out",
-            str(tmp_path / "run"),
-            "--nproc",
-            "2",
-            "--quiet",
-            "--no-eval",
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
+def _rank(rank: int, world: int, ports: list[int], recipe: str, folder: str) -> None:
+    """One rank of a 2-process run of every learner in turn, as `--nproc` starts it (torchrun's environment, then
+    the same `train_run`), in one interpreter: each learner's run gets its own rendezvous port."""
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1"
     )
-    assert done.returncode == 0, done.stderr
-    distributed = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
-    reference = _single_process(recipe, overrides, world=2)
+    torch.set_num_threads(1)
+    for name, port in zip(sorted(ALGOS), ports, strict=True):
+        os.environ["MASTER_PORT"] = str(port)
+        train_run(load(recipe, [*ALGOS[name], "data.val=null"]), Path(folder) / name, progress=False, evaluate=False)
+
+
+@pytest.fixture(scope="module")
+def distributed_runs(tmp_path_factory) -> Path:
+    """Every learner trained for 6 steps on 2 gloo processes (one start-up for all of them)."""
+    folder = tmp_path_factory.mktemp("distributed")
+    recipe = tiny_recipe(folder, steps=6, val_every=6, meta_batch=4, log_every=2)
+    ports = [free_port() for _ in ALGOS]
+    mp.spawn(_rank, args=(2, ports, str(recipe), str(folder)), nprocs=2, join=True)
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(ALGOS))
+def test_two_processes_end_with_the_parameters_of_one_given_the_same_global_batch(name, distributed_runs):
+    distributed = load_checkpoint(distributed_runs / name / "last.pt")
+    assert len(distributed["ranks"]) == 2
+    reference = _single_process(distributed_runs / "tiny.yaml", [*ALGOS[name], "data.val=null"], world=2)
     assert reference
     for key, value in reference.items():
         # a convolution's bias right before batch norm has a zero gradient in exact arithmetic: both runs
         # move it by float noise only, so it is held to that noise's size
         tolerance = 1e-3 if key.endswith(".0.bias") else 1e-5
-        assert torch.allclose(distributed[key], value, atol=tolerance, rtol=1e-5), (
+        assert torch.allclose(distributed["model"][key], value, atol=tolerance, rtol=1e-5), (
             key,
-            (distributed[key] - value).abs().max(),
+            (distributed["model"][key] - value).abs().max(),
         )
 
 
