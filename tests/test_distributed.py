@@ -88,7 +88,11 @@ def _rank(rank: int, world: int, ports: list[int], recipe: str, folder: str) -> 
     """One rank of a 2-process run of every learner in turn, as `--nproc` starts it (torchrun's environment, then
     the same `train_run`), in one interpreter: each learner's run gets its own rendezvous port."""
     os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1"
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
     )
     torch.set_num_threads(1)
     for name, port in zip(sorted(ALGOS), ports, strict=True):
