@@ -5,8 +5,6 @@ stream's share, joined in rank order; a partitioned batch joined task by task)."
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from torch import Tensor, nn
 
 from polyskill.data.mtl_batches import MultiTaskBatches
 from polyskill.distributed import DistContext
+from polyskill.distributed.launch import free_port
 from polyskill.distributed.reduction import RankReduction
 from polyskill.distributed.streams import ShardedBatches
 from polyskill.errors import ConfigError
@@ -26,10 +25,10 @@ from polyskill.mtl.step import multitask_backward
 from polyskill.recipes import load
 from polyskill.recipes.kinds.datasets import multitask_data
 from polyskill.recipes.kinds.multitask import learner, rank_batches
+from polyskill.recipes.runner import train_run
 from polyskill.train import load_checkpoint
 from polyskill.train.multitask import MultiTaskTrainer
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 WORLD = 2
 STEPS = 8
 # plain SGD: Adam turns float-summation noise in near-zero gradients into lr-sized steps; a rate large enough
@@ -203,7 +202,32 @@ def test_every_rank_holds_the_global_batch_gradients_weights_and_state(tmp_path)
                     assert torch.equal(got[key], ranks[0][name][call][key]), (name, call, rank, key)
 
 
-# -- whole runs through the command line ------------------------------------------------------------------------
+# -- whole runs, as `--nproc` starts them -------------------------------------------------------------------------
+
+
+def _rank(rank: int, world: int, ports: list[int], folder: str) -> None:
+    """One rank of a 2-process run of every weighting in turn, with torchrun's environment and the same
+    `train_run` as `--nproc` (one interpreter for all of them; each run gets its own rendezvous port)."""
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+    )
+    torch.set_num_threads(1)
+    for name, port in zip(sorted(WEIGHTINGS), ports, strict=True):
+        os.environ["MASTER_PORT"] = str(port)
+        recipe = load("mtl-synthetic-affinity", [*WEIGHTINGS[name], *COMMON])
+        train_run(recipe, Path(folder) / name, progress=False, evaluate=False)
+
+
+@pytest.fixture(scope="module")
+def distributed_runs(tmp_path_factory) -> Path:
+    """Every weighting of WEIGHTINGS trained on 2 gloo processes (one start-up for all of them)."""
+    folder = tmp_path_factory.mktemp("distributed-mtl")
+    mp.spawn(_rank, args=(WORLD, [free_port() for _ in WEIGHTINGS], str(folder)), nprocs=WORLD, join=True)
+    return folder
 
 
 def _reference(overrides: list[str], world: int) -> dict[str, object]:
@@ -221,34 +245,13 @@ def _reference(overrides: list[str], world: int) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("name", sorted(WEIGHTINGS))
-def test_two_processes_end_where_one_does_on_the_same_global_batches(name, tmp_path):
+def test_two_processes_end_where_one_does_on_the_same_global_batches(name, distributed_runs):
     overrides = [*WEIGHTINGS[name], *COMMON]
-    sets = [arg for o in overrides for arg in ("--set", o)]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "polyskill.cli",
-            "train",
-            "mtl-synthetic-affinity",
-            *sets,
-            "--out",
-            str(tmp_path / "run"),
-            "--nproc",
-            str(WORLD),
-            "--quiet",
-            "--no-eval",
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    distributed = load_checkpoint(tmp_path / "run" / "last.pt")
+    run = distributed_runs / name
+    distributed = load_checkpoint(run / "last.pt")
     samplers = [r["sampler"]["generator"] for r in distributed["ranks"]]
     assert len(samplers) == WORLD and not torch.equal(samplers[0], samplers[1])  # each rank its own stream
-    assert (tmp_path / "run" / "affinity.json").is_file() and (tmp_path / "run" / "summary.json").is_file()
+    assert (run / "affinity.json").is_file() and (run / "summary.json").is_file()
     model = distributed["model"]
     reference = _reference(overrides, WORLD)
     start = _reference_start(overrides)
