@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from conftest import tiny_recipe
+from rank_support import train_on_ranks
 
 from polyskill.cli import main
 from polyskill.data import EpisodeSampler
 from polyskill.distributed import ShardedStream
 from polyskill.distributed.batch_norm import sync_batch_norms
-from polyskill.distributed.launch import free_port
 from polyskill.recipes import load
 from polyskill.recipes.kinds.fewshot import algorithm, dataset
-from polyskill.recipes.runner import train_run
 from polyskill.train import FitConfig, Trainer, load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -84,29 +82,12 @@ def _single_process(recipe_path: Path, overrides: list[str], world: int) -> dict
     return {k: v.detach().clone() for k, v in algo.named_parameters()}
 
 
-def _rank(rank: int, world: int, ports: list[int], recipe: str, folder: str) -> None:
-    """One rank of a 2-process run of every learner in turn, as `--nproc` starts it (torchrun's environment, then
-    the same `train_run`), in one interpreter: each learner's run gets its own rendezvous port."""
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_WORLD_SIZE=str(world),
-        MASTER_ADDR="127.0.0.1",
-    )
-    torch.set_num_threads(1)
-    for name, port in zip(sorted(ALGOS), ports, strict=True):
-        os.environ["MASTER_PORT"] = str(port)
-        train_run(load(recipe, [*ALGOS[name], "data.val=null"]), Path(folder) / name, progress=False, evaluate=False)
-
-
 @pytest.fixture(scope="module")
 def distributed_runs(tmp_path_factory) -> Path:
     """Every learner trained for 6 steps on 2 gloo processes (one start-up for all of them)."""
     folder = tmp_path_factory.mktemp("distributed")
     recipe = tiny_recipe(folder, steps=6, val_every=6, meta_batch=4, log_every=2)
-    ports = [free_port() for _ in ALGOS]
-    mp.spawn(_rank, args=(2, ports, str(recipe), str(folder)), nprocs=2, join=True)
+    train_on_ranks([(str(recipe), [*ALGOS[name], "data.val=null"], str(folder / name)) for name in sorted(ALGOS)])
     return folder
 
 

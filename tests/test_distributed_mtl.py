@@ -4,18 +4,17 @@ stream's share, joined in rank order; a partitioned batch joined task by task)."
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
+from rank_support import train_on_ranks
 from torch import Tensor, nn
 
 from polyskill.data.mtl_batches import MultiTaskBatches
 from polyskill.distributed import DistContext
-from polyskill.distributed.launch import free_port
 from polyskill.distributed.reduction import RankReduction
 from polyskill.distributed.streams import ShardedBatches
 from polyskill.errors import ConfigError
@@ -25,7 +24,6 @@ from polyskill.mtl.step import multitask_backward
 from polyskill.recipes import load
 from polyskill.recipes.kinds.datasets import multitask_data
 from polyskill.recipes.kinds.multitask import learner, rank_batches
-from polyskill.recipes.runner import train_run
 from polyskill.train import load_checkpoint
 from polyskill.train.multitask import MultiTaskTrainer
 
@@ -205,28 +203,14 @@ def test_every_rank_holds_the_global_batch_gradients_weights_and_state(tmp_path)
 # -- whole runs, as `--nproc` starts them -------------------------------------------------------------------------
 
 
-def _rank(rank: int, world: int, ports: list[int], folder: str) -> None:
-    """One rank of a 2-process run of every weighting in turn, with torchrun's environment and the same
-    `train_run` as `--nproc` (one interpreter for all of them; each run gets its own rendezvous port)."""
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_WORLD_SIZE=str(world),
-        MASTER_ADDR="127.0.0.1",
-    )
-    torch.set_num_threads(1)
-    for name, port in zip(sorted(WEIGHTINGS), ports, strict=True):
-        os.environ["MASTER_PORT"] = str(port)
-        recipe = load("mtl-synthetic-affinity", [*WEIGHTINGS[name], *COMMON])
-        train_run(recipe, Path(folder) / name, progress=False, evaluate=False)
-
-
 @pytest.fixture(scope="module")
 def distributed_runs(tmp_path_factory) -> Path:
     """Every weighting of WEIGHTINGS trained on 2 gloo processes (one start-up for all of them)."""
     folder = tmp_path_factory.mktemp("distributed-mtl")
-    mp.spawn(_rank, args=(WORLD, [free_port() for _ in WEIGHTINGS], str(folder)), nprocs=WORLD, join=True)
+    train_on_ranks(
+        [("mtl-synthetic-affinity", [*WEIGHTINGS[name], *COMMON], str(folder / name)) for name in sorted(WEIGHTINGS)],
+        WORLD,
+    )
     return folder
 
 
