@@ -10,6 +10,8 @@ import pytest
 from conftest import polyskill_cli as polyskill
 from conftest import tiny_recipe
 
+from polyskill.cli import main
+
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
@@ -76,8 +78,12 @@ def _one_clear_line(result: subprocess.CompletedProcess, *needles: str) -> None:
         (["eval", ".", "--way", "0"], [">= 1"]),
     ],
 )
-def test_bad_inputs(args, needles, tmp_path):
-    _one_clear_line(polyskill(*args, cwd=tmp_path), *needles)
+def test_bad_inputs(args, needles, tmp_path, monkeypatch, capsys):
+    """In this process (the command's entry point; the cases below run it as its own process)."""
+    monkeypatch.chdir(tmp_path)
+    code = main(args)
+    captured = capsys.readouterr()
+    _one_clear_line(subprocess.CompletedProcess(args, code, captured.out, captured.err), *needles)
 
 
 def test_missing_data_is_one_clear_line(tmp_path):
