@@ -132,25 +132,32 @@ def mean_ranks(table: dict[str, dict[str, dict[str, list[float]]]], labels: list
 
 
 def markdown(table: dict[str, dict[str, dict[str, list[float]]]], labels: list[str], title: str) -> str:
+    """The table of mean ± sd per data set, the mean rank over every data set, and, when some configuration
+    misses a data set, a second mean rank over the data sets every configuration ran on."""
     recipes = list(table)
     ranks = mean_ranks(table, labels)
-    head = [f"{r} test %" for r in recipes] + [f"{r} delta-m %" for r in recipes]
-    lines = [
-        f"**{title}**",
-        "",
-        "| configuration | " + " | ".join(head) + " | mean rank |",
-        "|---" * (len(head) + 2) + "|",
-    ]
-    for label in sorted(labels, key=lambda label: (ranks[label] != ranks[label], ranks[label])):
+    common = [r for r in recipes if all(table[r][label]["delta_m"] for label in labels)]
+    partial = mean_ranks({r: table[r] for r in common}, labels) if common and len(common) < len(recipes) else None
+    head = [f"{r} test %" for r in recipes] + [f"{r} delta-m %" for r in recipes] + ["mean rank"]
+    if partial is not None:
+        head.append(f"mean rank ({', '.join(common)})")
+    lines = [f"**{title}**", "", "| configuration | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+
+    def order(label: str) -> tuple[bool, float, float]:
+        second = partial[label] if partial is not None else 0.0
+        return (ranks[label] != ranks[label], ranks[label] if ranks[label] == ranks[label] else second, second)
+
+    for label in sorted(labels, key=order):
         cells = []
-        for r in recipes:
-            values = table[r][label]["metric"]
-            cells.append(spread(values) if values else "n/a")
-        for r in recipes:
-            values = table[r][label]["delta_m"]
-            cells.append(spread(values) if values else "n/a")
-        rank = f"{ranks[label]:.2f}" if ranks[label] == ranks[label] else "n/a"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {rank} |")
+        for key in ("metric", "delta_m"):
+            for r in recipes:
+                values = table[r][label][key]
+                cells.append(spread(values) if values else "n/a")
+        cells.extend(
+            f"{rank[label]:.2f}" if rank[label] == rank[label] else "n/a"
+            for rank in [ranks] + ([partial] if partial is not None else [])
+        )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
