@@ -42,7 +42,7 @@ browser:
 # (pytest-xdist), each running whole test files.
 PYTEST_WORKERS ?= 2
 test: lint browser
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 bench: install
 	$(BIN)/python benchmarks/episode_sampling.py

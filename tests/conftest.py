@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -17,6 +19,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # pretrained encoders come from local direct
 # One thread unless told otherwise: on a shared machine a second OpenMP thread that has to wait for a busy core
 # spins, and small operations then run a hundred times slower.
 torch.set_num_threads(int(os.environ.get("POLYSKILL_TEST_THREADS", "1")))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules marked `heavy` first (the order is otherwise kept): pytest-xdist hands whole files to its workers
+    in this order (`make test` turns its reordering off), so a long file never starts last while the other
+    worker has nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +93,18 @@ def polyskill_cli(
         env=env,
         timeout=timeout,
     )
+
+
+def polyskill_in_process(*args: object) -> subprocess.CompletedProcess:
+    """`polyskill ARGS` in this process, through the command's own entry point with its output captured, as a
+    CompletedProcess: no interpreter and torch start-up per command; an exception escaping the command (which
+    a separate process would print as a traceback) fails the calling test outright."""
+    from polyskill.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess([str(a) for a in args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")

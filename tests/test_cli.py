@@ -8,9 +8,10 @@ import subprocess
 
 import pytest
 from conftest import polyskill_cli as polyskill
+from conftest import polyskill_in_process as in_process
 from conftest import tiny_recipe
 
-from polyskill.cli import main
+pytestmark = pytest.mark.heavy  # see conftest: handed to a worker first
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_eval_and_resume(tiny_run):
     summary = json.loads((folder / "run" / "summary.json").read_text())
     assert {(r["way"], r["episodes"]) for r in summary["test"]} == {(5, 10), (3, 7)}
 
-    again = polyskill("train", folder / "tiny.yaml", "--out", folder / "run", "--quiet")
+    again = in_process("train", folder / "tiny.yaml", "--out", folder / "run", "--quiet")
     assert again.returncode == 2 and "already holds a run" in again.stderr
 
     more = polyskill(
@@ -78,17 +79,16 @@ def _one_clear_line(result: subprocess.CompletedProcess, *needles: str) -> None:
         (["eval", ".", "--way", "0"], [">= 1"]),
     ],
 )
-def test_bad_inputs(args, needles, tmp_path, monkeypatch, capsys):
-    """In this process (the command's entry point; the cases below run it as its own process)."""
+def test_bad_inputs(args, needles, tmp_path, monkeypatch):
+    """In this process (the command's entry point), as the other error cases; the runs above and below start
+    the command as its own process."""
     monkeypatch.chdir(tmp_path)
-    code = main(args)
-    captured = capsys.readouterr()
-    _one_clear_line(subprocess.CompletedProcess(args, code, captured.out, captured.err), *needles)
+    _one_clear_line(in_process(*args), *needles)
 
 
 def test_missing_data_is_one_clear_line(tmp_path):
     tiny_recipe(tmp_path)
-    result = polyskill("train", tmp_path / "tiny.yaml", "--out", tmp_path / "run", "--root", tmp_path / "empty")
+    result = in_process("train", tmp_path / "tiny.yaml", "--out", tmp_path / "run", "--root", tmp_path / "empty")
     _one_clear_line(result, "missing", str(tmp_path / "empty"))
     assert not (tmp_path / "run").exists()  # a failed start leaves nothing that blocks the next attempt
 
@@ -100,7 +100,7 @@ def test_crafted_checkpoint_is_refused(tiny_run, tmp_path):
     (run / "config.yaml").write_text((folder / "run" / "config.yaml").read_text())
     marker = tmp_path / "executed"
     (run / "best.pt").write_bytes(pickle.dumps(_Payload(marker)))
-    _one_clear_line(polyskill("eval", run), "refusing")
+    _one_clear_line(in_process("eval", run), "refusing")
     assert not marker.exists()
 
 
@@ -116,14 +116,14 @@ def test_data_verify_flags_a_corrupt_file(tmp_path, data_root):
     target = tmp_path / "omniglot" / "alphabets.json"
     target.parent.mkdir(parents=True)
     target.write_text((data_root / "omniglot" / "alphabets.json").read_text()[:-10])
-    result = polyskill("data", "verify", "--root", tmp_path)
+    result = in_process("data", "verify", "--root", tmp_path)
     _one_clear_line(result, "1 corrupt file(s)", "omniglot/alphabets.json")
     assert "corrupt  omniglot/alphabets.json" in result.stdout  # the listing stays on stdout
     assert "missing  omniglot/images_background.npz" in result.stdout
 
 
 def test_recipes_lists_the_shipped_recipes():
-    result = polyskill("recipes")
+    result = in_process("recipes")
     names = [line.split()[0] for line in result.stdout.splitlines()]
     assert result.returncode == 0 and {"omniglot-protonet", "omniglot-maml", "sinusoid-maml"} <= set(names)
 
@@ -134,7 +134,7 @@ def test_checkpoint_of_another_model_is_a_clear_error(tiny_run, tmp_path):
     run.mkdir()
     (run / "config.yaml").write_text((folder / "run" / "config.yaml").read_text().replace("hidden: 8", "hidden: 16"))
     (run / "best.pt").write_bytes((folder / "run" / "best.pt").read_bytes())
-    _one_clear_line(polyskill("eval", run), "does not fit the model")
+    _one_clear_line(in_process("eval", run), "does not fit the model")
 
 
 TINY_MAML = """
@@ -155,7 +155,7 @@ def test_a_gradient_based_run_evaluates_at_several_step_counts_and_refuses_anoth
     assert result.returncode == 0, result.stderr
     tests = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
     assert sorted(r["steps"] for r in tests) == [0, 2] and all(r["way"] == 5 for r in tests)
-    wrong = polyskill("eval", tmp_path / "run", "--way", "20")
+    wrong = in_process("eval", tmp_path / "run", "--way", "20")
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert "5-way output layer" in wrong.stderr and "episodes.way=20" in wrong.stderr
 
@@ -175,6 +175,6 @@ def test_sinusoid_run_reports_mse(tmp_path):
     assert result.returncode == 0, result.stderr
     tests = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
     assert [r["steps"] for r in tests] == [1, 10] and all(r["mse"] > 0 for r in tests)
-    bad = polyskill("train", "sinusoid-maml", "--set", "model.backbone=conv4", "--out", tmp_path / "bad")
+    bad = in_process("train", "sinusoid-maml", "--set", "model.backbone=conv4", "--out", tmp_path / "bad")
     assert bad.returncode == 2 and "model.backbone must be one of mlp" in bad.stderr
     assert not (tmp_path / "bad").exists()

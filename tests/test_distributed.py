@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_recipe
+from conftest import polyskill_in_process, tiny_recipe
 from rank_support import train_on_ranks
 
 from polyskill.cli import main
@@ -21,6 +21,8 @@ from polyskill.distributed.batch_norm import sync_batch_norms
 from polyskill.recipes import load
 from polyskill.recipes.kinds.fewshot import algorithm, dataset
 from polyskill.train import FitConfig, Trainer, load_checkpoint
+
+pytestmark = pytest.mark.heavy  # see conftest: handed to a worker first
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -228,13 +230,7 @@ def test_test_episodes_are_split_over_the_ranks_and_gathered(tmp_path):
     assert done.stdout.count("test 5-way 1-shot") == 1  # rank 0 speaks
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     [distributed] = summary["test"]
-    again = subprocess.run(
-        [sys.executable, "-m", "polyskill.cli", "eval", str(tmp_path / "run"), "--episodes", "25"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
-    )
+    again = polyskill_in_process("eval", tmp_path / "run", "--episodes", "25")  # one process
     assert again.returncode == 0, again.stderr
     [single] = json.loads((tmp_path / "run" / "summary.json").read_text())["test"]
     assert single["episodes"] == distributed["episodes"] == 25

@@ -27,6 +27,8 @@ from polyskill.recipes.kinds.multitask import learner, rank_batches
 from polyskill.train import load_checkpoint
 from polyskill.train.multitask import MultiTaskTrainer
 
+pytestmark = pytest.mark.heavy  # see conftest: handed to a worker first
+
 WORLD = 2
 STEPS = 8
 # plain SGD: Adam turns float-summation noise in near-zero gradients into lr-sized steps; a rate large enough

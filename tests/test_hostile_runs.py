@@ -17,6 +17,8 @@ from conftest import tiny_recipe
 from polyskill.cli import main
 from polyskill.train import read_metrics
 
+pytestmark = pytest.mark.heavy  # see conftest: handed to a worker first
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

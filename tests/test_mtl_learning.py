@@ -12,6 +12,8 @@ from polyskill.mtl import ARCHITECTURE_NAMES, aggregator_class, architecture_cla
 from polyskill.mtl.learner import MultiTaskLearner
 from polyskill.nn.lenet import LeNetEncoder, lenet_head
 
+pytestmark = pytest.mark.heavy  # see conftest: handed to a worker first
+
 
 @pytest.fixture(scope="module")
 def mf_slice(data_root):

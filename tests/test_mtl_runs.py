@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import polyskill_in_process as polyskill
 
-from polyskill.cli import main
 from polyskill.data import mtl_synthetic, synthetic_groups
 from polyskill.data.mtl_batches import MultiTaskBatches
 from polyskill.data.multitask import MultiTaskData
@@ -23,16 +20,6 @@ from polyskill.recipes.kinds.datasets import multitask_data
 from polyskill.recipes.kinds.multitask import learner
 from polyskill.train.episodic import FitConfig
 from polyskill.train.multitask import MultiTaskTrainer
-
-
-def polyskill(*args: str) -> subprocess.CompletedProcess:
-    """`polyskill ARGS` in this process (the command's own entry point, its output captured): a start-up of
-    torch per command saved; an exception that escapes the command fails the test outright."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
-
 
 SYNTHETIC = ["--set", "train.steps=300", "--set", "train.val_every=150"]
 

@@ -22,6 +22,8 @@ from polyskill.rl.episodes import Episodes
 from polyskill.rl.evaluation import AdaptationReturns
 from polyskill.rl.rollouts import Rollouts
 
+pytestmark = pytest.mark.heavy  # see conftest: handed to a worker first
+
 RL_RECIPES = [name for name in available() if yaml.safe_load((RECIPE_DIR / f"{name}.yaml").read_text())["kind"] == "rl"]
 NEEDS_MUJOCO = {name for name in RL_RECIPES if name.startswith("halfcheetah")}
 

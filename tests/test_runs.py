@@ -19,6 +19,8 @@ from polyskill.rundir import format_seconds, read_run
 from polyskill.train import load_checkpoint, read_metrics
 from polyskill.train.run_status import read_status
 
+pytestmark = pytest.mark.heavy  # see conftest: handed to a worker first
+
 
 def _cli(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "polyskill.cli", *map(str, args)]
