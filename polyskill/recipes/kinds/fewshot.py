@@ -108,18 +108,22 @@ class FewShotRecipe(Recipe):
     eval: EvalSpec = field(default_factory=EvalSpec)
 
 
+def _where(recipe: FewShotRecipe, split: str) -> str:
+    """What the data section names for `split` ('train', 'val' or 'test'), or ConfigError when it names nothing."""
+    where = getattr(recipe.data, split)
+    if where is None:
+        raise ConfigError(f"the recipe has no data.{split}")
+    return str(where)
+
+
 def dataset(recipe: FewShotRecipe, split: str, root: Root = None) -> ClassDataset:
     """The classes of `split` ('train', 'val' or 'test') as the recipe's data section describes them."""
-    if getattr(recipe.data, split) is None:
-        raise ConfigError(f"the recipe has no data.{split}")
-    return modality(recipe).classes(recipe, getattr(recipe.data, split), root)
+    return modality(recipe).classes(recipe, _where(recipe, split), root)
 
 
 def class_count(recipe: FewShotRecipe, split: str, root: Root = None) -> int:
     """How many classes `split` holds, counted without building its tensors where the modality can."""
-    if getattr(recipe.data, split) is None:
-        raise ConfigError(f"the recipe has no data.{split}")
-    return modality(recipe).num_classes(recipe, getattr(recipe.data, split), root)
+    return modality(recipe).num_classes(recipe, _where(recipe, split), root)
 
 
 def input_shape(recipe: FewShotRecipe) -> tuple[int, ...]:
