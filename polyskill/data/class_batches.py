@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from .augment import Augment, augment_images
 from .classes import ClassDataset, to_float
-from .episodes import TaskBatch
+from .episodes import TaskBatch, augmentation_generator
 
 
 class ClassBatchSampler:
@@ -18,10 +19,11 @@ class ClassBatchSampler:
 
     `sample(B)` returns B "tasks" with an empty support set and `batch_size` query examples each, labelled
     with their global class 0..C-1 (`way` = C). Batches run on across epoch boundaries, so the stream is the
-    same however it is consumed; `state_dict` / `load_state_dict` continue it exactly.
+    same however it is consumed; `state_dict` / `load_state_dict` continue it exactly. `augment` transforms
+    every batch's images, drawing from its own generator, checkpointed with the stream.
     """
 
-    def __init__(self, dataset: ClassDataset, batch_size: int, seed: int = 0) -> None:
+    def __init__(self, dataset: ClassDataset, batch_size: int, seed: int = 0, augment: Augment | None = None) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if dataset.num_examples < 1:
@@ -32,6 +34,8 @@ class ClassBatchSampler:
         self._epoch_state = self.generator.get_state()
         self._order = self._shuffle()
         self._position = 0
+        self.augment = augment
+        self._augment_generator = augmentation_generator(seed, augment, dataset)
 
     @property
     def way(self) -> int:
@@ -64,6 +68,8 @@ class ClassBatchSampler:
         rows = self._next_rows(batch_size * self.batch_size)
         shape = self.dataset.example_shape
         x = to_float(self.dataset.data.view(-1, *shape).index_select(0, rows))
+        if self.augment is not None and self._augment_generator is not None:
+            x = augment_images(self.augment, x, self._augment_generator)
         y = (rows // self.dataset.data.shape[1]).view(batch_size, self.batch_size)
         return TaskBatch(
             x.new_empty(batch_size, 0, *shape),
@@ -75,9 +81,14 @@ class ClassBatchSampler:
 
     def state_dict(self) -> dict:
         """Where the stream stands: the generator before the current epoch's shuffle, and the position in it."""
-        return {"generator": self._epoch_state, "position": self._position, "seed": self.seed}
+        state = {"generator": self._epoch_state, "position": self._position, "seed": self.seed}
+        if self._augment_generator is not None:
+            state["augment"] = self._augment_generator.get_state()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        if self._augment_generator is not None and "augment" in state:
+            self._augment_generator.set_state(state["augment"])
         self.generator.set_state(state["generator"])
         self._order = self._shuffle()
         self._position = state["position"]

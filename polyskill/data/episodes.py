@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from .augment import Augment, augment_images
 from .classes import ClassDataset, to_float
 
 
@@ -89,6 +90,7 @@ class TaskBatch:
 
 
 _TRAINING_SALT = 0x5EED5  # task seeds of the training stream never equal evaluation episode seeds
+_AUGMENT_SALT = 0xA06  # the augmentation generator's seed differs from the stream's own
 
 
 def _episode_seed(seed: int, index: int) -> int:
@@ -101,10 +103,20 @@ class EpisodeSampler:
 
     `sample(B)` continues a seeded stream (its state is saved with checkpoints); `episode(i)` and
     `fixed(n)` give evaluation episodes that depend only on (seed, i), so every algorithm is measured
-    on the same tasks.
+    on the same tasks. `augment` transforms the images of the training stream only (never `episode` or
+    `fixed`), drawing from its own generator, checkpointed with the stream: the classes and examples drawn are
+    the same with or without it.
     """
 
-    def __init__(self, dataset: ClassDataset, way: int, shot: int, query: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: ClassDataset,
+        way: int,
+        shot: int,
+        query: int,
+        seed: int = 0,
+        augment: Augment | None = None,
+    ) -> None:
         for name, value, low in (("way", way, 1), ("shot", shot, 1), ("query", query, 0)):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"episode {name} must be an integer >= {low}, got {value!r}")
@@ -129,6 +141,9 @@ class EpisodeSampler:
         self._blocks = 0  # blocks drawn so far: with the position, where a task stands in the stream
         self._stream_seed = seed  # the seed the training stream started from (restored with its state)
         self._label_cache: dict[int, tuple[Tensor, Tensor]] = {}
+        self.augment = augment
+        self._augment_generator = augmentation_generator(seed, augment, dataset)
+        self._augment_state = self._augment_generator.get_state() if self._augment_generator else None
 
     def _labels(self, batch_size: int) -> tuple[Tensor, Tensor]:
         """Support and query labels [B, N*K], [B, N*Q]: the same for every draw, so built once per batch size."""
@@ -179,12 +194,23 @@ class EpisodeSampler:
             way,
         )
 
+    def _augmented(self, batch: TaskBatch) -> TaskBatch:
+        """The block's images transformed by `augment`, support then query (no-op without one)."""
+        if self._augment_generator is None or self.augment is None:
+            return batch
+        self._augment_state = self._augment_generator.get_state()
+        return replace(
+            batch,
+            support_x=augment_images(self.augment, batch.support_x, self._augment_generator),
+            query_x=augment_images(self.augment, batch.query_x, self._augment_generator),
+        )
+
     def _next_block(self) -> TaskBatch:
         """Draw the next block of training tasks into the buffer, and return it."""
         self._block_state = self.generator.get_state()
         first = self._blocks * self._block
         buffer = replace(
-            self._draw(self._block, self.generator),
+            self._augmented(self._draw(self._block, self.generator)),
             task_seeds=torch.tensor(
                 [_episode_seed(self._stream_seed ^ _TRAINING_SALT, first + i) for i in range(self._block)]
             ),
@@ -223,23 +249,22 @@ class EpisodeSampler:
             yield TaskBatch.cat([self.episode(i) for i in range(first, last)])
 
     def state_dict(self) -> dict:
-        """Where the training stream stands: the generator at the start of the current block, and the position."""
-        if self._buffer is None or self._position == self._block:
-            return {
-                "generator": self.generator.get_state(),
-                "position": 0,
-                "seed": self._stream_seed,
-                "blocks": self._blocks,
-            }
-        return {
-            "generator": self._block_state,
-            "position": self._position,
+        """Where the training stream stands: the generators at the start of the current block, and the position."""
+        at_boundary = self._buffer is None or self._position == self._block
+        state = {
+            "generator": self.generator.get_state() if at_boundary else self._block_state,
+            "position": 0 if at_boundary else self._position,
             "seed": self._stream_seed,
-            "blocks": self._blocks - 1,
+            "blocks": self._blocks if at_boundary else self._blocks - 1,
         }
+        if self._augment_generator is not None:
+            state["augment"] = self._augment_generator.get_state() if at_boundary else self._augment_state
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+        if self._augment_generator is not None and "augment" in state:
+            self._augment_generator.set_state(state["augment"])
         self._buffer, self._position = None, 0
         self._blocks = state.get("blocks", 0)
         self._stream_seed = state.get("seed", self.seed)
@@ -252,6 +277,18 @@ class EpisodeSampler:
             yield self.sample()
 
 
-def episodes(dataset: ClassDataset, way: int, shot: int, query: int, seed: int = 0) -> EpisodeSampler:
-    """A seeded N-way K-shot Q-query sampler over `dataset`."""
-    return EpisodeSampler(dataset, way, shot, query, seed)
+def augmentation_generator(seed: int, augment: Augment | None, dataset: ClassDataset) -> torch.Generator | None:
+    """The generator a training stream's augmentation draws from (None without augmentation); ConfigError when
+    the dataset's examples are not images [C, H, W]."""
+    if augment is None:
+        return None
+    if len(dataset.example_shape) != 3:
+        raise ConfigError(f"augmentation transforms images [C, H, W]; these examples are {dataset.example_shape}")
+    return torch.Generator().manual_seed(_episode_seed(seed ^ _AUGMENT_SALT, 0))
+
+
+def episodes(
+    dataset: ClassDataset, way: int, shot: int, query: int, seed: int = 0, augment: Augment | None = None
+) -> EpisodeSampler:
+    """A seeded N-way K-shot Q-query sampler over `dataset`; `augment` transforms its training stream's images."""
+    return EpisodeSampler(dataset, way, shot, query, seed, augment)

@@ -1,4 +1,6 @@
-"""The files polyskill knows: where each lives under the data root, its SHA-256 and where to get it."""
+"""The files polyskill knows: where each lives under the data root, its SHA-256 and where to get it; and the
+few-shot image sets it reads from a folder under the data root but does not download (gigabytes behind Google
+Drive or Zenodo pages): where each goes and where to get it."""
 
 from __future__ import annotations
 
@@ -116,3 +118,62 @@ FILES: dict[str, FileEntry] = {
 DATASETS: dict[str, list[str]] = {}
 for _path in FILES:
     DATASETS.setdefault(_path.split("/", 1)[0], []).append(_path)
+
+
+@dataclass(frozen=True)
+class ImageSetEntry:
+    """A few-shot image set read from `folder` under the data root: its title, the public addresses of its
+    files, what must be inside the folder (`layout`, in words) and the SHA-256 of an archive where one is
+    published (`archive_sha256`: archive name -> digest; the loader reads the extracted files, not the archive)."""
+
+    title: str
+    folder: str
+    urls: tuple[str, ...]
+    layout: str
+    archive_sha256: tuple[tuple[str, str], ...] = ()
+
+
+_ZENODO = "https://zenodo.org/record/7978538/files"  # learn2learn's copies of the few-shot releases
+
+IMAGE_SETS: dict[str, ImageSetEntry] = {
+    "miniimagenet": ImageSetEntry(
+        "miniImageNet (Vinyals et al. 2016, the Ravi & Larochelle 2017 split)",
+        "mini-imagenet",
+        tuple(f"{_ZENODO}/mini-imagenet-cache-{s}.pkl" for s in ("train", "validation", "test")),
+        "it holds mini-imagenet-cache-{train,val,test}.pkl (the pickle release; -validation.pkl is also read), "
+        "or train.csv, val.csv and test.csv of the Ravi & Larochelle split with their images/ folder of JPEGs",
+    ),
+    "tieredimagenet": ImageSetEntry(
+        "tieredImageNet (Ren et al. 2018)",
+        "tiered-imagenet",
+        (
+            *(
+                f"{_ZENODO}/tiered-imagenet-{s}_{kind}.pkl"
+                for s in ("train", "val", "test")
+                for kind in ("images_png", "labels")
+            ),
+            "https://drive.google.com/open?id=1g1aIDy2Ar_MViF2gDXFYDBTR-HYecV07",
+        ),
+        "it holds {train,val,test}_images_png.pkl (or {train,val,test}_images.npz) and {train,val,test}_labels.pkl "
+        "of the release of github.com/renmengye/few-shot-ssl-public (Zenodo's copies are prefixed "
+        "tiered-imagenet-: drop the prefix)",
+    ),
+    "cifarfs": ImageSetEntry(
+        "CIFAR-FS (Bertinetto et al. 2019)",
+        "cifar-fs",
+        ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", f"{_ZENODO}/cifar100.zip"),
+        "it holds cifar-100-python/{train,test,meta} (the CIFAR-100 python release, extracted) and "
+        "splits/bertinetto/{train,val,test}.txt (class names a line; cifar100/splits/bertinetto/ in cifar100.zip)",
+    ),
+    "cub": ImageSetEntry(
+        "CUB-200-2011 (Wah et al. 2011)",
+        "cub",
+        (
+            "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
+            "https://zenodo.org/record/8000562/files/CUB_200_2011.tgz",
+        ),
+        "it holds CUB_200_2011/ as the archive extracts it: images/<class>/*.jpg, images.txt, "
+        "image_class_labels.txt and classes.txt",
+        (("CUB_200_2011.tgz", "0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081"),),
+    ),
+}

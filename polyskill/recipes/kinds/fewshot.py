@@ -149,12 +149,15 @@ def algorithm(recipe: FewShotRecipe, root: Root = None) -> FewShotAlgorithm:
 
 def training_tasks(recipe: FewShotRecipe, algo: FewShotAlgorithm, root: Root = None, rank: int = 0) -> Any:
     """What the learner trains on: episodes, or (a learner pretrained as a classifier over all the training
-    classes) batches of its `batch_size` labelled examples; each rank draws from its own seeded stream."""
+    classes) batches of its `batch_size` labelled examples; each rank draws from its own seeded stream, whose
+    images the data section's augmentation transforms (image data only; never validation or test tasks)."""
     seed = rank_seed(recipe.train.seed, rank)
+    augment = recipe.data.augmentation() if isinstance(recipe.data, ImageData) else None
+    train = dataset(recipe, "train", root)
     if type(algo).contract.batches == "classes":
-        return ClassBatchSampler(dataset(recipe, "train", root), cast(int, algo.batch_size), seed=seed)
+        return ClassBatchSampler(train, cast(int, algo.batch_size), seed=seed, augment=augment)
     spec = recipe.episodes
-    return EpisodeSampler(dataset(recipe, "train", root), spec.way, training_shot(recipe), spec.query, seed=seed)
+    return EpisodeSampler(train, spec.way, training_shot(recipe), spec.query, seed=seed, augment=augment)
 
 
 def training_shot(recipe: FewShotRecipe) -> int:

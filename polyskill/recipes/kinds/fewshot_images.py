@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,14 +15,19 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from ...data.augment import AUGMENT_PRESETS, Augment, AugmentSpec
+from ...data.cifar_fs import cifar_fs
 from ...data.classes import ClassDataset
+from ...data.cub import cub
 from ...data.folder import image_folder
+from ...data.mini_imagenet import mini_imagenet
 from ...data.omniglot_images import omniglot
+from ...data.tiered_imagenet import tiered_imagenet
 from ...data.user_images import INVERT, InputFormat, convert, load_images, read_query, read_support
 from ...errors import ClassifierError, ConfigError
 from ...meta.contract import Contract
 from ..learners import NetworkSpec, network
-from ..spec import at_least, choice
+from ..spec import at_least, build, choice, parsed
 from .base import Root
 from .modality import Modality
 
@@ -31,11 +36,23 @@ MAX_IMAGE_SIZE = 1024  # larger than any few-shot benchmark's images; beyond it 
 
 @dataclass(frozen=True)
 class ImageSource:
-    """Where a data set's classes come from and what its images look like to a model trained on them."""
+    """Where a data set's classes come from, what its images look like to a model trained on them, and its
+    defaults: `image_size`, and the first of the `channels` it takes."""
 
     load: Callable[[str, Root, ImageData], ClassDataset]
     input_format: Callable[[ImageData], InputFormat]
     channels: tuple[int, ...] = (1, 3)
+    image_size: int = 28
+
+
+def _colour(load: Callable[..., ClassDataset], image_size: int) -> ImageSource:
+    """A colour few-shot set with `train`, `val` and `test` splits, read as RGB at `data.image_size`."""
+    return ImageSource(
+        lambda where, root, spec: load(where, root=root, image_size=spec.image_size),
+        lambda spec: InputFormat(3, (spec.image_size,) * 2),
+        channels=(3,),
+        image_size=image_size,
+    )
 
 
 IMAGE_SOURCES: dict[str, ImageSource] = {
@@ -48,32 +65,60 @@ IMAGE_SOURCES: dict[str, ImageSource] = {
         lambda where, root, spec: image_folder(where, image_size=spec.image_size, channels=spec.channels),
         lambda spec: InputFormat(spec.channels, (spec.image_size,) * 2),
     ),
+    "miniimagenet": _colour(mini_imagenet, 84),
+    "tieredimagenet": _colour(tiered_imagenet, 84),
+    "cifarfs": _colour(cifar_fs, 32),
+    "cub": _colour(cub, 84),
 }
+
+
+def parse_augment(values: Any, key: str) -> AugmentSpec:
+    """`data.augment`: a preset name (`none`, `standard`; null is none) or a mapping of AugmentSpec's settings."""
+    if values is None or isinstance(values, str):
+        preset = AUGMENT_PRESETS.get("none" if values is None else values)
+        if preset is None:
+            raise ConfigError(
+                f"{key} must be {', '.join(AUGMENT_PRESETS)} or a mapping of its settings, got {str(values)[:80]!r}"
+            )
+        return replace(preset)
+    return build(AugmentSpec, values, f"{key}.")
 
 
 @dataclass
 class ImageData:
-    """Which classes to train, validate and test on: Omniglot splits (`vinyals/train`, ...), or for `folder`
-    paths of folders of class sub-folders. `val: null` trains without validation (the last weights are kept)."""
+    """Which classes to train, validate and test on: Omniglot splits (`vinyals/train`, ...), `train`, `val` and
+    `test` of miniimagenet, tieredimagenet, cifarfs and cub, or for `folder` paths of folders of class
+    sub-folders. `val: null` trains without validation (the last weights are kept). `image_size` and `channels`
+    0 take the data set's own (Omniglot 28 px grey; miniImageNet, tieredImageNet and CUB 84 px RGB; CIFAR-FS 32
+    px RGB). `augment` transforms the images of the training stream only: `none`, `standard` or its settings."""
 
     dataset: str = choice("omniglot", tuple(IMAGE_SOURCES))
     train: str = "vinyals/train"
     val: str | None = "vinyals/val"
     test: str = "vinyals/test"
-    image_size: int = 28
-    channels: int = 1
+    image_size: int = 0
+    channels: int = 0
+    augment: AugmentSpec = parsed(AugmentSpec, parse_augment)  # noqa: RUF009 - returns a field()
 
     def __post_init__(self) -> None:
+        source = IMAGE_SOURCES[self.dataset]
+        self.image_size = self.image_size or source.image_size
+        self.channels = self.channels or source.channels[0]
         at_least(self, image_size=1)
         if self.image_size > MAX_IMAGE_SIZE:
             raise ValueError(
                 f"image_size must be <= {MAX_IMAGE_SIZE} (images are resized to it), got {self.image_size}"
             )
-        allowed = IMAGE_SOURCES[self.dataset].channels
-        if self.channels not in allowed:
+        if self.channels not in source.channels:
             raise ValueError(
-                f"channels must be {' or '.join(map(str, allowed))} for {self.dataset}, got {self.channels}"
+                f"channels must be {' or '.join(map(str, source.channels))} for {self.dataset}, got {self.channels}"
             )
+        if self.augment.hue > 0 and self.channels != 3:
+            raise ValueError("augment.hue turns colours: it needs RGB images (channels 3)")
+
+    def augmentation(self) -> Augment | None:
+        """What transforms the training stream's images (None: nothing)."""
+        return self.augment.pipeline()
 
 
 Images = Tensor | np.ndarray | Sequence[Any]
