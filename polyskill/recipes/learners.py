@@ -17,6 +17,8 @@ from ..meta.base import FewShotAlgorithm
 from ..meta.contract import Contract
 from ..nn.conv4 import Conv4
 from ..nn.mlp import MLP
+from ..nn.resnet12 import SCHEDULE, ResNet12
+from ..nn.wrn import WideResNet
 from .spec import at_least, building, choice, parse_named
 
 BACKBONE_ARGS = ("backbone",)
@@ -48,9 +50,80 @@ class NetworkSpec:
         at_least(self, hidden=1, widths=1, pools=0)
 
 
-def network(spec: NetworkSpec, input_shape: tuple[int, ...], outputs: int | None, flatten: bool) -> nn.Module:
+def _rate(spec: Any) -> None:
+    if not 0 <= spec.drop_rate < 1:
+        raise ValueError(f"drop_rate must be in [0, 1), got {spec.drop_rate}")
+
+
+@dataclass
+class ResNet12Spec:
+    """`resnet12` (MetaOptNet's, on images of at least 16x16): 4 residual blocks of `widths` channels; `drop_rate`
+    dropout after each block, or with `drop_block` DropBlock of `block_size` squares on the last two (MetaOptNet:
+    drop_rate 0.1, drop_block true), ramped up over `drop_schedule` training passes; `channels_last` weights.
+    `init` as for conv4."""
+
+    backbone: str = choice("resnet12", ("resnet12",))
+    widths: list[int] = field(default_factory=lambda: [64, 160, 320, 640])
+    drop_rate: float = 0.0
+    drop_block: bool = False
+    block_size: int = 5
+    drop_schedule: int = SCHEDULE
+    channels_last: bool = False
+    init: str | None = None
+
+    def __post_init__(self) -> None:
+        at_least(self, widths=1, block_size=1, drop_schedule=0)
+        if len(self.widths) != 4:
+            raise ValueError(f"widths must list the 4 blocks' channels, got {len(self.widths)} numbers")
+        _rate(self)
+        if self.drop_block and self.drop_rate == 0:
+            raise ValueError("drop_block drops at drop_rate: set drop_rate > 0 as well (MetaOptNet: 0.1)")
+
+
+@dataclass
+class WRNSpec:
+    """`wrn`: a wide residual network WRN-`depth`-`widen` (depth 6n + 4; WRN-28-10 as LEO and S2M2), `drop_rate`
+    dropout inside each block; `channels_last` weights. `init` as for conv4."""
+
+    backbone: str = choice("wrn", ("wrn",))
+    depth: int = 28
+    widen: int = 10
+    drop_rate: float = 0.0
+    channels_last: bool = False
+    init: str | None = None
+
+    def __post_init__(self) -> None:
+        at_least(self, depth=10, widen=1)
+        if (self.depth - 4) % 6:
+            raise ValueError(f"depth must be 6n + 4 (10, 16, 22, 28, ...), got {self.depth}")
+        _rate(self)
+
+
+ImageNetworkSpec = NetworkSpec | ResNet12Spec | WRNSpec
+#: the `model:` section of each image backbone (conv4 and mlp share one: their recorded runs hold both's keys)
+IMAGE_BACKBONES: dict[str, type] = {"conv4": NetworkSpec, "mlp": NetworkSpec, "resnet12": ResNet12Spec, "wrn": WRNSpec}
+
+
+def network(spec: ImageNetworkSpec, input_shape: tuple[int, ...], outputs: int | None, flatten: bool) -> nn.Module:
     """The recipe's network on inputs of `input_shape`; `outputs` adds a linear head of that size (None: an
     embedding network). An MLP over images flattens them first."""
+    channels, size = input_shape[0], input_shape[-1]
+    if isinstance(spec, ResNet12Spec):
+        with building("model"):
+            return ResNet12(
+                channels,
+                spec.widths,
+                outputs,
+                size,
+                spec.drop_rate,
+                spec.drop_block,
+                spec.block_size,
+                spec.drop_schedule,
+                spec.channels_last,
+            )
+    if isinstance(spec, WRNSpec):
+        with building("model"):
+            return WideResNet(spec.depth, spec.widen, channels, outputs, size, spec.drop_rate, spec.channels_last)
     if spec.backbone == "mlp":
         if outputs is None:
             raise ConfigError(
@@ -60,7 +133,6 @@ def network(spec: NetworkSpec, input_shape: tuple[int, ...], outputs: int | None
         with building("model"):
             mlp = MLP([math.prod(input_shape), *spec.widths, outputs])
         return nn.Sequential(nn.Flatten(), mlp) if flatten else mlp
-    channels, size = input_shape[0], input_shape[-1]
     with building("model"):
         return Conv4(in_channels=channels, hidden=spec.hidden, out_features=outputs, image_size=size, pools=spec.pools)
 

@@ -26,7 +26,7 @@ from ...data.tiered_imagenet import tiered_imagenet
 from ...data.user_images import INVERT, InputFormat, convert, load_images, read_query, read_support
 from ...errors import ClassifierError, ConfigError
 from ...meta.contract import Contract
-from ..learners import NetworkSpec, network
+from ..learners import IMAGE_BACKBONES, network
 from ..spec import at_least, build, choice, parsed
 from .base import Root
 from .modality import Modality
@@ -207,7 +207,7 @@ class ImageModality(Modality):
     name = "image"
     data_type = ImageData
     datasets = tuple(IMAGE_SOURCES)
-    backbones: ClassVar[dict[str, type]] = {"conv4": NetworkSpec, "mlp": NetworkSpec}
+    backbones: ClassVar[dict[str, type]] = IMAGE_BACKBONES
 
     def classes(self, recipe: Any, where: str, root: Root = None) -> ClassDataset:
         return IMAGE_SOURCES[recipe.data.dataset].load(where, root, recipe.data)
@@ -219,8 +219,10 @@ class ImageModality(Modality):
         return network(recipe.model, self.input_shape(recipe), outputs, flatten=True)
 
     def check(self, recipe: Any, needs: Contract) -> None:
-        if needs.feature_maps and recipe.model.backbone != "conv4":
-            raise ConfigError(f"{recipe.algo['name']} compares feature maps: it needs model.backbone conv4")
+        if needs.feature_maps and recipe.model.backbone == "mlp":
+            raise ConfigError(
+                f"{recipe.algo['name']} compares feature maps: it needs model.backbone conv4, resnet12 or wrn"
+            )
         if recipe.model.backbone == "mlp" and not needs.output_layer:
             raise ConfigError(f"model.backbone mlp needs a learner with an output layer, not {recipe.algo['name']}")
 
