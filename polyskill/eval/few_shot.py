@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.classes import ClassDataset
 from ..data.episodes import EpisodeSampler
 from ..distributed import SINGLE, DistContext
 from ..meta.base import FewShotAlgorithm
+from ..meta.contract import is_transductive
 from .episodes import accuracy
 from .protocol import EpisodeProtocol
 from .result import Result, confidence_interval
@@ -36,7 +38,9 @@ class AccuracyResult(Result):
 
 @dataclass(frozen=True)
 class FewShotResult(AccuracyResult):
-    """Accuracy of one protocol (way, shot, query, episodes, seed, adaptation steps) as fractions in [0, 1]."""
+    """Accuracy of one protocol (way, shot, query, episodes, seed, adaptation steps) as fractions in [0, 1];
+    `transductive`: the learner's prediction for a query could depend on the episode's other queries (TIM, PT-MAP,
+    MAML's query-set batch norm, ...), so this is transductive accuracy (false in summaries written before)."""
 
     protocol: ClassVar[str] = "few_shot"
 
@@ -49,23 +53,30 @@ class FewShotResult(AccuracyResult):
     ci95: float
     steps: int | None = None
     weights: str | None = None
+    transductive: bool = False
 
     def __str__(self) -> str:
         return (
-            f"{self.way}-way {self.shot}-shot: {100 * self.accuracy:.2f} +- {100 * self.ci95:.2f} % "
+            f"{self.way}-way {self.shot}-shot{' (transductive)' if self.transductive else ''}: "
+            f"{100 * self.accuracy:.2f} +- {100 * self.ci95:.2f} % "
             f"({self.episodes} episodes, {self.query} queries per class{self._steps(', {} adaptation steps')})"
         )
 
     @property
     def label(self) -> str:
-        return f"{self.way}w{self.shot}s{self._steps('@{}')}"
+        return f"{self.way}w{self.shot}s{self._steps('@{}')}{'-trans' if self.transductive else ''}"
 
 
 @dataclass
 class FewShotAccuracy(EpisodeProtocol):
-    """Query accuracy over fixed episodes of `sampler` (an EpisodeSampler: way, shot and query are its own)."""
+    """Query accuracy over fixed episodes of `sampler` (an EpisodeSampler: way, shot and query are its own), each
+    episode's query set predicted at once; the result says whether the learner's predictions were transductive."""
 
     result_type: ClassVar[type[Result]] = FewShotResult
+
+    def evaluate(self, model: nn.Module, dist: DistContext = SINGLE) -> Result:
+        result = super().evaluate(model, dist)
+        return dataclasses.replace(result, transductive=is_transductive(model))  # type: ignore[type-var]
 
     def score(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return accuracy(outputs, targets)

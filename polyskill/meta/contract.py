@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import nn
+
+from .inner_loop import TaskBatchNorm
+
 BATCHES = ("episodes", "classes")
 BUILDER_ARGS = frozenset({"input_shape", "classes", "num_classes"})
 
@@ -26,6 +30,9 @@ class Contract:
     feature_maps: bool = False
     #: constructor arguments the builder supplies: a subset of BUILDER_ARGS
     builder_args: frozenset[str] = frozenset()
+    #: its prediction for one query depends on the task's other queries (TIM, PT-MAP, LaplacianShot, ...), so what
+    #: evaluation measures is transductive accuracy
+    transductive: bool = False
 
     def __post_init__(self) -> None:
         if self.batches not in BATCHES:
@@ -35,3 +42,15 @@ class Contract:
         unknown = sorted(set(self.builder_args) - BUILDER_ARGS)
         if unknown:
             raise ValueError(f"Contract.builder_args {unknown} are not among {sorted(BUILDER_ARGS)}")
+
+
+def is_transductive(learner: nn.Module) -> bool:
+    """Whether `learner`'s prediction for one query can depend on the task's other queries: its contract says so,
+    or it is a gradient-based learner (MAML, Reptile, iMAML, the task-conditioned one) whose `transductive` option
+    is on and whose network has batch norm, which then normalises the query set with its own statistics."""
+    contract = getattr(type(learner), "contract", None)
+    if isinstance(contract, Contract) and contract.transductive:
+        return True
+    return getattr(learner, "transductive", False) is True and any(
+        isinstance(m, TaskBatchNorm) for m in learner.modules()
+    )
