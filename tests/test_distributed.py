@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,12 +85,23 @@ def _single_process(recipe_path: Path, overrides: list[str], world: int) -> dict
     return {k: v.detach().clone() for k, v in algo.named_parameters()}
 
 
+RESUMED = ["train.val_every=3"]  # the resume test's runs: validated (and checkpointed) every 3 steps
+BUDGET = ["train.steps=100000", "train.val_every=50", "train.meta_batch=2", "train.max_minutes=0.05"]
+
+
 @pytest.fixture(scope="module")
 def distributed_runs(tmp_path_factory) -> Path:
-    """Every learner trained for 6 steps on 2 gloo processes (one start-up for all of them)."""
+    """On 2 gloo processes, with one start-up for all of them: every learner trained for 6 steps; the resume
+    test's uninterrupted 12 steps and its first 6; a run stopped by a time budget."""
     folder = tmp_path_factory.mktemp("distributed")
-    recipe = tiny_recipe(folder, steps=6, val_every=6, meta_batch=4, log_every=2)
-    train_on_ranks([(str(recipe), [*ALGOS[name], "data.val=null"], str(folder / name)) for name in sorted(ALGOS)])
+    recipe = str(tiny_recipe(folder, steps=6, val_every=6, meta_batch=4, log_every=2))
+    jobs = [(recipe, [*ALGOS[name], "data.val=null"], str(folder / name)) for name in sorted(ALGOS)]
+    jobs += [
+        (recipe, [*RESUMED, "train.steps=12"], str(folder / "straight")),
+        (recipe, [*RESUMED, "train.steps=6"], str(folder / "split")),
+        (recipe, [*BUDGET, "data.val=null"], str(folder / "budget")),
+    ]
+    train_on_ranks(jobs)
     return folder
 
 
@@ -165,41 +177,39 @@ def test_a_killed_or_hung_rank_stops_the_others_with_a_clear_error_and_a_non_zer
     assert load_checkpoint(run / "last.pt")["step"] % 50 == 0  # the last checkpoint is whole
 
 
-def test_a_distributed_run_resumes_to_the_run_it_would_have_been(tmp_path, capsys):
-    """Every rank's stream and RNG come back from last.pt: 6 steps, then 6 more, equal 12 in one go."""
-    recipe = tiny_recipe(tmp_path, steps=12, val_every=3, meta_batch=4, log_every=2)
-
-    def train(out: Path, *extra: str) -> None:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "polyskill.cli",
-                "train",
-                *extra,
-                "--out",
-                str(out),
-                "--nproc",
-                "2",
-                "--quiet",
-                "--no-eval",
-            ],
-            capture_output=True,
-            text=True,
-            env=ENV,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr
-
-    train(tmp_path / "straight", str(recipe))
-    train(tmp_path / "split", str(recipe), "--set", "train.steps=6")
-    assert len(load_checkpoint(tmp_path / "split" / "last.pt")["ranks"]) == 2
-    train(tmp_path / "split", "--resume", str(tmp_path / "split"), "--set", "train.steps=12")
-    a, b = (load_checkpoint(tmp_path / name / "last.pt") for name in ("straight", "split"))
+def test_a_distributed_run_resumes_to_the_run_it_would_have_been(distributed_runs, tmp_path, capsys):
+    """Every rank's stream and RNG come back from last.pt: 6 steps, then 6 more through `polyskill train --resume
+    --nproc 2`, equal 12 in one go."""
+    split = tmp_path / "split"
+    shutil.copytree(distributed_runs / "split", split)
+    assert len(load_checkpoint(split / "last.pt")["ranks"]) == 2
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "polyskill.cli",
+            "train",
+            "--resume",
+            str(split),
+            "--set",
+            "train.steps=12",
+            "--nproc",
+            "2",
+            "--quiet",
+            "--no-eval",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stdout and "at step 6" in done.stdout, done.stdout
+    a, b = (load_checkpoint(run / "last.pt") for run in (distributed_runs / "straight", split))
     assert a["step"] == b["step"] == 12
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert main(["train", "--resume", str(tmp_path / "split"), "--quiet"]) == 2
+    assert main(["train", "--resume", str(split), "--quiet"]) == 2
     assert "saved by 2 process(es)" in capsys.readouterr().err
 
 
@@ -274,31 +284,10 @@ def test_torchrun_runs_the_same_module_the_same_way(tmp_path):
         assert torch.allclose(trained["model"][key], value, atol=tolerance, rtol=1e-5), key
 
 
-def test_a_time_budget_stops_every_rank_at_the_same_step(tmp_path):
+def test_a_time_budget_stops_every_rank_at_the_same_step(distributed_runs):
     """Each rank has its own clock: they agree on when the budget is spent, or they would wait on each other."""
-    recipe = tiny_recipe(tmp_path, steps=100000, val_every=50, meta_batch=2)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "polyskill.cli",
-            "train",
-            str(recipe),
-            "--set",
-            "train.max_minutes=0.05",
-            "--out",
-            str(tmp_path / "run"),
-            "--nproc",
-            "2",
-            "--quiet",
-            "--no-eval",
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    run = distributed_runs / "budget"
+    summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "stopped at the time budget" and 0 < summary["steps"] < 100000
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == summary["steps"]
+    checkpoint = load_checkpoint(run / "last.pt")
+    assert checkpoint["step"] == summary["steps"] and len(checkpoint["ranks"]) == 2

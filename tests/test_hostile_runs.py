@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_recipe
+from conftest import polyskill_in_process, tiny_recipe
 
 from polyskill.cli import main
 from polyskill.train import read_metrics
@@ -149,7 +149,8 @@ def test_two_trainings_started_at_once_into_one_directory_never_both_run(tmp_pat
 
 
 def test_an_evaluation_during_training_is_kept_in_the_summary(tmp_path):
-    recipe = tiny_recipe(tmp_path, steps=1500, val_every=50, log_every=50)
+    """The evaluation runs in this process while the training process is still going."""
+    recipe = tiny_recipe(tmp_path, steps=600, val_every=50, log_every=50)
     run = tmp_path / "run"
     child = subprocess.Popen(
         _cli("train", recipe, "--out", run, "--quiet", "--no-eval"),
@@ -162,20 +163,14 @@ def test_an_evaluation_during_training_is_kept_in_the_summary(tmp_path):
         deadline = time.monotonic() + 300
         while not (run / "best.pt").is_file() and time.monotonic() < deadline:
             time.sleep(0.05)
-        evaluated = subprocess.run(
-            _cli("eval", run, "--way", "3", "--episodes", "4", "--quiet"),
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        evaluated = polyskill_in_process("eval", run, "--way", "3", "--episodes", "4", "--quiet")
         assert evaluated.returncode == 0, evaluated.stderr
         assert child.poll() is None, "training ended before the evaluation: make it longer"
     finally:
         code = child.wait(timeout=600)
     assert code == 0, child.stderr.read()
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["steps"] == 1500
+    assert summary["status"] == "finished" and summary["steps"] == 600
     assert [(r["way"], r["episodes"]) for r in summary["test"]] == [(3, 4)]
 
 
@@ -254,9 +249,9 @@ def test_two_evaluations_at_once_both_keep_their_results(trained, tmp_path):
             stderr=subprocess.PIPE,
             text=True,
         )
-        for way in (2, 3, 4)
+        for way in (2, 3)
     ]
-    assert [p.wait(timeout=300) for p in evals] == [0, 0, 0], [p.stderr.read() for p in evals]
+    assert [p.wait(timeout=300) for p in evals] == [0, 0], [p.stderr.read() for p in evals]
     summary = json.loads((run / "summary.json").read_text())
-    assert {r["way"] for r in summary["test"] if r["episodes"] == 6} == {2, 3, 4}
+    assert {r["way"] for r in summary["test"] if r["episodes"] == 6} == {2, 3}
     assert all(r["weights"].startswith("best.pt (step ") for r in summary["test"] if r["episodes"] == 6)

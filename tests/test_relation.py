@@ -168,7 +168,7 @@ def test_relation_learns_omniglot_well_above_chance(omniglot_train, omniglot_val
     subset = omniglot_train.subset(range(0, 4112, 4))  # 1028 classes
     algo = RelationNetworks(Conv4(hidden=32, pools=2), relation_hidden=32)
     untrained = few_shot(algo, omniglot_val, way=5, shot=1, query=5, episodes=100, seed=0).accuracy
-    fit(algo, EpisodeSampler(subset, way=5, shot=1, query=10, seed=0), steps=250, lr=2e-3, progress=False)
+    fit(algo, EpisodeSampler(subset, way=5, shot=1, query=5, seed=0), steps=250, lr=2e-3, progress=False)
     trained = few_shot(algo, omniglot_val, way=5, shot=1, query=5, episodes=100, seed=0)
-    assert trained.accuracy > 0.7, trained  # chance is 20%; observed 0.805 (untrained 0.227) on 2026-12-03
+    assert trained.accuracy > 0.7, trained  # chance is 20%; observed 0.774 (untrained 0.227) on 2026-12-03
     assert trained.accuracy > untrained + 0.1

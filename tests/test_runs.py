@@ -47,14 +47,7 @@ def straight(tmp_path_factory) -> Path:
     """An uninterrupted 300-step run: the reference a killed and resumed run must reproduce."""
     folder = tmp_path_factory.mktemp("straight")
     run = folder / "run"
-    done = subprocess.run(
-        _cli("train", _recipe(folder, 300), "--out", run, "--quiet", "--no-eval"),
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
+    assert main(["train", str(_recipe(folder, 300)), "--out", str(run), "--quiet", "--no-eval"]) == 0
     return run
 
 

@@ -16,7 +16,7 @@ pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
 pytestmark = pytest.mark.filterwarnings("ignore:.*noload.*:DeprecationWarning")  # MLflow's SQLite store, on read
 
-from conftest import polyskill_cli, tiny_recipe  # noqa: E402
+from conftest import polyskill_cli, polyskill_in_process, tiny_recipe  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
@@ -108,10 +108,13 @@ def test_mlflow_holds_params_metrics_and_a_finished_run(tiny_run):
     assert_same_curves(mlflow_curves(client, run.info.run_id), expected_curves(tiny_run))
 
 
-def test_a_resumed_run_continues_the_same_curves(tiny_run, tmp_path):
+def test_a_resumed_run_continues_the_same_curves(tiny_run, tmp_path, monkeypatch):
+    """The resume runs in this process (the first run, in its own, shows the command prints no tracker noise)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DO_NOT_TRACK", "true")
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    more = polyskill(
+    more = polyskill_in_process(
         "train",
         tiny_run.parent / "tiny.yaml",
         "--out",

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Train and test every learner of the papers' Omniglot table (Vinyals split) under one time budget each,
+# JOBS at a time, then print the table next to the papers' figures.
+#
+#   JOBS=2 scripts/omniglot_papers.sh OUT MINUTES      e.g. nice -n 19 scripts/omniglot_papers.sh runs/papers 20
+#
+# Each run is the shipped recipe (one `polyskill train`, its log in OUT/NAME.log) stopped by train.max_minutes,
+# tested with its best validation checkpoint on EPISODES fixed test episodes (default 600) with 15 queries per
+# class. Relation Networks train one model per shot, as the paper does; Matching Networks, MetaOptNet and
+# Baseline++ train one model for every test setting; MAML, FOMAML and Reptile are the 5-way 1-shot models.
+# ONLY="NAME ..." trains only the named runs.
+set -u
+out=${1:-runs/papers}
+minutes=${2:-20}
+OUT=$out
+SETS="train.max_minutes=$minutes train.val_episodes=100 eval.episodes=${EPISODES:-600} eval.query=15"
+mkdir -p "$out"
+source "$(dirname "$0")/jobs.sh"
+
+train relation-1shot omniglot-relation episodes.way=20 episodes.query=5 train.val_every=300
+train relation-5shot omniglot-relation episodes.way=20 episodes.shot=5 episodes.query=5 train.val_every=300
+train matching omniglot-matching episodes.way=20 episodes.query=5 train.val_every=400
+train matching-fce omniglot-matching-fce episodes.way=20 episodes.query=5 train.val_every=300
+train metaoptnet-ridge omniglot-metaoptnet-ridge train.val_every=50
+train metaoptnet-svm omniglot-metaoptnet-svm train.val_every=50
+train baselinepp omniglot-baselinepp train.val_every=1000
+train maml omniglot-maml train.val_every=100 eval.shots=[1,5]
+train fomaml omniglot-fomaml train.val_every=100 eval.shots=[1,5]
+train reptile omniglot-reptile train.steps=3000 train.val_every=250 eval.shots=[1,5]
+wait
+"$py" scripts/fewshot_table.py "$out"/*/
