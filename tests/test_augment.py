@@ -119,7 +119,7 @@ def test_normalize_and_jitter_ranges():
     jittered = ColourJitter(brightness=0.4)(torch.full((500, 3, 1, 1), 0.5), _gen())
     factors = jittered[:, 0, 0, 0] / 0.5
     assert 0.6 <= factors.min() < 0.65 and 1.35 < factors.max() <= 1.4  # uniform in [1 - 0.4, 1 + 0.4]
-    with pytest.raises(ValueError, match="hue must be <= 0.5"):
+    with pytest.raises(ValueError, match=r"hue must be <= 0\.5"):
         ColourJitter(hue=0.7)
 
 

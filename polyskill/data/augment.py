@@ -42,14 +42,13 @@ def grey(x: Tensor) -> Tensor:
     """[N, 3, H, W] -> [N, 1, H, W] luma with the ITU-R 601 weights (grey images [N, 1, H, W] pass through)."""
     if x.shape[1] == 1:
         return x
-    weights = torch.tensor(GREY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * weights).sum(1, keepdim=True)
+    r, g, b = GREY_WEIGHTS
+    return (x[:, 0:1] * r).add_(x[:, 1:2], alpha=g).add_(x[:, 2:3], alpha=b)
 
 
 def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
     """factor * x + (1 - factor) * other, clipped to [0, 1] (the form of every jitter below)."""
-    f = _per_image(factor, x)
-    return (f * x + (1 - f) * other).clamp_(0.0, 1.0)
+    return torch.lerp(other.expand_as(x), x, _per_image(factor, x).expand_as(x)).clamp_(0.0, 1.0)
 
 
 def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
@@ -103,8 +102,11 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
 
 
 def flip(x: Tensor, mask: Tensor) -> Tensor:
-    """The images where `mask` [N] is true mirrored left to right."""
-    return torch.where(mask.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+    """The images where `mask` [N] is true mirrored left to right (a new tensor; x is left as it was)."""
+    out = x.clone()
+    chosen = torch.nonzero(mask.to(x.device)).flatten()
+    out[chosen] = x[chosen].flip(-1)
+    return out
 
 
 def crop_resize(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
