@@ -5,6 +5,7 @@ from .baseline import Baseline
 from .bd_cspn import BDCSPN
 from .contract import Contract
 from .contrastive import ContrastiveEmbedding
+from .imaml import IMAML
 from .inner_loop import InnerLoop
 from .laplacian_shot import LaplacianShot
 from .maml import MAML
@@ -23,6 +24,7 @@ from .transductive_finetune import TransductiveFinetune
 ALGORITHMS: dict[str, type[FewShotAlgorithm]] = {
     "baseline": Baseline,
     "contrastive": ContrastiveEmbedding,
+    "imaml": IMAML,
     "maml": MAML,
     "matching": MatchingNetworks,
     "metaoptnet": MetaOptNet,
@@ -41,6 +43,7 @@ ALGORITHMS: dict[str, type[FewShotAlgorithm]] = {
 __all__ = [
     "ALGORITHMS",
     "BDCSPN",
+    "IMAML",
     "MAML",
     "PTMAP",
     "TIM",
