@@ -10,8 +10,9 @@ weights and inputs. Images per second and the ratio polyskill / learn2learn for 
 
 Part 2, one MAML meta-step (`MAML.meta_backward` + Adam) on ResNet-12 with a 5-way head at 84x84, 5-way 1-shot
 15-query tasks, one inner step: `first` (FOMAML, every parameter adapts), `second` (second order, every parameter),
-`anil` (second order, the head only adapts), `last` (second order, the last block and the head adapt: the inner
-loop's `adapt_names` set to them). Seconds per step and peak memory.
+`anil` (second order, the head only adapts; the engine's `auto` choice, a vmapped pass), `anil-loop` (the same with
+`vectorize: loop, query_pass: loop`), `last` (second order, the last block and the head adapt: the inner loop's
+`adapt_names` set to them). Seconds per step and peak memory.
 
 Inputs are random tensors (speed and memory do not depend on pixel values). Every measurement runs in a fresh
 process, whose peak resident memory (`resource.getrusage(...).ru_maxrss`, Linux KiB) is its own: it counts every
@@ -36,7 +37,8 @@ WAY, SHOT, QUERY, SIZE = 5, 1, 15, 84
 BATCH = WAY * (SHOT + QUERY)
 PRECISIONS = ("fp32", "bf16")
 LAYOUTS = ("contiguous", "channels_last")
-MAML_MODES = {"first": 2, "second": 1, "anil": 2, "last": 2}  # mode -> meta-batch measured (1 and 2 for first)
+MAML_MODES = {"first": 2, "second": 1, "anil": 2, "anil-loop": 2, "last": 2}  # mode -> meta-batch (first: also 1)
+LOOP = {"vectorize": "loop", "query_pass": "loop"}
 
 
 def _rss_mib() -> float:
@@ -99,7 +101,10 @@ def maml_worker(mode: str, meta_batch: int, precision: str, steps: int, warmup: 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = ResNet12(out_features=WAY)
-    algo = MAML(net, inner_lr=0.01, inner_steps=1, first_order=mode == "first", head_only=mode == "anil")
+    options = LOOP if mode == "anil-loop" else {}
+    algo = MAML(
+        net, inner_lr=0.01, inner_steps=1, first_order=mode == "first", head_only=mode.startswith("anil"), **options
+    )
     if mode == "last":
         algo.inner.adapt_names = [n for n, _ in net.named_parameters() if n.startswith(("blocks.3.", "head."))]
     optimizer = torch.optim.Adam(algo.parameters(), lr=1e-3)
@@ -142,6 +147,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     parser.add_argument("--maml-precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--parts", default="speed,maml", help="speed, maml or both")
+    parser.add_argument("--maml-modes", default=",".join(MAML_MODES), help="of " + ", ".join(MAML_MODES))
     parser.add_argument("--peers", default=os.environ.get("POLYSKILL_PEERS", "/tmp/peers/bin/python"))
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -182,7 +188,8 @@ def main() -> None:
         )
         print(f"{'mode':7s} {'meta-batch':>10s} {'s/step':>8s} {'max RSS MiB':>12s} {'above start':>12s}")
         maml_timing = ["--steps", str(args.maml_steps), "--warmup", "1", "--threads", str(args.threads)]
-        runs = [("first", 1), *MAML_MODES.items()]
+        modes = args.maml_modes.split(",")
+        runs = [(m, b) for m, b in [("first", 1), *MAML_MODES.items()] if m in modes]
         for mode, meta_batch in runs:
             r = _run(sys.executable, ["--worker", "maml", mode, str(meta_batch), args.maml_precision, *maml_timing])
             growth = r["max_rss_mib"] - r["base_rss_mib"]

@@ -147,9 +147,13 @@ def test_dropblock_module_is_off_in_eval_and_ramps_its_rate_as_metaoptnet():
     block(x)
     block(x)
     assert block.count == 2 and block.rate() == pytest.approx(0.1 * 3 / 40000)
-    copy_ = DropBlock(0.1, block_size=5, schedule=40000)
-    copy_.load_state_dict(block.state_dict())  # the pass count is checkpointed
-    assert copy_.count == 2
+    net = ResNet12(widths=NARROW, image_size=32, drop_rate=0.1, drop_block=True).train()
+    net(torch.rand(2, 3, 32, 32))
+    state = net.state_dict()  # the pass count is checkpointed with the network and read back
+    assert int(state["blocks.3.drop.passes"]) == 1
+    fresh = ResNet12(widths=NARROW, image_size=32, drop_rate=0.1, drop_block=True)
+    fresh.load_state_dict(state)
+    assert fresh.blocks[3].drop.count == 1
     block.count = 10**6
     assert block.rate() == pytest.approx(0.1)
     assert torch.equal(DropBlock(0.0).train()(x), x)

@@ -42,11 +42,12 @@ class ResNet12(nn.Module):
     """4 residual blocks of `widths` channels (64-160-320-640 as MetaOptNet; 64-128-256-512 as TADAM), each
     halving the side, then a global average pool: a `widths[-1]`-d embedding (640x5x5 maps on 84x84 images).
 
-    Regularisation as MetaOptNet: `drop_rate` is dropout after every block; with `drop_block` the last two
-    blocks drop `block_size` squares instead (DropBlock), the rate ramped up over `drop_schedule` training
-    passes. With `out_features` a linear head follows (for gradient-based learners). `feature_shape` is (C, H,
-    W) of the last block's maps (a FeatureMapBackbone). `channels_last` stores the weights in that layout.
-    Convolutions are initialised as MetaOptNet's (Kaiming normal, fan-out), batch norms to identity.
+    Regularisation as MetaOptNet: `drop_rate` is dropout after every block; with `drop_block` the last two blocks
+    drop `block_size` squares instead (DropBlock), the rate ramped up over `drop_schedule` training passes. With
+    `out_features` a linear head follows (for gradient-based learners). `feature_shape` is (C, H, W) of the last
+    block's maps (a FeatureMapBackbone). `channels_last` stores the weights in that layout: the default, as fast
+    in fp32 and faster under bf16 autocast (benchmarks/resnet12_speed.py). Convolutions are initialised as
+    MetaOptNet's (Kaiming normal, fan-out), batch norms to identity.
     """
 
     def __init__(
@@ -59,7 +60,7 @@ class ResNet12(nn.Module):
         drop_block: bool = False,
         block_size: int = 5,
         drop_schedule: int = SCHEDULE,
-        channels_last: bool = False,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         widths = list(widths)

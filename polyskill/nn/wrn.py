@@ -33,8 +33,8 @@ class WideResNet(nn.Module):
     `widen` channels with strides 1, 2, 2, a final BN-ReLU and a global average pool: a 64 * widen embedding
     (640 for WRN-28-10; 640x21x21 maps on 84x84 images). `drop_rate` is the dropout between a block's
     convolutions. With `out_features` a linear head follows. `feature_shape` is (C, H, W) of the final maps (a
-    FeatureMapBackbone). `channels_last` stores the weights in that layout. Convolutions are initialised as in
-    the authors' code (Kaiming normal, fan-out), batch norms to identity.
+    FeatureMapBackbone). `channels_last` stores the weights in that layout (the default, as ResNet12's).
+    Convolutions are initialised as in the authors' code (Kaiming normal, fan-out), batch norms to identity.
     """
 
     def __init__(
@@ -45,7 +45,7 @@ class WideResNet(nn.Module):
         out_features: int | None = None,
         image_size: int = 84,
         drop_rate: float = 0.0,
-        channels_last: bool = False,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6 or widen < 1 or in_channels < 1:
