@@ -25,10 +25,9 @@ def drop_block(x: Tensor, drop_rate: float, block_size: int) -> Tensor:
     size = min(block_size, height, width)
     gamma = seed_rate(drop_rate, size, height, width)
     corner = x[..., : height - size + 1, : width - size + 1]
-    seeds = (torch.rand_like(corner, dtype=torch.float32) < gamma).to(x.dtype)
-    dropped = F.max_pool2d(F.pad(seeds, (size - 1,) * 4), size, stride=1)
-    keep = 1 - dropped
-    return x * keep * (keep.numel() / keep.sum().clamp(min=1))
+    seeds = (torch.rand_like(corner, dtype=torch.float32) < gamma).float()
+    keep = 1 - F.max_pool2d(F.pad(seeds, (size - 1,) * 4), size, stride=1)
+    return x * (keep * (keep.numel() / keep.sum().clamp(min=1))).to(x.dtype)  # the count in fp32 under autocast
 
 
 class DropBlock(nn.Module):
