@@ -2,13 +2,16 @@
 
 The public API is these sub-packages and names:
 
-- `polyskill.data`: data root and checked files, `omniglot(split)`, `image_folder(path)`, `text_set(name, split)`
-  and a user's text files (`TextClasses`, `draw_shots`), `episodes(...)` (an EpisodeSampler producing
-  `TaskBatch`es), `Support`.
-- `polyskill.nn`: backbones (`Conv4`; text encoders in `polyskill.nn.text`: `SentenceEncoder`, `TextCNN`,
-  `BagOfEmbeddings`, the embedding cache) and precision helpers.
+- `polyskill.data`: data root and checked files, `omniglot(split)`, the colour sets (`mini_imagenet`,
+  `tiered_imagenet`, `cifar_fs`, `cub`), `image_folder(path)`, training augmentation (`augment`),
+  `text_set(name, split)` and a user's text files (`TextClasses`, `draw_shots`), `episodes(...)` (an
+  EpisodeSampler producing `TaskBatch`es), `Support`.
+- `polyskill.nn`: backbones (`Conv4`, `ResNet12`, `WideResNet`, `DropBlock`; text encoders in
+  `polyskill.nn.text`: `SentenceEncoder`, `TextCNN`, `BagOfEmbeddings`, the embedding cache) and precision helpers.
 - `polyskill.meta`: `FewShotAlgorithm` (the interface) and the algorithms (`PrototypicalNetworks`, `MAML`,
-  `Reptile`, `MatchingNetworks`, `RelationNetworks`, `MetaOptNet`, `Baseline`, `ContrastiveEmbedding`).
+  `IMAML`, `Reptile`, `MatchingNetworks`, `RelationNetworks`, `MetaOptNet`, `Baseline`, `ContrastiveEmbedding`,
+  and the transductive and feature-based `SimpleShot`, `TIM`, `PTMAP`, `LaplacianShot`, `BDCSPN`,
+  `TransductiveFinetune`).
 - `polyskill.mtl`: multi-task architectures, aggregators and loss weightings, the multi-task step.
 - `polyskill.train`: `fit(algo, episodes, ...)`, `FitConfig`, checkpoints and metrics logs.
 - `polyskill.eval`: evaluation protocols and their typed results (`few_shot(algo, dataset, way, shot)` ->

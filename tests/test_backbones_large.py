@@ -308,9 +308,25 @@ def build(model: dict, algo: str, size: int) -> None:
 @pytest.mark.parametrize(
     "model, algo, size, message",
     [
-        ({"backbone": "resnet12", "hidden": 64}, "protonet", 84, "unknown key 'model.hidden'"),
-        ({"backbone": "conv4", "drop_block": True}, "protonet", 84, "unknown key 'model.drop_block'"),
-        ({"backbone": "wrn", "widths": [8]}, "protonet", 84, "unknown key 'model.widths'"),
+        (
+            {"backbone": "resnet12", "hidden": 64},
+            "protonet",
+            84,
+            "model.hidden is a setting of model.backbone conv4 or mlp, not resnet12; .* 'model=.backbone: resnet12.'",
+        ),
+        (
+            {"backbone": "conv4", "drop_block": True},
+            "protonet",
+            84,
+            "model.drop_block is a setting of model.backbone resnet12,",
+        ),
+        (
+            {"backbone": "wrn", "widths": [8]},
+            "protonet",
+            84,
+            "model.widths is a setting of model.backbone conv4 or mlp or resnet12,",
+        ),
+        ({"backbone": "wrn", "nosuch": 1}, "protonet", 84, "unknown key 'model.nosuch'"),
         ({"backbone": "wrn", "depth": 27}, "protonet", 84, "model.depth must be 6n \\+ 4"),
         ({"backbone": "resnet12", "drop_block": True}, "protonet", 84, "set drop_rate > 0"),
         ({"backbone": "resnet12", "widths": [8, 8]}, "protonet", 84, "4 blocks"),

@@ -5,7 +5,7 @@ validation and test."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -51,7 +51,25 @@ def parse_model(values: Any, key: str) -> Any:
     modality = _BY_BACKBONE.get(name) if isinstance(name, str) else None
     if isinstance(values, dict) and modality is None:
         raise ConfigError(f"{key}.backbone must be one of {', '.join(_BY_BACKBONE)}, got {str(name)[:80]!r}")
-    return build(modality.backbones[str(name)] if modality else NetworkSpec, values, f"{key}.")
+    spec = modality.backbones[str(name)] if modality else NetworkSpec
+    if modality and isinstance(values, dict):
+        _refuse_other_backbones_keys(values, key, str(name), modality, spec)
+    return build(spec, values, f"{key}.")
+
+
+def _refuse_other_backbones_keys(values: dict, key: str, name: str, modality: Modality, spec: type) -> None:
+    """A key of another backbone's section (a recipe's `hidden` after `--set model.backbone=resnet12`) is one
+    line saying how to switch a recipe's backbone: by setting the whole section."""
+    own = {f.name for f in fields(spec)}
+    for stray in sorted(set(values) - own):
+        owners = [
+            other for other, other_spec in modality.backbones.items() if stray in {f.name for f in fields(other_spec)}
+        ]
+        if owners:
+            raise ConfigError(
+                f"{key}.{stray} is a setting of model.backbone {' or '.join(owners)}, not {name}; to change a recipe's "
+                f"backbone set the whole section: --set '{key}={{backbone: {name}}}'"
+            )
 
 
 def modality(recipe: Any) -> Modality:
