@@ -107,6 +107,15 @@ def polyskill_in_process(*args: object) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess([str(a) for a in args], code, out.getvalue(), err.getvalue())
 
 
+@pytest.fixture
+def float64():
+    """float64 as the default dtype for one test (numerical checks against an independent computation)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
 @pytest.fixture(scope="session")
 def serve_runs(tmp_path_factory, data_root) -> dict[str, Path]:
     """The runs the serve tests teach tasks to: a ProtoNet and a MAML (3-way) Omniglot run and a ProtoNet text run

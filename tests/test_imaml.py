@@ -18,14 +18,6 @@ from polyskill.nn import MLP, Conv4
 from polyskill.recipes import kind_of, load
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def regression_batch(tasks: int = 3, dim: int = 2, support: int = 8, query: int = 6, seed: int = 0) -> TaskBatch:
     """Noisy tasks y = sin(x . w) (a tanh network cannot fit them exactly, so query gradients do not vanish)."""
     g = torch.Generator().manual_seed(seed)

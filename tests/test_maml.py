@@ -16,14 +16,6 @@ from polyskill.meta.reptile import minibatches
 from polyskill.nn import Conv4
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def regression_batch(tasks: int = 3, dim: int = 4, support: int = 6, query: int = 5, seed: int = 0) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     xs, xq = torch.randn(tasks, support, dim, generator=g), torch.randn(tasks, query, dim, generator=g)

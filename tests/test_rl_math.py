@@ -12,20 +12,12 @@ import torch
 from torch.distributions import Normal
 
 from polyskill.errors import ConfigError
+from polyskill.meta.conjugate_gradient import conjugate_gradient
 from polyskill.rl.baseline import linear_baseline
 from polyskill.rl.losses import clipped_surrogate_loss, gaussian_kl, masked_mean, reinforce_loss, surrogate_loss
 from polyskill.rl.policy import GaussianPolicy
 from polyskill.rl.returns import discounted_returns, gae, normalize
-from polyskill.rl.trpo import TRPOConfig, conjugate_gradient, fisher_vector_product, trpo_step
-
-
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
+from polyskill.rl.trpo import TRPOConfig, fisher_vector_product, trpo_step
 
 # --- the policy ----------------------------------------------------------------------------------------------------
 
@@ -246,9 +238,9 @@ def test_conjugate_gradient_solves_an_spd_system(float64):
     m = torch.randn(12, 12, generator=g)
     a = m @ m.T + 0.5 * torch.eye(12)
     b = torch.randn(12, generator=g)
-    x = conjugate_gradient(lambda v: a @ v, b, iters=40)
+    x = conjugate_gradient(lambda v: a @ v, b, 40, tol=1e-10)
     assert torch.allclose(x, torch.linalg.solve(a, b), atol=1e-8)
-    few = conjugate_gradient(lambda v: a @ v, b, iters=2)  # iters bounds the work: two steps are not converged
+    few = conjugate_gradient(lambda v: a @ v, b, 2, tol=1e-10)  # steps bound the work: two steps are not converged
     assert not torch.allclose(few, torch.linalg.solve(a, b), atol=1e-3)
 
 

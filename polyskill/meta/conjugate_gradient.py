@@ -23,12 +23,13 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(-1, keepdim=True)
 
 
-def conjugate_gradient(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None = None) -> Tensor:
+def conjugate_gradient(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None = None, tol: float = 0.0) -> Tensor:
     """An approximate solution x [..., n] of A x = b after `steps` conjugate-gradient iterations (each one `matvec`),
     from `x0` (default zero). In exact arithmetic the solution is exact after n steps; each step lowers the error.
 
-    A system that has converged (zero residual) or meets a direction of non-positive curvature (A not positive
-    definite along it, as a non-convex loss's Hessian can make it) stops moving while the others go on.
+    A system that has converged (squared residual at most `tol`) or meets a direction of non-positive curvature
+    (A not positive definite along it, as a non-convex loss's Hessian can make it) stops moving while the others
+    go on; iMAML's meta-gradient and TRPO's natural-gradient step both solve with it.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"conjugate gradient needs steps >= 1, got {steps!r}")
@@ -39,7 +40,7 @@ def conjugate_gradient(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None 
     for _ in range(steps):
         ap = matvec(p)
         curvature = _dot(p, ap)
-        moving = (curvature > 0) & (rr > 0)
+        moving = (curvature > 0) & (rr > tol)
         alpha = torch.where(moving, rr / torch.where(moving, curvature, torch.ones_like(curvature)), 0.0)
         x = x + alpha * p
         r = r - alpha * ap

@@ -11,26 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from polyskill.errors import ConfigError
-
-
-def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, tol: float = 1e-10) -> Tensor:
-    """An approximate solution x of A x = b for a symmetric positive definite A given only as x -> A x, after at
-    most `iters` iterations (stopping once the squared residual is below `tol`), starting from 0."""
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = b.clone()
-    rr = r @ r
-    for _ in range(iters):
-        if rr < tol:
-            break
-        ap = matvec(p)
-        alpha = rr / (p @ ap)
-        x = x + alpha * p
-        r = r - alpha * ap
-        rr_new = r @ r
-        p = r + (rr_new / rr) * p
-        rr = rr_new
-    return x
+from polyskill.meta.conjugate_gradient import conjugate_gradient
 
 
 def _flat(grads: Sequence[Tensor | None], params: Sequence[Tensor]) -> Tensor:
@@ -95,7 +76,7 @@ def trpo_step(
     before = float(loss_before.detach())
     grad = _flat(torch.autograd.grad(loss_before, params, allow_unused=True), params).detach()
     fvp = fisher_vector_product(kl, params, config.damping)
-    direction = conjugate_gradient(fvp, -grad, iters=config.cg_iters)
+    direction = conjugate_gradient(fvp, -grad, config.cg_iters, tol=1e-10)
     shs = float(direction @ fvp(direction))
     result = {"loss_before": before, "loss_after": before, "kl": 0.0, "step_fraction": 0.0}
     if not (math.isfinite(shs) and shs > 0 and math.isfinite(before)):
