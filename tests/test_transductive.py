@@ -15,7 +15,14 @@ from torch import nn
 
 from polyskill.data import ClassDataset, EpisodeSampler, TaskBatch
 from polyskill.errors import ConfigError
-from polyskill.eval import FewShotAccuracy, FewShotResult, RunSummary, result_from_dict
+from polyskill.eval import (
+    FewShotAccuracy,
+    FewShotResult,
+    FullTestAccuracy,
+    FullTestResult,
+    RunSummary,
+    result_from_dict,
+)
 from polyskill.meta import (
     ALGORITHMS,
     BDCSPN,
@@ -398,6 +405,18 @@ def test_evaluation_results_say_whether_they_were_transductive(tmp_path):
     read = RunSummary.from_dict(json.loads((tmp_path / "summary.json").read_text()))
     assert [r.transductive for r in read.test] == [False, True]  # type: ignore[attr-defined]
     old = {k: v for k, v in inductive.to_dict().items() if k != "transductive"}  # a summary of earlier versions
+    assert result_from_dict(old) == inductive and inductive.key() != transductive.key()
+
+
+def test_the_whole_test_set_protocol_says_whether_it_was_transductive_and_in_what_batches():
+    support, query = _clustered()
+    inductive = FullTestAccuracy(support, query, shot=1, draws=2, batch_size=64).evaluate(SimpleShot(Identity(16)))
+    transductive = FullTestAccuracy(support, query, shot=1, draws=2, batch_size=64).evaluate(BDCSPN(Identity(16)))
+    assert isinstance(transductive, FullTestResult) and transductive.transductive and transductive.batch == 64
+    assert not inductive.transductive and inductive.batch is None
+    assert "whole test set (240 examples) (transductive, 64 queries at a time): " in str(transductive)
+    assert transductive.label == "12w1s-all-trans" and inductive.label == "12w1s-all"
+    old = {k: v for k, v in inductive.to_dict().items() if k not in ("transductive", "batch")}  # written before
     assert result_from_dict(old) == inductive and inductive.key() != transductive.key()
 
 

@@ -3,6 +3,7 @@ run summary that records them."""
 
 from .episodes import accuracy, episode_scores, squared_errors
 from .few_shot import FewShotAccuracy, FewShotResult, few_shot
+from .full_test import FullTestAccuracy, FullTestResult
 from .multitask import MultiTaskMetrics, MultiTaskResult, delta_m, evaluate_multitask
 from .protocol import EpisodeProtocol, EvalProtocol
 from .regression import RegressionMSE, RegressionResult, regression
@@ -17,6 +18,8 @@ __all__ = [
     "EvalProtocol",
     "FewShotAccuracy",
     "FewShotResult",
+    "FullTestAccuracy",
+    "FullTestResult",
     "MultiTaskMetrics",
     "MultiTaskResult",
     "RegressionMSE",

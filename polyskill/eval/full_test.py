@@ -14,6 +14,7 @@ from ..data.episodes import Support
 from ..distributed import SINGLE, DistContext, gather_cat, share
 from ..errors import ConfigError
 from ..meta.base import FewShotAlgorithm
+from ..meta.contract import is_transductive
 from ..nn.precision import inference
 from .few_shot import AccuracyResult
 from .protocol import EvalProtocol
@@ -23,7 +24,8 @@ from .result import Result, confidence_interval
 @dataclass(frozen=True)
 class FullTestResult(AccuracyResult):
     """Accuracy on every example of the test classes after adapting to `shot` drawn examples per class, mean over
-    `draws` draws (fractions in [0, 1])."""
+    `draws` draws (fractions in [0, 1]); `transductive`: the learner's predictions depend on the other queries of
+    a batch (`batch` test examples at a time), so this is transductive accuracy."""
 
     protocol: ClassVar[str] = "full_test"
 
@@ -36,17 +38,20 @@ class FullTestResult(AccuracyResult):
     ci95: float
     steps: int | None = None
     weights: str | None = None
+    transductive: bool = False
+    batch: int | None = None
 
     def __str__(self) -> str:
+        how = f" (transductive, {self.batch} queries at a time)" if self.transductive else ""
         return (
-            f"{self.way}-way {self.shot}-shot on the whole test set ({self.examples} examples): "
+            f"{self.way}-way {self.shot}-shot on the whole test set ({self.examples} examples){how}: "
             f"{100 * self.accuracy:.2f} +- {100 * self.ci95:.2f} % ({self.draws} draws of the support set"
             f"{self._steps(', {} adaptation steps')})"
         )
 
     @property
     def label(self) -> str:
-        return f"{self.way}w{self.shot}s-all{self._steps('@{}')}"
+        return f"{self.way}w{self.shot}s-all{self._steps('@{}')}{'-trans' if self.transductive else ''}"
 
 
 def aligned(pool: ClassDataset, test: ClassDataset) -> ClassDataset:
@@ -123,7 +128,19 @@ class FullTestAccuracy(EvalProtocol):
         finally:
             model.train(was_training)
         mean, ci = confidence_interval(gather_cat(torch.stack(scores) if scores else torch.empty(0), dist))
-        return FullTestResult(self.test.num_classes, self.shot, self.draws, self.seed, len(y), mean, ci, self.steps)
+        transductive = is_transductive(model)
+        return FullTestResult(
+            self.test.num_classes,
+            self.shot,
+            self.draws,
+            self.seed,
+            len(y),
+            mean,
+            ci,
+            self.steps,
+            transductive=transductive,
+            batch=self.batch_size if transductive else None,
+        )
 
 
 __all__ = ["FullTestAccuracy", "FullTestResult"]
