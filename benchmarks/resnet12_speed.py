@@ -12,7 +12,7 @@ Part 2, one MAML meta-step (`MAML.meta_backward` + Adam) on ResNet-12 with a 5-w
 15-query tasks, one inner step: `first` (FOMAML, every parameter adapts), `second` (second order, every parameter),
 `anil` (second order, the head only adapts; the engine's `auto` choice, a vmapped pass), `anil-loop` (the same with
 `vectorize: loop, query_pass: loop`), `last` (second order, the last block and the head adapt: the inner loop's
-`adapt_names` set to them). Seconds per step and peak memory.
+`MAML(adapt=["blocks.3", "head"])`). Seconds per step and peak memory.
 
 Inputs are random tensors (speed and memory do not depend on pixel values). Every measurement runs in a fresh
 process, whose peak resident memory (`resource.getrusage(...).ru_maxrss`, Linux KiB) is its own: it counts every
@@ -102,11 +102,16 @@ def maml_worker(mode: str, meta_batch: int, precision: str, steps: int, warmup: 
     torch.manual_seed(0)
     net = ResNet12(out_features=WAY)
     options = LOOP if mode == "anil-loop" else {}
+    adapt = ["blocks.3", "head"] if mode == "last" else None
     algo = MAML(
-        net, inner_lr=0.01, inner_steps=1, first_order=mode == "first", head_only=mode.startswith("anil"), **options
+        net,
+        inner_lr=0.01,
+        inner_steps=1,
+        first_order=mode == "first",
+        head_only=mode.startswith("anil"),
+        adapt=adapt,
+        **options,
     )
-    if mode == "last":
-        algo.inner.adapt_names = [n for n, _ in net.named_parameters() if n.startswith(("blocks.3.", "head."))]
     optimizer = torch.optim.Adam(algo.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(WAY)

@@ -256,6 +256,29 @@ def test_maml_runs_resnet12_with_dropblock_in_its_inner_loop():
     assert algo.predict(tasks(seed=1)).shape == (2, 6, 3)
 
 
+def test_maml_adapts_the_modules_it_is_told_and_leaves_the_others_at_the_initialisation():
+    """`adapt: [blocks.3, head]`: the last residual block and the head take inner steps; every other parameter of
+    the adapted network is the meta-parameter itself (one inner step checked against the update equation)."""
+    torch.manual_seed(0)
+    net = ResNet12(widths=(4, 4, 4, 4), out_features=3, image_size=16)
+    algo = MAML(net, inner_lr=0.3, inner_steps=1, adapt=["blocks.3", "head"], vectorize="loop")
+    names = algo.inner.adapt_names
+    assert names and all(n.startswith(("blocks.3.", "head.")) for n in names)
+    assert {n for n, _ in net.named_parameters() if n.startswith(("blocks.3.", "head."))} == set(names)
+    batch = tasks()
+    params = dict(net.named_parameters())
+    [adapted] = algo.inner.adapt(params, (batch.support_x[:1], batch.support_y[:1]))
+    loss = F.cross_entropy(functional_call(net, params, (batch.support_x[0],)), batch.support_y[0])
+    grads = dict(zip(names, torch.autograd.grad(loss, [params[n] for n in names]), strict=True))
+    for name in names:
+        torch.testing.assert_close(adapted[name][0], params[name] - 0.3 * grads[name], rtol=1e-4, atol=1e-5)
+    assert all(adapted.get(n, params[n]) is params[n] for n in params if n not in grads)
+    with pytest.raises(ValueError, match=r"'blocks\.9' names no parameters of the network \(its modules: blocks, head"):
+        MAML(net, adapt=["blocks.9"])
+    with pytest.raises(ValueError, match="give head_only or adapt, not both"):
+        MAML(net, adapt=["head"], head_only=True)
+
+
 # -- recipes -----------------------------------------------------------------------------------------------------
 MODELS = {
     "resnet12": {"backbone": "resnet12", "widths": [4, 8, 8, 16], "drop_rate": 0.1, "drop_block": True},

@@ -1,5 +1,6 @@
 """MAML (Finn et al., 2017) and its family as options of one class over the inner-loop engine:
-FOMAML (`first_order`), ANIL (`head_only`, Raghu et al., 2020), Meta-SGD (`learn_lr='per_parameter'`,
+FOMAML (`first_order`), ANIL (`head_only`, Raghu et al., 2020; `adapt` names any other modules that adapt, e.g.
+the last block and the head of a ResNet-12), Meta-SGD (`learn_lr='per_parameter'`,
 Li et al., 2017) and MAML++'s per-step rates and multi-step loss (`learn_lr='per_step'`, `multi_step_loss`,
 Antoniou et al., 2019). With `inner_steps=0` it is the pretrained baseline: trained on every task's data
 as one supervised problem, fine-tuned by `eval_steps` gradient steps on a new task's support set.
@@ -32,6 +33,22 @@ def head_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_parameters() if name.startswith(prefix) and "." not in name[len(prefix) :]]
 
 
+def named_parameters_under(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
+    """The parameters of the sub-modules (or single parameters) that `prefixes` name, e.g. `["blocks.3", "head"]`
+    for the last residual block and the head; a prefix that names nothing is a ValueError listing the top-level
+    modules to choose from."""
+    names = [name for name, _ in model.named_parameters()]
+    chosen = []
+    for prefix in prefixes:
+        prefix = str(prefix).rstrip(".")
+        matched = [n for n in names if n == prefix or n.startswith(prefix + ".")]
+        if not matched:
+            tops = sorted({n.split(".")[0] for n in names})
+            raise ValueError(f"adapt: {prefix!r} names no parameters of the network (its modules: {', '.join(tops)})")
+        chosen += [n for n in matched if n not in chosen]
+    return chosen
+
+
 class MAML(FewShotAlgorithm):
     """Model-agnostic meta-learning: the outer loss is the query loss after `inner_steps` support steps.
 
@@ -56,6 +73,7 @@ class MAML(FewShotAlgorithm):
         eval_steps: int | None = None,
         first_order: bool = False,
         head_only: bool = False,
+        adapt: Sequence[str] | None = None,
         learn_lr: str = "none",
         multi_step_loss: bool = False,
         msl_anneal_steps: int = 0,
@@ -71,13 +89,19 @@ class MAML(FewShotAlgorithm):
             raise ValueError("eval_steps and msl_anneal_steps must be >= 0 and task_chunk >= 1")
         if query_pass not in QUERY_PASSES:
             raise ValueError(f"query_pass must be one of {', '.join(QUERY_PASSES)}, got {query_pass!r}")
-        adapt = head_names(backbone) if head_only else None
+        if head_only and adapt is not None:
+            raise ValueError("give head_only or adapt, not both (adapt: [head] is head_only)")
+        if adapt is not None and (isinstance(adapt, str) or not adapt):
+            raise ValueError(f"adapt must be a non-empty list of module names, e.g. [blocks.3, head], got {adapt!r}")
+        names = head_names(backbone) if head_only else None
+        if adapt is not None:
+            names = named_parameters_under(backbone, adapt)
         self.inner = InnerLoop(
             backbone,
             steps=inner_steps,
             lr=inner_lr,
             first_order=first_order,
-            adapt_names=adapt,
+            adapt_names=names,
             learn_lr=learn_lr,
             vectorize=vectorize,
         )
