@@ -356,6 +356,9 @@ def build(model: dict, algo: str, size: int) -> None:
         ({"backbone": "resnet12", "drop_rate": 1.5}, "protonet", 84, "drop_rate must be in"),
         ({"backbone": "mlp"}, "relation", 84, "needs model.backbone conv4, resnet12 or wrn"),
         ({"backbone": "resnet12"}, "protonet", 12, "too small"),
+        ({"backbone": "wrn", "depth": 100000}, "protonet", 84, "model.depth must be <= 1000"),
+        # built without storage first: refused in one line, not allocated until the system kills the process
+        ({"backbone": "mlp", "widths": [10**6] * 3}, "maml", 84, r"[\d,]+ M parameters need at least [\d,]+ GiB"),
     ],
 )
 def test_bad_backbone_options_are_one_config_error(model, algo, size, message):

@@ -5,10 +5,12 @@ train a registered meta-learner (few-shot classification and regression)."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
@@ -80,6 +82,9 @@ class ResNet12Spec:
             raise ValueError("drop_block drops at drop_rate: set drop_rate > 0 as well (MetaOptNet: 0.1)")
 
 
+MAX_WRN_DEPTH = 1000
+
+
 @dataclass
 class WRNSpec:
     """`wrn`: a wide residual network WRN-`depth`-`widen` (depth 6n + 4; WRN-28-10 as LEO and S2M2), `drop_rate`
@@ -94,6 +99,10 @@ class WRNSpec:
 
     def __post_init__(self) -> None:
         at_least(self, depth=10, widen=1)
+        if self.depth > MAX_WRN_DEPTH:
+            raise ValueError(
+                f"depth must be <= {MAX_WRN_DEPTH} (the deepest published residual networks), got {self.depth}"
+            )
         if (self.depth - 4) % 6:
             raise ValueError(f"depth must be 6n + 4 (10, 16, 22, 28, ...), got {self.depth}")
         _rate(self)
@@ -104,9 +113,34 @@ ImageNetworkSpec = NetworkSpec | ResNet12Spec | WRNSpec
 IMAGE_BACKBONES: dict[str, type] = {"conv4": NetworkSpec, "mlp": NetworkSpec, "resnet12": ResNet12Spec, "wrn": WRNSpec}
 
 
+#: bytes a parameter costs while training: its value, its gradient and Adam's two moments, in fp32
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
 def network(spec: ImageNetworkSpec, input_shape: tuple[int, ...], outputs: int | None, flatten: bool) -> nn.Module:
     """The recipe's network on inputs of `input_shape`; `outputs` adds a linear head of that size (None: an
-    embedding network). An MLP over images flattens them first."""
+    embedding network). An MLP over images flattens them first. The network is first built without storage (on
+    the meta device) and refused in one line if training it could not fit in this machine's memory, rather than
+    allocated layer by layer until the system kills the process."""
+    with torch.device("meta"):
+        probe = _construct(spec, input_shape, outputs, flatten)
+    check_fits_in_memory(sum(p.numel() for p in probe.parameters()))
+    return _construct(spec, input_shape, outputs, flatten)
+
+
+def check_fits_in_memory(parameters: int) -> None:
+    """One ConfigError if `parameters` could not be trained in this machine's physical memory."""
+    need = parameters * TRAINING_BYTES_PER_PARAMETER
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ConfigError(
+            f"model: {parameters / 1e6:,.0f} M parameters need at least {need / 2**30:,.0f} GiB to train (weights, "
+            f"gradients, optimizer moments); this machine has {have / 2**30:,.0f} GiB"
+        )
+
+
+def _construct(spec: ImageNetworkSpec, input_shape: tuple[int, ...], outputs: int | None, flatten: bool) -> nn.Module:
+    """The network `spec` describes, in the current default device."""
     channels, size = input_shape[0], input_shape[-1]
     if isinstance(spec, ResNet12Spec):
         with building("model"):
