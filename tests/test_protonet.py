@@ -8,7 +8,7 @@ from conftest import predict_and_adapt
 from polyskill.data import EpisodeSampler
 from polyskill.eval import few_shot
 from polyskill.meta import PrototypicalNetworks
-from polyskill.meta.distances import prototypes, squared_distances
+from polyskill.meta.distances import cosine_similarity, prototypes, squared_distances
 from polyskill.nn import Conv4
 from polyskill.train import fit
 
@@ -26,6 +26,23 @@ def test_squared_distances_match_cdist():
     torch.manual_seed(0)
     q, p = torch.randn(3, 11, 16), torch.randn(3, 5, 16)
     assert torch.allclose(squared_distances(q, p), torch.cdist(q, p).pow(2), atol=1e-4)
+
+
+def test_distances_stay_float32_under_bf16_autocast():
+    """Nearby points far from the origin: a bf16 matmul in q^2 - 2 q.k + k^2 would lose their distances."""
+    torch.manual_seed(0)
+    centre = 30 * torch.ones(1, 1, 64)
+    q, k = centre + 0.1 * torch.randn(1, 6, 64), centre + 0.1 * torch.randn(1, 4, 64)
+    q16, k16 = q.bfloat16(), k.bfloat16()  # what a bf16 backbone hands the head
+    exact = (q16.double().unsqueeze(2) - k16.double().unsqueeze(1)).pow(2).sum(-1)
+    cos_exact = torch.nn.functional.cosine_similarity(q16.double().unsqueeze(2), k16.double().unsqueeze(1), dim=-1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        d, cos = squared_distances(q16, k16), cosine_similarity(q16, k16)
+        protos = prototypes(q16, torch.tensor([[0, 0, 1, 1, 2, 2]]), 3)
+    assert d.dtype == cos.dtype == protos.dtype == torch.float32
+    assert torch.allclose(d.double(), exact, rtol=1e-3, atol=1e-2), (d - exact).abs().max()
+    assert torch.allclose(cos.double(), cos_exact, atol=1e-6)
+    assert torch.allclose(protos.double(), q16.double().view(1, 3, 2, 64).mean(2), atol=1e-5)
 
 
 def test_predict_matches_adapt_per_task(omniglot_val):
