@@ -13,6 +13,7 @@ import numpy as np
 
 from .classifier import FewShotClassifier
 from .errors import DataError
+from .meta.contract import is_transductive
 from .train.checkpoint import write_text
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -27,13 +28,16 @@ def spreadsheet_safe(text: str) -> str:
 @dataclass
 class Predictions:
     """The label and class probabilities of every query example (an image's path relative to the query folder, or
-    a text), named in the first column by `column`."""
+    a text), named in the first column by `column`. `transductive`: each prediction used every query example (the
+    learner transduces: TIM, PT-MAP, MAML's batch norm over the query set, ...), so adding or removing queries can
+    change the others' labels."""
 
     examples: list[str]
     classes: list[str]
     labels: list[str]
     probabilities: np.ndarray
     column: str = "file"
+    transductive: bool = False
 
     def to_csv(self) -> str:
         """file (or text), label, confidence, then one probability column per class; cells that would start a
@@ -65,7 +69,8 @@ def adapt_folders(
     queries, names = clf.inputs.read_query(query)
     probabilities = clf.predict_proba(queries)
     classes = [str(c) for c in clf.fitted_classes]
-    return Predictions(names, classes, [classes[i] for i in probabilities.argmax(-1)], probabilities, clf.inputs.column)
+    labelled = [classes[i] for i in probabilities.argmax(-1)]
+    return Predictions(names, classes, labelled, probabilities, clf.inputs.column, is_transductive(clf.algo))
 
 
 def write_predictions(predictions: Predictions, out: str | os.PathLike) -> None:

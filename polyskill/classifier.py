@@ -23,7 +23,8 @@ from torch import Tensor
 from .data.episodes import Support
 from .data.user_images import InputFormat
 from .errors import ClassifierError, ConfigError
-from .meta.base import FewShotAlgorithm, Predictor
+from .meta.base import FewShotAlgorithm, Predictor, SplitPredictor
+from .meta.contract import is_transductive
 from .recipes.kinds.fewshot_images import ImageInputs
 from .train.device import check_device
 
@@ -171,10 +172,23 @@ class FewShotClassifier:
         return self._fitted().classes
 
     def task_probabilities(self, task: AdaptedTask, x: Tensor) -> Tensor:
-        """Class probabilities [n, classes] of converted inputs x under an adapted task, in batches."""
+        """Class probabilities [n, classes] of converted inputs x under an adapted task.
+
+        The network runs on `batch_size` inputs at a time wherever that cannot change an answer: a two-stage
+        predictor (the metric learners) embeds the inputs in batches, then its head scores all of them at once, so
+        a transductive head (TIM, PT-MAP, ...) transduces over the whole of x; any other transductive predictor
+        (MAML's batch norm over the query set) runs on the whole of x in one pass; the rest run in batches.
+        """
         x = x.to(self.device)
         with torch.no_grad():
-            scores = torch.cat([task.scores(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)])
+            predictor = task.predictor
+            if isinstance(predictor, SplitPredictor):
+                z = torch.cat([predictor.features(chunk) for chunk in x.split(self.batch_size)])
+                scores = predictor.head(z)[:, : len(task.classes)]
+            elif is_transductive(self.algo):
+                scores = task.scores(x)
+            else:
+                scores = torch.cat([task.scores(chunk) for chunk in x.split(self.batch_size)])
         return self.algo.probabilities(scores)
 
     def _scores(self, X: Examples) -> Tensor:

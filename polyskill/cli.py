@@ -420,6 +420,11 @@ def _adapt(args: argparse.Namespace) -> int:
         )
     else:
         sys.stdout.write(predictions.to_csv())
+    if predictions.transductive:
+        print(
+            f"transductive: every prediction used all {len(predictions.examples)} query examples together",
+            file=sys.stderr if not args.out else sys.stdout,
+        )
     return 0
 
 

@@ -228,7 +228,7 @@ def test_adapt_cli_writes_predictions(protonet_run, tmp_path, capsys):
         ["adapt", str(protonet_run), "--support", str(support), "--query", str(query), "--out", str(out)], capsys
     )
     assert code == 0, err
-    assert "labelled 17 image(s) into 4 classes" in stdout
+    assert "labelled 17 image(s) into 4 classes" in stdout and "transductive" not in stdout + err
     rows = list(csv.DictReader(out.open()))
     assert sorted(r["file"] for r in rows) == sorted(truth)
     assert set(rows[0]) == {"file", "label", "confidence", *(f"p_{s}" for s in SHAPES)}
@@ -304,6 +304,12 @@ def test_adapt_cli_refuses_too_many_classes_bad_runs_and_bad_options(maml_run, p
     support, query, _ = make_folders(tmp_path, shots=1, queries=1)
     code, _, err = run_cli(["adapt", str(maml_run), "--support", str(support), "--query", str(query)], capsys)
     assert code == 2 and "4 classes given" in err and "at most 3" in err
+    for image in (support / "cross").iterdir():
+        image.unlink()
+    (support / "cross").rmdir()
+    code, stdout, err = run_cli(["adapt", str(maml_run), "--support", str(support), "--query", str(query)], capsys)
+    assert code == 0 and len(stdout.splitlines()) == 5, err  # MAML normalises the query set with its own statistics
+    assert "transductive: every prediction used all 4 query examples together" in err
     code, _, err = run_cli(["adapt", str(tmp_path), "--support", str(support), "--query", str(query)], capsys)
     assert code == 2 and "not a run directory" in err
     code, _, err = run_cli(

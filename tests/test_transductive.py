@@ -458,3 +458,40 @@ def test_every_learner_is_registered_and_bad_options_are_config_errors():
     recipe = load("omniglot-transductive-finetune", ["algo.finetune=body"])
     with pytest.raises(ConfigError, match="finetune"):
         kind_of(recipe).model(recipe)
+
+
+@pytest.mark.parametrize("name", ["tim", "ptmap", "simpleshot"])
+def test_the_classifier_transduces_over_all_its_queries_whatever_its_batch_size(name):
+    """FewShotClassifier embeds in batches of batch_size but a transductive head sees every query at once: the
+    probabilities equal one pass over all the queries (and, for TIM and PT-MAP, differ from scoring in batches)."""
+    from polyskill.classifier import FewShotClassifier
+    from polyskill.data.episodes import Support
+
+    learner = LEARNERS[name]().double().eval()
+    zs, ys, zq, _ = task(query=10, tasks=1, positive=True)
+    clf = FewShotClassifier(learner, None, batch_size=7)
+    adapted = clf.adapt_task(zs[0], ys[0])
+    got = clf.task_probabilities(adapted, zq[0])
+    predictor = learner.adapt(Support(zs[0], ys[0], 3))
+    whole = learner.probabilities(predictor(zq[0]))
+    in_batches = learner.probabilities(torch.cat([predictor(chunk) for chunk in zq[0].split(7)]))
+    assert torch.allclose(got, whole, atol=1e-12)
+    assert (got - in_batches).abs().max() > (1e-4 if is_transductive(learner) else -1)
+
+
+def test_the_classifier_runs_maml_with_query_batch_norm_on_all_its_queries_at_once():
+    from polyskill.classifier import FewShotClassifier
+    from polyskill.data.episodes import Support
+
+    torch.manual_seed(0)
+    algo = MAML(Conv4(hidden=4, out_features=3), inner_steps=1).eval()
+    xs, ys = torch.rand(6, 1, 28, 28), torch.arange(3).repeat_interleave(2)
+    xq = torch.rand(20, 1, 28, 28)
+    clf = FewShotClassifier(algo, None, batch_size=7)
+    got = clf.task_probabilities(clf.adapt_task(xs, ys), xq)
+    predictor = algo.adapt(Support(xs, ys, 3))
+    with torch.no_grad():
+        whole = algo.probabilities(predictor(xq))
+        in_batches = algo.probabilities(torch.cat([predictor(chunk) for chunk in xq.split(7)]))
+    assert torch.allclose(got, whole, atol=1e-6)
+    assert (got - in_batches).abs().max() > 1e-4
