@@ -280,8 +280,8 @@ def test_cub_index_file_errors_name_the_file(tmp_path):
     [
         (mini_imagenet, "mini-imagenet", "zenodo.org/record/7978538/files/mini-imagenet-cache-train.pkl"),
         (tiered_imagenet, "tiered-imagenet", "renmengye/few-shot-ssl-public"),
-        (cifar_fs, "cifar-fs", "cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
-        (cub, "cub", "data.caltech.edu"),
+        (cifar_fs, "cifar-fs", "cifar-100-python.tar.gz has MD5 eb9058c3a382ffc7106e4002c42a8d85"),
+        (cub, "cub", "CUB_200_2011.tgz has SHA-256 0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081"),
     ],
 )
 def test_a_missing_set_says_where_to_get_it_and_where_to_put_it(tmp_path, load, folder, address):
@@ -289,6 +289,10 @@ def test_a_missing_set_says_where_to_get_it_and_where_to_put_it(tmp_path, load, 
         load("train", root=tmp_path)
     message = str(error.value)
     assert "\n" not in message and address in message
+    if folder == "cifar-fs":
+        assert "cs.toronto.edu/~kriz/cifar-100-python.tar.gz" in message
+    if folder == "cub":
+        assert "data.caltech.edu" in message
     assert f"place it in {tmp_path / folder}" in message and "not under the data root" in message
     with pytest.raises(DataError, match=r"unknown .* split 'vinyals/train'; choose one of train, val, test"):
         load("vinyals/train", root=tmp_path)

@@ -36,7 +36,7 @@ def missing_set(name: str, root: str | os.PathLike | None, looked_for: Sequence[
     """One line: what was looked for, where to get the set and where to put it."""
     entry = IMAGE_SETS[name]
     folder = set_folder(name, root)
-    digests = "".join(f"; {archive} has SHA-256 {digest}" for archive, digest in entry.archive_sha256)
+    digests = "".join(f"; {archive} has {kind} {digest}" for archive, kind, digest in entry.archive_digests)
     return DataError(
         f"{entry.title} is not under the data root {data_root(root)} ({root_origin(root)}): looked for "
         f"{' and '.join(str(p) for p in looked_for)}. Download it from {' or '.join(entry.urls)}{digests}, and "

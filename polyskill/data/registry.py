@@ -123,14 +123,15 @@ for _path in FILES:
 @dataclass(frozen=True)
 class ImageSetEntry:
     """A few-shot image set read from `folder` under the data root: its title, the public addresses of its
-    files, what must be inside the folder (`layout`, in words) and the SHA-256 of an archive where one is
-    published (`archive_sha256`: archive name -> digest; the loader reads the extracted files, not the archive)."""
+    files, what must be inside the folder (`layout`, in words) and the digests of its archives where they are
+    known (`archive_digests`: archive name, algorithm, digest; the loader reads the extracted files, not the
+    archive)."""
 
     title: str
     folder: str
     urls: tuple[str, ...]
     layout: str
-    archive_sha256: tuple[tuple[str, str], ...] = ()
+    archive_digests: tuple[tuple[str, str, str], ...] = ()
 
 
 _ZENODO = "https://zenodo.org/record/7978538/files"  # learn2learn's copies of the few-shot releases
@@ -164,6 +165,7 @@ IMAGE_SETS: dict[str, ImageSetEntry] = {
         ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", f"{_ZENODO}/cifar100.zip"),
         "it holds cifar-100-python/{train,test,meta} (the CIFAR-100 python release, extracted) and "
         "splits/bertinetto/{train,val,test}.txt (class names a line; cifar100/splits/bertinetto/ in cifar100.zip)",
+        (("cifar-100-python.tar.gz", "MD5", "eb9058c3a382ffc7106e4002c42a8d85"),),  # published beside the download
     ),
     "cub": ImageSetEntry(
         "CUB-200-2011 (Wah et al. 2011)",
@@ -174,6 +176,6 @@ IMAGE_SETS: dict[str, ImageSetEntry] = {
         ),
         "it holds CUB_200_2011/ as the archive extracts it: images/<class>/*.jpg, images.txt, "
         "image_class_labels.txt and classes.txt",
-        (("CUB_200_2011.tgz", "0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081"),),
+        (("CUB_200_2011.tgz", "SHA-256", "0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081"),),
     ),
 }
