@@ -3,7 +3,8 @@
 #   OUT=runs/x JOBS=2 SETS="train.device=cpu ..." ; source scripts/jobs.sh ; train NAME RECIPE [KEY=VALUE ...]
 #
 # Each run trains into OUT/NAME with its log in OUT/NAME.log; SETS are --set overrides given to every run,
-# ONLY="NAME ..." restricts the runs to those named.
+# ONLY="NAME ..." restricts the runs to those named. A run OUT/NAME that exists already is resumed with the same
+# overrides (so a larger train.max_minutes extends it to that total), its log appended to.
 jobs=${JOBS:-$(nproc)}
 py=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))}
@@ -17,6 +18,11 @@ train() {  # NAME RECIPE [KEY=VALUE ...]: start a run once fewer than JOBS are r
   for kv in ${SETS:-} "$@"; do
     sets+=(--set "$kv")
   done
-  ( "$py" -m polyskill.cli train "$recipe" --out "$OUT/$name" --quiet "${sets[@]}" >"$OUT/$name.log" 2>&1
-    echo "$name: exit $? ($(tail -n 1 "$OUT/$name.log"))" ) &
+  if [ -f "$OUT/$name/config.yaml" ]; then
+    ( "$py" -m polyskill.cli train --resume "$OUT/$name" --quiet "${sets[@]}" >>"$OUT/$name.log" 2>&1
+      echo "$name: exit $? ($(tail -n 1 "$OUT/$name.log"))" ) &
+  else
+    ( "$py" -m polyskill.cli train "$recipe" --out "$OUT/$name" --quiet "${sets[@]}" >"$OUT/$name.log" 2>&1
+      echo "$name: exit $? ($(tail -n 1 "$OUT/$name.log"))" ) &
+  fi
 }

@@ -8,7 +8,7 @@
 # tested with its best validation checkpoint on EPISODES fixed test episodes (default 600) with 15 queries per
 # class. Relation Networks train one model per shot, as the paper does; Matching Networks, MetaOptNet and
 # Baseline++ train one model for every test setting; MAML, FOMAML and Reptile are the 5-way 1-shot models.
-# ONLY="NAME ..." trains only the named runs.
+# ONLY="NAME ..." trains only the named runs. Runs already in OUT are resumed: MINUTES is then their new total.
 set -u
 out=${1:-runs/papers}
 minutes=${2:-20}

@@ -1,0 +1,59 @@
+"""Validation accuracy against training time of trained runs, and how much each gained in its last stretch.
+
+    python scripts/val_curves.py runs/papers/*/ [--tail 0.33]
+
+For each run directory (its metrics.jsonl): the validation curve as `step: accuracy @ minutes`, the best value
+and its step, and the plateau test: the gain of the best validation accuracy over the last `--tail` share of the
+training time (a run whose best moved by under a point there has flattened at its validation noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def curve(run: Path) -> list[tuple[int, float, float]]:
+    """(step, validation accuracy, minutes) of every validation the run recorded, in order."""
+    points = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        value = record.get("val_accuracy")
+        if value is not None:
+            points.append((int(record["step"]), float(value), float(record.get("time", 0.0)) / 60))
+    return points
+
+
+def tail_gain(points: list[tuple[int, float, float]], share: float) -> float:
+    """Best accuracy at the end minus best accuracy before the last `share` of the run's minutes, in points."""
+    end = points[-1][2]
+    before = [a for _, a, m in points if m <= end * (1 - share)]
+    return 100 * (max(a for _, a, _ in points) - max(before)) if before else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--tail", type=float, default=1 / 3, help="share of the training time tested for a plateau")
+    args = parser.parse_args()
+    for run in args.runs:
+        if not (run / "metrics.jsonl").is_file():
+            print(f"{run}: no metrics.jsonl")
+            continue
+        points = curve(run)
+        if not points:
+            print(f"{run.name}: no validation recorded")
+            continue
+        step, best, minutes = max(points, key=lambda p: p[1])
+        shown = ", ".join(f"{s}: {100 * a:.1f} @ {m:.0f}" for s, a, m in points)
+        gain = tail_gain(points, args.tail)
+        print(
+            f"- {run.name} (best {100 * best:.1f} at step {step}, {minutes:.0f} min; gain over the last "
+            f"{100 * args.tail:.0f}% of {points[-1][2]:.0f} min: {gain:+.1f} points): {shown}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
