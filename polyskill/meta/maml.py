@@ -56,8 +56,8 @@ class MAML(FewShotAlgorithm):
     with `eval_steps` steps (default: `inner_steps`) and, `transductive` like the MAML paper, normalises
     the query set with its own batch statistics; otherwise each query example is normalised together with
     the support set. `vectorize` chooses how inner gradients are computed (see InnerLoop); `query_pass` how
-    the query losses are: one vmapped pass, or a loop over tasks (`auto`: a loop on CPU when convolution
-    kernels adapt, vmap otherwise). `meta_backward` takes `task_chunk` tasks at a time, so the memory it
+    the query losses are: one vmapped pass, or a loop over tasks (`auto`: a loop for a convolutional
+    network on CPU, vmap otherwise). `meta_backward` takes `task_chunk` tasks at a time, so the memory it
     holds does not grow with the meta-batch.
     """
 
@@ -150,7 +150,7 @@ class MAML(FewShotAlgorithm):
     def _query_loop(self) -> bool:
         if self.query_pass != "auto":
             return self.query_pass == "loop"
-        return self.inner.adapts_kernels_on_cpu()
+        return self.inner.convolves_on_cpu()
 
     def meta_backward(self, batch: TaskBatch) -> dict[str, Tensor]:
         """Accumulate the meta-gradient into .grad, `task_chunk` tasks at a time, and return the metrics.
