@@ -38,12 +38,16 @@ def vector_batch(tasks: int = 2, way: int = 3, shot: int = 2, query: int = 4, di
     )
 
 
-def hand_mixture(batch: TaskBatch, temperature: float = 1.0) -> torch.Tensor:
-    """P(y | x) [B, M, N] by explicit loops: softmax of cosines to each support vector, summed per label."""
+def hand_mixture(batch: TaskBatch, temperature: float = 1.0, normalize_query: bool = True) -> torch.Tensor:
+    """P(y | x) [B, M, N] by explicit loops: softmax of cosines to each support vector (or, without normalising
+    the query, of q . s / |s|), summed per label."""
     out = torch.zeros(len(batch), batch.query_x.shape[1], batch.way)
     for b in range(len(batch)):
         for m, q in enumerate(batch.query_x[b]):
-            cos = torch.stack([F.cosine_similarity(q, s, dim=0) for s in batch.support_x[b]])
+            if normalize_query:
+                cos = torch.stack([F.cosine_similarity(q, s, dim=0) for s in batch.support_x[b]])
+            else:
+                cos = torch.stack([torch.dot(q, s) / s.norm() for s in batch.support_x[b]])
             attention = (cos / temperature).softmax(0)
             for i, label in enumerate(batch.support_y[b]):
                 out[b, m] += attention[i] * F.one_hot(label, batch.way).float()
@@ -59,6 +63,16 @@ def test_identity_embedding_gives_the_cosine_label_mixture(temperature):
     assert logits.shape == (2, 12, 3)
     assert torch.allclose(logits.exp(), expected, atol=1e-6)
     assert torch.allclose(logits.softmax(-1), expected, atol=1e-6)  # the logits are log P: normalised already
+
+
+def test_without_normalising_the_query_the_attention_is_over_dot_products_with_unit_supports():
+    batch = vector_batch(seed=2)
+    batch.query_x.mul_(torch.linspace(0.5, 4.0, 12).view(1, 12, 1))  # queries of many norms
+    algo = MatchingNetworks(nn.Flatten(), temperature=0.5, normalize_query=False)
+    logits = algo.predict(batch)
+    assert torch.allclose(logits.exp(), hand_mixture(batch, 0.5, normalize_query=False), atol=1e-6)
+    plain = MatchingNetworks(nn.Flatten(), temperature=0.5).predict(batch)
+    assert not torch.allclose(logits, plain, atol=1e-3)
 
 
 def test_loss_is_negative_log_of_the_true_class_probability():

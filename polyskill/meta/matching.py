@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..nn.backbone import Backbone
 from ..nn.fce import AttentionReader, SupportContext
-from .distances import cosine_similarity
+from .distances import cosine_similarity, full_precision
 from .metric import MetricLearner
 
 
@@ -40,14 +40,23 @@ class MatchingNetworks(MetricLearner[MatchingSupport]):
     of `fce_steps` steps over them (full context embeddings, hidden size = backbone.embedding_dim). The
     LSTM reads the support in the order given (class by class in every episode, training and evaluation
     alike), so with `fce` the output depends on that order; without it, it does not. `temperature` 1 is the
-    paper's plain cosine; a smaller one sharpens the attention.
+    paper's plain cosine; a smaller one sharpens the attention. `normalize_query=False` scores f(x) . g(x_i) /
+    |g(x_i)| as the paper's reference code and easyfsl do: the query's norm becomes a learned temperature of its
+    own (it leaves every query's ranking of the support unchanged).
     """
 
-    def __init__(self, backbone: Backbone, fce: bool = False, fce_steps: int = 10, temperature: float = 1.0) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        fce: bool = False,
+        fce_steps: int = 10,
+        temperature: float = 1.0,
+        normalize_query: bool = True,
+    ) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.backbone, self.temperature = backbone, temperature
+        self.backbone, self.temperature, self.normalize_query = backbone, temperature, normalize_query
         self.support_context: SupportContext | None = None
         self.reader: AttentionReader | None = None
         if fce:
@@ -66,7 +75,10 @@ class MatchingNetworks(MetricLearner[MatchingSupport]):
     def log_probs(self, query: Tensor, support_g: Tensor, support_y: Tensor, way: int) -> Tensor:
         """Query embeddings f'(x) [B, M, D] and encoded support g [B, S, D] -> log P(y | x) [B, M, way]."""
         f = self.reader(query, support_g) if self.reader is not None else query
-        scores = cosine_similarity(f.float(), support_g.float()) / self.temperature
+        if self.normalize_query:
+            scores = cosine_similarity(f, support_g) / self.temperature
+        else:
+            scores = cosine_similarity(f, support_g) * full_precision(f).norm(dim=-1, keepdim=True) / self.temperature
         return label_mixture_log_probs(scores, support_y, way)
 
     def fit_support(self, z: Tensor, y: Tensor, way: int) -> MatchingSupport:
