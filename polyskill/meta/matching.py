@@ -41,8 +41,8 @@ class MatchingNetworks(MetricLearner[MatchingSupport]):
     LSTM reads the support in the order given (class by class in every episode, training and evaluation
     alike), so with `fce` the output depends on that order; without it, it does not. `temperature` 1 is the
     paper's plain cosine; a smaller one sharpens the attention. `normalize_query=False` scores f(x) . g(x_i) /
-    |g(x_i)| as the paper's reference code and easyfsl do: the query's norm becomes a learned temperature of its
-    own (it leaves every query's ranking of the support unchanged).
+    |g(x_i)| as easyfsl and the low-shot-shrink-hallucinate code it follows do: the query's norm becomes a
+    learned temperature of its own (it leaves every query's ranking of the support unchanged).
     """
 
     def __init__(
