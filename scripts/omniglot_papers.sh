@@ -8,6 +8,7 @@
 # tested with its best validation checkpoint on EPISODES fixed test episodes (default 600) with 15 queries per
 # class. Relation Networks train one model per shot, as the paper does; Matching Networks, MetaOptNet and
 # Baseline++ train one model for every test setting; MAML, FOMAML and Reptile are the 5-way 1-shot models.
+# Matching Networks also train with a sharper attention (temperature 0.1) and with unnormalised queries.
 # ONLY="NAME ..." trains only the named runs. Runs already in OUT are resumed: MINUTES is then their new total.
 set -u
 out=${1:-runs/papers}
@@ -21,6 +22,11 @@ train relation-1shot omniglot-relation episodes.way=20 episodes.query=5 train.va
 train relation-5shot omniglot-relation episodes.way=20 episodes.shot=5 episodes.query=5 train.val_every=300
 train matching omniglot-matching episodes.way=20 episodes.query=5 train.val_every=400
 train matching-fce omniglot-matching-fce episodes.way=20 episodes.query=5 train.val_every=300
+train matching-t10 omniglot-matching episodes.way=20 episodes.query=5 train.val_every=400 algo.temperature=0.1
+train matching-unnormalised-query omniglot-matching episodes.way=20 episodes.query=5 train.val_every=400 \
+  algo.normalize_query=false
+train matching-fce-unnormalised-query omniglot-matching-fce episodes.way=20 episodes.query=5 train.val_every=300 \
+  algo.normalize_query=false
 train metaoptnet-ridge omniglot-metaoptnet-ridge train.val_every=50
 train metaoptnet-svm omniglot-metaoptnet-svm train.val_every=50
 train baselinepp omniglot-baselinepp train.val_every=1000
