@@ -4,7 +4,7 @@
 #
 # Each run trains into OUT/NAME with its log in OUT/NAME.log; SETS are --set overrides given to every run,
 # ONLY="NAME ..." restricts the runs to those named. A run OUT/NAME that exists already is resumed with the same
-# overrides (so a larger train.max_minutes extends it to that total), its log appended to.
+# overrides (train.max_minutes then budgets this continuation: MINUTES more), its log appended to.
 jobs=${JOBS:-$(nproc)}
 py=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))}

@@ -9,7 +9,7 @@
 # class. Relation Networks train one model per shot, as the paper does; Matching Networks, MetaOptNet and
 # Baseline++ train one model for every test setting; MAML, FOMAML and Reptile are the 5-way 1-shot models.
 # Matching Networks also train with a sharper attention (temperature 0.1) and with unnormalised queries.
-# ONLY="NAME ..." trains only the named runs. Runs already in OUT are resumed: MINUTES is then their new total.
+# ONLY="NAME ..." trains only the named runs. Runs already in OUT are resumed for MINUTES more.
 set -u
 out=${1:-runs/papers}
 minutes=${2:-20}
