@@ -16,12 +16,14 @@ from pathlib import Path
 from run_summaries import summaries
 
 SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
-PAPERS: dict[str, tuple[str, tuple[float | None, ...]]] = {  # 5w1s, 5w5s, 20w1s, 20w5s test accuracy (%)
+#: 5w1s, 5w5s, 20w1s, 20w5s test accuracy (%), by row name (see `label`) or else by algorithm
+PAPERS: dict[str, tuple[str, tuple[float | None, ...]]] = {
     "matching": ("Vinyals et al. 2016", (98.1, 98.9, 93.8, 98.5)),
     "relation": ("Sung et al. 2018", (99.6, 99.8, 97.6, 99.1)),
     "protonet": ("Snell et al. 2017", (98.8, 99.7, 96.0, 98.9)),
     "maml": ("Finn et al. 2017", (98.7, 99.9, 95.8, 98.9)),
     "reptile": ("Nichol et al. 2018, transductive", (97.7, None, None, None)),
+    "maml (first_order=True)": ("Finn et al. 2017, first order", (98.3, None, None, None)),
 }
 
 
@@ -55,10 +57,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|")
     for name, row in rows.items():
         cells = [row["cells"].get(s, "-") for s in SETTINGS]
-        source, numbers = PAPERS.get(row["algo"], ("not reported on Omniglot", ()))
+        source, numbers = PAPERS.get(name, PAPERS.get(row["algo"], ("not reported on Omniglot", ())))
         figures = " / ".join("-" if n is None else f"{n:.1f}" for n in numbers)
-        if row["algo"] == "maml" and "first_order=True" in name:
-            source, figures = "Finn et al. 2017, first order", "98.3 / - / - / -"
         paper = f"{figures} ({source})" if numbers else source
         print(f"| {name} | {' | '.join(cells)} | {paper} | {'; '.join(row['runs'])} |")
     return 0

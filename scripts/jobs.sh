@@ -18,11 +18,11 @@ train() {  # NAME RECIPE [KEY=VALUE ...]: start a run once fewer than JOBS are r
   for kv in ${SETS:-} "$@"; do
     sets+=(--set "$kv")
   done
-  if [ -f "$OUT/$name/config.yaml" ]; then
-    ( "$py" -m polyskill.cli train --resume "$OUT/$name" --quiet "${sets[@]}" >>"$OUT/$name.log" 2>&1
-      echo "$name: exit $? ($(tail -n 1 "$OUT/$name.log"))" ) &
-  else
-    ( "$py" -m polyskill.cli train "$recipe" --out "$OUT/$name" --quiet "${sets[@]}" >"$OUT/$name.log" 2>&1
-      echo "$name: exit $? ($(tail -n 1 "$OUT/$name.log"))" ) &
+  local start=(--resume "$OUT/$name")
+  if [ ! -f "$OUT/$name/config.yaml" ]; then
+    start=("$recipe" --out "$OUT/$name")
+    : >"$OUT/$name.log"
   fi
+  ( "$py" -m polyskill.cli train "${start[@]}" --quiet "${sets[@]}" >>"$OUT/$name.log" 2>&1
+    echo "$name: exit $? ($(tail -n 1 "$OUT/$name.log"))" ) &
 }

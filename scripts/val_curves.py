@@ -16,11 +16,15 @@ from pathlib import Path
 
 
 def curve(run: Path) -> list[tuple[int, float, float]]:
-    """(step, validation accuracy, minutes) of every validation the run recorded, in order."""
+    """(step, validation accuracy, minutes) of every validation the run recorded, in order (a line a running
+    training is still writing is skipped)."""
     points = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        value = record.get("val_accuracy")
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        value = record.get("val_accuracy") if isinstance(record, dict) else None
         if value is not None:
             points.append((int(record["step"]), float(value), float(record.get("time", 0.0)) / 60))
     return points
