@@ -24,7 +24,8 @@ from .data.episodes import Support
 from .data.user_images import InputFormat
 from .errors import ClassifierError, ConfigError
 from .meta.base import FewShotAlgorithm, Predictor, SplitPredictor
-from .meta.contract import is_transductive
+from .meta.batch_statistics import transduce_in_chunks
+from .meta.contract import is_transductive, transduces_by_batch_norm
 from .recipes.kinds.fewshot_images import ImageInputs
 from .train.device import check_device
 
@@ -176,8 +177,9 @@ class FewShotClassifier:
 
         The network runs on `batch_size` inputs at a time wherever that cannot change an answer: a two-stage
         predictor (the metric learners) embeds the inputs in batches, then its head scores all of them at once, so
-        a transductive head (TIM, PT-MAP, ...) transduces over the whole of x; any other transductive predictor
-        (MAML's batch norm over the query set) runs on the whole of x in one pass; the rest run in batches.
+        a transductive head (TIM, PT-MAP, ...) transduces over the whole of x; MAML's batch norm over the query set
+        runs in batches with the statistics of the whole of x, gathered first layer by layer; any other transductive
+        predictor runs on the whole of x in one pass; the rest run in batches.
         """
         x = x.to(self.device)
         with torch.no_grad():
@@ -185,6 +187,8 @@ class FewShotClassifier:
             if isinstance(predictor, SplitPredictor):
                 z = torch.cat([predictor.features(chunk) for chunk in x.split(self.batch_size)])
                 scores = predictor.head(z)[:, : len(task.classes)]
+            elif transduces_by_batch_norm(self.algo):
+                scores = transduce_in_chunks(task.scores, x, self.batch_size)
             elif is_transductive(self.algo):
                 scores = task.scores(x)
             else:

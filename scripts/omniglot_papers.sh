@@ -8,7 +8,8 @@
 # tested with its best validation checkpoint on EPISODES fixed test episodes (default 600) with 15 queries per
 # class. Relation Networks train one model per shot, as the paper does; Matching Networks, MetaOptNet and
 # Baseline++ train one model for every test setting; MAML, FOMAML and Reptile are the 5-way 1-shot models.
-# Matching Networks also train with a sharper attention (temperature 0.1) and with unnormalised queries.
+# Matching Networks also train with a sharper attention (temperature 0.1) and with unnormalised queries (FCE
+# also with the gradient norm clipped at 1).
 # ONLY="NAME ..." trains only the named runs. Runs already in OUT are resumed for MINUTES more.
 set -u
 out=${1:-runs/papers}
@@ -27,6 +28,8 @@ train matching-unnormalised-query omniglot-matching episodes.way=20 episodes.que
   algo.normalize_query=false
 train matching-fce-unnormalised-query omniglot-matching-fce episodes.way=20 episodes.query=5 train.val_every=300 \
   algo.normalize_query=false
+train matching-fce-unnormalised-query-clip omniglot-matching-fce episodes.way=20 episodes.query=5 train.val_every=300 \
+  algo.normalize_query=false train.grad_clip=1
 train metaoptnet-ridge omniglot-metaoptnet-ridge train.val_every=50
 train metaoptnet-svm omniglot-metaoptnet-svm train.val_every=50
 train baselinepp omniglot-baselinepp train.val_every=1000

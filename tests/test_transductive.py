@@ -482,7 +482,9 @@ def test_the_classifier_transduces_over_all_its_queries_whatever_its_batch_size(
         assert torch.allclose(got, in_batches, atol=1e-12)
 
 
-def test_the_classifier_runs_maml_with_query_batch_norm_on_all_its_queries_at_once():
+def test_the_classifier_runs_maml_with_query_batch_norm_over_all_its_queries_seven_at_a_time():
+    """The query set's batch-norm statistics are those of all 20 queries (equal to one pass over them all), while
+    the network never sees more than batch_size inputs at once."""
     from polyskill.classifier import FewShotClassifier
     from polyskill.data.episodes import Support
 
@@ -491,7 +493,12 @@ def test_the_classifier_runs_maml_with_query_batch_norm_on_all_its_queries_at_on
     xs, ys = torch.rand(6, 1, 28, 28), torch.arange(3).repeat_interleave(2)
     xq = torch.rand(20, 1, 28, 28)
     clf = FewShotClassifier(algo, None, batch_size=7)
-    got = clf.task_probabilities(clf.adapt_task(xs, ys), xq)
+    adapted = clf.adapt_task(xs, ys)
+    seen: list[int] = []
+    hook = algo.backbone.features[0].register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
+    got = clf.task_probabilities(adapted, xq)
+    hook.remove()
+    assert max(seen) == 7, seen
     predictor = algo.adapt(Support(xs, ys, 3))
     with torch.no_grad():
         whole = algo.probabilities(predictor(xq))

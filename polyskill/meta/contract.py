@@ -44,13 +44,21 @@ class Contract:
             raise ValueError(f"Contract.builder_args {unknown} are not among {sorted(BUILDER_ARGS)}")
 
 
+def transduces_by_batch_norm(learner: nn.Module) -> bool:
+    """Whether `learner`'s only transduction is its batch norm's statistics of the query set (a gradient-based
+    learner with `transductive` on), so its queries can run in chunks with those statistics gathered first
+    (`transduce_in_chunks`)."""
+    contract = getattr(type(learner), "contract", None)
+    if isinstance(contract, Contract) and contract.transductive:
+        return False
+    return getattr(learner, "transductive", False) is True and any(
+        isinstance(m, TaskBatchNorm) for m in learner.modules()
+    )
+
+
 def is_transductive(learner: nn.Module) -> bool:
     """Whether `learner`'s prediction for one query can depend on the task's other queries: its contract says so,
     or it is a gradient-based learner (MAML, Reptile, iMAML, the task-conditioned one) whose `transductive` option
     is on and whose network has batch norm, which then normalises the query set with its own statistics."""
     contract = getattr(type(learner), "contract", None)
-    if isinstance(contract, Contract) and contract.transductive:
-        return True
-    return getattr(learner, "transductive", False) is True and any(
-        isinstance(m, TaskBatchNorm) for m in learner.modules()
-    )
+    return (isinstance(contract, Contract) and contract.transductive) or transduces_by_batch_norm(learner)

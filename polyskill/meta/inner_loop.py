@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from .batch_statistics import streamed_statistics
+
 Params = dict[str, Tensor]
 """Parameter name -> tensor; in a meta-batch, adapted tensors carry a leading task axis [B, ...]."""
 
@@ -69,7 +71,8 @@ class TaskBatchNorm(nn.Module):
 
     Under the engine's `vmap` it is written with elementary tensor ops: there PyTorch's fused batch norm
     gives a wrong second derivative (tested against finite differences in the suite). Elsewhere it runs
-    the fused kernel, which is several times faster.
+    the fused kernel, which is several times faster. Inside `transduce_in_chunks` it uses the statistics of
+    the whole input set, gathered chunk by chunk.
     """
 
     normalises = True  # a normalisation layer, for FiLM (polyskill.nn.film)
@@ -79,6 +82,9 @@ class TaskBatchNorm(nn.Module):
         self.weight, self.bias, self.eps = weight, bias, eps
 
     def forward(self, x: Tensor) -> Tensor:
+        streamed = streamed_statistics()
+        if streamed is not None:
+            return streamed.normalise(x, self.weight, self.bias, self.eps)
         if not _VMAPPED.get():
             return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         dims = [0, *range(2, x.dim())]
@@ -222,6 +228,8 @@ class InnerLoop(nn.Module):
 
     def _loop(self) -> bool:
         """Loop over tasks rather than vmap? See `vectorize`."""
+        if streamed_statistics() is not None:
+            return True  # statistics gathered across chunks live outside any vmap
         if self.vectorize != "auto":
             return self.vectorize == "loop"
         return self.convolves_on_cpu()
