@@ -28,12 +28,14 @@ PAPERS: dict[str, tuple[str, tuple[float | None, ...]]] = {
 
 
 def label(config: dict) -> str:
-    """A row name: the algorithm and the options that set it apart."""
+    """A row name: the algorithm and the options that set it apart (gradient clipping among them)."""
     algo = config.get("algo", {})
     name = algo.get("name", "?")
     shown = ("fce", "head", "cosine", "loss", "first_order", "head_only", "temperature", "normalize_query")
     defaults = {"temperature": 1.0, "normalize_query": True}  # what the plain learner has: not shown
     extras = [f"{k}={v}" for k, v in algo.items() if k in shown and v is not None and v != defaults.get(k, False)]
+    if config.get("train", {}).get("grad_clip") is not None:
+        extras.append(f"grad_clip={config['train']['grad_clip']}")
     if config.get("model", {}).get("init"):
         extras.append(f"init={Path(config['model']['init']).name}")
     return name + (f" ({', '.join(extras)})" if extras else "")
