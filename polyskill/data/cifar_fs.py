@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from .classes import ClassDataset
-from .image_sets import check_split, class_dataset, missing_set, resize_array, set_folder
+from .image_sets import check_split, class_dataset, class_name, integers, missing_set, resize_array, set_folder
 from .safe_pickle import load_pickle
 
 TITLE = "CIFAR-FS"
@@ -58,16 +58,18 @@ def _fine_label_names(path: Path) -> list[str]:
     names = _field(load_pickle(path), "fine_label_names", path)
     if not isinstance(names, (list, tuple)) or not names:
         raise DataError(f"{path}: fine_label_names must be a list of class names")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    return [class_name(n, path) for n in names]
 
 
 def _images(path: Path, classes: int) -> tuple[np.ndarray, np.ndarray]:
     """A CIFAR-100 batch file as uint8 images [N, 3, 32, 32] and fine labels [N]."""
     content = load_pickle(path)
-    data, labels = _field(content, "data", path), np.asarray(_field(content, "fine_labels", path))
+    data, labels = _field(content, "data", path), integers(_field(content, "fine_labels", path))
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: data must be uint8 [N, 3072], got {getattr(data, 'shape', type(data).__name__)}")
-    if labels.shape != (len(data),) or labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= classes:
+    if len(data) == 0:
+        raise DataError(f"{path} holds no images")
+    if labels is None or labels.shape != (len(data),) or labels.min() < 0 or labels.max() >= classes:
         raise DataError(f"{path}: fine_labels must be {len(data)} class indices below {classes}")
     return data.reshape(-1, 3, 32, 32), labels
 
@@ -75,7 +77,7 @@ def _images(path: Path, classes: int) -> tuple[np.ndarray, np.ndarray]:
 def _split_classes(path: Path, label_names: list[str]) -> list[str]:
     """The class names of a split file; an unknown or repeated name is a DataError naming the file and line."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
     known, names = set(label_names), []

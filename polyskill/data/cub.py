@@ -10,6 +10,7 @@ cache under the cache folder and read memory-mapped afterwards.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,9 @@ def cub(split: str = "train", root: str | os.PathLike | None = None, image_size:
     images, labels = _table(tables[1]), _table(tables[2])
     if set(images) != set(labels):
         raise DataError(f"{tables[1]} and {tables[2]} list different image ids")
+    repeated = [path for path, times in Counter(images.values()).items() if times > 1]
+    if repeated:
+        raise DataError(f"{tables[1]} lists image {repeated[0]} more than once (a task could hold it twice)")
     by_class: dict[int, list[Path]] = {}
     for image_id, path in images.items():
         label = _number(labels[image_id], tables[2], image_id)
@@ -88,7 +92,7 @@ def cub(split: str = "train", root: str | os.PathLike | None = None, image_size:
 def _table(path: Path) -> dict[int, str]:
     """A CUB index file of `<id> <value>` lines, ids in file order; a malformed line is a DataError naming it."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
     table: dict[int, str] = {}
@@ -96,7 +100,7 @@ def _table(path: Path) -> dict[int, str]:
         if not line.strip():
             continue
         parts = line.split(maxsplit=1)
-        if len(parts) != 2 or not parts[0].isdigit():
+        if len(parts) != 2 or not parts[0].isdecimal():
             raise DataError(f"{path}, line {number}: expected '<id> <value>', got {line[:80]!r}")
         if int(parts[0]) in table:
             raise DataError(f"{path}, line {number}: id {parts[0]} appears twice")
@@ -107,6 +111,6 @@ def _table(path: Path) -> dict[int, str]:
 
 
 def _number(value: str, path: Path, image_id: int) -> int:
-    if not value.isdigit():
+    if not value.isdecimal():
         raise DataError(f"{path}: image {image_id} has class {value!r}, not a number")
     return int(value)

@@ -23,6 +23,7 @@ from .classes import ClassDataset
 from .image_file import READ_ERRORS, ImageRefused, open_image
 from .registry import IMAGE_SETS
 from .root import cache_dir, data_root, root_origin
+from .user_images import _eight_bit, _flatten_alpha
 
 SPLITS = ("train", "val", "test")
 
@@ -51,8 +52,9 @@ def check_split(split: str, title: str, splits: Sequence[str] = SPLITS) -> None:
 
 
 def _resample(image: Image.Image, size: int) -> np.ndarray:
-    """An RGB image as uint8 [3, size, size], resized bilinearly (Pillow widens the filter when shrinking)."""
-    rgb = image.convert("RGB")
+    """An image as RGB uint8 [3, size, size], resized bilinearly (Pillow widens the filter when shrinking); 16-bit
+    and float images are scaled to 8 bits and transparent ones laid on white, as `polyskill adapt` converts them."""
+    rgb = _eight_bit(_flatten_alpha(image)).convert("RGB")
     if rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
@@ -89,6 +91,26 @@ def resize_array(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray
         small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out[start : start + chunk] = small.round().clamp(0, 255).to(torch.uint8).numpy()
     return out
+
+
+def integers(value: object) -> np.ndarray | None:
+    """`value` (a list or array from a data file) as a non-empty 1-d integer array, or None when it is not one
+    (ragged, nested, empty, floats, text)."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        return None
+    return array if array.ndim == 1 and len(array) > 0 and array.dtype.kind in "iu" else None
+
+
+def class_name(value: object, path: Path) -> str:
+    """A class name from a pickle as text (byte strings decoded as UTF-8); DataError naming `path` otherwise."""
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: class name {value[:40]!r} is not UTF-8 text") from None
 
 
 def group(labels: Sequence[Hashable]) -> tuple[list[Hashable], list[np.ndarray]]:
@@ -137,9 +159,15 @@ def read_cached(path: Path) -> ClassDataset | None:
         data = np.load(path, mmap_mode="c", allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
-    if not isinstance(meta, dict) or list(data.shape) != meta.get("shape") or data.dtype != np.uint8:
+    if not isinstance(meta, dict) or list(data.shape) != meta.get("shape") or data.dtype != np.uint8 or data.ndim != 5:
         return None
-    return ClassDataset(torch.from_numpy(data), meta["names"], torch.tensor(meta["counts"]))
+    names, counts = meta.get("names"), meta.get("counts")
+    if not (isinstance(names, list) and isinstance(counts, list) and len(names) == len(counts) == data.shape[0]):
+        return None
+    valid = all(isinstance(n, str) for n in names) and all(type(c) is int and 0 <= c <= data.shape[1] for c in counts)
+    if not valid:
+        return None
+    return ClassDataset(torch.from_numpy(data), names, torch.tensor(counts, dtype=torch.long))
 
 
 def write_cached(

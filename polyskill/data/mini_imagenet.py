@@ -25,6 +25,7 @@ from .image_sets import (
     class_dataset,
     decode_file,
     group,
+    integers,
     missing_set,
     read_cached,
     resize_array,
@@ -66,20 +67,31 @@ def from_pickle(path: Path, image_size: int) -> ClassDataset:
             f"{path} is not a miniImageNet pickle: expected a dict of image_data and class_dict, got {keys}"
         )
     images, classes = content["image_data"], content["class_dict"]
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+    if (
+        not isinstance(images, np.ndarray)
+        or images.dtype != np.uint8
+        or images.ndim != 4
+        or images.shape[3] != 3
+        or 0 in images.shape[1:3]
+    ):
         shape = getattr(images, "shape", type(images).__name__)
         raise DataError(f"{path}: image_data must be uint8 [N, H, W, 3], got {shape} {getattr(images, 'dtype', '')}")
     if not isinstance(classes, dict) or not classes:
         raise DataError(f"{path}: class_dict must be a non-empty dict of class -> image indices")
     rows = [_indices(path, name, value, len(images)) for name, value in classes.items()]
+    listed, times = np.unique(np.concatenate(rows), return_counts=True)
+    if (times > 1).any():
+        raise DataError(
+            f"{path}: class_dict lists image {listed[times > 1][0]} more than once (a task could hold it twice)"
+        )
     channels_first = images.transpose(0, 3, 1, 2)
     return class_dataset(rows, list(classes), lambda r: resize_array(channels_first[r], image_size), image_size)
 
 
 def _indices(path: Path, name: object, value: object, count: int) -> np.ndarray:
     """A class's image indices as int64, each below `count`; DataError naming the file and class otherwise."""
-    rows = np.asarray(value)
-    if rows.ndim != 1 or len(rows) == 0 or rows.dtype.kind not in "iu" or rows.min() < 0 or rows.max() >= count:
+    rows = integers(value)
+    if rows is None or rows.min() < 0 or rows.max() >= count:
         raise DataError(f"{path}: class {name!s} must list image indices in [0, {count}), got {str(value)[:80]}")
     return rows.astype(np.int64)
 
@@ -109,13 +121,14 @@ def _read_csv(table: Path, images: Path) -> tuple[list[Path], list[str]]:
     """The image paths and labels of a `filename,label` csv; a malformed row or a missing image is a DataError
     naming the csv and its line."""
     try:
-        with open(table, newline="", encoding="utf-8") as f:
+        with open(table, newline="", encoding="utf-8-sig") as f:
             lines = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {table}: {exc}") from None
     if not lines or [c.strip() for c in lines[0]] != ["filename", "label"]:
         raise DataError(f"{table}: the first line must be the header 'filename,label'")
     files, labels = [], []
+    seen: dict[Path, int] = {}
     for number, line in enumerate(lines[1:], start=2):
         if not line:
             continue
@@ -124,6 +137,9 @@ def _read_csv(table: Path, images: Path) -> tuple[list[Path], list[str]]:
         path = images / line[0].strip()
         if not path.is_file():
             raise DataError(f"{table}, line {number}: image {path} does not exist")
+        if path in seen:
+            raise DataError(f"{table}, line {number}: image {line[0].strip()} is listed again (line {seen[path]})")
+        seen[path] = number
         files.append(path)
         labels.append(line[1].strip())
     if not files:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import os
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,13 @@ import numpy as np
 from ..errors import DataError
 from ..progress import progress
 from .classes import ClassDataset
+from .image_file import MAX_PIXELS
 from .image_sets import (
     cache_path,
     check_split,
+    class_name,
     decode_bytes,
+    integers,
     missing_set,
     read_cached,
     resize_array,
@@ -36,6 +41,8 @@ from .image_sets import (
 from .safe_pickle import load_pickle
 
 TITLE = "tieredImageNet"
+#: what a damaged npz raises while its images.npy is read (a bad CRC, a broken deflate stream, a cut-off file)
+_NPZ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error)
 
 
 def tiered_imagenet(split: str = "train", root: str | os.PathLike | None = None, image_size: int = 84) -> ClassDataset:
@@ -87,14 +94,20 @@ def _labels(path: Path) -> tuple[np.ndarray, list[str]]:
     specific = _field(content, "label_specific") if isinstance(content, dict) else None
     if specific is None:
         raise DataError(f"{path} is not a tieredImageNet labels pickle: it has no label_specific")
-    labels = np.asarray(specific)
-    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) == 0 or labels.min() < 0:
+    labels = integers(specific)
+    if labels is None or labels.min() < 0:
         raise DataError(f"{path}: label_specific must be class indices >= 0 [N], got {str(specific)[:80]}")
+    if labels.max() >= len(labels):
+        raise DataError(
+            f"{path}: label_specific names class {labels.max()} among only {len(labels)} images, so some class has none"
+        )
     strings = _field(content, "label_specific_str")
     if strings is None:
         names = [str(c) for c in range(int(labels.max()) + 1)]
     else:
-        names = [s.decode() if isinstance(s, bytes) else str(s) for s in strings]
+        if not isinstance(strings, (list, tuple, np.ndarray)):
+            raise DataError(f"{path}: label_specific_str must be a list of class names, got {type(strings).__name__}")
+        names = [class_name(s, path) for s in strings]
         if len(names) <= labels.max():
             raise DataError(
                 f"{path}: label_specific names class {labels.max()} but label_specific_str has {len(names)}"
@@ -146,13 +159,18 @@ def _npz_images(path: Path) -> Iterator[Decoder]:
             if version not in header:
                 raise ValueError(f"npy format version {version} is not read here")
             shape, fortran, dtype = header[version](member)
-        except (ValueError, OSError, EOFError) as exc:
+        except (*_NPZ_ERRORS, SyntaxError, tokenize.TokenError) as exc:
             raise DataError(f"cannot read {path}: {exc}") from None
-        if fortran or dtype != np.uint8 or len(shape) != 4 or shape[3] != 3:
+        if fortran or dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or 0 in shape[1:3]:
             raise DataError(f"{path}: images must be uint8 [N, H, W, 3] in C order, got {shape} {dtype}")
+        if shape[1] * shape[2] > MAX_PIXELS:
+            raise DataError(f"{path}: its images declare {shape[1]}x{shape[2]} pixels, more than {MAX_PIXELS} allowed")
         size = int(np.prod(shape[1:]))
         for i in range(shape[0]):
-            raw = member.read(size)
+            try:
+                raw = member.read(size)
+            except _NPZ_ERRORS as exc:
+                raise DataError(f"cannot read {path}: image {i} of {shape[0]} is damaged ({exc})") from None
             if len(raw) != size:
                 raise DataError(f"{path} is truncated: image {i} of {shape[0]} is incomplete")
             yield functools.partial(_resized, np.frombuffer(raw, dtype=np.uint8).reshape(shape[1:]).transpose(2, 0, 1))
