@@ -31,8 +31,8 @@ train matching-fce-unnormalised-query omniglot-matching-fce episodes.way=20 epis
   algo.normalize_query=false train.grad_clip=null
 train matching-fce-unnormalised-query-clip omniglot-matching-fce episodes.way=20 episodes.query=5 train.val_every=300 \
   algo.normalize_query=false
-train metaoptnet-ridge omniglot-metaoptnet-ridge train.val_every=50
-train metaoptnet-svm omniglot-metaoptnet-svm train.val_every=50
+train metaoptnet-ridge omniglot-metaoptnet-ridge train.val_every=250
+train metaoptnet-svm omniglot-metaoptnet-svm train.val_every=250
 train baselinepp omniglot-baselinepp train.val_every=1000
 train maml omniglot-maml train.val_every=100 eval.shots=[1,5]
 train fomaml omniglot-fomaml train.val_every=100 eval.shots=[1,5]

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -130,6 +131,53 @@ def test_mini_imagenet_malformed_files_name_the_file(tmp_path):
         mini_imagenet("test", root=tmp_path)
 
 
+def test_mini_imagenet_pickle_indices_ragged_repeated_or_over_empty_images(tmp_path):
+    path = tmp_path / "mini-imagenet" / "mini-imagenet-cache-train.pkl"
+    _dump(path, {"image_data": _images(4, 0), "class_dict": {"a": [[0], [1, 2]]}})
+    with pytest.raises(DataError, match=r"class a must list image indices in \[0, 4\)"):
+        mini_imagenet("train", root=tmp_path)
+    _dump(path, {"image_data": _images(4, 0), "class_dict": {"a": [0, 1], "b": [1, 2]}})  # image 1 in two classes
+    with pytest.raises(DataError, match=r"class_dict lists image 1 more than once"):
+        mini_imagenet("train", root=tmp_path)
+    _dump(path, {"image_data": np.zeros((4, 0, 0, 3), np.uint8), "class_dict": {"a": [0, 1]}})
+    with pytest.raises(DataError, match=r"image_data must be uint8 \[N, H, W, 3\], got \(4, 0, 0, 3\)"):
+        mini_imagenet("train", root=tmp_path)
+
+
+def test_mini_imagenet_csv_with_a_byte_order_mark_or_a_repeated_row(tmp_path):
+    _mini_csv(tmp_path)
+    table = tmp_path / "mini-imagenet" / "train.csv"
+    text = table.read_text()
+    table.write_bytes(b"\xef\xbb\xbf" + text.encode())  # saved by a spreadsheet
+    assert mini_imagenet("train", root=tmp_path, image_size=SIDE).names == ["n01", "n02"]
+    table.write_text(text + text.splitlines()[1] + "\n")
+    with pytest.raises(DataError, match=r"train\.csv, line 10: image n0100000000\.jpg is listed again \(line 2\)"):
+        mini_imagenet("train", root=tmp_path, image_size=SIDE)
+
+
+def test_16_bit_float_and_transparent_images_are_converted_not_clipped(tmp_path):
+    _mini_csv(tmp_path)
+    images = sorted((tmp_path / "mini-imagenet" / "images").iterdir())
+    Image.fromarray(np.full((SIDE, SIDE), 30000, np.uint16)).save(images[0], format="PNG")
+    Image.fromarray(np.full((SIDE, SIDE), 0.5, np.float32)).save(images[1], format="TIFF")
+    Image.new("RGBA", (SIDE, SIDE), (0, 0, 0, 0)).save(images[2], format="PNG")
+    data = mini_imagenet("train", root=tmp_path, image_size=SIDE).data
+    assert data[0, 0].unique().tolist() == [round(30000 / 257)]  # not clipped to white
+    assert data[0, 1].unique().tolist() == [128]  # not truncated to black
+    assert data[0, 2].unique().tolist() == [255]  # laid on white, as `polyskill adapt` does
+
+
+def test_a_damaged_cache_record_is_decoded_again(tmp_path):
+    _mini_csv(tmp_path)
+    expected = mini_imagenet("train", root=tmp_path, image_size=SIDE).data.clone()
+    [record] = (tmp_path / "cache").glob("miniimagenet-train-*.json")
+    meta = json.loads(record.read_text())
+    for damaged in ({"shape": meta["shape"]}, {**meta, "counts": "x"}, {**meta, "names": ["n01"]}):
+        record.write_text(json.dumps(damaged))
+        data = mini_imagenet("train", root=tmp_path, image_size=SIDE)
+        assert data.names == ["n01", "n02"] and data.counts.tolist() == [4, 4] and torch.equal(data.data, expected)
+
+
 # tieredImageNet
 
 
@@ -184,6 +232,51 @@ def test_tiered_imagenet_damaged_image_and_label_count(tmp_path):
     assert not list((tmp_path / "cache").glob("*.npy"))  # a failed decode leaves no cache behind
 
 
+def test_tiered_imagenet_labels_ragged_unnamed_or_far_beyond_the_images(tmp_path):
+    _tiered(tmp_path)
+    path = tmp_path / "tiered-imagenet" / "train_labels.pkl"
+    labels = np.repeat(np.arange(3), [3, 5, 2])
+    _dump(path, {"label_specific": [[0], [1, 2]]})
+    with pytest.raises(DataError, match=r"label_specific must be class indices >= 0 \[N\], got \[\[0\], \[1, 2\]\]"):
+        tiered_imagenet("train", root=tmp_path, image_size=SIDE)
+    _dump(path, {"label_specific": labels, "label_specific_str": "abc"})  # not one name a class
+    with pytest.raises(DataError, match=r"label_specific_str must be a list of class names, got str"):
+        tiered_imagenet("train", root=tmp_path, image_size=SIDE)
+    _dump(path, {"label_specific": labels, "label_specific_str": [b"\xff", b"b", b"c"]})
+    with pytest.raises(DataError, match=r"train_labels\.pkl: class name b'\\xff' is not UTF-8 text"):
+        tiered_imagenet("train", root=tmp_path, image_size=SIDE)
+    _dump(path, {"label_specific": np.array([0, 10**6] * 5)})  # no name list to be built for a million classes
+    with pytest.raises(DataError, match=r"names class 1000000 among only 10 images, so some class has none"):
+        tiered_imagenet("train", root=tmp_path, image_size=SIDE)
+
+
+def _npz_member(path, content: bytes) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("images.npy", content)
+
+
+def test_tiered_imagenet_npz_damaged_inside_or_declaring_huge_images(tmp_path):
+    _tiered(tmp_path, npz=True)
+    path = tmp_path / "tiered-imagenet" / "train_images.npz"
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # the zip's directory intact, a byte of the pixels flipped
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(DataError, match=r"cannot read .*train_images\.npz: image 9 of 10 is damaged \(Bad CRC-32"):
+        tiered_imagenet("train", root=tmp_path, image_size=SIDE)
+    _npz_member(path, b"\x93NUMPY\x01\x00\x10\x00{'descr': garbage")
+    with pytest.raises(DataError, match=r"cannot read .*train_images\.npz"):
+        tiered_imagenet("train", root=tmp_path, image_size=SIDE)
+    header = io.BytesIO()
+    huge = {"descr": "|u1", "fortran_order": False, "shape": (10, 10**5, 10**5, 3)}
+    np.lib.format.write_array_header_1_0(header, huge)
+    _npz_member(path, header.getvalue())
+    with pytest.raises(DataError, match=r"its images declare 100000x100000 pixels, more than"):
+        tiered_imagenet("train", root=tmp_path, image_size=SIDE)
+    np.savez(path, images=np.zeros((10, 0, 0, 3), np.uint8))
+    with pytest.raises(DataError, match=r"images must be uint8 \[N, H, W, 3\] in C order, got \(10, 0, 0, 3\)"):
+        tiered_imagenet("train", root=tmp_path, image_size=SIDE)
+
+
 # CIFAR-FS
 
 FINE = ["apple", "bed", "cloud", "dolphin", "eagle", "fox"]
@@ -222,6 +315,24 @@ def test_cifar_fs_split_file_naming_an_unknown_class(tmp_path):
     _cifar(tmp_path, splits={"val": ["bed", "unicorn"]})
     with pytest.raises(DataError, match=r"val\.txt, line 2: 'unicorn' is not a CIFAR-100 class"):
         cifar_fs("val", root=tmp_path)
+
+
+def test_cifar_fs_ragged_or_empty_batches_undecodable_names_and_a_byte_order_mark(tmp_path):
+    _cifar(tmp_path)
+    release = tmp_path / "cifar-fs" / "cifar-100-python"
+    split = tmp_path / "cifar-fs" / "splits" / "bertinetto" / "train.txt"
+    split.write_bytes(b"\xef\xbb\xbffox\napple\n")
+    assert cifar_fs("train", root=tmp_path).names == ["fox", "apple"]
+    data = _images(2, 0, 32).reshape(2, -1)
+    _dump(release / "train", {"data": data, "fine_labels": [[0], [1, 2]]}, protocol=2)
+    with pytest.raises(DataError, match=r"train: fine_labels must be 2 class indices below 6"):
+        cifar_fs("train", root=tmp_path)
+    _dump(release / "train", {"data": data[:0], "fine_labels": np.array([], dtype=np.int64)}, protocol=2)
+    with pytest.raises(DataError, match=r"cifar-100-python/train holds no images"):
+        cifar_fs("train", root=tmp_path)
+    _dump(release / "meta", {b"fine_label_names": [b"\xff"] + [n.encode() for n in FINE[1:]]}, protocol=2)
+    with pytest.raises(DataError, match=r"meta: class name b'\\xff' is not UTF-8 text"):
+        cifar_fs("train", root=tmp_path)
 
 
 # CUB-200-2011
@@ -272,6 +383,20 @@ def test_cub_index_file_errors_name_the_file(tmp_path):
         cub("train", root=tmp_path)
 
 
+def test_cub_non_ascii_digits_repeated_images_and_a_byte_order_mark(tmp_path):
+    _cub(tmp_path)
+    base = tmp_path / "cub" / "CUB_200_2011"
+    text = (base / "images.txt").read_text()
+    (base / "classes.txt").write_bytes(b"\xef\xbb\xbf" + (base / "classes.txt").read_bytes())
+    assert cub("val", root=tmp_path, image_size=SIDE).names == ["002.Bird_1", "006.Bird_5"]
+    (base / "images.txt").write_text(text.replace("1 ", "\u00b9 ", 1))  # a digit int() does not take
+    with pytest.raises(DataError, match=r"images\.txt, line 1: expected '<id> <value>'"):
+        cub("train", root=tmp_path, image_size=SIDE)
+    (base / "images.txt").write_text(text.replace("2 001.Bird_0/Bird_0_1.jpg", "2 001.Bird_0/Bird_0_0.jpg"))
+    with pytest.raises(DataError, match=r"lists image 001\.Bird_0/Bird_0_0\.jpg more than once"):
+        cub("train", root=tmp_path, image_size=SIDE)
+
+
 # what every set shares
 
 
@@ -317,6 +442,9 @@ def test_the_unpickler_refuses_a_pickle_that_would_run_code(tmp_path):
     _dump(tmp_path / "plain.pkl", {"a": np.arange(3), "b": [np.float32(1.5), (1, "x")], "c": {2, 3}}, protocol=2)
     loaded = load_pickle(tmp_path / "plain.pkl")
     assert loaded["b"] == [1.5, (1, "x")] and loaded["c"] == {2, 3} and np.array_equal(loaded["a"], np.arange(3))
+    for protocol in (0, 2):  # empty bytes (an empty array's data) are written as a call of bytes()
+        _dump(tmp_path / "empty.pkl", {"a": np.zeros((0, 3), np.uint8), "b": b""}, protocol=protocol)
+        assert load_pickle(tmp_path / "empty.pkl")["a"].shape == (0, 3)
 
 
 def test_a_recipe_trains_end_to_end_on_a_generated_mini_imagenet_folder(tmp_path):

@@ -25,9 +25,11 @@ _ALLOWED = {
     ("builtins", "set"),
     ("builtins", "frozenset"),
     ("builtins", "bytearray"),
+    ("builtins", "bytes"),  # how protocols 0 to 2 write empty bytes (an empty array's data)
     ("__builtin__", "set"),
     ("__builtin__", "frozenset"),
     ("__builtin__", "bytearray"),
+    ("__builtin__", "bytes"),
     ("collections", "OrderedDict"),
 }
 #: what a damaged or foreign pickle raises while it is read
