@@ -39,6 +39,20 @@ def test_pixels_are_kept(tmp_path):
     assert np.array_equal(image_folder(tmp_path, image_size=8).data[0, 0, 0].numpy(), image)
 
 
+def test_sixteen_bit_and_transparent_images_read_as_a_viewer_shows_them(tmp_path):
+    """A 16-bit scan is scaled by 1/257 (a bare convert clips it to white) and a transparent pixel is laid on white
+    (a bare convert turns it black)."""
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.full((8, 8), 51400, dtype=np.uint16)).save(tmp_path / "a" / "deep.png")
+    rgba = np.zeros((8, 8, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[:4, :, 3] = 255, 255  # red, opaque in the top half only
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a" / "clear.png")
+    grey = image_folder(tmp_path, image_size=8, channels=1).data[0, :, 0].numpy()
+    assert (grey[1] == 200).all()  # deep.png, second in name order
+    colour = image_folder(tmp_path, image_size=8, channels=3).data[0, 0].numpy()  # clear.png
+    assert (colour[:, :4] == np.array([255, 0, 0])[:, None, None]).all() and (colour[:, 4:] == 255).all()
+
+
 def test_unreadable_image_names_the_file(tmp_path):
     _make(tmp_path, {"a": 2})
     (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG not really")

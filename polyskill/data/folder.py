@@ -12,16 +12,17 @@ from PIL import Image
 from ..errors import DataError
 from ..progress import progress
 from .classes import ClassDataset
-from .image_file import READ_ERRORS, ImageRefused, open_image
+from .image_file import READ_ERRORS, ImageRefused, as_displayed, open_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 def _decode(path: Path, size: tuple[int, int], mode: str) -> np.ndarray:
-    """One image file as uint8 [H, W] or [H, W, 3], or one DataError naming it (unreadable, a decompression bomb)."""
+    """One image file as uint8 [H, W] or [H, W, 3] (16-bit and transparent images as a viewer shows them), or one
+    DataError naming it (unreadable, a decompression bomb)."""
     with open_image(path) as image:
         try:
-            converted = image.convert(mode)
+            converted = as_displayed(image).convert(mode)
             if converted.size != (size[1], size[0]):
                 converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             return np.asarray(converted, dtype=np.uint8)

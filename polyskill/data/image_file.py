@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
@@ -83,3 +84,36 @@ def open_image(
         except READ_ERRORS as exc:
             raise ImageRefused(label, f"unreadable: {_reason(exc)}") from None
         yield image
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite transparent images over white, as a viewer shows them (a bare convert would turn them black)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit and float images scaled to 8 bits (Pillow's own conversion clips them at 255, turning a 16-bit scan
+    white): 16-bit values by 1/257, floats in [0, 1] by 255, any other range stretched to 0..255."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and 255 < high <= 65535):
+        scaled = values / 257.0
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255.0
+    elif low >= 0 and high <= 255:
+        scaled = values
+    else:
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def as_displayed(image: Image.Image) -> Image.Image:
+    """The image as a viewer shows it, ready for a bare `convert` to L or RGB: transparency laid on white, 16-bit
+    and float values scaled to 8 bits."""
+    return _eight_bit(_flatten_alpha(image))

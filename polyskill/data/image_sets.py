@@ -20,10 +20,9 @@ from PIL import Image
 
 from ..errors import DataError
 from .classes import ClassDataset
-from .image_file import READ_ERRORS, ImageRefused, open_image
+from .image_file import READ_ERRORS, ImageRefused, as_displayed, open_image
 from .registry import IMAGE_SETS
 from .root import cache_dir, data_root, root_origin
-from .user_images import _eight_bit, _flatten_alpha
 
 SPLITS = ("train", "val", "test")
 
@@ -54,7 +53,7 @@ def check_split(split: str, title: str, splits: Sequence[str] = SPLITS) -> None:
 def _resample(image: Image.Image, size: int) -> np.ndarray:
     """An image as RGB uint8 [3, size, size], resized bilinearly (Pillow widens the filter when shrinking); 16-bit
     and float images are scaled to 8 bits and transparent ones laid on white, as `polyskill adapt` converts them."""
-    rgb = _eight_bit(_flatten_alpha(image)).convert("RGB")
+    rgb = as_displayed(image).convert("RGB")
     if rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)

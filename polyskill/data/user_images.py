@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..errors import DataError
 from .folder import IMAGE_SUFFIXES
-from .image_file import MAX_PIXELS, READ_ERRORS, ImageRefused, open_image
+from .image_file import MAX_PIXELS, READ_ERRORS, ImageRefused, as_displayed, open_image
 
 INVERT = ("auto", "yes", "no")
 MAX_PADDED = 4096 * 4096  # the largest canvas an image is padded onto before resizing
@@ -39,33 +39,6 @@ class InputFormat:
     size: tuple[int, int] = (28, 28)
     bright_foreground: bool = False
     keep_aspect: bool = False
-
-
-def _flatten_alpha(image: Image.Image) -> Image.Image:
-    """Composite transparent images over white, as a viewer shows them (a bare convert would turn them black)."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image).convert("RGB")
-    return image
-
-
-def _eight_bit(image: Image.Image) -> Image.Image:
-    """16-bit and float images scaled to 8 bits (Pillow's own conversion clips them at 255, turning a 16-bit scan
-    white): 16-bit values by 1/257, floats in [0, 1] by 255, any other range stretched to 0..255."""
-    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
-        return image
-    values = np.asarray(image, dtype=np.float64)
-    low, high = float(values.min()), float(values.max())
-    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and 255 < high <= 65535):
-        scaled = values / 257.0
-    elif image.mode == "F" and low >= 0 and high <= 1:
-        scaled = values * 255.0
-    elif low >= 0 and high <= 255:
-        scaled = values
-    else:
-        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
 def _border_level(grey: np.ndarray) -> float:
@@ -114,7 +87,7 @@ def convert(image: Image.Image, fmt: InputFormat, invert: str = "auto") -> Tenso
             f"an image of {image.width}x{image.height} pixels cannot be used (at least 1 and at most "
             f"{MAX_PIXELS} pixels)"
         )
-    image = _eight_bit(_flatten_alpha(ImageOps.exif_transpose(image)))
+    image = as_displayed(ImageOps.exif_transpose(image))
     image = image.convert("L" if fmt.channels == 1 else "RGB")
     pixels = np.asarray(image)
     grey = pixels if pixels.ndim == 2 else pixels.mean(-1)
