@@ -245,6 +245,9 @@ def test_tiered_imagenet_labels_ragged_unnamed_or_far_beyond_the_images(tmp_path
     _dump(path, {"label_specific": labels, "label_specific_str": [b"\xff", b"b", b"c"]})
     with pytest.raises(DataError, match=r"train_labels\.pkl: class name b'\\xff' is not UTF-8 text"):
         tiered_imagenet("train", root=tmp_path, image_size=SIDE)
+    _dump(path, {"label_specific": labels, "label_specific_str": ["a", "b", "a"]})
+    with pytest.raises(DataError, match=r"train_labels\.pkl: label_specific_str lists class 'a' twice"):
+        tiered_imagenet("train", root=tmp_path, image_size=SIDE)
     _dump(path, {"label_specific": np.array([0, 10**6] * 5)})  # no name list to be built for a million classes
     with pytest.raises(DataError, match=r"names class 1000000 among only 10 images, so some class has none"):
         tiered_imagenet("train", root=tmp_path, image_size=SIDE)
@@ -332,6 +335,9 @@ def test_cifar_fs_ragged_or_empty_batches_undecodable_names_and_a_byte_order_mar
         cifar_fs("train", root=tmp_path)
     _dump(release / "meta", {b"fine_label_names": [b"\xff"] + [n.encode() for n in FINE[1:]]}, protocol=2)
     with pytest.raises(DataError, match=r"meta: class name b'\\xff' is not UTF-8 text"):
+        cifar_fs("train", root=tmp_path)
+    _dump(release / "meta", {b"fine_label_names": [n.encode() for n in FINE[:-1]] + [FINE[0].encode()]}, protocol=2)
+    with pytest.raises(DataError, match=rf"meta: fine_label_names lists class '{FINE[0]}' twice"):
         cifar_fs("train", root=tmp_path)
 
 

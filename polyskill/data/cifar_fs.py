@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from .classes import ClassDataset
-from .image_sets import check_split, class_dataset, class_name, integers, missing_set, resize_array, set_folder
+from .image_sets import check_split, class_dataset, class_names, integers, missing_set, resize_array, set_folder
 from .safe_pickle import load_pickle
 
 TITLE = "CIFAR-FS"
@@ -58,7 +58,7 @@ def _fine_label_names(path: Path) -> list[str]:
     names = _field(load_pickle(path), "fine_label_names", path)
     if not isinstance(names, (list, tuple)) or not names:
         raise DataError(f"{path}: fine_label_names must be a list of class names")
-    return [class_name(n, path) for n in names]
+    return class_names(names, path, "fine_label_names")
 
 
 def _images(path: Path, classes: int) -> tuple[np.ndarray, np.ndarray]:

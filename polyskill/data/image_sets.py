@@ -112,6 +112,17 @@ def class_name(value: object, path: Path) -> str:
         raise DataError(f"{path}: class name {value[:40]!r} is not UTF-8 text") from None
 
 
+def class_names(values: Sequence[object], path: Path, field: str) -> list[str]:
+    """A pickle's list of class names as text, each once; DataError naming `path` and `field` otherwise."""
+    names = [class_name(value, path) for value in values]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path}: {field} lists class {name!r} twice")
+        seen.add(name)
+    return names
+
+
 def group(labels: Sequence[Hashable]) -> tuple[list[Hashable], list[np.ndarray]]:
     """The distinct labels in order of first appearance, and the example indices of each, in file order."""
     index: dict[Hashable, list[int]] = {}

@@ -28,7 +28,7 @@ from .image_file import MAX_PIXELS
 from .image_sets import (
     cache_path,
     check_split,
-    class_name,
+    class_names,
     decode_bytes,
     integers,
     missing_set,
@@ -107,7 +107,7 @@ def _labels(path: Path) -> tuple[np.ndarray, list[str]]:
     else:
         if not isinstance(strings, (list, tuple, np.ndarray)):
             raise DataError(f"{path}: label_specific_str must be a list of class names, got {type(strings).__name__}")
-        names = [class_name(s, path) for s in strings]
+        names = class_names(list(strings), path, "label_specific_str")
         if len(names) <= labels.max():
             raise DataError(
                 f"{path}: label_specific names class {labels.max()} but label_specific_str has {len(names)}"
