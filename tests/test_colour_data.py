@@ -5,6 +5,7 @@ recipe trained end to end on a generated miniImageNet folder."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -94,7 +95,7 @@ def _mini_csv(root, split="train", classes=("n01", "n02"), per_class=4, seed=0):
     return pixels
 
 
-def test_mini_imagenet_csv_and_jpeg_folder_decoded_once_into_a_cache(tmp_path):
+def test_mini_imagenet_csv_and_jpeg_folder_decoded_once_into_a_cache(tmp_path, monkeypatch):
     pixels = _mini_csv(tmp_path)
     data = mini_imagenet("train", root=tmp_path, image_size=SIDE)
     assert data.names == ["n01", "n02"] and data.data.shape == (2, 4, 3, SIDE, SIDE)
@@ -102,9 +103,14 @@ def test_mini_imagenet_csv_and_jpeg_folder_decoded_once_into_a_cache(tmp_path):
         assert np.array_equal(data.data[c, e].permute(1, 2, 0).numpy(), image)
     [cache] = (tmp_path / "cache").glob("miniimagenet-train-*.npy")
     assert json.loads(cache.with_suffix(".json").read_text())["names"] == ["n01", "n02"]
-    for path in (tmp_path / "mini-imagenet" / "images").iterdir():
-        path.write_bytes(b"")  # the second load reads the cache, not the images
-    assert torch.equal(mini_imagenet("train", root=tmp_path, image_size=SIDE).data, data.data)
+    with monkeypatch.context() as patch:  # the second load reads the cache, not the images
+        module = importlib.import_module("polyskill.data.mini_imagenet")
+        patch.setattr(module, "decode_file", lambda *_: pytest.fail("decoded again"))
+        assert torch.equal(mini_imagenet("train", root=tmp_path, image_size=SIDE).data, data.data)
+    replaced = tmp_path / "mini-imagenet" / "images" / "n0200000001.jpg"
+    Image.fromarray(np.zeros((SIDE, SIDE, 3), dtype=np.uint8)).save(replaced)  # the same name, other pixels
+    assert (mini_imagenet("train", root=tmp_path, image_size=SIDE).data[1, 1] == 0).all()
+    assert len(list((tmp_path / "cache").glob("miniimagenet-train-*.npy"))) == 2
 
 
 def test_mini_imagenet_malformed_files_name_the_file(tmp_path):
@@ -376,6 +382,9 @@ def test_cub_split_of_chen_et_al_by_class_index(tmp_path):
     assert test.names == ["004.Bird_3", "008.Bird_7"] and test.counts.tolist() == [2, 3]
     for e in range(3):  # class index 7, resized as Pillow resizes it
         assert np.array_equal(test.data[1, e].permute(1, 2, 0).numpy(), pixels[(7, e)])
+    replaced = sorted((tmp_path / "cub" / "CUB_200_2011" / "images" / "008.Bird_7").iterdir())[0]
+    Image.fromarray(np.zeros((SIDE, SIDE, 3), dtype=np.uint8)).save(replaced, format="JPEG")  # same name, new pixels
+    assert (cub("test", root=tmp_path, image_size=SIDE).data[1, 0] == 0).all()  # decoded again, not the old cache
 
 
 def test_cub_index_file_errors_name_the_file(tmp_path):

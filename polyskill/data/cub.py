@@ -49,10 +49,6 @@ def cub(split: str = "train", root: str | os.PathLike | None = None, image_size:
     missing = [p for p in [*tables, base / "images"] if not p.exists()]
     if missing:
         raise missing_set("cub", root, missing)
-    cache = cache_path(root, f"cub-{split}-{image_size}px-{source_key(tables, image_size)}")
-    cached = read_cached(cache)
-    if cached is not None:
-        return cached
     classes = _table(tables[0])
     if sorted(classes) != list(range(1, len(classes) + 1)):
         raise DataError(f"{tables[0]} must number its classes 1..{len(classes)}")
@@ -74,14 +70,21 @@ def cub(split: str = "train", root: str | os.PathLike | None = None, image_size:
     empty = [names[c] for c, f in zip(chosen, files, strict=True) if not f]
     if empty:
         raise DataError(f"{tables[2]} gives class {empty[0]} no images")
+    absent = next((path for paths in files for path in paths if not path.is_file()), None)
+    if absent is not None:
+        raise DataError(f"{tables[1]} lists {absent}, which does not exist")
+    listed = [path for paths in files for path in paths]
+    # keyed by the split's images too: a changed image is decoded again, not read stale from the cache
+    cache = cache_path(root, f"cub-{split}-{image_size}px-{source_key([*tables, *listed], image_size)}")
+    cached = read_cached(cache)
+    if cached is not None:
+        return cached
     counts = [len(f) for f in files]
 
     def fill(array: np.ndarray) -> None:
         with progress(total=sum(counts), desc=f"decoding CUB {split}", unit="image") as bar:
             for c, paths in enumerate(files):
                 for e, path in enumerate(paths):
-                    if not path.is_file():
-                        raise DataError(f"{tables[1]} lists {path}, which does not exist")
                     array[c, e] = decode_file(path, image_size)
                     bar.update(1)
 

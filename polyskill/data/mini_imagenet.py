@@ -100,7 +100,8 @@ def from_csv(table: Path, images: Path, image_size: int, root: str | os.PathLike
     """A Ravi & Larochelle csv split over its folder of JPEGs, classes in order of first appearance."""
     files, labels = _read_csv(table, images)
     names, rows = group(labels)
-    cache = cache_path(root, f"miniimagenet-{table.stem}-{image_size}px-{source_key([table], image_size)}")
+    key = source_key([table, *files], image_size)  # a changed image is decoded again, not read stale from the cache
+    cache = cache_path(root, f"miniimagenet-{table.stem}-{image_size}px-{key}")
     cached = read_cached(cache)
     if cached is not None:
         return cached
