@@ -516,6 +516,7 @@ def _recipes(_: argparse.Namespace) -> int:
 
 def _data(args: argparse.Namespace) -> int:
     from .data.files import status
+    from .data.image_sets import set_status
     from .data.root import data_root
 
     root = data_root(args.root)
@@ -523,6 +524,12 @@ def _data(args: argparse.Namespace) -> int:
     print(f"data root: {root}")
     for entry, state in rows:
         print(f"  {state:8s} {entry.path}")
+    for state, folder, title in set_status(args.root):
+        print(
+            f"  {state:8s} {folder} ({title}; "
+            + ("read when loaded" if state == "folder" else "loading it says where to get it")
+            + ")"
+        )
     bad = [e.path for e, s in rows if s == "corrupt"]
     if bad:
         raise DataError(

@@ -122,6 +122,14 @@ def test_data_verify_flags_a_corrupt_file(tmp_path, data_root):
     assert "missing  omniglot/images_background.npz" in result.stdout
 
 
+def test_data_list_names_the_colour_sets_present_or_missing(tmp_path):
+    (tmp_path / "cub").mkdir()
+    result = in_process("data", "list", "--root", tmp_path)
+    assert result.returncode == 0
+    assert "folder   cub/ (CUB-200-2011" in result.stdout
+    assert "missing  mini-imagenet/ (miniImageNet" in result.stdout and "missing  cifar-fs/" in result.stdout
+
+
 def test_recipes_lists_the_shipped_recipes():
     result = in_process("recipes")
     names = [line.split()[0] for line in result.stdout.splitlines()]

@@ -32,6 +32,15 @@ def set_folder(name: str, root: str | os.PathLike | None) -> Path:
     return data_root(root) / IMAGE_SETS[name].folder
 
 
+def set_status(root: str | os.PathLike | None = None) -> list[tuple[str, str, str]]:
+    """(state, folder, title) of every colour set for `polyskill data list`: state 'folder' when its folder is
+    there (its files are checked when it is loaded: no digest of the extracted files is published), else 'missing'."""
+    return [
+        ("folder" if set_folder(name, root).is_dir() else "missing", f"{entry.folder}/", entry.title)
+        for name, entry in IMAGE_SETS.items()
+    ]
+
+
 def missing_set(name: str, root: str | os.PathLike | None, looked_for: Sequence[Path]) -> DataError:
     """One line: what was looked for, where to get the set and where to put it."""
     entry = IMAGE_SETS[name]
