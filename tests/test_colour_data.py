@@ -182,6 +182,11 @@ def test_a_damaged_cache_record_is_decoded_again(tmp_path):
         record.write_text(json.dumps(damaged))
         data = mini_imagenet("train", root=tmp_path, image_size=SIDE)
         assert data.names == ["n01", "n02"] and data.counts.tolist() == [4, 4] and torch.equal(data.data, expected)
+    for cache in (tmp_path / "cache").iterdir():
+        cache.unlink()
+    record.mkdir()  # a folder where the record goes
+    with pytest.raises(DataError, match=r"the cache file .*miniimagenet-train-.*\.json is a folder: remove it"):
+        mini_imagenet("train", root=tmp_path, image_size=SIDE)
 
 
 # tieredImageNet

@@ -195,6 +195,9 @@ def write_cached(
     """Decode into a new uint8 array of `shape` on disk (`fill` writes it, class by class), then record it, both
     atomically: a killed decode leaves no cache that looks whole. Returns it memory-mapped."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    blocking = [p for p in (path, path.with_suffix(".json")) if p.is_dir()]
+    if blocking:
+        raise DataError(f"the cache file {blocking[0]} is a folder: remove it so that the decoded set can be cached")
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
