@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from polyskill.data import ClassDataset
 from polyskill.data.augment import (
     AUGMENT_PRESETS,
+    AugmentSpec,
     ColourJitter,
     HorizontalFlip,
     Normalize,
@@ -121,6 +122,20 @@ def test_normalize_and_jitter_ranges():
     assert 0.6 <= factors.min() < 0.65 and 1.35 < factors.max() <= 1.4  # uniform in [1 - 0.4, 1 + 0.4]
     with pytest.raises(ValueError, match=r"hue must be <= 0\.5"):
         ColourJitter(hue=0.7)
+
+
+def test_a_strength_whose_factors_overflow_fp32_is_refused():
+    for strength in (1e300, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="jitter brightness must be a number in"):
+            ColourJitter(brightness=strength)
+    with pytest.raises(ValueError, match="brightness"):
+        AugmentSpec(brightness=1e300)
+
+
+@pytest.mark.parametrize("ratio", [(1e300, 1e300), (1e-6, 1e-6)])
+def test_the_fallback_crop_of_an_extreme_ratio_is_at_least_a_pixel(ratio):
+    boxes = RandomResizedCrop(scale=(0.5, 1.0), ratio=ratio).boxes(8, 28, 28, _gen())
+    assert bool((boxes[:, 2:] >= 1).all()) and bool((boxes[:, 2:] <= 28).all())
 
 
 def test_a_pipeline_is_a_function_of_its_generator_state():

@@ -460,6 +460,15 @@ def test_every_learner_is_registered_and_bad_options_are_config_errors():
         kind_of(recipe).model(recipe)
 
 
+@pytest.mark.parametrize("name", ["omniglot-tim", "omniglot-transductive-finetune"])
+def test_an_adam_rate_beyond_fp32_is_a_config_error_not_an_overflow_at_test_time(name):
+    from polyskill.recipes import kind_of, load
+
+    recipe = load(name, ["algo.lr=1e300"])
+    with pytest.raises(ConfigError, match=r"lr > 0 and <= 3\.4e\+38"):
+        kind_of(recipe).model(recipe)
+
+
 @pytest.mark.parametrize("name", ["tim", "ptmap", "simpleshot"])
 def test_the_classifier_transduces_over_all_its_queries_whatever_its_batch_size(name):
     """FewShotClassifier embeds in batches of batch_size but a transductive head sees every query at once: the

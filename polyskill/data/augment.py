@@ -20,6 +20,8 @@ from torch import Tensor
 
 #: ITU-R BT.601 luma weights (R, G, B), as torchvision and Pillow's "L" conversion use
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
+#: the largest jitter strength: factors are drawn in fp32, and 1 + a larger strength is infinite there
+JITTER_MAX = float(torch.finfo(torch.float32).max) / 2
 
 
 class Augment(Protocol):
@@ -176,12 +178,12 @@ class RandomResizedCrop:
         return torch.stack([top, left, h, w], 1)
 
     def _whole(self, height: int, width: int) -> tuple[float, float]:
-        """The whole image cut to the nearest aspect ratio in range: (width, height)."""
+        """The whole image cut to the nearest aspect ratio in range, at least a pixel wide and high: (width, height)."""
         aspect = width / height
         if aspect < self.ratio[0]:
-            return float(width), float(round(width / self.ratio[0]))
+            return float(width), float(max(1, round(width / self.ratio[0])))
         if aspect > self.ratio[1]:
-            return float(round(height * self.ratio[1])), float(height)
+            return float(max(1, round(height * self.ratio[1]))), float(height)
         return float(width), float(height)
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
@@ -217,8 +219,8 @@ class ColourJitter:
     def __post_init__(self) -> None:
         for name in ("brightness", "contrast", "saturation", "hue"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"jitter {name} must be a number >= 0, got {value}")
+            if not 0 <= value <= JITTER_MAX:
+                raise ValueError(f"jitter {name} must be a number in [0, {JITTER_MAX:.3g}], got {value}")
         if self.hue > 0.5:
             raise ValueError(f"jitter hue must be <= 0.5 (half the colour circle), got {self.hue}")
 

@@ -11,7 +11,7 @@ from torch import Tensor
 from ..nn.backbone import Backbone
 from .contract import Contract
 from .distances import prototypes, squared_distances
-from .transductive import FeatureLearner, TaskSupport, entropy, full_precision
+from .transductive import FeatureLearner, TaskSupport, check_rate, entropy, full_precision
 
 
 class TIMTerms(NamedTuple):
@@ -89,6 +89,7 @@ class TIM(FeatureLearner):
         super().__init__(backbone, norm, mean_momentum)
         if temperature <= 0 or steps < 0 or lr <= 0:
             raise ValueError(f"TIM needs temperature > 0, steps >= 0 and lr > 0, got {temperature}, {steps}, {lr}")
+        check_rate("TIM", lr)
         self.temperature, self.steps, self.lr = temperature, steps, lr
         self.loss_weights = (ce_weight, marginal_weight, conditional_weight)
 

@@ -25,6 +25,13 @@ from .distances import prototypes, squared_distances
 from .metric import MetricLearner
 
 NORMS = ("un", "l2n", "cl2n")
+FP32_MAX = torch.finfo(torch.float32).max  # an Adam rate above it overflows inside the fp32 update
+
+
+def check_rate(learner: str, lr: float) -> None:
+    """ValueError unless the test-time Adam rate `lr` is > 0 and within fp32's range."""
+    if not 0 < lr <= FP32_MAX:
+        raise ValueError(f"{learner} needs lr > 0 and <= {FP32_MAX:.3g} (fp32's largest number), got {lr}")
 
 
 class TaskSupport(NamedTuple):
@@ -126,4 +133,13 @@ def entropy(p: Tensor, eps: float = 1e-12) -> Tensor:
     return -(p * torch.log(p + eps)).sum(-1)
 
 
-__all__ = ["NORMS", "BaseMean", "FeatureLearner", "TaskSupport", "entropy", "full_precision", "transform"]
+__all__ = [
+    "NORMS",
+    "BaseMean",
+    "FeatureLearner",
+    "TaskSupport",
+    "check_rate",
+    "entropy",
+    "full_precision",
+    "transform",
+]

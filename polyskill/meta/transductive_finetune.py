@@ -18,7 +18,7 @@ from .base import Predictor
 from .contract import Contract
 from .distances import prototypes
 from .inner_loop import Params
-from .transductive import FeatureLearner, TaskSupport, entropy, full_precision
+from .transductive import FeatureLearner, TaskSupport, check_rate, entropy, full_precision
 
 FINETUNE = ("all", "head")
 
@@ -75,6 +75,7 @@ class TransductiveFinetune(FeatureLearner):
                 f"transductive fine-tuning needs steps >= 0, lr > 0, scale > 0, entropy_weight >= 0; got {steps}, "
                 f"{lr}, {scale}, {entropy_weight}"
             )
+        check_rate("transductive fine-tuning", lr)
         self.finetune, self.steps, self.lr = finetune, steps, lr
         self.entropy_weight, self.scale = entropy_weight, scale
 
