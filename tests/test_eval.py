@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import statistics
 
+import pytest
 import torch
 
 from polyskill.data import ClassDataset, Support, TaskBatch
+from polyskill.errors import RunError
 from polyskill.eval import confidence_interval, few_shot
 from polyskill.meta import FewShotAlgorithm
 
@@ -57,3 +59,25 @@ def test_predict_default_loops_over_tasks():
         3,
     )
     assert NearestExample().predict(batch).shape == (1, 6, 3)
+
+
+class TransformedNearestExample(NearestExample):
+    """NearestExample's one-hot scores passed through `transform`: nan, +-inf or a ruled-out class on demand."""
+
+    def __init__(self, transform) -> None:
+        super().__init__()
+        self.transform = transform
+
+    def adapt(self, support: Support, steps: int | None = None):
+        base = super().adapt(support, steps)
+        return lambda x: self.transform(base(x))
+
+
+def test_predictions_that_cannot_be_scored_stop_the_evaluation_instead_of_counting_as_chance():
+    data = _noisy_classes()
+    inf = float("inf")
+    for transform in (lambda s: s * float("nan"), lambda s: s * inf, lambda s: s - inf):
+        with pytest.raises(RunError, match="predictions are not finite"):
+            few_shot(TransformedNearestExample(transform), data, way=5, shot=1, query=3, episodes=4, seed=0)
+    ruled_out = TransformedNearestExample(lambda s: torch.where(s > 0, -inf, 0.0))  # the nearest class impossible
+    assert few_shot(ruled_out, data, way=5, shot=1, query=3, episodes=20, seed=0).accuracy < 0.5

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..data.episodes import TaskBatch
+from ..errors import RunError
 from ..meta.base import FewShotAlgorithm
 from ..progress import progress
 
@@ -19,6 +20,22 @@ Score = Callable[[Tensor, Tensor], Tensor]
 def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     """Fraction of correct predictions along the last axis of logits, averaged over the last label axis."""
     return (logits.argmax(-1) == labels).float().mean(-1)
+
+
+def usable(outputs: Tensor) -> bool:
+    """Whether predictions [..., classes or outputs] can be scored: no nan, no +inf, and no row whose every score
+    is -inf (a -inf score alone is a class ruled out; a row of them rules out every class)."""
+    return not (outputs.isnan().any() or outputs.isposinf().any() or (outputs.amax(-1) == float("-inf")).any())
+
+
+def check_usable(outputs: Tensor) -> Tensor:
+    """`outputs`, or a RunError when they cannot be scored (`usable`): a nan or an overflow is not chance accuracy."""
+    if not usable(outputs):
+        raise RunError(
+            "the learner's predictions are not finite (nan or inf), so no accuracy can be measured: an option of "
+            "the learner (a temperature, a rate, a weight) is out of the range its numbers can hold"
+        )
+    return outputs
 
 
 def squared_errors(outputs: Tensor, targets: Tensor) -> Tensor:
@@ -46,7 +63,8 @@ def episode_scores(
         for batch in batches:
             with context() if context else torch.no_grad():
                 outputs = algo.predict(batch, steps=steps) if steps is not None else algo.predict(batch)
-            results.append(score(outputs.float(), batch.query_y))
+            outputs = check_usable(outputs.float())
+            results.append(score(outputs, batch.query_y))
             if not bar.disable:  # the running mean costs a device sync per batch: only when it is shown
                 running, count = running + float(results[-1].sum()), count + len(results[-1])
                 bar.update(len(results[-1]))

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..meta.base import FewShotAlgorithm
 from ..meta.contract import is_transductive
 from ..nn.precision import inference
+from .episodes import check_usable
 from .few_shot import AccuracyResult
 from .protocol import EvalProtocol
 from .result import Result, confidence_interval
@@ -120,7 +121,7 @@ class FullTestAccuracy(EvalProtocol):
                     predictor = algo.adapt(support, self.steps) if self.steps is not None else algo.adapt(support)
                     predicted = torch.cat(
                         [
-                            predictor(x[i : i + self.batch_size].to(self.device)).float().argmax(-1).cpu()
+                            check_usable(predictor(x[i : i + self.batch_size].to(self.device)).float()).argmax(-1).cpu()
                             for i in range(0, len(x), self.batch_size)
                         ]
                     )
