@@ -168,6 +168,19 @@ def _sinkhorn_by_loops(cost, lam, per_class):
     return p
 
 
+def test_pt_map_refuses_fewer_queries_than_classes():
+    """Sinkhorn gives each of 3 classes a share of 2/3 of a query: every class equally likely, whatever the data."""
+    from polyskill.classifier import FewShotClassifier
+    from polyskill.errors import ClassifierError
+
+    zs, ys, zq, _ = task(positive=True, tasks=1)
+    clf = FewShotClassifier(PTMAP(Identity(), steps=3).double().eval(), None)
+    adapted = clf.adapt_task(zs[0], ys[0])
+    assert clf.task_probabilities(adapted, zq[0, :3]).shape == (3, 3)
+    with pytest.raises(ClassifierError, match="at least as many queries as classes at once: got 2 for 3 classes"):
+        clf.task_probabilities(adapted, zq[0, :2])
+
+
 def test_pt_map_one_iteration_against_the_equations():
     zs, ys, zq, _ = task(positive=True)
     lam, alpha, beta = 10.0, 0.2, 0.5
@@ -483,7 +496,7 @@ def test_the_classifier_transduces_over_all_its_queries_whatever_its_batch_size(
     got = clf.task_probabilities(adapted, zq[0])
     predictor = learner.adapt(Support(zs[0], ys[0], 3))
     whole = learner.probabilities(predictor(zq[0]))
-    in_batches = learner.probabilities(torch.cat([predictor(chunk) for chunk in zq[0].split(7)]))
+    in_batches = learner.probabilities(torch.cat([predictor(chunk) for chunk in zq[0].split(10)]))  # PT-MAP: >= 3
     assert torch.allclose(got, whole, atol=1e-12)
     if is_transductive(learner):
         assert (got - in_batches).abs().max() > 1e-4

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ClassifierError
 from ..nn.backbone import Backbone
 from .contract import Contract
 from .distances import prototypes, squared_distances
@@ -62,7 +63,8 @@ class PTMAP(FeatureLearner):
     """PT-MAP over a ProtoNet-trained embedding: power transform (`beta` 0.5), unit length, centring; centres
     started at the support means, then `steps` (20) rounds of Sinkhorn-balanced query assignments (`lam` 10) and a
     centre update with rate `alpha` (0.2), the paper's settings. The scores are the log of the final assignments.
-    The Sinkhorn columns assume each class has the same share of the queries (the benchmark's balanced query sets).
+    The Sinkhorn columns assume each class has the same share of the queries (the benchmark's balanced query sets),
+    so fewer queries than classes is an error.
     The official code's QR reduction, an orthogonal change of basis, is left out: it changes no distance.
     Transductive: the balancing and the centres depend on every query."""
 
@@ -83,6 +85,12 @@ class PTMAP(FeatureLearner):
         self.beta, self.lam, self.alpha, self.steps = beta, lam, alpha, steps
 
     def score(self, zq: Tensor, state: TaskSupport) -> Tensor:
+        if zq.shape[1] < state.way:
+            raise ClassifierError(
+                f"PT-MAP shares the queries out evenly among the classes, so it needs at least as many queries as "
+                f"classes at once: got {zq.shape[1]} for {state.way} classes, which gives every class the same "
+                f"probability (give more queries together, or use a learner that is not transductive)"
+            )
         with full_precision(zq.device):
             zs, zq = ptmap_features(state.z, zq, self.beta)
             centres = prototypes(zs, state.y, state.way)
