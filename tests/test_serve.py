@@ -24,6 +24,7 @@ from polyskill.classifier import AdaptedTask, FewShotClassifier
 from polyskill.cli import main
 from polyskill.client import ServeClient, ServeError
 from polyskill.data.text_sets import text_set
+from polyskill.errors import ClassifierError
 from polyskill.serve import Batching, ServeConfig, ServeLimits
 from polyskill.serve.security import check_bind, is_loopback, read_api_key
 from polyskill.serve.tasks import TaskStore
@@ -115,6 +116,21 @@ def test_an_image_task_predicts_what_the_classifier_predicts(server, runs, model
     assert [p["label"] for p in got["predictions"]] == list(clf.predict(queries))
     assert [p["name"] for p in got["predictions"]] == [f"q{i}.png" for i in range(len(queries))]
     assert got["classes"] == task["classes"]
+
+
+def test_a_prediction_the_learner_refuses_is_a_422_with_its_reason(server, monkeypatch):
+    """A learner's own refusal of the queries (PT-MAP given fewer queries than classes) is the client's to fix."""
+    url, _ = server
+    support, labels = shapes(3, seed=1, classes=SHAPES[:3])
+    created = image_task(url, support, labels, "maml")  # a predictor run per request, on all its queries
+    assert created.status_code == 201, created.text
+
+    def refuse(*_):
+        raise ClassifierError("needs at least as many queries as classes at once")
+
+    monkeypatch.setattr(FewShotClassifier, "task_probabilities", refuse)
+    reason = error(image_predict(url, created.json()["task_id"], support[:1]), 422, "bad_examples")
+    assert "as many queries as classes" in reason
 
 
 def test_a_text_task_predicts_what_the_classifier_predicts(server, runs, sentences):

@@ -197,7 +197,10 @@ class Service:
         model = self.models[task.model]
         payload = await self.payload(request, model.reader.media_type)
         prepared: Prepared = await run_in_threadpool(model.reader.queries, payload)
-        probabilities = await self.workers[model.name].predict(task.adapted, prepared)
+        try:
+            probabilities = await self.workers[model.name].predict(task.adapted, prepared)
+        except ClassifierError as exc:  # e.g. a transductive learner given too few queries at once
+            raise ApiError(422, "bad_examples", str(exc)) from None
         classes = [str(c) for c in task.adapted.classes]
         predictions = [
             {
