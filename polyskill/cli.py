@@ -352,8 +352,11 @@ def _eval(args: argparse.Namespace) -> int:
 
     for name in ("query", "episodes"):
         _positive(f"--{name}", getattr(args, name))
-    for value in (args.way or []) + (args.shot or []):
-        _positive("--way/--shot", value)
+    for value in args.shot or []:
+        _positive("--shot", value)
+    for value in args.way or []:
+        if value < 2:
+            raise PolyskillError(f"--way must be >= 2 (a 1-way episode is always right), got {value}")
     evaluate_run(
         args.run,
         EvalRequest(

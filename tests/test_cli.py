@@ -76,7 +76,8 @@ def _one_clear_line(result: subprocess.CompletedProcess, *needles: str) -> None:
         (["train", "omniglot-protonet", "--set", "oops"], ["bad --set 'oops'"]),
         (["train", "omniglot-maml-typo"], ["no recipe named"]),
         (["eval", "no/such/run"], ["no run directory"]),
-        (["eval", ".", "--way", "0"], [">= 1"]),
+        (["eval", ".", "--way", "1"], ["--way must be >= 2", "always right"]),
+        (["eval", ".", "--shot", "0"], ["--shot must be >= 1"]),
     ],
 )
 def test_bad_inputs(args, needles, tmp_path, monkeypatch):
