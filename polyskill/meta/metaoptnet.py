@@ -42,7 +42,7 @@ class MetaOptNet(MetricLearner[Tensor]):
     Options, with the defaults of the paper's code: `head` 'svm' (Crammer-Singer, cost `C` = 0.1) or 'ridge'
     (`lam` = 50); a logit `scale` initialised at 1 and learned (`learn_scale`), which the linear heads need since
     their logits have no natural temperature. It is learned as its logarithm: Adam moves a parameter by at most
-    about its learning rate a step, so a scale learned as itself grows by 0.001 a step (3.1 after 3000 Omniglot
+    about its learning rate a step, so a scale learned as itself grows by 0.001 a step (3.1 after 3500 Omniglot
     steps, while the loss still asked for more), its logarithm by 0.1% (docs/results.md compares the two).
     `label_smoothing` is 0.1 in the paper on miniImageNet. The SVM adds
     `svm_eps` (1.0 in the paper's code) to the kernel's diagonal so its dual is strictly convex, and is solved to
