@@ -14,6 +14,15 @@ from typing import Any
 MAX_DEPTH, MAX_NODES = 64, 200_000
 
 
+@dataclasses.dataclass(frozen=True)
+class AtMost:
+    """A bound a number option declares in its annotation, `Annotated[int, AtMost(limit, why)]`, that the recipe
+    reader enforces with the option's name in the message (`why` says what a larger value would do)."""
+
+    limit: float
+    why: str
+
+
 class TooComplex(ValueError):
     """A value nested too deeply, too large, or referring to itself."""
 

@@ -132,6 +132,15 @@ def test_a_strength_whose_factors_overflow_fp32_is_refused():
         AugmentSpec(brightness=1e300)
 
 
+def test_a_crop_ratio_is_checked_even_when_nothing_is_cropped():
+    with pytest.raises(ValueError, match=r"crop_ratio must be a range \[low, high\]"):
+        AugmentSpec(crop_ratio=[2.0, 0.5])
+    with pytest.raises(ValueError, match="shapes the random crop, which is off: set crop_scale"):
+        AugmentSpec(crop_ratio=[0.5, 2.0])
+    assert AugmentSpec(crop_scale=[0.5, 1.0], crop_ratio=[0.5, 2.0]).pipeline() is not None
+    assert AugmentSpec().pipeline() is None
+
+
 @pytest.mark.parametrize("ratio", [(1e300, 1e300), (1e-6, 1e-6)])
 def test_the_fallback_crop_of_an_extreme_ratio_is_at_least_a_pixel(ratio):
     boxes = RandomResizedCrop(scale=(0.5, 1.0), ratio=ratio).boxes(8, 28, 28, _gen())

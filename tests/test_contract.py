@@ -11,6 +11,7 @@ from torch import nn
 
 from polyskill.data.episodes import TaskBatch
 from polyskill.meta import ALGORITHMS, Contract, FewShotAlgorithm
+from polyskill.meta.base import MAX_ADAPTATION_STEPS
 from polyskill.nn import MLP, Backbone, Conv4, FeatureMapBackbone
 
 
@@ -85,8 +86,9 @@ def test_adaptation_steps_are_an_argument_exactly_where_the_contract_says(name):
     with torch.no_grad():
         unadapted = algo.predict(batch, steps=0)  # zero steps: the meta-learned network itself
         assert not torch.allclose(unadapted, given)
-    with pytest.raises(ValueError, match="integer >= 0"):
-        algo.predict(batch, steps=-1)
+    for bad in (-1, MAX_ADAPTATION_STEPS + 1):
+        with pytest.raises(ValueError, match=r"integer in \[0, 100,000\]"):
+            algo.predict(batch, steps=bad)
 
 
 def test_backbones_satisfy_the_protocols_they_claim():

@@ -260,6 +260,7 @@ def test_the_sinusoid_recipe_learns_to_adapt(tmp_path):
         ("algo.lam=-1", "must be a finite number > 0"),
         ("algo.cg_steps=0", "cg_steps must be an integer >= 1, got 0"),
         ("algo.cg_damping=-0.5", "cg_damping must be a finite number >= 0"),
+        ("algo.cg_damping=1e300", "cg_damping must be <= 1e+06 * lam"),
         ("algo.inner_lr=0.5", "inner_lr * lam must be < 2"),
     ],
 )
@@ -267,4 +268,18 @@ def test_bad_options_are_one_config_error_line(override, message):
     recipe = load("sinusoid-imaml", [override])
     with pytest.raises(ConfigError) as err:
         kind_of(recipe).model(recipe)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("algo.cg_steps=100001", "algo.cg_steps must be at most 100,000"),
+        ("algo.eval_steps=1000000000000", "algo.eval_steps must be at most 100,000"),
+        ("algo.inner_steps=100001", "algo.inner_steps must be at most 100,000"),
+    ],
+)
+def test_step_counts_beyond_the_bound_are_refused_with_their_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load("sinusoid-imaml", [override])
     assert message in str(err.value) and "\n" not in str(err.value)

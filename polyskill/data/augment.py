@@ -292,6 +292,11 @@ class AugmentSpec:
     hue: float = 0.0
 
     def __post_init__(self) -> None:
+        ratio = _pair(self.crop_ratio, "crop_ratio", low=1e-6)  # checked even when nothing is cropped
+        if self.crop_scale is None and ratio != (3 / 4, 4 / 3):
+            raise ValueError(
+                f"crop_ratio {list(self.crop_ratio)} shapes the random crop, which is off: set crop_scale as well"
+            )
         self.pipeline()  # every setting checked where the recipe is read
 
     def pipeline(self) -> Augment | None:

@@ -160,7 +160,8 @@ def _npz_images(path: Path) -> Iterator[Decoder]:
                 raise ValueError(f"npy format version {version} is not read here")
             shape, fortran, dtype = header[version](member)
         except (*_NPZ_ERRORS, SyntaxError, tokenize.TokenError) as exc:
-            raise DataError(f"cannot read {path}: {exc}") from None
+            reason = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"cannot read {path}: the header of its images.npy is damaged ({reason})") from None
         if fortran or dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or 0 in shape[1:3]:
             raise DataError(f"{path}: images must be uint8 [N, H, W, 3] in C order, got {shape} {dtype}")
         if shape[1] * shape[2] > MAX_PIXELS:

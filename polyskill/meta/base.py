@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Annotated, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
+from ..checked import AtMost
 from ..data.episodes import Support, TaskBatch
 from .contract import Contract
+
+#: the most steps (or iterations) one adaptation to a task may take: 100 times the longest a published method
+#: takes (TIM's 1000); a larger count would keep one episode running for hours
+MAX_ADAPTATION_STEPS = 100_000
+Steps = Annotated[int, AtMost(MAX_ADAPTATION_STEPS, "steps of one adaptation; more would run for hours an episode")]
+"""A learner option counting the steps of one adaptation, bounded when a recipe gives it."""
 
 Predictor = Callable[[Tensor], Tensor]
 """A learned task: query inputs [M, ...] -> logits [M, N]."""
@@ -79,8 +86,8 @@ class FewShotAlgorithm(nn.Module):
         self.check_steps(steps)
         if steps is None:
             return default
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"adaptation steps must be an integer >= 0, got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_ADAPTATION_STEPS:
+            raise ValueError(f"adaptation steps must be an integer in [0, {MAX_ADAPTATION_STEPS:,}], got {steps!r}")
         return steps
 
 

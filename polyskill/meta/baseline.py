@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..data.episodes import TaskBatch
 from ..errors import ConfigError
 from ..nn.backbone import Backbone
-from .base import task_metrics
+from .base import Steps, task_metrics
 from .contract import Contract
 from .linear_probe import LinearHead, fit_linear_head, normed_cosine
 from .metric import MetricLearner
@@ -77,7 +77,7 @@ class Baseline(MetricLearner[LinearHead]):
         cosine: bool = False,
         scale: float | None = None,
         batch_size: int = 128,
-        finetune_steps: int = 100,
+        finetune_steps: Steps = 100,
         finetune_lr: float = 0.01,
         finetune_weight_decay: float = 1e-3,
         finetune_momentum: float = 0.9,

@@ -21,11 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, task_metrics
+from .base import FewShotAlgorithm, Predictor, Steps, task_metrics
 from .conjugate_gradient import conjugate_gradient, flatten, unflatten
 from .contract import Contract
 from .inner_loop import InnerLoop, Params, task_loss
 from .maml import task_predictor
+
+#: the largest cg_damping / lam: the implicit gradient shrinks by 1 + cg_damping / lam
+MAX_DAMPING_RATIO = 1e6
 
 
 def _positive_int(name: str, value: object, low: int) -> None:
@@ -55,10 +58,10 @@ class IMAML(FewShotAlgorithm):
         self,
         backbone: nn.Module,
         inner_lr: float = 0.1,
-        inner_steps: int = 16,
-        eval_steps: int | None = None,
+        inner_steps: Steps = 16,
+        eval_steps: Steps | None = None,
         lam: float = 2.0,
-        cg_steps: int = 5,
+        cg_steps: Steps = 5,
         cg_damping: float = 0.0,
         transductive: bool = True,
         vectorize: str = "auto",
@@ -74,6 +77,12 @@ class IMAML(FewShotAlgorithm):
             _positive_int("eval_steps", eval_steps, 0)
         if not (math.isfinite(cg_damping) and cg_damping >= 0):
             raise ValueError(f"cg_damping must be a finite number >= 0, got {cg_damping!r}")
+        if cg_damping > MAX_DAMPING_RATIO * lam:
+            raise ValueError(
+                f"cg_damping must be <= {MAX_DAMPING_RATIO:g} * lam (got {cg_damping:g} with lam {lam:g}): the "
+                "implicit gradient is about the query gradient over 1 + cg_damping / lam, so a larger damping leaves "
+                "nothing to learn from and overflows float32"
+            )
         if not (math.isfinite(inner_lr) and inner_lr > 0):
             raise ValueError(f"inner_lr must be a finite number > 0, got {inner_lr!r}")
         if inner_lr * lam >= 2:

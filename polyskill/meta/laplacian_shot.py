@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from ..nn.backbone import Backbone
+from .base import Steps
 from .bd_cspn import rectified_prototypes, shift_queries
 from .contract import Contract
 from .distances import prototypes, squared_distances
@@ -65,7 +66,7 @@ class LaplacianShot(FeatureLearner):
         backbone: Backbone,
         lam: float = 1.0,
         knn: int = 3,
-        iterations: int = 20,
+        iterations: Steps = 20,
         rectify: bool = True,
         temperature: float = 10.0,
         norm: str = "cl2n",

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, task_metrics
+from .base import FewShotAlgorithm, Predictor, Steps, task_metrics
 from .contract import Contract
 from .inner_loop import LEARN_LR, InnerLoop, Params, SecondMoments, task_loss
 
@@ -69,8 +69,8 @@ class MAML(FewShotAlgorithm):
         self,
         backbone: nn.Module,
         inner_lr: float = 0.4,
-        inner_steps: int = 1,
-        eval_steps: int | None = None,
+        inner_steps: Steps = 1,
+        eval_steps: Steps | None = None,
         first_order: bool = False,
         head_only: bool = False,
         adapt: Sequence[str] | None = None,

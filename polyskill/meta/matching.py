@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..nn.backbone import Backbone
 from ..nn.fce import AttentionReader, SupportContext
+from .base import Steps
 from .distances import cosine_similarity, full_precision
 from .metric import MetricLearner
 
@@ -49,7 +50,7 @@ class MatchingNetworks(MetricLearner[MatchingSupport]):
         self,
         backbone: Backbone,
         fce: bool = False,
-        fce_steps: int = 10,
+        fce_steps: Steps = 10,
         temperature: float = 1.0,
         normalize_query: bool = True,
     ) -> None:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.backbone import Backbone
+from .base import Steps
 from .metric import MetricLearner
 from .ridge import ridge_head
 from .svm import svm_head
@@ -59,7 +60,7 @@ class MetaOptNet(MetricLearner[Tensor]):
         learn_scale: bool = True,
         label_smoothing: float = 0.0,
         svm_eps: float = 1.0,
-        svm_iterations: int = 50,
+        svm_iterations: Steps = 50,
         svm_tol: float = 1e-9,
     ) -> None:
         super().__init__()

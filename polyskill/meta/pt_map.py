@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..errors import ClassifierError
 from ..nn.backbone import Backbone
+from .base import Steps
 from .contract import Contract
 from .distances import prototypes, squared_distances
 from .transductive import FeatureLearner, TaskSupport, full_precision
@@ -76,7 +77,7 @@ class PTMAP(FeatureLearner):
         beta: float = 0.5,
         lam: float = 10.0,
         alpha: float = 0.2,
-        steps: int = 20,
+        steps: Steps = 20,
         mean_momentum: float = 0.01,
     ) -> None:
         super().__init__(backbone, "un", mean_momentum)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.episodes import Support, TaskBatch
-from .base import FewShotAlgorithm, Predictor, task_metrics
+from .base import FewShotAlgorithm, Predictor, Steps, task_metrics
 from .contract import Contract
 from .inner_loop import InnerLoop, SecondMoments, task_loss
 from .maml import adapted_predictor
@@ -66,9 +66,9 @@ class Reptile(FewShotAlgorithm):
         self,
         backbone: nn.Module,
         inner_lr: float = 1e-3,
-        inner_steps: int = 5,
+        inner_steps: Steps = 5,
         inner_batch: int = 10,
-        eval_steps: int = 50,
+        eval_steps: Steps = 50,
         eval_batch: int = 5,
         inner_optimizer: str = "adam",
         transductive: bool = True,

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..data.episodes import TaskBatch
 from ..nn.film import film_sites, modulate
-from .base import task_metrics
+from .base import Steps, task_metrics
 from .contract import Contract
 from .inner_loop import Params
 from .maml import MAML, head_names
@@ -69,8 +69,8 @@ class TaskConditioned(MAML):
         input_shape: Sequence[int] | None = None,
         classes: int | None = None,
         inner_lr: float = 0.4,
-        inner_steps: int = 1,
-        eval_steps: int | None = None,
+        inner_steps: Steps = 1,
+        eval_steps: Steps | None = None,
         first_order: bool = False,
         transductive: bool = True,
         encoder: bool = True,

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..nn.backbone import Backbone
+from .base import Steps
 from .contract import Contract
 from .distances import prototypes, squared_distances
 from .transductive import FeatureLearner, TaskSupport, check_rate, entropy, full_precision
@@ -82,7 +83,7 @@ class TIM(FeatureLearner):
         ce_weight: float = 0.1,
         marginal_weight: float = 1.0,
         conditional_weight: float = 0.1,
-        steps: int = 1000,
+        steps: Steps = 1000,
         lr: float = 1e-4,
         mean_momentum: float = 0.01,
     ) -> None:

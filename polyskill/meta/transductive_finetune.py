@@ -14,7 +14,7 @@ from torch.func import functional_call
 
 from ..data.episodes import Support, TaskBatch
 from ..nn.backbone import Backbone
-from .base import Predictor
+from .base import Predictor, Steps
 from .contract import Contract
 from .distances import prototypes
 from .inner_loop import Params
@@ -61,7 +61,7 @@ class TransductiveFinetune(FeatureLearner):
         self,
         backbone: Backbone,
         finetune: str = "all",
-        steps: int = 25,
+        steps: Steps = 25,
         lr: float = 5e-5,
         entropy_weight: float = 1.0,
         scale: float = 1.0,

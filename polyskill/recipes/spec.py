@@ -16,9 +16,14 @@ from typing import Any
 
 import yaml
 
+from ..checked import AtMost
 from ..errors import ConfigError
 
 MAX_INT = 2**62  # no count, size or seed of a recipe is larger; torch's shapes overflow past 2**63
+
+
+class OutOfRange(ConfigError):
+    """A value of the right type beyond its option's bounds (the reason to give, whatever else the type allows)."""
 
 
 @contextlib.contextmanager
@@ -46,6 +51,8 @@ def at_least(spec: Any, **minimums: int) -> None:
 def _type_name(tp: Any) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _type_name(typing.get_args(tp)[0])
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
     if origin is dict:
@@ -58,6 +65,13 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against annotation `tp`; ints are accepted for floats, and '1e-3' strings too."""
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        base, *extras = typing.get_args(tp)
+        value = _coerce(value, base, key)
+        for bound in extras:
+            if isinstance(bound, AtMost) and value is not None and value > bound.limit:
+                raise OutOfRange(f"{key} must be at most {bound.limit:,} ({bound.why}), got {_short(value)}")
+        return value
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(tp):
             if option is type(None) and value is None:
@@ -65,6 +79,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if option is not type(None):
                 try:
                     return _coerce(value, option, key)
+                except OutOfRange:
+                    raise
                 except ConfigError:
                     pass
     elif origin in (list, Sequence):  # a sequence option is given as a list
@@ -76,7 +92,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     elif tp is int and isinstance(value, int) and not isinstance(value, bool):
         if abs(value) >= MAX_INT:
-            raise ConfigError(f"{key} must be an integer below 2**62 in size, got {_short(value)}")
+            raise OutOfRange(f"{key} must be an integer below 2**62 in size, got {_short(value)}")
         return value
     elif tp is float and not isinstance(value, bool):
         number = None
@@ -124,7 +140,7 @@ def build(cls: type, values: Any, prefix: str = "") -> Any:
         raise ConfigError(
             f"{prefix.rstrip('.') or 'the recipe'} must be a mapping of keys to values, got {_short(values)}"
         )
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in values.items():
@@ -161,7 +177,7 @@ def options(cls: type, values: Any, prefix: str, skip: tuple[str, ...] = ()) -> 
         raise ConfigError(f"{prefix} must be a mapping of option names to values, got {_short(values)}")
     params = inspect.signature(cls).parameters
     options = sorted(k for k, p in params.items() if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-    hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)  # type: ignore[misc]
     out = {}
     for key, value in values.items():
         if key not in options:

@@ -23,7 +23,7 @@ from ...eval.full_test import FullTestAccuracy
 from ...eval.protocol import EvalProtocol
 from ...eval.result import Result
 from ...meta import ALGORITHMS
-from ...meta.base import FewShotAlgorithm
+from ...meta.base import FewShotAlgorithm, Steps
 from ..learners import NetworkSpec, contract, learner, parse_algo
 from ..spec import at_least, build, choice, parsed
 from .base import EvalRequest, Kind, Recipe, Root, Setup, learner_setup
@@ -103,7 +103,7 @@ class EvalSpec:
     query: int = 15
     episodes: int = 1000
     seed: int = 0
-    steps: list[int] | None = None
+    steps: list[Steps] | None = None
     support: str | None = None
     draws: int = 5
 

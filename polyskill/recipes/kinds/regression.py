@@ -24,7 +24,7 @@ from ...eval.protocol import EvalProtocol
 from ...eval.regression import RegressionMSE, RegressionResult
 from ...eval.result import Result
 from ...eval.task_data import EachTaskFit, TaskDataResult
-from ...meta.base import FewShotAlgorithm
+from ...meta.base import FewShotAlgorithm, Steps
 from ...meta.contract import Contract
 from ...nn.mlp import MLP
 from ..learners import learner, parse_algo
@@ -166,7 +166,7 @@ class RegressionEval:
     query: int = 15
     episodes: int = 1000
     seed: int = 0
-    steps: list[int] | None = None
+    steps: list[Steps] | None = None
 
     def __post_init__(self) -> None:
         at_least(self, shots=1, query=1, episodes=1, steps=0)
