@@ -36,6 +36,6 @@ train metaoptnet-svm omniglot-metaoptnet-svm train.val_every=250
 train baselinepp omniglot-baselinepp train.val_every=1000
 train maml omniglot-maml train.val_every=100 eval.shots=[1,5]
 train fomaml omniglot-fomaml train.val_every=100 eval.shots=[1,5]
-train reptile omniglot-reptile train.steps=6000 train.val_every=250 eval.shots=[1,5]
+train reptile omniglot-reptile train.steps=6000 train.val_every=500 eval.shots=[1,5]
 wait
 "$py" scripts/fewshot_table.py "$out"/*/
