@@ -45,8 +45,15 @@ def plot(curves: dict[str, list[tuple[int, float, float]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
-    for name, points in curves.items():
-        ax.plot([m for _, _, m in points], [100 * a for _, a, _ in points], marker=".", label=name)
+    styles = ("-", "--", ":")  # the colour cycle has 10 colours: past it, a line's style tells runs apart
+    for i, (name, points) in enumerate(curves.items()):
+        ax.plot(
+            [m for _, _, m in points],
+            [100 * a for _, a, _ in points],
+            marker=".",
+            linestyle=styles[i // 10 % len(styles)],
+            label=name,
+        )
     ax.set_xlabel("training minutes (the trainer's clock, one thread)")
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
