@@ -56,10 +56,31 @@ def test_overrides_are_typed():
     ],
 )
 def test_bad_overrides(override, message):
+    assert message in _refusal("omniglot-protonet", override)
+
+
+@pytest.mark.parametrize(
+    "recipe, override, message",
+    [
+        ("omniglot-tim", "algo.steps=1000000000000", "algo.steps must be at most 100,000"),
+        ("omniglot-maml", "algo.eval_steps=100001", "algo.eval_steps must be at most 100,000"),  # an `int | None`
+        ("omniglot-maml", "eval.steps=[1, 1000000]", "eval.steps[1] must be at most 100,000"),
+        ("sinusoid-imaml", "algo.cg_steps=100001", "algo.cg_steps must be at most 100,000"),
+        ("sinusoid-maml", "eval.steps=[200000]", "eval.steps[0] must be at most 100,000"),
+        ("omniglot-metaoptnet-svm", "algo.svm_iterations=100001", "algo.svm_iterations must be at most 100,000"),
+    ],
+)
+def test_adaptation_step_counts_beyond_the_bound_name_their_key(recipe, override, message):
+    assert message in _refusal(recipe, override)
+    assert load(recipe, [f"{override.split('=')[0]}={'[100000]' if '[' in override else 100000}"])
+
+
+def _refusal(recipe: str, override: str) -> str:
+    """The one-line ConfigError that loading `recipe` with `override` gives."""
     with pytest.raises(ConfigError) as err:
-        load("omniglot-protonet", [override])
-    assert message in str(err.value)
+        load(recipe, [override])
     assert "\n" not in str(err.value)
+    return str(err.value)
 
 
 def test_recipe_files(tmp_path):

@@ -141,6 +141,10 @@ def _pair(values: Sequence[float], name: str, low: float = 0.0) -> tuple[float, 
     return pair[0], pair[1]
 
 
+#: torchvision's aspect-ratio range of a random resized crop, the default of `data.augment.crop_ratio`
+CROP_RATIO = (3 / 4, 4 / 3)
+
+
 @dataclass(frozen=True)
 class RandomResizedCrop:
     """A box of `scale` times the image's area and aspect ratio (width / height) log-uniform in `ratio`, at a
@@ -148,7 +152,7 @@ class RandomResizedCrop:
     tries per image, then the whole image cut to the nearest allowed ratio."""
 
     scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    ratio: tuple[float, float] = CROP_RATIO
     size: tuple[int, int] | None = None
     attempts: int = 10
 
@@ -284,7 +288,7 @@ class AugmentSpec:
     probability 0.5, and colour jitter strengths. Everything is off by default."""
 
     crop_scale: list[float] | None = None
-    crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    crop_ratio: list[float] = field(default_factory=lambda: list(CROP_RATIO))
     flip: bool = False
     brightness: float = 0.0
     contrast: float = 0.0
@@ -293,7 +297,7 @@ class AugmentSpec:
 
     def __post_init__(self) -> None:
         ratio = _pair(self.crop_ratio, "crop_ratio", low=1e-6)  # checked even when nothing is cropped
-        if self.crop_scale is None and ratio != (3 / 4, 4 / 3):
+        if self.crop_scale is None and ratio != CROP_RATIO:
             raise ValueError(
                 f"crop_ratio {list(self.crop_ratio)} shapes the random crop, which is off: set crop_scale as well"
             )
