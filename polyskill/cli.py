@@ -270,7 +270,12 @@ def _parser() -> argparse.ArgumentParser:
         help="show or check the data files",
         epilog="examples: polyskill data list; polyskill data verify --root /data/polyskill",
     )
-    data.add_argument("action", choices=["list", "verify"], help="list: what is present; verify: check SHA-256s")
+    data.add_argument(
+        "action",
+        choices=["list", "verify"],
+        help="list: what is present; verify: check the files' SHA-256s, and read every colour set present in "
+        "full (decoding each image once into the cache) to count its classes and images against the release",
+    )
     data.add_argument("--root", help="data root")
     for register in _registrars():
         register(sub)
@@ -519,25 +524,36 @@ def _recipes(_: argparse.Namespace) -> int:
 
 def _data(args: argparse.Namespace) -> int:
     from .data.files import status
+    from .data.image_set_check import check_image_set
     from .data.image_sets import set_status
+    from .data.registry import IMAGE_SETS
     from .data.root import data_root
 
     root = data_root(args.root)
-    rows = status(args.root, check=args.action == "verify")
+    verifying = args.action == "verify"
+    rows = status(args.root, check=verifying)
     print(f"data root: {root}")
     for entry, state in rows:
         print(f"  {state:8s} {entry.path}")
-    for state, folder, title in set_status(args.root):
-        print(
-            f"  {state:8s} {folder} ({title}; "
-            + ("read when loaded" if state == "folder" else "loading it says where to get it")
-            + ")"
-        )
+    failed = []
+    for (state, folder, title), name in zip(set_status(args.root), IMAGE_SETS, strict=True):
+        detail = "read when loaded" if state == "folder" else "loading it says where to get it"
+        if verifying and state == "folder":
+            check = check_image_set(name, args.root)
+            state, detail = check.state, check.detail
+            if check.failed:
+                failed.append(f"{folder} ({detail})")
+        print(f"  {state:8s} {folder} ({title}; {detail})")
     bad = [e.path for e, s in rows if s == "corrupt"]
+    problems = []
     if bad:
-        raise DataError(
+        problems.append(
             f"{len(bad)} corrupt file(s) under {root}: delete them and provide them again: {', '.join(bad)}"
         )
+    if failed:
+        problems.append(f"{len(failed)} colour set(s) under {root} are not the published release: {'; '.join(failed)}")
+    if problems:
+        raise DataError("; ".join(problems))
     return 0
 
 

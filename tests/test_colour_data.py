@@ -11,15 +11,19 @@ import json
 import os
 import pickle
 import zipfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from polyskill.cli import main
 from polyskill.data.cifar_fs import cifar_fs
 from polyskill.data.cub import cub, split_classes
+from polyskill.data.image_set_check import check_image_set
 from polyskill.data.mini_imagenet import mini_imagenet
+from polyskill.data.registry import IMAGE_SETS
 from polyskill.data.safe_pickle import load_pickle
 from polyskill.data.tiered_imagenet import tiered_imagenet
 from polyskill.errors import DataError
@@ -441,6 +445,50 @@ def test_a_missing_set_says_where_to_get_it_and_where_to_put_it(tmp_path, load, 
     assert f"place it in {tmp_path / folder}" in message and "not under the data root" in message
     with pytest.raises(DataError, match=r"unknown .* split 'vinyals/train'; choose one of train, val, test"):
         load("vinyals/train", root=tmp_path)
+
+
+def _published(monkeypatch, name, sizes, total):
+    """Pretend the release of set `name` has these split sizes, so a generated set can match it."""
+    monkeypatch.setitem(IMAGE_SETS, name, replace(IMAGE_SETS[name], sizes=sizes, total_images=total))
+
+
+def test_data_verify_reads_each_colour_set_and_counts_it_against_the_release(tmp_path, monkeypatch):
+    assert check_image_set("miniimagenet", tmp_path).state == "missing"
+    _cifar(tmp_path)  # 6 images a class; 3, 1 and 1 classes
+    real = check_image_set("cifarfs", tmp_path)
+    assert real.state == "differs" and real.failed
+    assert real.detail.startswith("train has 3 classes where the release has 64; train has 18 images where")
+    assert real.detail.endswith("30 images in all where the release has 60000")
+    _published(monkeypatch, "cifarfs", (("train", 3, 18), ("val", 1, 6), ("test", 1, 6)), 30)
+    whole = check_image_set("cifarfs", tmp_path)
+    assert (whole.state, whole.failed) == ("ok", False)
+    assert whole.detail == "train 3 classes, 18 images; val 1 classes, 6 images; test 1 classes, 6 images"
+    _published(monkeypatch, "cifarfs", (("train", 3, 18), ("val", 1, 6), ("test", 1, 6)), 31)
+    assert check_image_set("cifarfs", tmp_path).detail == "30 images in all where the release has 31"
+    (tmp_path / "cifar-fs" / "splits" / "bertinetto" / "test.txt").unlink()
+    damaged = check_image_set("cifarfs", tmp_path)
+    assert damaged.state == "damaged"
+    assert damaged.detail.startswith("test split: CIFAR-FS (Bertinetto et al. 2019) is not under")
+    _cub(tmp_path)  # per-split image counts are not published for CUB: its classes and total are checked
+    _published(monkeypatch, "cub", (("train", 4, None), ("val", 2, None), ("test", 2, None)), 21)
+    assert check_image_set("cub", tmp_path).state == "ok"
+    _published(monkeypatch, "cub", (("train", 4, None), ("val", 2, None), ("test", 2, None)), 20)
+    assert check_image_set("cub", tmp_path).detail == "21 images in all where the release has 20"
+
+
+def test_data_verify_command_fails_on_a_colour_set_that_is_not_the_release(tmp_path, capsys):
+    _cifar(tmp_path)
+    (tmp_path / "cub").mkdir()
+    assert main(["data", "list", "--root", str(tmp_path)]) == 0
+    assert "folder   cifar-fs/ (CIFAR-FS (Bertinetto et al. 2019); read when loaded)" in capsys.readouterr().out
+    assert main(["data", "verify", "--root", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert "differs  cifar-fs/ (CIFAR-FS (Bertinetto et al. 2019); train has 3 classes where the release has 64" in out
+    assert "damaged  cub/ (CUB-200-2011 (Wah et al. 2011); train split: CUB-200-2011 (Wah et al. 2011) is not" in out
+    assert "missing  mini-imagenet/" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "2 colour set(s) under" in lines[0]
+    assert "not the published release: cifar-fs/ (" in lines[0]
 
 
 class _RunsCode:

@@ -10,6 +10,7 @@ from .episodes import EpisodeSampler, Support, TaskBatch, episodes
 from .fashion_mnist import fashion_mnist
 from .files import fetch, status, verify
 from .folder import image_folder
+from .image_set_check import SetCheck, check_image_set
 from .mini_imagenet import mini_imagenet
 from .mtl_synthetic import SYNTHETIC_GROUPS, mtl_synthetic, synthetic_groups, synthetic_relations, synthetic_weights
 from .multifashion import multifashion
@@ -36,6 +37,7 @@ __all__ = [
     "FileEntry",
     "ImageSetEntry",
     "MultimodalTasks",
+    "SetCheck",
     "SinusoidTasks",
     "Support",
     "TaskBatch",
@@ -43,6 +45,7 @@ __all__ = [
     "TextClasses",
     "TextSet",
     "cache_dir",
+    "check_image_set",
     "cifar_fs",
     "cub",
     "data_root",

@@ -125,13 +125,16 @@ class ImageSetEntry:
     """A few-shot image set read from `folder` under the data root: its title, the public addresses of its
     files, what must be inside the folder (`layout`, in words) and the digests of its archives where they are
     known (`archive_digests`: archive name, algorithm, digest; the loader reads the extracted files, not the
-    archive)."""
+    archive), and the published size of each split (`sizes`: split, classes, images; images None where only the
+    set's total is published, `total_images`), which `polyskill data verify` checks a download against."""
 
     title: str
     folder: str
     urls: tuple[str, ...]
     layout: str
     archive_digests: tuple[tuple[str, str, str], ...] = ()
+    sizes: tuple[tuple[str, int, int | None], ...] = ()
+    total_images: int | None = None
 
 
 _ZENODO = "https://zenodo.org/record/7978538/files"  # learn2learn's copies of the few-shot releases
@@ -143,6 +146,8 @@ IMAGE_SETS: dict[str, ImageSetEntry] = {
         tuple(f"{_ZENODO}/mini-imagenet-cache-{s}.pkl" for s in ("train", "validation", "test")),
         "it holds mini-imagenet-cache-{train,val,test}.pkl (the pickle release; -validation.pkl is also read), "
         "or train.csv, val.csv and test.csv of the Ravi & Larochelle split with their images/ folder of JPEGs",
+        sizes=(("train", 64, 38400), ("val", 16, 9600), ("test", 20, 12000)),  # 600 images a class
+        total_images=60000,
     ),
     "tieredimagenet": ImageSetEntry(
         "tieredImageNet (Ren et al. 2018)",
@@ -158,6 +163,8 @@ IMAGE_SETS: dict[str, ImageSetEntry] = {
         "it holds {train,val,test}_images_png.pkl (or {train,val,test}_images.npz) and {train,val,test}_labels.pkl "
         "of the release of github.com/renmengye/few-shot-ssl-public (Zenodo's copies are prefixed "
         "tiered-imagenet-: drop the prefix)",
+        sizes=(("train", 351, 448695), ("val", 97, 124261), ("test", 160, 206209)),
+        total_images=779165,
     ),
     "cifarfs": ImageSetEntry(
         "CIFAR-FS (Bertinetto et al. 2019)",
@@ -166,6 +173,8 @@ IMAGE_SETS: dict[str, ImageSetEntry] = {
         "it holds cifar-100-python/{train,test,meta} (the CIFAR-100 python release, extracted) and "
         "splits/bertinetto/{train,val,test}.txt (class names a line; cifar100/splits/bertinetto/ in cifar100.zip)",
         (("cifar-100-python.tar.gz", "MD5", "eb9058c3a382ffc7106e4002c42a8d85"),),  # published beside the download
+        sizes=(("train", 64, 38400), ("val", 16, 9600), ("test", 20, 12000)),  # 500 + 100 images a class
+        total_images=60000,
     ),
     "cub": ImageSetEntry(
         "CUB-200-2011 (Wah et al. 2011)",
@@ -177,5 +186,7 @@ IMAGE_SETS: dict[str, ImageSetEntry] = {
         "it holds CUB_200_2011/ as the archive extracts it: images/<class>/*.jpg, images.txt, "
         "image_class_labels.txt and classes.txt",
         (("CUB_200_2011.tgz", "SHA-256", "0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081"),),
+        sizes=(("train", 100, None), ("val", 50, None), ("test", 50, None)),  # Chen et al.'s split of 200 classes
+        total_images=11788,
     ),
 }
