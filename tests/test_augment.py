@@ -100,6 +100,15 @@ def test_brightness_contrast_and_saturation_against_their_definitions():
     assert np.allclose(doubled.numpy(), np.clip(2 * x.double().numpy() - mean, 0, 1), atol=1e-6)
 
 
+def test_saturation_leaves_grey_images_alone_but_draws_as_on_colour():
+    grey, colour = _batch(5)[:, :1], _batch(5)
+    jitter = ColourJitter(saturation=0.4)
+    on_grey, on_colour = _gen(3), _gen(3)
+    assert torch.equal(jitter(grey, on_grey), grey)
+    assert not torch.equal(jitter(colour, on_colour), colour)
+    assert torch.equal(torch.rand(4, generator=on_grey), torch.rand(4, generator=on_colour))
+
+
 def test_hue_turn_matches_colorsys_pixel_by_pixel():
     x = _batch(2, side=4)
     shift = torch.tensor([0.2, -0.35])

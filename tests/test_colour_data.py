@@ -5,6 +5,7 @@ recipe trained end to end on a generated miniImageNet folder."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import io
 import json
@@ -22,6 +23,7 @@ from polyskill.cli import main
 from polyskill.data.cifar_fs import cifar_fs
 from polyskill.data.cub import cub, split_classes
 from polyskill.data.image_set_check import check_image_set
+from polyskill.data.image_sets import source_key
 from polyskill.data.mini_imagenet import mini_imagenet
 from polyskill.data.registry import IMAGE_SETS
 from polyskill.data.safe_pickle import load_pickle
@@ -445,6 +447,28 @@ def test_a_missing_set_says_where_to_get_it_and_where_to_put_it(tmp_path, load, 
     assert f"place it in {tmp_path / folder}" in message and "not under the data root" in message
     with pytest.raises(DataError, match=r"unknown .* split 'vinyals/train'; choose one of train, val, test"):
         load("vinyals/train", root=tmp_path)
+
+
+def test_the_cache_key_names_each_file_by_its_real_path_size_and_time(tmp_path):
+    images = tmp_path / "real"
+    images.mkdir()
+    for i in range(3):
+        (images / f"{i}.jpg").write_bytes(b"x" * (i + 1))
+    (tmp_path / "alias").symlink_to(images)
+    paths = sorted((tmp_path / "alias").iterdir())
+    expected = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        expected.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    expected.update(repr((84,)).encode())
+    assert source_key(paths, 84) == expected.hexdigest()[:16] != source_key(paths, 32)
+    (images / "0.jpg").write_bytes(b"changed")
+    assert source_key(paths, 84) != expected.hexdigest()[:16]
+    link = tmp_path / "link.jpg"
+    link.symlink_to(images / "1.jpg")
+    before = source_key([link], 84)
+    (images / "1.jpg").write_bytes(b"a longer file")
+    assert source_key([link], 84) != before
 
 
 def _published(monkeypatch, name, sizes, total):

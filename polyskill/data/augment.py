@@ -285,7 +285,9 @@ def augment_images(augment: Augment, x: Tensor, generator: torch.Generator) -> T
 class AugmentSpec:
     """A recipe's training-time augmentation (`data.augment`): a random resized crop when `crop_scale` is set
     ([low, high] fraction of the image's area, aspect ratio log-uniform in `crop_ratio`), a horizontal flip with
-    probability 0.5, and colour jitter strengths. Everything is off by default."""
+    probability 0.5, and colour jitter strengths. Everything is off by default. Saturation leaves a grey image
+    as it is (its grey version is itself) but still draws its factors, so `standard` runs the same on grey
+    and colour sets and a run resumes identically; hue, which would need colour, is refused for grey images."""
 
     crop_scale: list[float] | None = None
     crop_ratio: list[float] = field(default_factory=lambda: list(CROP_RATIO))
