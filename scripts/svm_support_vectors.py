@@ -25,6 +25,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--shot", type=int, default=15)
     args = parser.parse_args()
+    if args.episodes < 1 or args.shot < 1:
+        parser.error("--episodes and --shot must be at least 1")
     _, algo = trained_model(args.run)
     if not isinstance(algo, MetaOptNet):
         raise SystemExit(f"{args.run} is not a MetaOptNet run")

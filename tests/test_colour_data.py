@@ -482,7 +482,9 @@ def test_data_verify_reads_each_colour_set_and_counts_it_against_the_release(tmp
     real = check_image_set("cifarfs", tmp_path)
     assert real.state == "differs" and real.failed
     assert real.detail.startswith("train has 3 classes where the release has 64; train has 18 images where")
-    assert real.detail.endswith("30 images in all where the release has 60000")
+    assert real.detail.endswith("test has 6 images where the release has 12000")
+    with pytest.raises(DataError, match=r"unknown colour set 'omniglot'; choose one of miniimagenet, "):
+        check_image_set("omniglot", tmp_path)
     _published(monkeypatch, "cifarfs", (("train", 3, 18), ("val", 1, 6), ("test", 1, 6)), 30)
     whole = check_image_set("cifarfs", tmp_path)
     assert (whole.state, whole.failed) == ("ok", False)

@@ -18,7 +18,7 @@ from .mini_imagenet import mini_imagenet
 from .registry import IMAGE_SETS
 from .tiered_imagenet import tiered_imagenet
 
-#: each colour set's loader, read at its own default image size
+#: each colour set's loader (`polyskill data verify` reads it at the registry's image size)
 LOADERS: dict[str, Callable[..., ClassDataset]] = {
     "miniimagenet": mini_imagenet,
     "tieredimagenet": tiered_imagenet,
@@ -44,13 +44,15 @@ class SetCheck:
 
 def check_image_set(name: str, root: str | os.PathLike | None = None) -> SetCheck:
     """Read every split of colour set `name` and compare its class and image counts with the published ones."""
+    if name not in LOADERS:
+        raise DataError(f"unknown colour set {name!r}; choose one of {', '.join(LOADERS)}")
     entry = IMAGE_SETS[name]
     if not set_folder(name, root).is_dir():
         return SetCheck(name, "missing", "")
     found, problems, total = [], [], 0
     for split, classes, images in entry.sizes:
         try:
-            data = LOADERS[name](split, root=root)
+            data = LOADERS[name](split, root=root, image_size=entry.image_size)
         except DataError as exc:
             return SetCheck(name, "damaged", f"{split} split: {exc}")
         count = int(data.counts.sum())

@@ -125,8 +125,9 @@ class ImageSetEntry:
     """A few-shot image set read from `folder` under the data root: its title, the public addresses of its
     files, what must be inside the folder (`layout`, in words) and the digests of its archives where they are
     known (`archive_digests`: archive name, algorithm, digest; the loader reads the extracted files, not the
-    archive), and the published size of each split (`sizes`: split, classes, images; images None where only the
-    set's total is published, `total_images`), which `polyskill data verify` checks a download against."""
+    archive), the published size of each split (`sizes`: split, classes, images; images None where only the
+    set's total is published, `total_images`), which `polyskill data verify` checks a download against, and the
+    side its images are read at unless a recipe says otherwise (`image_size`)."""
 
     title: str
     folder: str
@@ -135,6 +136,7 @@ class ImageSetEntry:
     archive_digests: tuple[tuple[str, str, str], ...] = ()
     sizes: tuple[tuple[str, int, int | None], ...] = ()
     total_images: int | None = None
+    image_size: int = 84
 
 
 _ZENODO = "https://zenodo.org/record/7978538/files"  # learn2learn's copies of the few-shot releases
@@ -147,7 +149,6 @@ IMAGE_SETS: dict[str, ImageSetEntry] = {
         "it holds mini-imagenet-cache-{train,val,test}.pkl (the pickle release; -validation.pkl is also read), "
         "or train.csv, val.csv and test.csv of the Ravi & Larochelle split with their images/ folder of JPEGs",
         sizes=(("train", 64, 38400), ("val", 16, 9600), ("test", 20, 12000)),  # 600 images a class
-        total_images=60000,
     ),
     "tieredimagenet": ImageSetEntry(
         "tieredImageNet (Ren et al. 2018)",
@@ -163,8 +164,7 @@ IMAGE_SETS: dict[str, ImageSetEntry] = {
         "it holds {train,val,test}_images_png.pkl (or {train,val,test}_images.npz) and {train,val,test}_labels.pkl "
         "of the release of github.com/renmengye/few-shot-ssl-public (Zenodo's copies are prefixed "
         "tiered-imagenet-: drop the prefix)",
-        sizes=(("train", 351, 448695), ("val", 97, 124261), ("test", 160, 206209)),
-        total_images=779165,
+        sizes=(("train", 351, 448695), ("val", 97, 124261), ("test", 160, 206209)),  # 779165 in all
     ),
     "cifarfs": ImageSetEntry(
         "CIFAR-FS (Bertinetto et al. 2019)",
@@ -174,7 +174,7 @@ IMAGE_SETS: dict[str, ImageSetEntry] = {
         "splits/bertinetto/{train,val,test}.txt (class names a line; cifar100/splits/bertinetto/ in cifar100.zip)",
         (("cifar-100-python.tar.gz", "MD5", "eb9058c3a382ffc7106e4002c42a8d85"),),  # published beside the download
         sizes=(("train", 64, 38400), ("val", 16, 9600), ("test", 20, 12000)),  # 500 + 100 images a class
-        total_images=60000,
+        image_size=32,
     ),
     "cub": ImageSetEntry(
         "CUB-200-2011 (Wah et al. 2011)",

@@ -16,13 +16,11 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ...data.augment import AUGMENT_PRESETS, Augment, AugmentSpec
-from ...data.cifar_fs import cifar_fs
 from ...data.classes import ClassDataset
-from ...data.cub import cub
 from ...data.folder import image_folder
-from ...data.mini_imagenet import mini_imagenet
+from ...data.image_set_check import LOADERS
 from ...data.omniglot_images import omniglot
-from ...data.tiered_imagenet import tiered_imagenet
+from ...data.registry import IMAGE_SETS
 from ...data.user_images import INVERT, InputFormat, convert, load_images, read_query, read_support
 from ...errors import ClassifierError, ConfigError
 from ...meta.contract import Contract
@@ -65,10 +63,7 @@ IMAGE_SOURCES: dict[str, ImageSource] = {
         lambda where, root, spec: image_folder(where, image_size=spec.image_size, channels=spec.channels),
         lambda spec: InputFormat(spec.channels, (spec.image_size,) * 2),
     ),
-    "miniimagenet": _colour(mini_imagenet, 84),
-    "tieredimagenet": _colour(tiered_imagenet, 84),
-    "cifarfs": _colour(cifar_fs, 32),
-    "cub": _colour(cub, 84),
+    **{name: _colour(load, IMAGE_SETS[name].image_size) for name, load in LOADERS.items()},
 }
 
 
